@@ -1,0 +1,186 @@
+//! The command line as clap structs. They only parse text into fields; checking values
+//! (durations, sizes, addresses) is the job of [`super::config`].
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "distd",
+    version,
+    about = "A distributed task runtime: one scheduler, many workers, task graphs of commands and functions",
+    long_about = None,
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the scheduler: the one process that knows the graph and the workers
+    Scheduler(SchedulerArgs),
+    /// Run a worker that connects to a scheduler and runs its tasks
+    Worker(WorkerArgs),
+    /// Run a scheduler and N workers in this process (a local cluster)
+    Local(LocalArgs),
+    /// Run one command as a task on a cluster; print its output and exit with its status
+    Submit(SubmitArgs),
+    /// Run a graph file (TOML) on a cluster, or on a local cluster started for it
+    Run(RunArgs),
+    /// Show a cluster's workers and task counts
+    Info(InfoArgs),
+    /// Write shell completions or man pages (used by `make completions` and `make man`)
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SchedulerArgs {
+    /// Interface to listen on (0.0.0.0 for all)
+    #[arg(long, default_value = "0.0.0.0")]
+    pub host: String,
+    /// Port to listen on (0 picks a free one)
+    #[arg(long, default_value_t = 8786)]
+    pub port: u16,
+    /// Write the scheduler's address to this JSON file (removed on a clean exit)
+    #[arg(long, value_name = "FILE")]
+    pub scheduler_file: Option<PathBuf>,
+    /// Write the scheduler's process id to this file
+    #[arg(long, value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+    /// Exit after this long with no client and no task (e.g. 30s, 5m)
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    /// A task errs as "killed worker" after this many workers died running it
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub allowed_failures: u32,
+    /// A worker silent for this long is considered lost
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub heartbeat_timeout: String,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Scheduler address: tcp://host:port, host:port or host
+    #[arg(value_name = "ADDR", required_unless_present = "scheduler_file")]
+    pub address: Option<String>,
+    /// Read the scheduler's address from this file (written by `distd scheduler --scheduler-file`)
+    #[arg(long, value_name = "FILE", conflicts_with = "address")]
+    pub scheduler_file: Option<PathBuf>,
+    /// Tasks run at once (default: the number of cores)
+    #[arg(long, value_name = "N")]
+    pub nthreads: Option<usize>,
+    /// The worker's name (default: HOST-PID)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Abstract resources, e.g. "GPU=2 MEM=8e9"
+    #[arg(long, value_name = "SPEC")]
+    pub resources: Option<String>,
+    /// Folder for scratch files (default: ~/.cache/distd)
+    #[arg(long, value_name = "DIR")]
+    pub local_directory: Option<PathBuf>,
+    /// Address to listen on for peers, host:port (default: the interface that reaches the scheduler)
+    #[arg(long, value_name = "ADDR")]
+    pub listen_address: Option<String>,
+    /// Address peers should use to reach this worker, host:port
+    #[arg(long, value_name = "ADDR")]
+    pub contact_address: Option<String>,
+    /// Give up after the scheduler is unreachable this long
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    pub death_timeout: String,
+    /// Run the worker in this process (the only mode until the nanny lands)
+    #[arg(long)]
+    pub no_nanny: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LocalArgs {
+    /// Number of workers (default: the number of cores)
+    #[arg(short = 'n', long = "nworkers", value_name = "N")]
+    pub nworkers: Option<usize>,
+    /// Threads per worker
+    #[arg(long, default_value_t = 1, value_name = "T")]
+    pub threads_per_worker: usize,
+    /// Interface the scheduler listens on
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Scheduler port (0 picks a free one)
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Folder for the workers' scratch files
+    #[arg(long, value_name = "DIR")]
+    pub local_directory: Option<PathBuf>,
+    /// Run this graph file on the cluster, then exit
+    #[arg(long, value_name = "GRAPH")]
+    pub run: Option<PathBuf>,
+    /// With --run: never draw a progress bar
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// Scheduler address
+    #[arg(value_name = "ADDR")]
+    pub address: String,
+    /// The task's key (default: a unique one)
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Kill the command after this long
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Working directory of the command on the worker
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<String>,
+    /// Extra environment variable for the command, NAME=VALUE (repeatable)
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// The command and its arguments, after `--`
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The graph file (TOML)
+    #[arg(value_name = "GRAPH")]
+    pub graph: PathBuf,
+    /// Run on this cluster instead of starting a local one
+    #[arg(long, value_name = "ADDR")]
+    pub scheduler: Option<String>,
+    /// Workers of the local cluster (without --scheduler)
+    #[arg(short = 'n', long = "nworkers", value_name = "N")]
+    pub nworkers: Option<usize>,
+    /// Threads per worker of the local cluster
+    #[arg(long, default_value_t = 1, value_name = "T")]
+    pub threads_per_worker: usize,
+    /// Never draw a progress bar
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Scheduler address
+    #[arg(value_name = "ADDR")]
+    pub address: String,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Generated {
+    Completions,
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[arg(value_enum)]
+    pub what: Generated,
+    /// Folder to write into
+    pub dir: PathBuf,
+}

@@ -1,0 +1,599 @@
+//! The Rust client: submit tasks, wait for them, gather their results straight from the
+//! workers, scatter data, cancel, release, and ask the cluster what it holds.
+//!
+//! [`AsyncClient`] is the async API (for smol and any executor); [`Client`] wraps it for
+//! sync code. Both keep one connection to the scheduler and one per worker they gather from.
+
+use crate::protocol::codec;
+use crate::protocol::{
+    connect_handshake, write_loop, ClusterInfo, FrameReader, FromClient, HandshakeError,
+    KeyLocation, Outbound, RequestId, Role, TaskDesc, TaskError, ToClient,
+};
+use crate::worker::peer::PeerClient;
+use serde::{de::DeserializeOwned, Serialize};
+use smol::net::TcpStream;
+use smol::Task;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// What can go wrong for a client.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to the scheduler at {addr}: {reason}")]
+    Connect { addr: String, reason: String },
+    #[error("the scheduler at {addr} refused this client: {source}")]
+    Refused {
+        addr: String,
+        source: HandshakeError,
+    },
+    #[error("lost the scheduler: {0}")]
+    Disconnected(String),
+    #[error("task {key:?} failed: {error}")]
+    Task { key: String, error: TaskError },
+    #[error("cannot gather {key:?}: {reason}")]
+    Gather { key: String, reason: String },
+    #[error("scatter failed: {0}")]
+    Scatter(String),
+    #[error("{0}")]
+    Codec(#[from] codec::CodecError),
+}
+
+/// What the client knows of a key it submitted or asked about.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KeyStatus {
+    Pending,
+    Finished { nbytes: u64 },
+    Erred(TaskError),
+}
+
+/// Wakes one `wait` call when all of its keys have ended.
+struct WaitGroup {
+    remaining: AtomicUsize,
+    done: async_channel::Sender<()>,
+}
+
+impl WaitGroup {
+    fn one_done(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let _ = self.done.try_send(());
+        }
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    status: HashMap<String, KeyStatus>,
+    waiters: HashMap<String, Vec<Arc<WaitGroup>>>,
+    replies: HashMap<RequestId, async_channel::Sender<ToClient>>,
+    /// Set once the scheduler connection is gone, with the reason.
+    closed: Option<String>,
+}
+
+impl Shared {
+    fn settle(&mut self, key: String, status: KeyStatus) {
+        if let Some(ws) = self.waiters.remove(&key) {
+            for w in ws {
+                w.one_done();
+            }
+        }
+        self.status.insert(key, status);
+    }
+
+    fn close(&mut self, reason: String) {
+        self.closed.get_or_insert(reason);
+        for (_, ws) in self.waiters.drain() {
+            for w in ws {
+                let _ = w.done.try_send(());
+            }
+        }
+        self.replies.clear();
+    }
+}
+
+struct Inner {
+    tx: async_channel::Sender<Outbound<FromClient>>,
+    shared: Mutex<Shared>,
+    next_req: AtomicU64,
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared
+            .lock()
+            .expect("client state lock is never poisoned")
+    }
+}
+
+/// An async connection to a distd cluster.
+pub struct AsyncClient {
+    inner: Arc<Inner>,
+    /// The scheduler's address, for messages.
+    scheduler: String,
+    /// Connections to workers' peer ports, reused across gathers.
+    peers: smol::lock::Mutex<HashMap<String, PeerClient>>,
+    /// Unique per client, so generated keys never collide across clients.
+    prefix: String,
+    next_key: AtomicU64,
+    _reader: Task<()>,
+    _writer: Task<()>,
+}
+
+/// A prefix that is unique enough across processes and time.
+fn unique_prefix() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    format!("{:012x}", h.finish() & 0xffff_ffff_ffff)
+}
+
+/// Strips `tcp://` from an address.
+pub fn strip_scheme(addr: &str) -> &str {
+    addr.strip_prefix("tcp://").unwrap_or(addr)
+}
+
+impl AsyncClient {
+    /// Connects to the scheduler at `addr` (`tcp://host:port` or `host:port`).
+    pub async fn connect(addr: &str) -> Result<AsyncClient, ClientError> {
+        let addr = strip_scheme(addr).to_string();
+        let mut stream =
+            TcpStream::connect(addr.as_str())
+                .await
+                .map_err(|e| ClientError::Connect {
+                    addr: addr.clone(),
+                    reason: e.to_string(),
+                })?;
+        stream.set_nodelay(true).ok();
+        connect_handshake(&mut stream, Role::Client)
+            .await
+            .map_err(|source| ClientError::Refused {
+                addr: addr.clone(),
+                source,
+            })?;
+        let mut reader = FrameReader::new(stream.clone());
+        match reader.next::<ToClient>().await {
+            Ok(Some(ToClient::Welcome { .. })) => {}
+            Ok(other) => {
+                return Err(ClientError::Disconnected(format!(
+                    "expected a welcome, got {other:?}"
+                )))
+            }
+            Err(e) => return Err(ClientError::Disconnected(e.to_string())),
+        }
+        let (tx, rx) = async_channel::unbounded();
+        let inner = Arc::new(Inner {
+            tx,
+            shared: Mutex::new(Shared::default()),
+            next_req: AtomicU64::new(0),
+        });
+        let writer_stream = stream.clone();
+        let writer = smol::spawn(async move {
+            let _ = write_loop(rx, writer_stream.clone()).await;
+            let _ = writer_stream.shutdown(std::net::Shutdown::Both);
+        });
+        let reader_inner = inner.clone();
+        let reader = smol::spawn(async move {
+            let reason = loop {
+                match reader.next::<ToClient>().await {
+                    Ok(Some(msg)) => dispatch(&reader_inner, msg),
+                    Ok(None) => break "connection closed".to_string(),
+                    Err(e) => break e.to_string(),
+                }
+            };
+            reader_inner.lock().close(reason);
+        });
+        Ok(AsyncClient {
+            inner,
+            scheduler: addr,
+            peers: smol::lock::Mutex::new(HashMap::new()),
+            prefix: unique_prefix(),
+            next_key: AtomicU64::new(0),
+            _reader: reader,
+            _writer: writer,
+        })
+    }
+
+    pub fn scheduler_address(&self) -> &str {
+        &self.scheduler
+    }
+
+    /// A key no other task in the cluster has, starting with `name`.
+    pub fn unique_key(&self, name: &str) -> String {
+        format!(
+            "{name}-{}-{}",
+            self.prefix,
+            self.next_key.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    fn send(&self, msg: FromClient) -> Result<(), ClientError> {
+        if let Some(reason) = &self.inner.lock().closed {
+            return Err(ClientError::Disconnected(reason.clone()));
+        }
+        self.inner
+            .tx
+            .try_send(Outbound::Msg(msg))
+            .map_err(|_| ClientError::Disconnected("connection closed".into()))
+    }
+
+    async fn request(
+        &self,
+        make: impl FnOnce(RequestId) -> FromClient,
+    ) -> Result<ToClient, ClientError> {
+        let req = RequestId(self.inner.next_req.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = async_channel::bounded(1);
+        {
+            let mut s = self.inner.lock();
+            if let Some(reason) = &s.closed {
+                return Err(ClientError::Disconnected(reason.clone()));
+            }
+            s.replies.insert(req, tx);
+        }
+        self.send(make(req))?;
+        rx.recv().await.map_err(|_| {
+            ClientError::Disconnected(
+                self.inner
+                    .lock()
+                    .closed
+                    .clone()
+                    .unwrap_or_else(|| "connection closed".into()),
+            )
+        })
+    }
+
+    /// Submits tasks in one message; the client keeps every one of their results until it
+    /// releases them. Returns their keys.
+    pub async fn submit(&self, tasks: Vec<TaskDesc>) -> Result<Vec<String>, ClientError> {
+        let keys: Vec<String> = tasks.iter().map(|t| t.key.clone()).collect();
+        self.submit_wanting(tasks, keys.clone()).await?;
+        Ok(keys)
+    }
+
+    /// Submits tasks but keeps only the results of `wanted` (the others are dropped as soon
+    /// as their dependents have them).
+    pub async fn submit_wanting(
+        &self,
+        tasks: Vec<TaskDesc>,
+        wanted: Vec<String>,
+    ) -> Result<(), ClientError> {
+        {
+            let mut s = self.inner.lock();
+            for k in &wanted {
+                s.status.insert(k.clone(), KeyStatus::Pending);
+            }
+        }
+        self.send(FromClient::Submit { tasks, wanted })
+    }
+
+    /// Submits one call of the registry function `name` with typed arguments.
+    pub async fn submit_fn<A: Serialize>(
+        &self,
+        name: &str,
+        args: &A,
+        deps: &[String],
+    ) -> Result<String, ClientError> {
+        let key = self.unique_key(name);
+        let task = TaskDesc::function(key.clone(), name, codec::to_bytes(args)?)
+            .with_deps(deps.iter().cloned());
+        self.submit(vec![task]).await?;
+        Ok(key)
+    }
+
+    /// One call of `name` per argument, submitted as one batch.
+    pub async fn map<A: Serialize>(
+        &self,
+        name: &str,
+        args: impl IntoIterator<Item = A>,
+    ) -> Result<Vec<String>, ClientError> {
+        let mut tasks = Vec::new();
+        for a in args {
+            tasks.push(TaskDesc::function(
+                self.unique_key(name),
+                name,
+                codec::to_bytes(&a)?,
+            ));
+        }
+        self.submit(tasks).await
+    }
+
+    /// What the client knows of `key`.
+    pub fn status(&self, key: &str) -> Option<KeyStatus> {
+        self.inner.lock().status.get(key).cloned()
+    }
+
+    /// Waits until every key has finished or erred.
+    pub async fn wait(&self, keys: &[String]) -> Result<(), ClientError> {
+        let (tx, rx) = async_channel::bounded(1);
+        let group = Arc::new(WaitGroup {
+            remaining: AtomicUsize::new(1),
+            done: tx,
+        });
+        {
+            let mut s = self.inner.lock();
+            for k in keys {
+                match s.status.get(k) {
+                    Some(KeyStatus::Finished { .. }) | Some(KeyStatus::Erred(_)) => {}
+                    Some(KeyStatus::Pending) => {
+                        group.remaining.fetch_add(1, Ordering::AcqRel);
+                        s.waiters.entry(k.clone()).or_default().push(group.clone());
+                    }
+                    None => {
+                        return Err(ClientError::Gather {
+                            key: k.clone(),
+                            reason: "this client never submitted it".into(),
+                        })
+                    }
+                }
+            }
+            if let Some(reason) = &s.closed {
+                return Err(ClientError::Disconnected(reason.clone()));
+            }
+        }
+        group.one_done();
+        let _ = rx.recv().await;
+        if let Some(reason) = &self.inner.lock().closed {
+            return Err(ClientError::Disconnected(reason.clone()));
+        }
+        Ok(())
+    }
+
+    /// Waits for the keys and fetches their results from the workers that hold them.
+    pub async fn gather(&self, keys: &[String]) -> Result<Vec<Vec<u8>>, ClientError> {
+        self.wait(keys).await?;
+        {
+            let s = self.inner.lock();
+            for k in keys {
+                if let Some(KeyStatus::Erred(e)) = s.status.get(k) {
+                    return Err(ClientError::Task {
+                        key: k.clone(),
+                        error: e.clone(),
+                    });
+                }
+            }
+        }
+        let locations = self.who_has(keys).await?;
+        let mut by_holder: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, loc) in locations.iter().enumerate() {
+            if let Some(p) = &loc.problem {
+                return Err(ClientError::Gather {
+                    key: loc.key.clone(),
+                    reason: p.clone(),
+                });
+            }
+            let Some(h) = loc.holders.first() else {
+                return Err(ClientError::Gather {
+                    key: loc.key.clone(),
+                    reason: "no worker holds it".into(),
+                });
+            };
+            by_holder.entry(h.clone()).or_default().push(i);
+        }
+        let mut out: Vec<Option<Vec<u8>>> = vec![None; keys.len()];
+        let mut peers = self.peers.lock().await;
+        for (holder, idx) in by_holder {
+            if !peers.contains_key(&holder) {
+                let c = PeerClient::connect(&holder, Role::Client)
+                    .await
+                    .map_err(|reason| ClientError::Gather {
+                        key: locations[idx[0]].key.clone(),
+                        reason,
+                    })?;
+                peers.insert(holder.clone(), c);
+            }
+            let conn = peers.get_mut(&holder).expect("inserted above");
+            let ids: Vec<_> = idx.iter().map(|&i| locations[i].id).collect();
+            let got = match conn.fetch(&ids).await {
+                Ok(g) => g,
+                Err(reason) => {
+                    peers.remove(&holder);
+                    return Err(ClientError::Gather {
+                        key: locations[idx[0]].key.clone(),
+                        reason,
+                    });
+                }
+            };
+            for (&i, d) in idx.iter().zip(got) {
+                let d = d.ok_or_else(|| ClientError::Gather {
+                    key: locations[i].key.clone(),
+                    reason: format!("{holder} no longer holds it"),
+                })?;
+                out[i] = Some(Arc::try_unwrap(d).unwrap_or_else(|d| d.to_vec()));
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|d| d.expect("every index was fetched"))
+            .collect())
+    }
+
+    /// [`gather`](Self::gather), decoding each result as a `T`.
+    pub async fn gather_typed<T: DeserializeOwned>(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<T>, ClientError> {
+        self.gather(keys)
+            .await?
+            .iter()
+            .map(|b| codec::from_bytes(b).map_err(ClientError::from))
+            .collect()
+    }
+
+    /// Stores these bytes on workers as results under these keys.
+    pub async fn scatter(&self, items: Vec<(String, Vec<u8>)>) -> Result<(), ClientError> {
+        {
+            let mut s = self.inner.lock();
+            for (k, _) in &items {
+                s.status.insert(k.clone(), KeyStatus::Pending);
+            }
+        }
+        match self
+            .request(|req| FromClient::Scatter { req, items })
+            .await?
+        {
+            ToClient::Scattered { result, .. } => result.map_err(ClientError::Scatter),
+            other => Err(ClientError::Disconnected(format!(
+                "unexpected reply {other:?}"
+            ))),
+        }
+    }
+
+    /// Stops these tasks; they err as cancelled.
+    pub fn cancel(&self, keys: &[String]) -> Result<(), ClientError> {
+        self.send(FromClient::Cancel {
+            keys: keys.to_vec(),
+        })
+    }
+
+    /// The client no longer needs these results.
+    pub fn release(&self, keys: &[String]) -> Result<(), ClientError> {
+        {
+            let mut s = self.inner.lock();
+            for k in keys {
+                s.status.remove(k);
+            }
+        }
+        self.send(FromClient::Release {
+            keys: keys.to_vec(),
+        })
+    }
+
+    /// Where each key's result is held.
+    pub async fn who_has(&self, keys: &[String]) -> Result<Vec<KeyLocation>, ClientError> {
+        match self
+            .request(|req| FromClient::WhoHas {
+                req,
+                keys: keys.to_vec(),
+            })
+            .await?
+        {
+            ToClient::WhoHas { locations, .. } => Ok(locations),
+            other => Err(ClientError::Disconnected(format!(
+                "unexpected reply {other:?}"
+            ))),
+        }
+    }
+
+    /// The cluster's workers and task counts.
+    pub async fn info(&self) -> Result<ClusterInfo, ClientError> {
+        match self.request(|req| FromClient::Info { req }).await? {
+            ToClient::Info { info, .. } => Ok(info),
+            other => Err(ClientError::Disconnected(format!(
+                "unexpected reply {other:?}"
+            ))),
+        }
+    }
+}
+
+fn dispatch(inner: &Inner, msg: ToClient) {
+    let mut s = inner.lock();
+    match msg {
+        ToClient::KeyFinished { key, nbytes } => s.settle(key, KeyStatus::Finished { nbytes }),
+        ToClient::KeyErred { key, error } => s.settle(key, KeyStatus::Erred(error)),
+        ToClient::WhoHas { req, .. }
+        | ToClient::Info { req, .. }
+        | ToClient::Scattered { req, .. } => {
+            if let Some(tx) = s.replies.remove(&req) {
+                let _ = tx.try_send(msg);
+            }
+        }
+        ToClient::Welcome { .. } => {}
+        ToClient::Shutdown { reason } => s.close(format!("scheduler shut down: {reason}")),
+    }
+}
+
+/// A blocking connection to a distd cluster, for sync code. Every method is the
+/// [`AsyncClient`] method of the same name, run to completion.
+pub struct Client {
+    inner: AsyncClient,
+}
+
+impl Client {
+    pub fn connect(addr: &str) -> Result<Client, ClientError> {
+        Ok(Client {
+            inner: smol::block_on(AsyncClient::connect(addr))?,
+        })
+    }
+
+    /// The async client underneath, for code that mixes both.
+    pub fn as_async(&self) -> &AsyncClient {
+        &self.inner
+    }
+
+    pub fn unique_key(&self, name: &str) -> String {
+        self.inner.unique_key(name)
+    }
+
+    pub fn submit(&self, tasks: Vec<TaskDesc>) -> Result<Vec<String>, ClientError> {
+        smol::block_on(self.inner.submit(tasks))
+    }
+
+    pub fn submit_wanting(
+        &self,
+        tasks: Vec<TaskDesc>,
+        wanted: Vec<String>,
+    ) -> Result<(), ClientError> {
+        smol::block_on(self.inner.submit_wanting(tasks, wanted))
+    }
+
+    pub fn submit_fn<A: Serialize>(
+        &self,
+        name: &str,
+        args: &A,
+        deps: &[String],
+    ) -> Result<String, ClientError> {
+        smol::block_on(self.inner.submit_fn(name, args, deps))
+    }
+
+    pub fn map<A: Serialize>(
+        &self,
+        name: &str,
+        args: impl IntoIterator<Item = A>,
+    ) -> Result<Vec<String>, ClientError> {
+        smol::block_on(self.inner.map(name, args))
+    }
+
+    pub fn status(&self, key: &str) -> Option<KeyStatus> {
+        self.inner.status(key)
+    }
+
+    pub fn wait(&self, keys: &[String]) -> Result<(), ClientError> {
+        smol::block_on(self.inner.wait(keys))
+    }
+
+    pub fn gather(&self, keys: &[String]) -> Result<Vec<Vec<u8>>, ClientError> {
+        smol::block_on(self.inner.gather(keys))
+    }
+
+    pub fn gather_typed<T: DeserializeOwned>(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<T>, ClientError> {
+        smol::block_on(self.inner.gather_typed(keys))
+    }
+
+    pub fn scatter(&self, items: Vec<(String, Vec<u8>)>) -> Result<(), ClientError> {
+        smol::block_on(self.inner.scatter(items))
+    }
+
+    pub fn cancel(&self, keys: &[String]) -> Result<(), ClientError> {
+        self.inner.cancel(keys)
+    }
+
+    pub fn release(&self, keys: &[String]) -> Result<(), ClientError> {
+        self.inner.release(keys)
+    }
+
+    pub fn who_has(&self, keys: &[String]) -> Result<Vec<KeyLocation>, ClientError> {
+        smol::block_on(self.inner.who_has(keys))
+    }
+
+    pub fn info(&self) -> Result<ClusterInfo, ClientError> {
+        smol::block_on(self.inner.info())
+    }
+}

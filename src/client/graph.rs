@@ -1,0 +1,1598 @@
+//! Graph files: the TOML that `distd run GRAPH.toml` reads, parsed and validated into the
+//! [`TaskDesc`]s a client submits, plus which results the user wants to see.
+//!
+//! This module owns the file format and everything a user can get wrong in it. Each mistake is
+//! reported as one line, `FILE:LINE: message`, naming the task. A [`Graph`] it returns is
+//! closed (every dependency is a task of the graph) and acyclic, so nothing downstream needs to
+//! check that again. It never talks to a scheduler and never runs anything.
+//!
+//! Graphs may hold a million tasks: every pass here is linear (the cycle search is an iterative
+//! depth-first search, never recursion), and line numbers are computed only for the error that
+//! is reported.
+//!
+//! # Format
+//!
+//! ```toml
+//! [defaults]                     # optional; see below
+//! retries = 1
+//! timeout = "30s"
+//!
+//! [[task]]
+//! key = "numbers"                # required, non-empty, unique
+//! command = ["seq", "1", "100"]  # exactly one of command (argv), shell (a line for sh -c)
+//! # shell = "seq 1 100 | sort"   # or function (a registry name)
+//! env = { FOO = "bar" }          # command and shell tasks only
+//! cwd = "/tmp"                   # command and shell tasks only
+//! timeout = "30s"                # command and shell tasks only; a number alone is seconds
+//! stdin = "other-key"            # command and shell tasks only; one of this task's deps
+//!
+//! [[task]]
+//! key = "total"
+//! function = "sum"
+//! args = "text"                  # function tasks only; UTF-8 bytes given to the function
+//! deps = ["numbers"]             # inputs, in order
+//! priority = 0
+//! retries = 0
+//! resources = { GPU = 1 }        # name -> non-negative number
+//! workers = ["w1"]               # names or addresses of workers allowed to run it
+//! output = true                  # true: print the result; "path": write it there
+//! ```
+//!
+//! `[defaults]` may set `env`, `cwd`, `timeout`, `args`, `priority`, `retries`, `resources`,
+//! `workers` and `output` (true or false only). A task's own value wins; `env` and
+//! `resources` are merged name by name. Defaults that only apply to one kind of task (`env`,
+//! `cwd`, `timeout` to commands, `args` to functions) are not applied to the other kind.
+//!
+//! When no task is an output (`output = true` or a path), the outputs are the sinks, the tasks
+//! nothing depends on, printed in file order, except those that say `output = false`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::protocol::{CommandSpec, TaskDesc, TaskOptions, TaskSpec};
+use crate::units::parse_duration;
+
+/// A validated graph file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Graph {
+    /// Every task of the file, in file order, ready to submit.
+    pub tasks: Vec<TaskDesc>,
+    /// The results the user wants to see and where, in file order.
+    pub outputs: Vec<Output>,
+}
+
+/// A result the user asked to see.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Output {
+    /// The task whose result it is.
+    pub key: String,
+    /// Where the result goes once the task finishes.
+    pub target: OutputTarget,
+}
+
+/// Where an output's result goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutputTarget {
+    /// Printed on the client's standard output.
+    Stdout,
+    /// Written to this file; the path is as the graph file wrote it.
+    File(PathBuf),
+}
+
+/// Why a graph file was refused. Its message is one line.
+#[derive(Debug, thiserror::Error)]
+pub enum GraphError {
+    /// The file could not be read at all.
+    #[error("cannot read graph file {}: {source}", path.display())]
+    Read {
+        /// The file, so the message says which one.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The file was read but is not a valid graph.
+    #[error("{origin}:{}{message}", line_label(*line))]
+    Invalid {
+        /// The file name as the caller gave it.
+        origin: String,
+        /// The 1-based line of the mistake, when it has one.
+        line: Option<usize>,
+        /// What is wrong, naming the task.
+        message: String,
+    },
+}
+
+/// `LINE: ` after the file name, or just the space when the mistake has no line.
+fn line_label(line: Option<usize>) -> String {
+    line.map_or_else(|| " ".to_owned(), |line| format!("{line}: "))
+}
+
+/// Reads and validates the graph file at `path`.
+pub fn load_graph(path: &Path) -> Result<Graph, GraphError> {
+    let text = std::fs::read_to_string(path).map_err(|source| GraphError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_graph(&text, &path.display().to_string())
+}
+
+/// Parses and validates a graph file's `text`; `origin` names the file in error messages.
+pub fn parse_graph(text: &str, origin: &str) -> Result<Graph, GraphError> {
+    let report = Report::new(text, origin);
+    let raw: RawGraph = toml::from_str(text).map_err(|e| report.toml(&e))?;
+    let defaults = Defaults::check(raw.defaults, &report)?;
+    if raw.task.is_empty() {
+        return Err(report.nowhere("the graph has no tasks; add at least one [[task]] table"));
+    }
+    let index = index_keys(&raw.task, &report)?;
+
+    let mut tasks = Vec::with_capacity(raw.task.len());
+    let mut edges = Edges::with_capacity(raw.task.len());
+    let mut key_offsets = Vec::with_capacity(raw.task.len());
+    let mut choices = Vec::with_capacity(raw.task.len());
+    for task in raw.task {
+        let key_offset = task.key.span().start;
+        resolve_deps(&task, &index, &mut edges, &report)?;
+        let (desc, choice) = build_task(task, key_offset, &defaults, &report)?;
+        key_offsets.push(key_offset);
+        tasks.push(desc);
+        choices.push(choice);
+    }
+
+    if let Some(cycle) = find_cycle(&edges) {
+        let first = cycle[0];
+        let mut names: Vec<&str> = cycle.iter().map(|&i| tasks[i].key.as_str()).collect();
+        names.push(&tasks[first].key);
+        let message = format!("dependency cycle: {}", abbreviate_path(&names));
+        return Err(report.at_offset(key_offsets[first], message));
+    }
+
+    let outputs = choose_outputs(&tasks, &choices, &edges, &report)?;
+    Ok(Graph { tasks, outputs })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file as TOML sees it: one field per key of the format in the module docs, `Option` when
+// the key may be left out, `Spanned` when a message may have to point at it.
+
+/// The whole file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGraph {
+    /// `[defaults]`: values for every task that leaves them out.
+    #[serde(default)]
+    defaults: RawDefaults,
+    /// The `[[task]]` tables, in file order.
+    #[serde(default)]
+    task: Vec<RawTask>,
+}
+
+/// `[defaults]`. No `key`, `deps` or `stdin`: those name tasks, and no value suits every task.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    /// Environment of every command task.
+    env: Option<BTreeMap<String, String>>,
+    /// Working directory of command tasks that set none.
+    cwd: Option<String>,
+    /// Timeout of command tasks that set none; spanned for a bad duration.
+    timeout: Option<Spanned<DurationText>>,
+    /// Arguments of function tasks that set none.
+    args: Option<String>,
+    /// Priority of tasks that set none.
+    priority: Option<i32>,
+    /// Retries of tasks that set none.
+    retries: Option<u32>,
+    /// Resources of every task; spanned for a bad amount.
+    resources: Option<BTreeMap<String, Spanned<f64>>>,
+    /// Allowed workers of tasks that set none.
+    workers: Option<Vec<String>>,
+    /// Whether tasks that say nothing are outputs; spanned to refuse a path.
+    output: Option<Spanned<OutputChoice>>,
+}
+
+/// One `[[task]]` table, unchecked.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTask {
+    /// The task's key; its line is where most messages about the task point.
+    key: Spanned<String>,
+    /// A command task's argv.
+    command: Option<Spanned<Vec<String>>>,
+    /// A command task's shell line.
+    shell: Option<Spanned<String>>,
+    /// A function task's registry name.
+    function: Option<Spanned<String>>,
+    /// A function task's arguments.
+    args: Option<Spanned<String>>,
+    /// A command task's extra environment.
+    env: Option<Spanned<BTreeMap<String, String>>>,
+    /// A command task's working directory.
+    cwd: Option<Spanned<String>>,
+    /// A command task's timeout, as written.
+    timeout: Option<Spanned<DurationText>>,
+    /// The dependency whose result a command task reads on stdin.
+    stdin: Option<Spanned<String>>,
+    /// Keys of the task's inputs, in order; each spanned for an unknown key.
+    #[serde(default)]
+    deps: Vec<Spanned<String>>,
+    /// Scheduling priority.
+    priority: Option<i32>,
+    /// Retries after a failed run.
+    retries: Option<u32>,
+    /// Resources held while running; spanned for a bad amount.
+    resources: Option<BTreeMap<String, Spanned<f64>>>,
+    /// Workers allowed to run the task.
+    workers: Option<Vec<String>>,
+    /// Whether and where the result is shown.
+    output: Option<Spanned<OutputChoice>>,
+}
+
+/// A duration as written: a string for `parse_duration`, or a bare number of seconds.
+struct DurationText(String);
+
+impl<'de> Deserialize<'de> for DurationText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DurationVisitor;
+        impl Visitor<'_> for DurationVisitor {
+            type Value = DurationText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as \"30s\" or a number of seconds")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DurationText, E> {
+                Ok(DurationText(v.to_owned()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<DurationText, E> {
+                Ok(DurationText(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<DurationText, E> {
+                Ok(DurationText(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<DurationText, E> {
+                Ok(DurationText(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(DurationVisitor)
+    }
+}
+
+/// What `output =` says: printed or not (`true`/`false`), or a file to write.
+#[derive(Clone, Debug, PartialEq)]
+enum OutputChoice {
+    Print(bool),
+    File(String),
+}
+
+impl<'de> Deserialize<'de> for OutputChoice {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OutputVisitor;
+        impl Visitor<'_> for OutputVisitor {
+            type Value = OutputChoice;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true, false or a file path")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<OutputChoice, E> {
+                Ok(OutputChoice::Print(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<OutputChoice, E> {
+                Ok(OutputChoice::File(v.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(OutputVisitor)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Turning raw tables into tasks.
+
+/// `[defaults]` after its own checks.
+struct Defaults {
+    /// Extra environment of every command task, under the task's own.
+    env: BTreeMap<String, String>,
+    /// Working directory of command tasks that name none.
+    cwd: Option<String>,
+    /// Timeout of command tasks that set none.
+    timeout_ms: Option<u64>,
+    /// Arguments of function tasks that give none.
+    args: Option<String>,
+    /// Priority of tasks that set none.
+    priority: i32,
+    /// Retries of tasks that set none.
+    retries: u32,
+    /// Resources of every task, under the task's own.
+    resources: BTreeMap<String, f64>,
+    /// Allowed workers of tasks that name none.
+    workers: Vec<String>,
+    /// Whether tasks that say nothing are printed (`Some(true)`) or not (`Some(false)`).
+    output: Option<bool>,
+}
+
+impl Defaults {
+    fn check(raw: RawDefaults, report: &Report) -> Result<Defaults, GraphError> {
+        let timeout_ms = match &raw.timeout {
+            Some(text) => Some(timeout_ms(text, report, "[defaults]")?),
+            None => None,
+        };
+        let output = match raw.output {
+            None => None,
+            Some(choice) => match choice.get_ref() {
+                OutputChoice::Print(print) => Some(*print),
+                OutputChoice::File(_) => {
+                    let message = "[defaults] output must be true or false: tasks cannot all \
+                                   write to one file";
+                    return Err(report.at(&choice, message.to_owned()));
+                }
+            },
+        };
+        Ok(Defaults {
+            env: raw.env.unwrap_or_default(),
+            cwd: raw.cwd,
+            timeout_ms,
+            args: raw.args,
+            priority: raw.priority.unwrap_or(0),
+            retries: raw.retries.unwrap_or(0),
+            resources: check_resources(raw.resources.unwrap_or_default(), report, "[defaults]")?,
+            workers: raw.workers.unwrap_or_default(),
+            output,
+        })
+    }
+}
+
+/// What a task's `output` field decided, before sinks are considered.
+#[derive(Clone, Debug, PartialEq)]
+enum Choice {
+    /// Nothing said: an output only if no task is one and this is a sink.
+    Unsaid,
+    /// `output = false`: never an output.
+    Never,
+    /// `output = true`.
+    Print,
+    /// `output = "path"`.
+    File {
+        /// The file to write, as written.
+        path: String,
+        /// Where it was said, for a message about two tasks writing one file.
+        offset: usize,
+    },
+}
+
+/// Checks one task on its own (its dependencies are already resolved) and builds it.
+fn build_task(
+    raw: RawTask,
+    key_offset: usize,
+    defaults: &Defaults,
+    report: &Report,
+) -> Result<(TaskDesc, Choice), GraphError> {
+    let key = raw.key.into_inner();
+    let task = format!("task {key:?}");
+    let deps: Vec<String> = raw.deps.into_iter().map(Spanned::into_inner).collect();
+    let fields = SpecFields {
+        args: raw.args,
+        env: raw.env,
+        cwd: raw.cwd,
+        timeout: raw.timeout,
+        stdin: raw.stdin,
+    };
+    let spec = match (raw.command, raw.shell, raw.function) {
+        (Some(command), None, None) => {
+            let problem = match command.get_ref().first() {
+                None => Some("an empty command; give at least a program"),
+                Some(program) if program.is_empty() => Some("an empty program name in its command"),
+                Some(_) => None,
+            };
+            if let Some(problem) = problem {
+                return Err(report.at(&command, format!("{task} has {problem}")));
+            }
+            command_spec(&task, command.into_inner(), fields, &deps, defaults, report)?
+        }
+        (None, Some(shell), None) => {
+            if shell.get_ref().trim().is_empty() {
+                return Err(report.at(&shell, format!("{task} has an empty shell line")));
+            }
+            let argv = vec!["sh".to_owned(), "-c".to_owned(), shell.into_inner()];
+            command_spec(&task, argv, fields, &deps, defaults, report)?
+        }
+        (None, None, Some(function)) => function_spec(&task, function, fields, defaults, report)?,
+        (command, shell, function) => {
+            let given: Vec<(&str, usize)> = [
+                ("command", command.map(|c| c.span().start)),
+                ("shell", shell.map(|s| s.span().start)),
+                ("function", function.map(|f| f.span().start)),
+            ]
+            .into_iter()
+            .filter_map(|(name, offset)| Some((name, offset?)))
+            .collect();
+            let problem = match given.as_slice() {
+                [] => format!("{task} has no command, shell or function"),
+                [(a, _), (b, _)] => format!("{task} has both {a} and {b}"),
+                _ => format!("{task} has command, shell and function"),
+            };
+            // Point at the one given last, or at the key when none is.
+            let offset = given.iter().map(|&(_, offset)| offset).max();
+            let message = format!("{problem}; give exactly one of them");
+            return Err(report.at_offset(offset.unwrap_or(key_offset), message));
+        }
+    };
+
+    let mut resources = defaults.resources.clone();
+    resources.extend(check_resources(
+        raw.resources.unwrap_or_default(),
+        report,
+        &task,
+    )?);
+    let options = TaskOptions {
+        priority: raw.priority.unwrap_or(defaults.priority),
+        retries: raw.retries.unwrap_or(defaults.retries),
+        resources: resources.into_iter().collect(),
+        workers: raw.workers.unwrap_or_else(|| defaults.workers.clone()),
+    };
+
+    let choice = match raw.output.map(|o| (o.span().start, o.into_inner())) {
+        Some((_, OutputChoice::Print(true))) => Choice::Print,
+        Some((_, OutputChoice::Print(false))) => Choice::Never,
+        Some((offset, OutputChoice::File(path))) => {
+            if path.is_empty() {
+                return Err(report.at_offset(offset, format!("{task} has an empty output path")));
+            }
+            Choice::File { path, offset }
+        }
+        None => match defaults.output {
+            Some(true) => Choice::Print,
+            Some(false) => Choice::Never,
+            None => Choice::Unsaid,
+        },
+    };
+    let desc = TaskDesc {
+        key,
+        spec,
+        deps,
+        options,
+    };
+    Ok((desc, choice))
+}
+
+/// The fields of a task that belong to one kind of task only.
+struct SpecFields {
+    /// `args`: function tasks only.
+    args: Option<Spanned<String>>,
+    /// `env`: command tasks only.
+    env: Option<Spanned<BTreeMap<String, String>>>,
+    /// `cwd`: command tasks only.
+    cwd: Option<Spanned<String>>,
+    /// `timeout`: command tasks only.
+    timeout: Option<Spanned<DurationText>>,
+    /// `stdin`: command tasks only.
+    stdin: Option<Spanned<String>>,
+}
+
+/// A command (or shell) task's spec, from its argv, fields and the defaults.
+fn command_spec(
+    task: &str,
+    argv: Vec<String>,
+    fields: SpecFields,
+    deps: &[String],
+    defaults: &Defaults,
+    report: &Report,
+) -> Result<TaskSpec, GraphError> {
+    if let Some(args) = &fields.args {
+        let message = format!("{task} is not a function task; args is only for function tasks");
+        return Err(report.at(args, message));
+    }
+    if let Some(stdin) = &fields.stdin {
+        if !deps.contains(stdin.get_ref()) {
+            let message = format!(
+                "{task} reads stdin from {:?}, which is not one of its deps",
+                stdin.get_ref()
+            );
+            return Err(report.at(stdin, message));
+        }
+    }
+    let timeout_ms = match &fields.timeout {
+        Some(text) => Some(timeout_ms(text, report, task)?),
+        None => defaults.timeout_ms,
+    };
+    let mut env = defaults.env.clone();
+    env.extend(fields.env.map(Spanned::into_inner).unwrap_or_default());
+    Ok(TaskSpec::Command(CommandSpec {
+        argv,
+        env: env.into_iter().collect(),
+        cwd: fields
+            .cwd
+            .map(Spanned::into_inner)
+            .or_else(|| defaults.cwd.clone()),
+        timeout_ms,
+        stdin: fields.stdin.map(Spanned::into_inner),
+    }))
+}
+
+/// A function task's spec; refuses the fields only commands have.
+fn function_spec(
+    task: &str,
+    function: Spanned<String>,
+    fields: SpecFields,
+    defaults: &Defaults,
+    report: &Report,
+) -> Result<TaskSpec, GraphError> {
+    let command_only = [
+        ("env", fields.env.as_ref().map(|v| v.span().start)),
+        ("cwd", fields.cwd.as_ref().map(|v| v.span().start)),
+        ("timeout", fields.timeout.as_ref().map(|v| v.span().start)),
+        ("stdin", fields.stdin.as_ref().map(|v| v.span().start)),
+    ];
+    if let Some((field, Some(offset))) = command_only.into_iter().find(|f| f.1.is_some()) {
+        let message =
+            format!("{task} is a function task; {field} is only for command and shell tasks");
+        return Err(report.at_offset(offset, message));
+    }
+    if function.get_ref().trim().is_empty() {
+        return Err(report.at(&function, format!("{task} has an empty function name")));
+    }
+    let args = match fields.args {
+        Some(args) => args.into_inner(),
+        None => defaults.args.clone().unwrap_or_default(),
+    };
+    Ok(TaskSpec::Function {
+        name: function.into_inner(),
+        args: args.into_bytes(),
+    })
+}
+
+/// A timeout in whole milliseconds, rounded up; `owner` names who set it in messages.
+fn timeout_ms(
+    text: &Spanned<DurationText>,
+    report: &Report,
+    owner: &str,
+) -> Result<u64, GraphError> {
+    let duration = parse_duration(&text.get_ref().0)
+        .map_err(|e| report.at(text, format!("{owner} timeout: {e}")))?;
+    if duration.is_zero() {
+        return Err(report.at(text, format!("{owner} timeout must be more than zero")));
+    }
+    // Round up: a 500us timeout must not become "no time at all".
+    u64::try_from(duration.as_nanos().div_ceil(1_000_000))
+        .map_err(|_| report.at(text, format!("{owner} timeout is too long")))
+}
+
+/// Refuses negative and non-finite resource amounts; `owner` names who set them in messages.
+fn check_resources(
+    raw: BTreeMap<String, Spanned<f64>>,
+    report: &Report,
+    owner: &str,
+) -> Result<BTreeMap<String, f64>, GraphError> {
+    raw.into_iter()
+        .map(|(name, amount)| {
+            let value = *amount.get_ref();
+            if value.is_finite() && value >= 0.0 {
+                Ok((name, value))
+            } else {
+                let message = format!(
+                    "{owner} needs {value} of resource {name:?}; amounts must be non-negative numbers"
+                );
+                Err(report.at(&amount, message))
+            }
+        })
+        .collect()
+}
+
+/// Maps each key to its task's index; refuses empty and repeated keys.
+fn index_keys(tasks: &[RawTask], report: &Report) -> Result<HashMap<String, usize>, GraphError> {
+    let mut index = HashMap::with_capacity(tasks.len());
+    for (i, task) in tasks.iter().enumerate() {
+        let key = task.key.get_ref();
+        if key.is_empty() {
+            return Err(report.at(&task.key, "a task has an empty key".to_owned()));
+        }
+        if let Some(first) = index.insert(key.clone(), i) {
+            let first_line = report.lines.line_of(tasks[first].key.span().start);
+            let message =
+                format!("duplicate task key {key:?} (first defined on line {first_line})");
+            return Err(report.at(&task.key, message));
+        }
+    }
+    Ok(index)
+}
+
+/// Adds `task`'s dependencies to `edges` as indices; refuses unknown keys and the task itself.
+fn resolve_deps(
+    task: &RawTask,
+    index: &HashMap<String, usize>,
+    edges: &mut Edges,
+    report: &Report,
+) -> Result<(), GraphError> {
+    let key = task.key.get_ref();
+    for dep in &task.deps {
+        if dep.get_ref() == key {
+            return Err(report.at(dep, format!("task {key:?} depends on itself")));
+        }
+        match index.get(dep.get_ref()) {
+            Some(&dep_index) => edges.push(dep_index),
+            None => {
+                let message = format!("task {key:?} depends on unknown key {:?}", dep.get_ref());
+                return Err(report.at(dep, message));
+            }
+        }
+    }
+    edges.finish_task();
+    Ok(())
+}
+
+/// Picks the outputs: those the file names, or else the sinks not marked `output = false`.
+/// Refuses two tasks writing one file.
+fn choose_outputs(
+    tasks: &[TaskDesc],
+    choices: &[Choice],
+    edges: &Edges,
+    report: &Report,
+) -> Result<Vec<Output>, GraphError> {
+    let named = choices
+        .iter()
+        .any(|c| matches!(c, Choice::Print | Choice::File { .. }));
+    let mut depended_on = vec![false; tasks.len()];
+    if !named {
+        for &dep in &edges.targets {
+            depended_on[dep] = true;
+        }
+    }
+    let mut writers: HashMap<&str, &str> = HashMap::new();
+    let mut outputs = Vec::new();
+    for (i, (task, choice)) in tasks.iter().zip(choices).enumerate() {
+        let target = match *choice {
+            Choice::Print => OutputTarget::Stdout,
+            Choice::File { offset, ref path } => {
+                if let Some(first) = writers.insert(path, &task.key) {
+                    let message = format!(
+                        "task {:?} writes its output to {path:?}, as task {first:?} already does",
+                        task.key
+                    );
+                    return Err(report.at_offset(offset, message));
+                }
+                OutputTarget::File(PathBuf::from(path))
+            }
+            Choice::Unsaid if !named && !depended_on[i] => OutputTarget::Stdout,
+            Choice::Unsaid | Choice::Never => continue,
+        };
+        outputs.push(Output {
+            key: task.key.clone(),
+            target,
+        });
+    }
+    Ok(outputs)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The dependency graph as indices, and its cycle search.
+
+/// Every task's dependencies as task indices, in one flat array (a million small `Vec`s would
+/// cost more than the tasks).
+struct Edges {
+    /// Where each task's list begins in `targets`, plus one past the last list:
+    /// `targets[starts[i]..starts[i + 1]]` are the dependencies of task `i`.
+    starts: Vec<usize>,
+    /// All lists, one after the other.
+    targets: Vec<usize>,
+}
+
+impl Edges {
+    fn with_capacity(tasks: usize) -> Edges {
+        let mut starts = Vec::with_capacity(tasks + 1);
+        starts.push(0);
+        Edges {
+            starts,
+            targets: Vec::with_capacity(tasks),
+        }
+    }
+
+    /// Adds a dependency to the task being built.
+    fn push(&mut self, target: usize) {
+        self.targets.push(target);
+    }
+
+    /// Closes the task being built; the next `push` starts the next task.
+    fn finish_task(&mut self) {
+        self.starts.push(self.targets.len());
+    }
+
+    fn task_count(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    /// The dependencies of `task`, as indices.
+    fn of(&self, task: usize) -> &[usize] {
+        &self.targets[self.starts[task]..self.starts[task + 1]]
+    }
+}
+
+/// Finds a dependency cycle, if any: the tasks on it in dependency order (each depends on the
+/// next, the last on the first), starting with the one defined first in the file. Iterative
+/// depth-first search, linear in tasks plus dependencies.
+fn find_cycle(edges: &Edges) -> Option<Vec<usize>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Unvisited,
+        OnPath,
+        Finished,
+    }
+    let mut marks = vec![Mark::Unvisited; edges.task_count()];
+    // The current path from a root: each task with how many of its dependencies are explored.
+    let mut path: Vec<(usize, usize)> = Vec::new();
+    for root in 0..edges.task_count() {
+        if marks[root] != Mark::Unvisited {
+            continue;
+        }
+        marks[root] = Mark::OnPath;
+        path.push((root, 0));
+        while let Some((task, explored)) = path.last_mut() {
+            let Some(&dep) = edges.of(*task).get(*explored) else {
+                marks[*task] = Mark::Finished;
+                path.pop();
+                continue;
+            };
+            *explored += 1;
+            match marks[dep] {
+                Mark::Unvisited => {
+                    marks[dep] = Mark::OnPath;
+                    path.push((dep, 0));
+                }
+                Mark::OnPath => {
+                    let from = path
+                        .iter()
+                        .rposition(|&(t, _)| t == dep)
+                        .expect("a task marked OnPath is on the path");
+                    let mut cycle: Vec<usize> = path[from..].iter().map(|&(t, _)| t).collect();
+                    let first = (0..cycle.len()).min_by_key(|&i| cycle[i]).unwrap_or(0);
+                    cycle.rotate_left(first);
+                    return Some(cycle);
+                }
+                Mark::Finished => {}
+            }
+        }
+    }
+    None
+}
+
+/// `a -> b -> c -> a`, with the middle left out when a cycle is too long for a readable line.
+fn abbreviate_path(names: &[&str]) -> String {
+    const SHOWN_AT_EACH_END: usize = 5;
+    if names.len() <= 2 * SHOWN_AT_EACH_END + 1 {
+        return names.join(" -> ");
+    }
+    let left_out = names.len() - 2 * SHOWN_AT_EACH_END;
+    format!(
+        "{} -> ... ({left_out} more) ... -> {}",
+        names[..SHOWN_AT_EACH_END].join(" -> "),
+        names[names.len() - SHOWN_AT_EACH_END..].join(" -> ")
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reporting.
+
+/// Turns byte offsets into `ORIGIN:LINE: message` errors.
+struct Report {
+    /// The file name to put before every message.
+    origin: String,
+    /// Where each line starts.
+    lines: LineIndex,
+}
+
+impl Report {
+    fn new(text: &str, origin: &str) -> Report {
+        Report {
+            origin: origin.to_owned(),
+            lines: LineIndex::new(text),
+        }
+    }
+
+    fn at<T>(&self, value: &Spanned<T>, message: String) -> GraphError {
+        self.at_offset(value.span().start, message)
+    }
+
+    fn at_offset(&self, offset: usize, message: String) -> GraphError {
+        GraphError::Invalid {
+            origin: self.origin.clone(),
+            line: Some(self.lines.line_of(offset)),
+            message,
+        }
+    }
+
+    fn nowhere(&self, message: &str) -> GraphError {
+        GraphError::Invalid {
+            origin: self.origin.clone(),
+            line: None,
+            message: message.to_owned(),
+        }
+    }
+
+    /// toml's own message, first line only, at toml's own span.
+    fn toml(&self, error: &toml::de::Error) -> GraphError {
+        let message = error
+            .message()
+            .lines()
+            .next()
+            .unwrap_or("invalid TOML")
+            .to_owned();
+        GraphError::Invalid {
+            origin: self.origin.clone(),
+            line: error.span().map(|span| self.lines.line_of(span.start)),
+            message,
+        }
+    }
+}
+
+/// The byte offset where each line of a text starts, for offset-to-line lookups.
+struct LineIndex {
+    /// Offsets of line starts, ascending; the first is always 0.
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    fn new(text: &str) -> LineIndex {
+        let mut starts = vec![0];
+        starts.extend(
+            text.bytes()
+                .enumerate()
+                .filter(|&(_, b)| b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        LineIndex { starts }
+    }
+
+    /// The 1-based line holding byte `offset`.
+    fn line_of(&self, offset: usize) -> usize {
+        self.starts.partition_point(|&start| start <= offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A graph file from its lines, so a test can name line numbers by counting the array.
+    fn file(lines: &[&str]) -> String {
+        lines.join("\n") + "\n"
+    }
+
+    fn parse(lines: &[&str]) -> Graph {
+        match parse_graph(&file(lines), "graph.toml") {
+            Ok(graph) => graph,
+            Err(e) => panic!("valid graph refused: {e}"),
+        }
+    }
+
+    /// The refusal of a graph: its line and its message, after checking it is one line that
+    /// starts with the origin and the line.
+    fn refusal(lines: &[&str]) -> (usize, String) {
+        let error = match parse_graph(&file(lines), "graph.toml") {
+            Ok(graph) => panic!("invalid graph accepted: {graph:?}"),
+            Err(e) => e,
+        };
+        let shown = error.to_string();
+        assert!(!shown.contains('\n'), "not one line: {shown}");
+        match error {
+            GraphError::Invalid {
+                origin,
+                line: Some(line),
+                message,
+            } => {
+                assert_eq!(origin, "graph.toml");
+                assert_eq!(shown, format!("graph.toml:{line}: {message}"));
+                (line, message)
+            }
+            other => panic!("refused without a line: {other}"),
+        }
+    }
+
+    fn command(argv: &[&str]) -> CommandSpec {
+        CommandSpec {
+            argv: argv.iter().map(|a| a.to_string()).collect(),
+            ..CommandSpec::default()
+        }
+    }
+
+    #[test]
+    fn every_field_becomes_the_task_description_it_says() {
+        let graph = parse(&[
+            "[defaults]",
+            "retries = 1",
+            "timeout = \"30s\"",
+            "env = { LEVEL = \"info\", FOO = \"default\" }",
+            "resources = { CPU = 1 }",
+            "",
+            "[[task]]",
+            "key = \"numbers\"",
+            "command = [\"seq\", \"1\", \"100\"]",
+            "env = { FOO = \"bar\" }",
+            "cwd = \"/tmp\"",
+            "timeout = \"1.5s\"",
+            "priority = -3",
+            "workers = [\"w1\", \"10.0.0.2:7000\"]",
+            "",
+            "[[task]]",
+            "key = \"sorted\"",
+            "shell = \"sort -n | uniq\"",
+            "deps = [\"numbers\"]",
+            "stdin = \"numbers\"",
+            "output = \"sorted.txt\"",
+            "",
+            "[[task]]",
+            "key = \"total\"",
+            "function = \"sum\"",
+            "args = \"text\"",
+            "deps = [\"numbers\", \"sorted\"]",
+            "priority = 5",
+            "retries = 0",
+            "resources = { GPU = 1, Mem = 0.5 }",
+            "output = true",
+        ]);
+        let default_env = |foo: &str| {
+            vec![
+                ("FOO".to_owned(), foo.to_owned()),
+                ("LEVEL".to_owned(), "info".to_owned()),
+            ]
+        };
+        let numbers = TaskDesc {
+            key: "numbers".into(),
+            spec: TaskSpec::Command(CommandSpec {
+                env: default_env("bar"),
+                cwd: Some("/tmp".into()),
+                timeout_ms: Some(1500),
+                ..command(&["seq", "1", "100"])
+            }),
+            deps: vec![],
+            options: TaskOptions {
+                priority: -3,
+                retries: 1,
+                resources: vec![("CPU".into(), 1.0)],
+                workers: vec!["w1".into(), "10.0.0.2:7000".into()],
+            },
+        };
+        let sorted = TaskDesc {
+            key: "sorted".into(),
+            spec: TaskSpec::Command(CommandSpec {
+                env: default_env("default"),
+                timeout_ms: Some(30_000),
+                stdin: Some("numbers".into()),
+                ..command(&["sh", "-c", "sort -n | uniq"])
+            }),
+            deps: vec!["numbers".into()],
+            options: TaskOptions {
+                retries: 1,
+                resources: vec![("CPU".into(), 1.0)],
+                ..TaskOptions::default()
+            },
+        };
+        let total = TaskDesc {
+            key: "total".into(),
+            spec: TaskSpec::Function {
+                name: "sum".into(),
+                args: b"text".to_vec(),
+            },
+            deps: vec!["numbers".into(), "sorted".into()],
+            options: TaskOptions {
+                priority: 5,
+                retries: 0,
+                resources: vec![
+                    ("CPU".into(), 1.0),
+                    ("GPU".into(), 1.0),
+                    ("Mem".into(), 0.5),
+                ],
+                workers: vec![],
+            },
+        };
+        assert_eq!(graph.tasks, vec![numbers, sorted, total]);
+        assert_eq!(
+            graph.outputs,
+            vec![
+                Output {
+                    key: "sorted".into(),
+                    target: OutputTarget::File("sorted.txt".into()),
+                },
+                Output {
+                    key: "total".into(),
+                    target: OutputTarget::Stdout,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_minimal_task_gets_empty_defaults() {
+        let graph = parse(&["[[task]]", "key = \"a\"", "command = [\"true\"]"]);
+        assert_eq!(graph.tasks, vec![TaskDesc::command("a", ["true"])]);
+        let graph = parse(&["[[task]]", "key = \"f\"", "function = \"noop\""]);
+        assert_eq!(graph.tasks, vec![TaskDesc::function("f", "noop", vec![])]);
+    }
+
+    #[test]
+    fn command_only_defaults_skip_function_tasks_and_args_skip_commands() {
+        let graph = parse(&[
+            "[defaults]",
+            "timeout = 10",
+            "cwd = \"/work\"",
+            "env = { A = \"1\" }",
+            "args = \"default args\"",
+            "",
+            "[[task]]",
+            "key = \"f\"",
+            "function = \"echo\"",
+            "",
+            "[[task]]",
+            "key = \"c\"",
+            "command = [\"cat\"]",
+            "deps = [\"f\"]",
+        ]);
+        assert_eq!(
+            graph.tasks[0].spec,
+            TaskSpec::Function {
+                name: "echo".into(),
+                args: b"default args".to_vec(),
+            }
+        );
+        assert_eq!(
+            graph.tasks[1].spec,
+            TaskSpec::Command(CommandSpec {
+                env: vec![("A".into(), "1".into())],
+                cwd: Some("/work".into()),
+                timeout_ms: Some(10_000),
+                ..command(&["cat"])
+            })
+        );
+    }
+
+    #[test]
+    fn without_named_outputs_the_sinks_are_printed_in_file_order() {
+        let graph = parse(&[
+            "[[task]]",
+            "key = \"source\"",
+            "command = [\"seq\", \"3\"]",
+            "[[task]]",
+            "key = \"left\"",
+            "command = [\"cat\", \"{deps}\"]",
+            "deps = [\"source\"]",
+            "[[task]]",
+            "key = \"lonely\"",
+            "function = \"noop\"",
+            "[[task]]",
+            "key = \"right\"",
+            "function = \"sum\"",
+            "deps = [\"source\"]",
+            "[[task]]",
+            "key = \"quiet\"",
+            "function = \"sum\"",
+            "deps = [\"source\"]",
+            "output = false",
+        ]);
+        let keys: Vec<(&str, &OutputTarget)> = graph
+            .outputs
+            .iter()
+            .map(|o| (o.key.as_str(), &o.target))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("left", &OutputTarget::Stdout),
+                ("lonely", &OutputTarget::Stdout),
+                ("right", &OutputTarget::Stdout),
+            ]
+        );
+    }
+
+    #[test]
+    fn named_outputs_replace_the_sinks() {
+        let graph = parse(&[
+            "[[task]]",
+            "key = \"middle\"",
+            "command = [\"seq\", \"3\"]",
+            "output = true",
+            "[[task]]",
+            "key = \"sink\"",
+            "function = \"sum\"",
+            "deps = [\"middle\"]",
+        ]);
+        assert_eq!(
+            graph.outputs,
+            vec![Output {
+                key: "middle".into(),
+                target: OutputTarget::Stdout,
+            }]
+        );
+    }
+
+    #[test]
+    fn bad_toml_is_reported_at_its_line_in_tomls_words() {
+        let (line, message) = refusal(&[
+            "[[task]]",
+            "key = \"a\"",
+            "retries = 3 4",
+            "function = \"f\"",
+        ]);
+        assert_eq!(line, 3, "{message}");
+
+        let (line, message) = refusal(&[
+            "[[task]]",
+            "key = \"a\"",
+            "function = \"f\"",
+            "priority = \"high\"",
+        ]);
+        assert_eq!(
+            (line, message.as_str()),
+            (4, "invalid type: string \"high\", expected i32")
+        );
+
+        let (line, message) = refusal(&[
+            "[[task]]",
+            "key = \"a\"",
+            "function = \"f\"",
+            "",
+            "colour = \"red\"",
+        ]);
+        assert_eq!(line, 5);
+        assert!(message.starts_with("unknown field `colour`"), "{message}");
+
+        let (line, message) =
+            refusal(&["[[task]]", "key = \"a\"", "function = \"f\"", "output = 3"]);
+        assert_eq!(line, 4);
+        assert!(
+            message.contains("expected true, false or a file path"),
+            "{message}"
+        );
+
+        let (line, message) = refusal(&[
+            "[defaults]",
+            "deps = [\"a\"]",
+            "[[task]]",
+            "key = \"a\"",
+            "function = \"f\"",
+        ]);
+        assert_eq!(line, 2);
+        assert!(message.starts_with("unknown field `deps`"), "{message}");
+    }
+
+    #[test]
+    fn a_repeated_key_names_both_lines() {
+        let (line, message) = refusal(&[
+            "[[task]]",
+            "command = [\"true\"]",
+            "",
+            "key = \"b\"",
+            "[[task]]",
+            "key = \"a\"",
+            "command = [\"true\"]",
+            "",
+            "[[task]]",
+            "command = [\"false\"]",
+            "",
+            "key = \"b\"",
+        ]);
+        assert_eq!(line, 12);
+        assert_eq!(
+            message,
+            "duplicate task key \"b\" (first defined on line 4)"
+        );
+    }
+
+    #[test]
+    fn an_unknown_dependency_is_reported_at_the_dependency() {
+        let (line, message) = refusal(&[
+            "[[task]]",
+            "key = \"a\"",
+            "command = [\"true\"]",
+            "[[task]]",
+            "key = \"b\"",
+            "command = [\"true\"]",
+            "deps = [",
+            "  \"a\",",
+            "  \"x\",",
+            "]",
+        ]);
+        assert_eq!(line, 9);
+        assert_eq!(message, "task \"b\" depends on unknown key \"x\"");
+    }
+
+    #[test]
+    fn a_cycle_is_reported_from_its_first_task_in_the_file() {
+        let (line, message) = refusal(&[
+            "[[task]]",
+            "function = \"f\"",
+            "key = \"a\"",
+            "deps = [\"b\"]",
+            "[[task]]",
+            "key = \"b\"",
+            "function = \"f\"",
+            "deps = [\"c\"]",
+            "[[task]]",
+            "key = \"c\"",
+            "function = \"f\"",
+            "deps = [\"a\"]",
+        ]);
+        assert_eq!(
+            (line, message.as_str()),
+            (3, "dependency cycle: a -> b -> c -> a")
+        );
+
+        // Entered from outside and in the middle, the cycle still starts at its first task.
+        let (line, message) = refusal(&[
+            "[[task]]",
+            "key = \"entry\"",
+            "function = \"f\"",
+            "deps = [\"z\"]",
+            "[[task]]",
+            "key = \"y\"",
+            "function = \"f\"",
+            "deps = [\"z\"]",
+            "[[task]]",
+            "key = \"z\"",
+            "function = \"f\"",
+            "deps = [\"y\"]",
+        ]);
+        assert_eq!(
+            (line, message.as_str()),
+            (6, "dependency cycle: y -> z -> y")
+        );
+    }
+
+    #[test]
+    fn a_long_cycle_stays_one_readable_line() {
+        let mut lines = Vec::new();
+        for i in 0..1000 {
+            lines.push("[[task]]".to_owned());
+            lines.push(format!("key = \"t{i}\""));
+            lines.push("function = \"f\"".to_owned());
+            lines.push(format!("deps = [\"t{}\"]", (i + 1) % 1000));
+        }
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let (line, message) = refusal(&lines);
+        assert_eq!(line, 2);
+        assert_eq!(
+            message,
+            "dependency cycle: t0 -> t1 -> t2 -> t3 -> t4 -> ... (991 more) ... -> t996 -> t997 \
+             -> t998 -> t999 -> t0"
+        );
+    }
+
+    #[test]
+    fn a_task_needs_exactly_one_of_command_shell_and_function() {
+        let (line, message) = refusal(&["[[task]]", "key = \"a\"", "deps = []"]);
+        assert_eq!(line, 2);
+        assert_eq!(
+            message,
+            "task \"a\" has no command, shell or function; give exactly one of them"
+        );
+
+        let (line, message) = refusal(&[
+            "[[task]]",
+            "key = \"a\"",
+            "shell = \"ls\"",
+            "command = [\"ls\"]",
+        ]);
+        assert_eq!(line, 4);
+        assert_eq!(
+            message,
+            "task \"a\" has both command and shell; give exactly one of them"
+        );
+
+        let (line, message) = refusal(&[
+            "[[task]]",
+            "key = \"a\"",
+            "function = \"f\"",
+            "shell = \"ls\"",
+            "command = [\"ls\"]",
+        ]);
+        assert_eq!(line, 5);
+        assert!(
+            message.starts_with("task \"a\" has command, shell and function"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn empty_keys_commands_and_names_are_refused() {
+        let (line, message) = refusal(&["[[task]]", "function = \"f\"", "key = \"\""]);
+        assert_eq!((line, message.as_str()), (3, "a task has an empty key"));
+
+        let (line, message) = refusal(&["[[task]]", "key = \"a\"", "command = []"]);
+        assert_eq!(line, 3);
+        assert!(
+            message.starts_with("task \"a\" has an empty command"),
+            "{message}"
+        );
+
+        let (line, message) = refusal(&["[[task]]", "key = \"a\"", "command = [\"\", \"x\"]"]);
+        assert_eq!(line, 3);
+        assert!(message.contains("\"a\""), "{message}");
+
+        let (line, message) = refusal(&["[[task]]", "key = \"a\"", "shell = \"  \""]);
+        assert_eq!(
+            (line, message.as_str()),
+            (3, "task \"a\" has an empty shell line")
+        );
+
+        let (line, message) = refusal(&["[[task]]", "key = \"a\"", "function = \"\""]);
+        assert_eq!(
+            (line, message.as_str()),
+            (3, "task \"a\" has an empty function name")
+        );
+    }
+
+    #[test]
+    fn stdin_must_come_from_a_dependency() {
+        let (line, message) = refusal(&[
+            "[[task]]",
+            "key = \"a\"",
+            "command = [\"seq\", \"3\"]",
+            "[[task]]",
+            "key = \"b\"",
+            "command = [\"sort\"]",
+            "stdin = \"a\"",
+        ]);
+        assert_eq!(line, 7);
+        assert_eq!(
+            message,
+            "task \"b\" reads stdin from \"a\", which is not one of its deps"
+        );
+    }
+
+    #[test]
+    fn a_task_cannot_depend_on_itself() {
+        let (line, message) = refusal(&[
+            "[[task]]",
+            "key = \"a\"",
+            "function = \"f\"",
+            "deps = [\"a\"]",
+        ]);
+        assert_eq!(
+            (line, message.as_str()),
+            (4, "task \"a\" depends on itself")
+        );
+    }
+
+    #[test]
+    fn bad_timeouts_name_the_task_and_what_is_accepted() {
+        let (line, message) = refusal(&[
+            "[[task]]",
+            "key = \"a\"",
+            "command = [\"true\"]",
+            "timeout = \"3x\"",
+        ]);
+        assert_eq!(line, 4);
+        assert_eq!(
+            message,
+            "task \"a\" timeout: invalid duration \"3x\": expected a number with a unit such as \
+             250ms, 30s, 2m or 1h"
+        );
+
+        let (line, message) = refusal(&[
+            "[[task]]",
+            "key = \"a\"",
+            "command = [\"true\"]",
+            "timeout = -5",
+        ]);
+        assert_eq!(line, 4);
+        assert!(message.contains("negative"), "{message}");
+
+        let (line, message) = refusal(&[
+            "[[task]]",
+            "key = \"a\"",
+            "command = [\"true\"]",
+            "timeout = \"0s\"",
+        ]);
+        assert_eq!(
+            (line, message.as_str()),
+            (4, "task \"a\" timeout must be more than zero")
+        );
+
+        let (line, message) = refusal(&[
+            "[defaults]",
+            "timeout = \"soon\"",
+            "[[task]]",
+            "key = \"a\"",
+            "function = \"f\"",
+        ]);
+        assert_eq!(line, 2);
+        assert!(
+            message.starts_with("[defaults] timeout: invalid duration \"soon\""),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn sub_millisecond_timeouts_round_up() {
+        let graph = parse(&[
+            "[[task]]",
+            "key = \"a\"",
+            "command = [\"true\"]",
+            "timeout = \"500us\"",
+        ]);
+        let TaskSpec::Command(spec) = &graph.tasks[0].spec else {
+            panic!("not a command: {:?}", graph.tasks[0]);
+        };
+        assert_eq!(spec.timeout_ms, Some(1));
+    }
+
+    #[test]
+    fn command_fields_on_a_function_task_are_refused() {
+        for (field, value) in [
+            ("env", "{ A = \"1\" }"),
+            ("cwd", "\"/tmp\""),
+            ("timeout", "\"1s\""),
+            ("stdin", "\"a\""),
+        ] {
+            let setting = format!("{field} = {value}");
+            let (line, message) = refusal(&[
+                "[[task]]",
+                "key = \"a\"",
+                "function = \"f\"",
+                "[[task]]",
+                "key = \"b\"",
+                "function = \"g\"",
+                "deps = [\"a\"]",
+                &setting,
+            ]);
+            assert_eq!(line, 8, "{message}");
+            assert_eq!(
+                message,
+                format!(
+                    "task \"b\" is a function task; {field} is only for command and shell tasks"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn args_on_a_command_task_are_refused() {
+        let (line, message) = refusal(&[
+            "[[task]]",
+            "key = \"a\"",
+            "command = [\"ls\"]",
+            "args = \"-l\"",
+        ]);
+        assert_eq!(line, 4);
+        assert_eq!(
+            message,
+            "task \"a\" is not a function task; args is only for function tasks"
+        );
+    }
+
+    #[test]
+    fn negative_resources_are_refused() {
+        let (line, message) = refusal(&[
+            "[[task]]",
+            "key = \"a\"",
+            "function = \"f\"",
+            "resources = { GPU = -1 }",
+        ]);
+        assert_eq!(line, 4);
+        assert!(
+            message.starts_with("task \"a\" needs -1 of resource \"GPU\""),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn two_tasks_cannot_write_one_output_file() {
+        let (line, message) = refusal(&[
+            "[[task]]",
+            "key = \"a\"",
+            "function = \"f\"",
+            "output = \"out.txt\"",
+            "[[task]]",
+            "key = \"b\"",
+            "function = \"f\"",
+            "output = \"out.txt\"",
+        ]);
+        assert_eq!(line, 8);
+        assert_eq!(
+            message,
+            "task \"b\" writes its output to \"out.txt\", as task \"a\" already does"
+        );
+
+        let (line, message) = refusal(&[
+            "[defaults]",
+            "output = \"all.txt\"",
+            "[[task]]",
+            "key = \"a\"",
+            "function = \"f\"",
+        ]);
+        assert_eq!(line, 2);
+        assert!(
+            message.starts_with("[defaults] output must be true or false"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_graph_without_tasks_is_refused() {
+        let error = parse_graph("# nothing yet\n", "empty.toml").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "empty.toml: the graph has no tasks; add at least one [[task]] table"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_file_names_the_path_and_the_reason() {
+        let path = Path::new("/nonexistent/distd-graph-test/graph.toml");
+        let message = load_graph(path).unwrap_err().to_string();
+        assert!(
+            message.contains("/nonexistent/distd-graph-test/graph.toml"),
+            "{message}"
+        );
+        assert!(message.contains("No such file or directory"), "{message}");
+        assert!(!message.contains('\n'));
+    }
+
+    #[test]
+    fn a_file_on_disk_is_named_by_its_path_in_errors() {
+        let path =
+            std::env::temp_dir().join(format!("distd-graph-test-{}.toml", std::process::id()));
+        std::fs::write(&path, "[[task]]\nkey = \"a\"\n").expect("the temp dir is writable");
+        let message = load_graph(&path).unwrap_err().to_string();
+        std::fs::remove_file(&path).expect("the test file was just written");
+        assert_eq!(
+            message,
+            format!(
+                "{}:2: task \"a\" has no command, shell or function; give exactly one of them",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_chain_of_100_000_tasks_parses_without_recursion() {
+        const TASKS: usize = 100_000;
+        let mut text = String::with_capacity(TASKS * 64);
+        text.push_str("[[task]]\nkey = \"t0\"\ncommand = [\"seq\", \"10\"]\n");
+        for i in 1..TASKS {
+            let previous = i - 1;
+            text.push_str(&format!(
+                "[[task]]\nkey = \"t{i}\"\nfunction = \"sum\"\ndeps = [\"t{previous}\"]\n"
+            ));
+        }
+        let graph = parse_graph(&text, "chain.toml").expect("a chain is a valid graph");
+        assert_eq!(graph.tasks.len(), TASKS);
+        assert_eq!(graph.tasks[TASKS - 1].deps, vec![format!("t{}", TASKS - 2)]);
+        assert_eq!(
+            graph.outputs,
+            vec![Output {
+                key: format!("t{}", TASKS - 1),
+                target: OutputTarget::Stdout,
+            }]
+        );
+    }
+
+    #[test]
+    fn a_cycle_through_a_million_tasks_is_found_without_recursion() {
+        const TASKS: usize = 1_000_000;
+        let mut edges = Edges::with_capacity(TASKS);
+        for task in 0..TASKS {
+            edges.push((task + 1) % TASKS);
+            edges.finish_task();
+        }
+        let cycle = find_cycle(&edges).expect("a ring is a cycle");
+        assert_eq!(cycle.len(), TASKS);
+        assert!(cycle.iter().enumerate().all(|(i, &task)| task == i));
+
+        let mut edges = Edges::with_capacity(TASKS);
+        for task in 0..TASKS {
+            edges.push(task.saturating_sub(1));
+            if task > 1 {
+                edges.push(task - 2);
+            }
+            edges.finish_task();
+        }
+        // Task 0 depends on itself here; `find_cycle` sees it like any other cycle.
+        assert_eq!(find_cycle(&edges), Some(vec![0]));
+    }
+
+    #[test]
+    fn line_numbers_come_from_byte_offsets() {
+        let lines = LineIndex::new("ab\ncd\n\nef");
+        let found: Vec<usize> = (0..9).map(|offset| lines.line_of(offset)).collect();
+        assert_eq!(found, vec![1, 1, 1, 2, 2, 2, 3, 4, 4]);
+    }
+}

@@ -1,0 +1,40 @@
+//! Newtype identifiers. Each kind of thing the cluster names gets its own type, so a
+//! `TaskId` can never be passed where a `WorkerId` is meant.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub struct $name(pub u64);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!($prefix, "{}"), self.0)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A task, numbered by the scheduler when it first learns the task's key.
+    TaskId,
+    "t"
+);
+id_type!(
+    /// A worker connection, numbered by the scheduler when the worker registers.
+    WorkerId,
+    "w"
+);
+id_type!(
+    /// A client connection, numbered by the scheduler when the client connects.
+    ClientId,
+    "c"
+);
+id_type!(
+    /// Pairs a client's request with the scheduler's reply.
+    RequestId,
+    "r"
+);

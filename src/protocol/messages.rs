@@ -1,0 +1,288 @@
+//! Every message of the protocol, as one enum per direction of each kind of connection.
+//!
+//! Scheduler <-> worker: [`ToWorker`], [`FromWorker`]. Scheduler <-> client: [`ToClient`],
+//! [`FromClient`]. Worker <-> worker or client fetching results: [`ToPeer`], [`FromPeer`].
+
+use super::ids::{ClientId, RequestId, TaskId, WorkerId};
+use super::task::{TaskDesc, TaskSpec};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Where an input of a task can be fetched from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DepLocation {
+    pub id: TaskId,
+    /// The input's key, for messages and for `{dep:KEY}` placeholders.
+    pub key: String,
+    /// Size of the result, so the worker can plan its fetches.
+    pub nbytes: u64,
+    /// Peer addresses of the workers that hold it.
+    pub holders: Vec<String>,
+}
+
+/// A task a worker is asked to run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ComputeTask {
+    pub id: TaskId,
+    pub key: String,
+    pub spec: TaskSpec,
+    /// Inputs in the order the task takes them.
+    pub deps: Vec<DepLocation>,
+    /// Higher starts first among the worker's queued tasks.
+    pub priority: i32,
+}
+
+/// Scheduler to worker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ToWorker {
+    /// The answer to `Register`.
+    Registered {
+        worker: WorkerId,
+        heartbeat_ms: u64,
+    },
+    Compute(Box<ComputeTask>),
+    /// Drop these results; nobody needs them any more.
+    ReleaseData {
+        tasks: Vec<TaskId>,
+    },
+    /// Stop running or forget these tasks; the scheduler no longer wants them here.
+    Cancel {
+        tasks: Vec<TaskId>,
+    },
+    /// Give back these tasks if they have not started; answer with `Stolen`.
+    Steal {
+        tasks: Vec<TaskId>,
+    },
+    /// Keep these bytes as the result of `task` (scattered by a client); answer `DataStored`.
+    PutData {
+        task: TaskId,
+        key: String,
+        data: Vec<u8>,
+    },
+    /// The scheduler is going away; exit.
+    Shutdown {
+        reason: String,
+    },
+}
+
+/// Worker to scheduler.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum FromWorker {
+    /// The first message on a worker connection.
+    Register(WorkerInfo),
+    Started {
+        task: TaskId,
+    },
+    Finished {
+        task: TaskId,
+        nbytes: u64,
+        /// Inputs this worker fetched for the task, and so now also holds.
+        fetched: Vec<TaskId>,
+    },
+    Failed {
+        task: TaskId,
+        error: TaskError,
+    },
+    /// An input of `task` could not be fetched from `holder`; the worker dropped `task`.
+    FetchFailed {
+        task: TaskId,
+        dep: TaskId,
+        holder: String,
+        reason: String,
+    },
+    /// The tasks of a `Steal` that were given back (the others had started).
+    Stolen {
+        tasks: Vec<TaskId>,
+    },
+    DataStored {
+        task: TaskId,
+        nbytes: u64,
+    },
+    Heartbeat {
+        memory: u64,
+    },
+}
+
+/// What a worker says about itself when it registers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    pub name: String,
+    /// Where peers and clients fetch results from this worker.
+    pub peer_address: String,
+    pub nthreads: u32,
+    pub resources: Vec<(String, f64)>,
+    pub memory_limit: u64,
+    pub pid: u32,
+    pub host: String,
+}
+
+/// Client to scheduler.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum FromClient {
+    /// New tasks (known keys are not run twice). The client is told when each of `wanted`
+    /// finishes or errs, and the scheduler keeps those results until released.
+    Submit {
+        tasks: Vec<TaskDesc>,
+        wanted: Vec<String>,
+    },
+    /// The client no longer needs these results.
+    Release {
+        keys: Vec<String>,
+    },
+    /// Stop these tasks; they err as cancelled.
+    Cancel {
+        keys: Vec<String>,
+    },
+    WhoHas {
+        req: RequestId,
+        keys: Vec<String>,
+    },
+    Info {
+        req: RequestId,
+    },
+    /// Store these bytes on workers as results under these keys.
+    Scatter {
+        req: RequestId,
+        items: Vec<(String, Vec<u8>)>,
+    },
+}
+
+/// Where a result is, for a client that gathers it straight from the workers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeyLocation {
+    pub key: String,
+    pub id: TaskId,
+    pub nbytes: u64,
+    pub holders: Vec<String>,
+    /// Set when the key is not in memory: why (unknown, erred, not finished).
+    pub problem: Option<String>,
+}
+
+/// Scheduler to client.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ToClient {
+    Welcome {
+        client: ClientId,
+    },
+    KeyFinished {
+        key: String,
+        nbytes: u64,
+    },
+    KeyErred {
+        key: String,
+        error: TaskError,
+    },
+    WhoHas {
+        req: RequestId,
+        locations: Vec<KeyLocation>,
+    },
+    Info {
+        req: RequestId,
+        info: ClusterInfo,
+    },
+    Scattered {
+        req: RequestId,
+        result: Result<(), String>,
+    },
+    Shutdown {
+        reason: String,
+    },
+}
+
+/// A snapshot of the cluster, for `distd info` and `Client::info`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    pub scheduler_version: String,
+    pub workers: Vec<WorkerSummary>,
+    /// Number of tasks in each state, by state name.
+    pub tasks: Vec<(String, u64)>,
+    pub clients: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkerSummary {
+    pub id: WorkerId,
+    pub name: String,
+    pub address: String,
+    pub host: String,
+    pub pid: u32,
+    pub nthreads: u32,
+    pub resources: Vec<(String, f64)>,
+    pub memory: u64,
+    pub memory_limit: u64,
+    /// Tasks assigned (running or queued).
+    pub processing: u64,
+    /// Results held and their total size.
+    pub stored: u64,
+    pub stored_bytes: u64,
+}
+
+/// A request to a worker's peer port.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ToPeer {
+    /// Send these results, each as a `Data` or `Missing` reply, in this order.
+    Fetch { tasks: Vec<TaskId> },
+}
+
+/// A reply from a worker's peer port.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum FromPeer {
+    /// `len` raw bytes follow this frame.
+    Data {
+        task: TaskId,
+        len: u64,
+    },
+    Missing {
+        task: TaskId,
+    },
+}
+
+/// Why a task did not produce a result. A value, carried in events and shown to users.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+pub enum TaskError {
+    #[error("command exited with status {status}{}", tail(stderr))]
+    Exit { status: i32, stderr: String },
+    #[error("command killed by signal {signal}{}", tail(stderr))]
+    Signal { signal: i32, stderr: String },
+    #[error("command timed out after {after_ms} ms{}", tail(stderr))]
+    Timeout { after_ms: u64, stderr: String },
+    #[error("cannot start command {program:?}: {reason}")]
+    Spawn { program: String, reason: String },
+    #[error("function {name:?} failed: {message}")]
+    Function { name: String, message: String },
+    #[error("no function {name:?} in this worker's registry")]
+    UnknownFunction { name: String },
+    #[error("input {key:?} failed: {error}")]
+    Dependency { key: String, error: Box<TaskError> },
+    #[error("killed worker: the task was running on {} workers that died ({})", workers.len(), workers.join(", "))]
+    KilledWorker { workers: Vec<String> },
+    #[error("cancelled")]
+    Cancelled,
+    #[error("scattered data lost with worker {worker}")]
+    LostData { worker: String },
+    #[error("rejected: {reason}")]
+    Rejected { reason: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+fn tail(stderr: &str) -> String {
+    let s = stderr.trim_end();
+    if s.is_empty() {
+        String::new()
+    } else {
+        format!("; stderr: {}", s.replace('\n', " | "))
+    }
+}
+
+impl fmt::Display for DepLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({}) at {}",
+            self.key,
+            self.id,
+            self.holders.join(",")
+        )
+    }
+}

@@ -1,0 +1,1486 @@
+//! The scheduler's brain: task states, worker bookkeeping and placement, as a synchronous
+//! state machine with one owner.
+//!
+//! Events come in as method calls named after what happened (`on_worker_joined`,
+//! `on_worker_message`, `on_client_message`, `on_tick` ...), each given `now` where time
+//! matters. Decisions go out as [`Outgoing`] messages in an outbox that the caller drains.
+//! This module must never await, touch a socket or read a clock: that is what lets it be
+//! tested event by event without a network.
+
+use crate::protocol::{
+    ClientId, ClusterInfo, ComputeTask, DepLocation, FromClient, FromWorker, KeyLocation,
+    RequestId, TaskDesc, TaskError, TaskId, TaskOptions, TaskSpec, ToClient, ToWorker, WorkerId,
+    WorkerInfo, WorkerSummary,
+};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// Tunables of the scheduling policy.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// How many workers may die while running a task before it errs as "killed worker".
+    pub allowed_failures: u32,
+    /// Tasks queued on a worker beyond its threads, per thread, so no slot waits for a
+    /// round trip to the scheduler.
+    pub queue_per_thread: u32,
+    /// A worker silent for this long is considered gone.
+    pub heartbeat_timeout: Duration,
+    /// How often workers are asked to send a heartbeat.
+    pub heartbeat_interval: Duration,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            allowed_failures: 3,
+            queue_per_thread: 4,
+            heartbeat_timeout: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_millis(1000),
+        }
+    }
+}
+
+/// A message the scheduler decided to send; the server shell delivers it.
+#[derive(Debug, PartialEq)]
+pub enum Outgoing {
+    Worker(WorkerId, ToWorker),
+    Client(ClientId, ToClient),
+    /// Drop the connection to this worker (it missed its heartbeats).
+    CloseWorker(WorkerId, String),
+}
+
+/// Where a task is in its life.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TaskState {
+    /// Known, with its spec, but not being computed and holding no result.
+    Released,
+    /// Some inputs are not in memory yet.
+    Waiting,
+    /// All inputs are in memory; queued on the scheduler until a worker has room.
+    Ready,
+    /// Assigned to a worker, queued there or running.
+    Processing {
+        worker: WorkerId,
+        /// The worker said it started running it (so its death makes the task suspicious).
+        started: bool,
+        /// A steal was requested for this worker; the task moves there if given back.
+        stealing_to: Option<WorkerId>,
+    },
+    /// The result is held by the workers in `who_has`.
+    Memory,
+    Erred(TaskError),
+}
+
+impl TaskState {
+    fn name(&self) -> &'static str {
+        match self {
+            TaskState::Released => "released",
+            TaskState::Waiting => "waiting",
+            TaskState::Ready => "ready",
+            TaskState::Processing { .. } => "processing",
+            TaskState::Memory => "memory",
+            TaskState::Erred(_) => "erred",
+        }
+    }
+}
+
+/// Everything the scheduler keeps about one task.
+#[derive(Debug)]
+struct Task {
+    key: String,
+    /// Kept until the task is forgotten, so a lost result can be computed again.
+    spec: TaskSpec,
+    options: TaskOptions,
+    deps: Vec<TaskId>,
+    /// Tasks that take this one as input; while any is known, this one is kept.
+    dependents: Vec<TaskId>,
+    state: TaskState,
+    /// In `Waiting`: how many inputs are not in memory.
+    waiting_on: usize,
+    /// In `Memory`: the workers holding the result.
+    who_has: Vec<WorkerId>,
+    nbytes: u64,
+    /// Clients that asked to be told about this key and keep its result.
+    wanted_by: Vec<ClientId>,
+    /// Names of the workers that died while running it.
+    suspicious: Vec<String>,
+    retries_left: u32,
+    /// Data a client scattered: there is no spec to compute it again.
+    scattered: bool,
+    /// Submission order, so equal priorities run first come, first served.
+    seq: u64,
+}
+
+/// Everything the scheduler keeps about one worker.
+#[derive(Debug)]
+struct WorkerState {
+    info: WorkerInfo,
+    /// Tasks assigned to it (queued or running).
+    processing: HashSet<TaskId>,
+    /// How many of `processing` it said it started.
+    running: usize,
+    /// Results it holds.
+    has_data: HashSet<TaskId>,
+    stored_bytes: u64,
+    /// Resources not held by its assigned tasks.
+    resources_free: Vec<(String, f64)>,
+    last_seen: Instant,
+    memory: u64,
+}
+
+impl WorkerState {
+    fn capacity(&self, queue_per_thread: u32) -> usize {
+        let n = self.info.nthreads.max(1) as usize;
+        n + n * queue_per_thread as usize
+    }
+
+    fn load(&self) -> f64 {
+        self.processing.len() as f64 / self.info.nthreads.max(1) as f64
+    }
+
+    fn fits(&self, options: &TaskOptions) -> bool {
+        let allowed = options.workers.is_empty()
+            || options.workers.iter().any(|w| {
+                *w == self.info.name || *w == self.info.peer_address || *w == self.info.host
+            });
+        allowed
+            && options.resources.iter().all(|(name, amount)| {
+                self.resources_free
+                    .iter()
+                    .any(|(n, free)| n == name && *free + 1e-9 >= *amount)
+            })
+    }
+
+    fn take_resources(&mut self, options: &TaskOptions, sign: f64) {
+        for (name, amount) in &options.resources {
+            if let Some((_, free)) = self.resources_free.iter_mut().find(|(n, _)| n == name) {
+                *free -= sign * amount;
+            }
+        }
+    }
+}
+
+/// A client's bookkeeping.
+#[derive(Debug, Default)]
+struct ClientState {
+    /// Tasks this client wants; released when it disconnects.
+    wanted: HashSet<TaskId>,
+}
+
+/// A scatter waiting for its workers to confirm they stored the data.
+#[derive(Debug)]
+struct PendingScatter {
+    client: ClientId,
+    req: RequestId,
+    remaining: HashSet<TaskId>,
+}
+
+/// Why a ready task could not be placed right now.
+enum Placement {
+    On(WorkerId),
+    /// Every worker is full: stop placing until one has room.
+    NoRoom,
+    /// Workers have room, but none this task may run on.
+    NoneFits,
+}
+
+/// The scheduler's state. One owner; see the module doc.
+pub struct Core {
+    config: CoreConfig,
+    tasks: HashMap<TaskId, Task>,
+    keys: HashMap<String, TaskId>,
+    /// Ordered so placement ties are broken the same way every run.
+    workers: BTreeMap<WorkerId, WorkerState>,
+    clients: HashMap<ClientId, ClientState>,
+    /// Tasks in `Ready`, best first. Entries whose task left `Ready` are skipped when popped.
+    ready: BinaryHeap<(i32, Reverse<u64>, TaskId)>,
+    scatters: Vec<PendingScatter>,
+    next_task: u64,
+    next_seq: u64,
+    outbox: Vec<Outgoing>,
+}
+
+impl Core {
+    pub fn new(config: CoreConfig) -> Core {
+        Core {
+            config,
+            tasks: HashMap::new(),
+            keys: HashMap::new(),
+            workers: BTreeMap::new(),
+            clients: HashMap::new(),
+            ready: BinaryHeap::new(),
+            scatters: Vec::new(),
+            next_task: 0,
+            next_seq: 0,
+            outbox: Vec::new(),
+        }
+    }
+
+    /// Everything decided since the last call, in order.
+    pub fn take_outbox(&mut self) -> Vec<Outgoing> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// No client is connected and no task is known: what `--idle-timeout` waits for.
+    pub fn is_idle(&self) -> bool {
+        self.clients.is_empty() && self.tasks.is_empty()
+    }
+
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// The state of a key, for tests and diagnostics.
+    pub fn state_of(&self, key: &str) -> Option<&TaskState> {
+        self.keys.get(key).map(|id| &self.tasks[id].state)
+    }
+
+    /// The workers holding a key's result, by name.
+    pub fn holders_of(&self, key: &str) -> Vec<String> {
+        let Some(id) = self.keys.get(key) else {
+            return Vec::new();
+        };
+        self.tasks[id]
+            .who_has
+            .iter()
+            .map(|w| self.workers[w].info.name.clone())
+            .collect()
+    }
+
+    pub fn task_count(&self) -> usize {
+        self.tasks.len()
+    }
+
+    // ----- workers -----
+
+    pub fn on_worker_joined(&mut self, id: WorkerId, info: WorkerInfo, now: Instant) {
+        log::info!(
+            "worker {} ({}) joined at {} with {} threads",
+            info.name,
+            id,
+            info.peer_address,
+            info.nthreads
+        );
+        let ws = WorkerState {
+            resources_free: info.resources.clone(),
+            info,
+            processing: HashSet::new(),
+            running: 0,
+            has_data: HashSet::new(),
+            stored_bytes: 0,
+            last_seen: now,
+            memory: 0,
+        };
+        self.workers.insert(id, ws);
+        self.outbox.push(Outgoing::Worker(
+            id,
+            ToWorker::Registered {
+                worker: id,
+                heartbeat_ms: self.config.heartbeat_interval.as_millis() as u64,
+            },
+        ));
+        self.schedule();
+        self.balance();
+    }
+
+    pub fn on_worker_message(&mut self, id: WorkerId, msg: FromWorker, now: Instant) {
+        let Some(ws) = self.workers.get_mut(&id) else {
+            return;
+        };
+        ws.last_seen = now;
+        match msg {
+            FromWorker::Register(_) => log::warn!("worker {id} registered twice; ignored"),
+            FromWorker::Started { task } => self.on_task_started(id, task),
+            FromWorker::Finished {
+                task,
+                nbytes,
+                fetched,
+            } => self.on_task_finished(id, task, nbytes, fetched),
+            FromWorker::Failed { task, error } => self.on_task_failed(id, task, error),
+            FromWorker::FetchFailed {
+                task,
+                dep,
+                holder,
+                reason,
+            } => self.on_fetch_failed(id, task, dep, &holder, &reason),
+            FromWorker::Stolen { tasks } => self.on_stolen(id, tasks),
+            FromWorker::DataStored { task, nbytes } => self.on_data_stored(id, task, nbytes),
+            FromWorker::Heartbeat { memory } => {
+                if let Some(ws) = self.workers.get_mut(&id) {
+                    ws.memory = memory;
+                }
+            }
+        }
+        self.schedule();
+    }
+
+    /// The worker's connection dropped, or it missed its heartbeats.
+    pub fn on_worker_lost(&mut self, id: WorkerId, reason: &str) {
+        let Some(ws) = self.workers.remove(&id) else {
+            return;
+        };
+        log::warn!("worker {} ({}) lost: {}", ws.info.name, id, reason);
+        let mut again = Vec::new();
+        for t in ws.processing {
+            let allowed = self.config.allowed_failures as usize;
+            let task = self.tasks.get_mut(&t).expect("processing tasks are known");
+            let TaskState::Processing { started, .. } = task.state else {
+                panic!("task {t} in a worker's processing set is {:?}", task.state)
+            };
+            if task.scattered {
+                self.set_erred(
+                    t,
+                    TaskError::LostData {
+                        worker: ws.info.name.clone(),
+                    },
+                );
+                continue;
+            }
+            if started {
+                task.suspicious.push(ws.info.name.clone());
+                if task.suspicious.len() > allowed {
+                    let workers = task.suspicious.clone();
+                    self.set_erred(t, TaskError::KilledWorker { workers });
+                    continue;
+                }
+            }
+            task.state = TaskState::Released;
+            again.push(t);
+        }
+        // Thieves that were to receive stolen tasks are forgotten with their worker.
+        for ws2 in self.workers.values() {
+            for t in &ws2.processing {
+                if let Some(task) = self.tasks.get_mut(t) {
+                    if let TaskState::Processing { stealing_to, .. } = &mut task.state {
+                        if *stealing_to == Some(id) {
+                            *stealing_to = None;
+                        }
+                    }
+                }
+            }
+        }
+        let mut lost = Vec::new();
+        for t in ws.has_data {
+            let task = self
+                .tasks
+                .get_mut(&t)
+                .expect("held results are of known tasks");
+            task.who_has.retain(|w| *w != id);
+            if task.state == TaskState::Memory && task.who_has.is_empty() {
+                lost.push(t);
+            }
+        }
+        self.on_data_lost(lost, &ws.info.name);
+        for t in again {
+            self.compute(t);
+        }
+        self.schedule();
+        self.balance();
+    }
+
+    fn on_task_started(&mut self, w: WorkerId, t: TaskId) {
+        if let Some(task) = self.tasks.get_mut(&t) {
+            if let TaskState::Processing {
+                worker, started, ..
+            } = &mut task.state
+            {
+                if *worker == w && !*started {
+                    *started = true;
+                    self.workers.get_mut(&w).expect("sender is known").running += 1;
+                }
+            }
+        }
+    }
+
+    /// Takes `t` off `w`'s list and gives back what it held there.
+    fn unassign(&mut self, w: WorkerId, t: TaskId) {
+        let task = &self.tasks[&t];
+        let started = matches!(task.state, TaskState::Processing { started: true, .. });
+        if let Some(ws) = self.workers.get_mut(&w) {
+            if ws.processing.remove(&t) {
+                ws.take_resources(&task.options, -1.0);
+                if started {
+                    ws.running -= 1;
+                }
+            }
+        }
+    }
+
+    fn processing_on(&self, t: TaskId, w: WorkerId) -> bool {
+        matches!(self.tasks.get(&t), Some(Task { state: TaskState::Processing { worker, .. }, .. }) if *worker == w)
+    }
+
+    fn add_holder(&mut self, t: TaskId, w: WorkerId) {
+        let task = self.tasks.get_mut(&t).expect("add_holder of a known task");
+        if !task.who_has.contains(&w) {
+            task.who_has.push(w);
+            let ws = self
+                .workers
+                .get_mut(&w)
+                .expect("add_holder of a known worker");
+            ws.has_data.insert(t);
+            ws.stored_bytes += task.nbytes;
+        }
+    }
+
+    fn on_task_finished(&mut self, w: WorkerId, t: TaskId, nbytes: u64, fetched: Vec<TaskId>) {
+        for f in fetched {
+            if matches!(self.tasks.get(&f), Some(task) if task.state == TaskState::Memory) {
+                self.add_holder(f, w);
+                self.maybe_release(f);
+            } else {
+                self.outbox.push(Outgoing::Worker(
+                    w,
+                    ToWorker::ReleaseData { tasks: vec![f] },
+                ));
+            }
+        }
+        if !self.processing_on(t, w) {
+            // A late answer: the task was cancelled, stolen or given to another worker.
+            if matches!(self.tasks.get(&t), Some(task) if task.state == TaskState::Memory) {
+                self.add_holder(t, w);
+                self.maybe_release(t);
+            } else {
+                self.outbox.push(Outgoing::Worker(
+                    w,
+                    ToWorker::ReleaseData { tasks: vec![t] },
+                ));
+            }
+            return;
+        }
+        self.unassign(w, t);
+        let task = self.tasks.get_mut(&t).expect("checked above");
+        task.state = TaskState::Memory;
+        task.nbytes = nbytes;
+        task.who_has.clear();
+        self.add_holder(t, w);
+        let task = &self.tasks[&t];
+        for c in &task.wanted_by {
+            self.outbox.push(Outgoing::Client(
+                *c,
+                ToClient::KeyFinished {
+                    key: task.key.clone(),
+                    nbytes,
+                },
+            ));
+        }
+        let dependents = task.dependents.clone();
+        let deps = task.deps.clone();
+        for d in dependents {
+            let dt = self.tasks.get_mut(&d).expect("dependents are known");
+            if dt.state == TaskState::Waiting {
+                dt.waiting_on -= 1;
+                if dt.waiting_on == 0 {
+                    self.make_ready(d);
+                }
+            }
+        }
+        for d in deps {
+            self.maybe_release(d);
+        }
+        self.maybe_release(t);
+        if self.workers[&w].processing.is_empty() {
+            self.balance();
+        }
+    }
+
+    fn on_task_failed(&mut self, w: WorkerId, t: TaskId, error: TaskError) {
+        if !self.processing_on(t, w) {
+            return;
+        }
+        self.unassign(w, t);
+        let task = self.tasks.get_mut(&t).expect("checked above");
+        if task.retries_left > 0 {
+            task.retries_left -= 1;
+            log::info!(
+                "task {} failed ({}); retrying, {} retries left",
+                task.key,
+                error,
+                task.retries_left
+            );
+            task.state = TaskState::Released;
+            self.compute(t);
+        } else {
+            self.set_erred(t, error);
+        }
+    }
+
+    fn on_fetch_failed(&mut self, w: WorkerId, t: TaskId, dep: TaskId, holder: &str, reason: &str) {
+        log::warn!("worker {w} could not fetch {dep} from {holder}: {reason}");
+        let holder_id = self
+            .workers
+            .iter()
+            .find(|(_, ws)| ws.info.peer_address == holder)
+            .map(|(id, _)| *id);
+        if let (Some(h), Some(dt)) = (holder_id, self.tasks.get_mut(&dep)) {
+            if let Some(pos) = dt.who_has.iter().position(|x| *x == h) {
+                dt.who_has.remove(pos);
+                let nbytes = dt.nbytes;
+                let ws = self.workers.get_mut(&h).expect("found above");
+                ws.has_data.remove(&dep);
+                ws.stored_bytes -= nbytes;
+                if dt.who_has.is_empty() && dt.state == TaskState::Memory {
+                    self.on_data_lost(vec![dep], holder);
+                }
+            }
+        }
+        if self.processing_on(t, w) {
+            self.unassign(w, t);
+            self.tasks.get_mut(&t).expect("processing").state = TaskState::Released;
+            self.compute(t);
+        }
+    }
+
+    fn on_stolen(&mut self, w: WorkerId, tasks: Vec<TaskId>) {
+        for t in tasks {
+            if !self.processing_on(t, w) {
+                continue;
+            }
+            let TaskState::Processing { stealing_to, .. } = self.tasks[&t].state else {
+                unreachable!("processing_on checked the state")
+            };
+            self.unassign(w, t);
+            self.tasks.get_mut(&t).expect("processing").state = TaskState::Ready;
+            match stealing_to {
+                Some(thief)
+                    if self.workers.get(&thief).is_some_and(|ws| {
+                        ws.processing.len() < ws.capacity(self.config.queue_per_thread)
+                            && ws.fits(&self.tasks[&t].options)
+                    }) =>
+                {
+                    self.assign(t, thief)
+                }
+                _ => self.make_ready(t),
+            }
+        }
+        // Tasks that had started stay; clear their marks so they may be stolen later.
+        if let Some(ws) = self.workers.get(&w) {
+            for t in &ws.processing {
+                if let Some(task) = self.tasks.get_mut(t) {
+                    if let TaskState::Processing { stealing_to, .. } = &mut task.state {
+                        *stealing_to = None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_data_stored(&mut self, w: WorkerId, t: TaskId, nbytes: u64) {
+        if !self.processing_on(t, w) {
+            return;
+        }
+        self.unassign(w, t);
+        let task = self.tasks.get_mut(&t).expect("checked above");
+        task.state = TaskState::Memory;
+        task.nbytes = nbytes;
+        self.add_holder(t, w);
+        let task = &self.tasks[&t];
+        for c in &task.wanted_by {
+            self.outbox.push(Outgoing::Client(
+                *c,
+                ToClient::KeyFinished {
+                    key: task.key.clone(),
+                    nbytes,
+                },
+            ));
+        }
+        let mut done = Vec::new();
+        for (i, s) in self.scatters.iter_mut().enumerate() {
+            if s.remaining.remove(&t) && s.remaining.is_empty() {
+                done.push(i);
+            }
+        }
+        for i in done.into_iter().rev() {
+            let s = self.scatters.remove(i);
+            self.outbox.push(Outgoing::Client(
+                s.client,
+                ToClient::Scattered {
+                    req: s.req,
+                    result: Ok(()),
+                },
+            ));
+        }
+    }
+
+    /// Results in `lost` are no longer held anywhere: compute them again where still needed,
+    /// and send back to waiting the dependents that were about to use them.
+    fn on_data_lost(&mut self, lost: Vec<TaskId>, worker_name: &str) {
+        let mut reset = Vec::new();
+        for &t in &lost {
+            let task = self.tasks.get_mut(&t).expect("lost tasks are known");
+            task.state = TaskState::Released;
+            if task.scattered {
+                self.set_erred(
+                    t,
+                    TaskError::LostData {
+                        worker: worker_name.to_string(),
+                    },
+                );
+                continue;
+            }
+            for d in task.dependents.clone() {
+                let dt = self.tasks.get_mut(&d).expect("dependents are known");
+                match dt.state {
+                    TaskState::Waiting => dt.waiting_on += 1,
+                    TaskState::Ready => {
+                        dt.state = TaskState::Released;
+                        reset.push(d);
+                    }
+                    TaskState::Processing { worker, .. } => {
+                        self.unassign(worker, d);
+                        self.outbox.push(Outgoing::Worker(
+                            worker,
+                            ToWorker::Cancel { tasks: vec![d] },
+                        ));
+                        self.tasks.get_mut(&d).expect("known").state = TaskState::Released;
+                        reset.push(d);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for &t in &lost {
+            if self
+                .tasks
+                .get(&t)
+                .is_some_and(|task| task.state == TaskState::Released)
+                && self.needed(t)
+            {
+                log::info!("recomputing {} (its result was lost)", self.tasks[&t].key);
+                self.compute(t);
+            }
+        }
+        for d in reset {
+            self.compute(d);
+        }
+        for t in lost {
+            self.maybe_release(t);
+        }
+    }
+
+    // ----- clients -----
+
+    pub fn on_client_joined(&mut self, id: ClientId) {
+        self.clients.insert(id, ClientState::default());
+        self.outbox
+            .push(Outgoing::Client(id, ToClient::Welcome { client: id }));
+    }
+
+    pub fn on_client_lost(&mut self, id: ClientId) {
+        let Some(cs) = self.clients.remove(&id) else {
+            return;
+        };
+        self.scatters.retain(|s| s.client != id);
+        for t in cs.wanted {
+            if let Some(task) = self.tasks.get_mut(&t) {
+                task.wanted_by.retain(|c| *c != id);
+                self.maybe_release(t);
+            }
+        }
+        self.schedule();
+    }
+
+    pub fn on_client_message(&mut self, id: ClientId, msg: FromClient) {
+        if !self.clients.contains_key(&id) {
+            return;
+        }
+        match msg {
+            FromClient::Submit { tasks, wanted } => self.on_submit(id, tasks, wanted),
+            FromClient::Release { keys } => {
+                for k in keys {
+                    if let Some(&t) = self.keys.get(&k) {
+                        self.clients
+                            .get_mut(&id)
+                            .expect("checked")
+                            .wanted
+                            .remove(&t);
+                        self.tasks
+                            .get_mut(&t)
+                            .expect("keys are known")
+                            .wanted_by
+                            .retain(|c| *c != id);
+                        self.maybe_release(t);
+                    }
+                }
+            }
+            FromClient::Cancel { keys } => {
+                for k in keys {
+                    if let Some(&t) = self.keys.get(&k) {
+                        self.cancel(t);
+                    }
+                }
+            }
+            FromClient::WhoHas { req, keys } => {
+                let locations = keys.into_iter().map(|k| self.locate(k)).collect();
+                self.outbox
+                    .push(Outgoing::Client(id, ToClient::WhoHas { req, locations }));
+            }
+            FromClient::Info { req } => {
+                let info = self.info();
+                self.outbox
+                    .push(Outgoing::Client(id, ToClient::Info { req, info }));
+            }
+            FromClient::Scatter { req, items } => self.on_scatter(id, req, items),
+        }
+        self.schedule();
+    }
+
+    fn locate(&self, key: String) -> KeyLocation {
+        let mut loc = KeyLocation {
+            key,
+            id: TaskId(u64::MAX),
+            nbytes: 0,
+            holders: Vec::new(),
+            problem: None,
+        };
+        match self.keys.get(&loc.key) {
+            None => loc.problem = Some("unknown key".into()),
+            Some(&t) => {
+                let task = &self.tasks[&t];
+                loc.id = t;
+                loc.nbytes = task.nbytes;
+                match &task.state {
+                    TaskState::Memory => {
+                        loc.holders = task
+                            .who_has
+                            .iter()
+                            .map(|w| self.workers[w].info.peer_address.clone())
+                            .collect()
+                    }
+                    TaskState::Erred(e) => loc.problem = Some(e.to_string()),
+                    s => loc.problem = Some(format!("not finished ({})", s.name())),
+                }
+            }
+        }
+        loc
+    }
+
+    /// Checks a batch before anything of it is stored: keys unique, inputs known, no cycle.
+    fn check_batch(&self, tasks: &[TaskDesc]) -> Result<(), String> {
+        let mut batch: HashMap<&str, usize> = HashMap::with_capacity(tasks.len());
+        for (i, t) in tasks.iter().enumerate() {
+            if t.key.is_empty() {
+                return Err("a task has an empty key".into());
+            }
+            if batch.insert(&t.key, i).is_some() {
+                return Err(format!("duplicate key {:?} in one submission", t.key));
+            }
+        }
+        // Kahn's algorithm over the new tasks only; known keys are already acyclic.
+        let mut indegree = vec![0usize; tasks.len()];
+        let mut users: Vec<Vec<usize>> = vec![Vec::new(); tasks.len()];
+        for (i, t) in tasks.iter().enumerate() {
+            if self.keys.contains_key(&t.key) {
+                continue;
+            }
+            for d in &t.deps {
+                if *d == t.key {
+                    return Err(format!("task {:?} depends on itself", t.key));
+                }
+                match batch.get(d.as_str()) {
+                    Some(&j) if !self.keys.contains_key(d) => {
+                        indegree[i] += 1;
+                        users[j].push(i);
+                    }
+                    Some(_) => {}
+                    None if self.keys.contains_key(d) => {}
+                    None => return Err(format!("task {:?} depends on unknown key {:?}", t.key, d)),
+                }
+            }
+        }
+        let mut stack: Vec<usize> = (0..tasks.len()).filter(|&i| indegree[i] == 0).collect();
+        let mut seen = 0;
+        while let Some(i) = stack.pop() {
+            seen += 1;
+            for &u in &users[i] {
+                indegree[u] -= 1;
+                if indegree[u] == 0 {
+                    stack.push(u);
+                }
+            }
+        }
+        if seen < tasks.len() {
+            let stuck: Vec<&str> = (0..tasks.len())
+                .filter(|&i| indegree[i] > 0)
+                .take(5)
+                .map(|i| tasks[i].key.as_str())
+                .collect();
+            return Err(format!("dependency cycle among {}", stuck.join(", ")));
+        }
+        Ok(())
+    }
+
+    fn on_submit(&mut self, client: ClientId, tasks: Vec<TaskDesc>, wanted: Vec<String>) {
+        if let Err(reason) = self.check_batch(&tasks) {
+            log::warn!("client {client}: submission rejected: {reason}");
+            for t in &tasks {
+                self.outbox.push(Outgoing::Client(
+                    client,
+                    ToClient::KeyErred {
+                        key: t.key.clone(),
+                        error: TaskError::Rejected {
+                            reason: reason.clone(),
+                        },
+                    },
+                ));
+            }
+            return;
+        }
+        let mut new = Vec::new();
+        for desc in tasks {
+            if self.keys.contains_key(&desc.key) {
+                continue;
+            }
+            let id = TaskId(self.next_task);
+            self.next_task += 1;
+            self.keys.insert(desc.key.clone(), id);
+            self.tasks.insert(
+                id,
+                Task {
+                    retries_left: desc.options.retries,
+                    key: desc.key,
+                    spec: desc.spec,
+                    options: desc.options,
+                    deps: Vec::new(),
+                    dependents: Vec::new(),
+                    state: TaskState::Released,
+                    waiting_on: 0,
+                    who_has: Vec::new(),
+                    nbytes: 0,
+                    wanted_by: Vec::new(),
+                    suspicious: Vec::new(),
+                    scattered: false,
+                    seq: 0,
+                },
+            );
+            new.push((id, desc.deps));
+        }
+        // Link inputs once every new key has an id.
+        for (id, deps) in &new {
+            let dep_ids: Vec<TaskId> = deps.iter().map(|d| self.keys[d]).collect();
+            for d in &dep_ids {
+                self.tasks.get_mut(d).expect("checked").dependents.push(*id);
+            }
+            let task = self.tasks.get_mut(id).expect("just inserted");
+            task.deps = dep_ids;
+            task.seq = self.next_seq;
+            self.next_seq += 1;
+        }
+        for key in wanted {
+            let Some(&t) = self.keys.get(&key) else {
+                self.outbox.push(Outgoing::Client(
+                    client,
+                    ToClient::KeyErred {
+                        key: key.clone(),
+                        error: TaskError::Rejected {
+                            reason: format!("unknown key {key:?}"),
+                        },
+                    },
+                ));
+                continue;
+            };
+            self.clients
+                .get_mut(&client)
+                .expect("checked by caller")
+                .wanted
+                .insert(t);
+            let task = self.tasks.get_mut(&t).expect("keys are known");
+            if !task.wanted_by.contains(&client) {
+                task.wanted_by.push(client);
+            }
+            match &task.state {
+                TaskState::Memory => self.outbox.push(Outgoing::Client(
+                    client,
+                    ToClient::KeyFinished {
+                        key,
+                        nbytes: task.nbytes,
+                    },
+                )),
+                TaskState::Erred(e) => self.outbox.push(Outgoing::Client(
+                    client,
+                    ToClient::KeyErred {
+                        key,
+                        error: e.clone(),
+                    },
+                )),
+                _ => self.compute(t),
+            }
+        }
+        // New tasks that nothing wants are dropped at once.
+        for (id, _) in new {
+            self.maybe_release(id);
+        }
+    }
+
+    fn on_scatter(&mut self, client: ClientId, req: RequestId, items: Vec<(String, Vec<u8>)>) {
+        let reply = |reason: String| {
+            Outgoing::Client(
+                client,
+                ToClient::Scattered {
+                    req,
+                    result: Err(reason),
+                },
+            )
+        };
+        if self.workers.is_empty() {
+            self.outbox
+                .push(reply("no workers to hold the data".into()));
+            return;
+        }
+        if let Some((k, _)) = items.iter().find(|(k, _)| self.keys.contains_key(k)) {
+            self.outbox.push(reply(format!("key {k:?} already exists")));
+            return;
+        }
+        let mut remaining = HashSet::new();
+        for (key, data) in items {
+            let w = *self
+                .workers
+                .iter()
+                .min_by_key(|(_, ws)| ws.stored_bytes + ws.processing.len() as u64)
+                .expect("checked not empty")
+                .0;
+            let id = TaskId(self.next_task);
+            self.next_task += 1;
+            self.keys.insert(key.clone(), id);
+            self.tasks.insert(
+                id,
+                Task {
+                    key: key.clone(),
+                    spec: TaskSpec::Function {
+                        name: "scattered".into(),
+                        args: Vec::new(),
+                    },
+                    options: TaskOptions::default(),
+                    deps: Vec::new(),
+                    dependents: Vec::new(),
+                    state: TaskState::Processing {
+                        worker: w,
+                        started: true,
+                        stealing_to: None,
+                    },
+                    waiting_on: 0,
+                    who_has: Vec::new(),
+                    nbytes: data.len() as u64,
+                    wanted_by: vec![client],
+                    suspicious: Vec::new(),
+                    retries_left: 0,
+                    scattered: true,
+                    seq: 0,
+                },
+            );
+            self.clients
+                .get_mut(&client)
+                .expect("checked")
+                .wanted
+                .insert(id);
+            let ws = self.workers.get_mut(&w).expect("chosen above");
+            ws.processing.insert(id);
+            ws.running += 1;
+            remaining.insert(id);
+            self.outbox.push(Outgoing::Worker(
+                w,
+                ToWorker::PutData {
+                    task: id,
+                    key,
+                    data,
+                },
+            ));
+        }
+        self.scatters.push(PendingScatter {
+            client,
+            req,
+            remaining,
+        });
+    }
+
+    fn cancel(&mut self, t: TaskId) {
+        let task = &self.tasks[&t];
+        match task.state {
+            TaskState::Memory | TaskState::Erred(_) => {}
+            _ => self.set_erred(t, TaskError::Cancelled),
+        }
+    }
+
+    // ----- time -----
+
+    /// Periodic housekeeping: drops workers that missed their heartbeats, rebalances queues.
+    pub fn on_tick(&mut self, now: Instant) {
+        let timeout = self.config.heartbeat_timeout;
+        let silent: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, ws)| now.saturating_duration_since(ws.last_seen) > timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for w in silent {
+            let reason = format!("no heartbeat for {:.1} s", timeout.as_secs_f64());
+            self.outbox.push(Outgoing::CloseWorker(w, reason.clone()));
+            self.on_worker_lost(w, &reason);
+        }
+        self.schedule();
+        self.balance();
+    }
+
+    // ----- transitions -----
+
+    /// Whether anything still needs `t`'s result: a client, or a dependent being computed.
+    fn needed(&self, t: TaskId) -> bool {
+        let task = &self.tasks[&t];
+        !task.wanted_by.is_empty()
+            || task.dependents.iter().any(|d| {
+                matches!(
+                    self.tasks[d].state,
+                    TaskState::Waiting | TaskState::Ready | TaskState::Processing { .. }
+                )
+            })
+    }
+
+    /// Starts computing `root` (if released), and every released input it needs.
+    fn compute(&mut self, root: TaskId) {
+        let mut stack = vec![root];
+        while let Some(t) = stack.pop() {
+            let task = &self.tasks[&t];
+            if task.state != TaskState::Released {
+                continue;
+            }
+            let mut missing = 0;
+            let mut failed = None;
+            for d in &task.deps {
+                match &self.tasks[d].state {
+                    TaskState::Memory => {}
+                    TaskState::Erred(e) => failed = Some((*d, e.clone())),
+                    TaskState::Released => {
+                        missing += 1;
+                        stack.push(*d);
+                    }
+                    _ => missing += 1,
+                }
+            }
+            if let Some((d, e)) = failed {
+                let error = dependency_error(&self.tasks[&d].key, e);
+                self.set_erred(t, error);
+            } else if missing == 0 {
+                self.make_ready(t);
+            } else {
+                let task = self.tasks.get_mut(&t).expect("popped from known");
+                task.state = TaskState::Waiting;
+                task.waiting_on = missing;
+            }
+        }
+    }
+
+    fn make_ready(&mut self, t: TaskId) {
+        let task = self.tasks.get_mut(&t).expect("make_ready of a known task");
+        task.state = TaskState::Ready;
+        self.ready
+            .push((task.options.priority, Reverse(task.seq), t));
+    }
+
+    /// Places ready tasks on workers while any has room.
+    fn schedule(&mut self) {
+        let mut blocked = Vec::new();
+        while let Some(entry) = self.ready.pop() {
+            let t = entry.2;
+            if !matches!(self.tasks.get(&t), Some(task) if task.state == TaskState::Ready) {
+                continue;
+            }
+            match self.choose_worker(t) {
+                Placement::On(w) => self.assign(t, w),
+                Placement::NoneFits => blocked.push(entry),
+                Placement::NoRoom => {
+                    blocked.push(entry);
+                    break;
+                }
+            }
+        }
+        self.ready.extend(blocked);
+    }
+
+    /// Among the workers with room that may run `t`: the one holding most of its input
+    /// bytes, then the least loaded.
+    fn choose_worker(&self, t: TaskId) -> Placement {
+        let task = &self.tasks[&t];
+        let mut any_room = false;
+        let mut best: Option<(WorkerId, u64, f64)> = None;
+        for (id, ws) in &self.workers {
+            if ws.processing.len() >= ws.capacity(self.config.queue_per_thread) {
+                continue;
+            }
+            any_room = true;
+            if !ws.fits(&task.options) {
+                continue;
+            }
+            let held: u64 = task
+                .deps
+                .iter()
+                .filter(|d| ws.has_data.contains(d))
+                .map(|d| self.tasks[d].nbytes.max(1))
+                .sum();
+            let load = ws.load();
+            let better = match best {
+                None => true,
+                Some((_, bh, bl)) => held > bh || (held == bh && load < bl),
+            };
+            if better {
+                best = Some((*id, held, load));
+            }
+        }
+        match best {
+            Some((w, _, _)) => Placement::On(w),
+            None if any_room => Placement::NoneFits,
+            None => Placement::NoRoom,
+        }
+    }
+
+    fn assign(&mut self, t: TaskId, w: WorkerId) {
+        let task = self.tasks.get_mut(&t).expect("assign of a known task");
+        task.state = TaskState::Processing {
+            worker: w,
+            started: false,
+            stealing_to: None,
+        };
+        let ws = self.workers.get_mut(&w).expect("assign to a known worker");
+        ws.processing.insert(t);
+        ws.take_resources(&task.options, 1.0);
+        let task = &self.tasks[&t];
+        let deps = task
+            .deps
+            .iter()
+            .map(|d| {
+                let dt = &self.tasks[d];
+                DepLocation {
+                    id: *d,
+                    key: dt.key.clone(),
+                    nbytes: dt.nbytes,
+                    holders: dt
+                        .who_has
+                        .iter()
+                        .map(|h| self.workers[h].info.peer_address.clone())
+                        .collect(),
+                }
+            })
+            .collect();
+        self.outbox.push(Outgoing::Worker(
+            w,
+            ToWorker::Compute(Box::new(ComputeTask {
+                id: t,
+                key: task.key.clone(),
+                spec: task.spec.clone(),
+                deps,
+                priority: task.options.priority,
+            })),
+        ));
+    }
+
+    /// Moves queued, unstarted tasks from busy workers to workers with free threads.
+    fn balance(&mut self) {
+        // Ready tasks that no worker may run stay queued; only an empty queue means the
+        // cluster has nothing better to give an idle worker.
+        if !self.ready.is_empty() {
+            return;
+        }
+        let q = self.config.queue_per_thread;
+        let mut thieves: Vec<(WorkerId, usize)> = self
+            .workers
+            .iter()
+            .filter(|(_, ws)| ws.processing.len() < ws.info.nthreads as usize)
+            .map(|(id, ws)| (*id, ws.capacity(q) - ws.processing.len()))
+            .collect();
+        if thieves.is_empty() {
+            return;
+        }
+        let victims: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, ws)| ws.processing.len() > ws.info.nthreads as usize)
+            .map(|(id, _)| *id)
+            .collect();
+        for v in victims {
+            let ws = &self.workers[&v];
+            let mut candidates: Vec<TaskId> = ws
+                .processing
+                .iter()
+                .copied()
+                .filter(|t| {
+                    matches!(
+                        self.tasks[t].state,
+                        TaskState::Processing {
+                            started: false,
+                            stealing_to: None,
+                            ..
+                        }
+                    )
+                })
+                .collect();
+            candidates.sort_by_key(|t| self.tasks[t].seq);
+            let spare = ws.processing.len() - ws.info.nthreads as usize;
+            let mut take = candidates.len().min(spare.div_ceil(2));
+            let mut chosen: Vec<TaskId> = Vec::new();
+            while take > 0 {
+                let Some((thief, room)) = thieves.iter_mut().find(|(_, room)| *room > 0) else {
+                    break;
+                };
+                let Some(t) = candidates.pop() else { break };
+                if !self.workers[thief].fits(&self.tasks[&t].options) {
+                    continue;
+                }
+                *room -= 1;
+                take -= 1;
+                let thief = *thief;
+                if let TaskState::Processing { stealing_to, .. } =
+                    &mut self.tasks.get_mut(&t).expect("known").state
+                {
+                    *stealing_to = Some(thief);
+                }
+                chosen.push(t);
+            }
+            if !chosen.is_empty() {
+                self.outbox
+                    .push(Outgoing::Worker(v, ToWorker::Steal { tasks: chosen }));
+            }
+        }
+    }
+
+    /// `t` failed for good: it and everything downstream of it err, and clients are told.
+    fn set_erred(&mut self, t: TaskId, error: TaskError) {
+        let mut stack = vec![(t, error)];
+        let mut touched = Vec::new();
+        while let Some((t, error)) = stack.pop() {
+            let task = self.tasks.get_mut(&t).expect("set_erred of a known task");
+            if matches!(task.state, TaskState::Erred(_) | TaskState::Memory) {
+                continue;
+            }
+            if let TaskState::Processing { worker, .. } = task.state {
+                self.unassign(worker, t);
+                self.outbox.push(Outgoing::Worker(
+                    worker,
+                    ToWorker::Cancel { tasks: vec![t] },
+                ));
+            }
+            let task = self.tasks.get_mut(&t).expect("known");
+            log::debug!("task {} erred: {}", task.key, error);
+            task.state = TaskState::Erred(error.clone());
+            for c in &task.wanted_by {
+                self.outbox.push(Outgoing::Client(
+                    *c,
+                    ToClient::KeyErred {
+                        key: task.key.clone(),
+                        error: error.clone(),
+                    },
+                ));
+            }
+            let downstream = dependency_error(&task.key, error);
+            for d in &task.dependents {
+                stack.push((*d, downstream.clone()));
+            }
+            touched.push(t);
+        }
+        for t in touched {
+            let deps = self.tasks[&t].deps.clone();
+            for d in deps {
+                self.maybe_release(d);
+            }
+            self.maybe_release(t);
+        }
+    }
+
+    /// Drops `t`'s result (or stops computing it) when nothing needs it, and forgets it, then
+    /// its inputs, when nothing refers to them any more.
+    fn maybe_release(&mut self, t: TaskId) {
+        let mut stack = vec![t];
+        while let Some(t) = stack.pop() {
+            if !self.tasks.contains_key(&t) || self.needed(t) {
+                continue;
+            }
+            let task = self.tasks.get_mut(&t).expect("checked");
+            match task.state.clone() {
+                TaskState::Memory => {
+                    let holders = std::mem::take(&mut task.who_has);
+                    let nbytes = task.nbytes;
+                    task.state = TaskState::Released;
+                    for w in holders {
+                        let ws = self.workers.get_mut(&w).expect("holders are known workers");
+                        ws.has_data.remove(&t);
+                        ws.stored_bytes -= nbytes;
+                        self.outbox.push(Outgoing::Worker(
+                            w,
+                            ToWorker::ReleaseData { tasks: vec![t] },
+                        ));
+                    }
+                }
+                TaskState::Processing { worker, .. } => {
+                    self.unassign(worker, t);
+                    self.outbox.push(Outgoing::Worker(
+                        worker,
+                        ToWorker::Cancel { tasks: vec![t] },
+                    ));
+                    self.tasks.get_mut(&t).expect("known").state = TaskState::Released;
+                    stack.extend(self.tasks[&t].deps.iter().copied());
+                }
+                TaskState::Waiting | TaskState::Ready => {
+                    task.state = TaskState::Released;
+                    stack.extend(task.deps.iter().copied());
+                }
+                TaskState::Released | TaskState::Erred(_) => {}
+            }
+            let task = &self.tasks[&t];
+            if task.wanted_by.is_empty() && task.dependents.is_empty() {
+                let task = self.tasks.remove(&t).expect("checked");
+                self.keys.remove(&task.key);
+                for d in task.deps {
+                    let dt = self
+                        .tasks
+                        .get_mut(&d)
+                        .expect("inputs outlive their dependents");
+                    if let Some(pos) = dt.dependents.iter().position(|x| *x == t) {
+                        dt.dependents.swap_remove(pos);
+                    }
+                    stack.push(d);
+                }
+            }
+        }
+    }
+
+    // ----- reports -----
+
+    pub fn info(&self) -> ClusterInfo {
+        let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for t in self.tasks.values() {
+            *counts.entry(t.state.name()).or_default() += 1;
+        }
+        ClusterInfo {
+            scheduler_version: crate::protocol::DISTD_VERSION.to_string(),
+            workers: self
+                .workers
+                .iter()
+                .map(|(id, ws)| WorkerSummary {
+                    id: *id,
+                    name: ws.info.name.clone(),
+                    address: ws.info.peer_address.clone(),
+                    host: ws.info.host.clone(),
+                    pid: ws.info.pid,
+                    nthreads: ws.info.nthreads,
+                    resources: ws.info.resources.clone(),
+                    memory: ws.memory,
+                    memory_limit: ws.info.memory_limit,
+                    processing: ws.processing.len() as u64,
+                    stored: ws.has_data.len() as u64,
+                    stored_bytes: ws.stored_bytes,
+                })
+                .collect(),
+            tasks: counts
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            clients: self.clients.len() as u64,
+        }
+    }
+
+    /// Checks every invariant that ties the tables together. Tests call it after each event.
+    pub fn sanity_check(&self) {
+        for (id, ws) in &self.workers {
+            let mut running = 0;
+            for t in &ws.processing {
+                match &self.tasks[t].state {
+                    TaskState::Processing {
+                        worker, started, ..
+                    } => {
+                        assert_eq!(worker, id, "task {t} processing on the wrong worker");
+                        running += *started as usize;
+                    }
+                    s => panic!("task {t} in {id}'s processing set is {s:?}"),
+                }
+            }
+            assert_eq!(running, ws.running, "running count of {id}");
+            let mut bytes = 0;
+            for t in &ws.has_data {
+                assert!(
+                    self.tasks[t].who_has.contains(id),
+                    "{id} holds {t} but who_has disagrees"
+                );
+                bytes += self.tasks[t].nbytes;
+            }
+            assert_eq!(bytes, ws.stored_bytes, "stored bytes of {id}");
+        }
+        for (id, task) in &self.tasks {
+            assert_eq!(
+                self.keys.get(&task.key),
+                Some(id),
+                "key table of {}",
+                task.key
+            );
+            for w in &task.who_has {
+                assert!(
+                    self.workers[w].has_data.contains(id),
+                    "who_has of {} names {w}",
+                    task.key
+                );
+            }
+            if task.state != TaskState::Memory {
+                assert!(
+                    task.who_has.is_empty(),
+                    "{} holds data in state {:?}",
+                    task.key,
+                    task.state
+                );
+            }
+            match &task.state {
+                TaskState::Memory => {
+                    assert!(!task.who_has.is_empty(), "{} in memory nowhere", task.key)
+                }
+                TaskState::Waiting => {
+                    let missing = task
+                        .deps
+                        .iter()
+                        .filter(|d| self.tasks[d].state != TaskState::Memory)
+                        .count();
+                    assert_eq!(missing, task.waiting_on, "waiting count of {}", task.key);
+                    assert!(missing > 0, "{} waits on nothing", task.key);
+                }
+                TaskState::Ready | TaskState::Processing { .. } => {
+                    for d in &task.deps {
+                        assert_eq!(
+                            self.tasks[d].state,
+                            TaskState::Memory,
+                            "{} is {} but its input {} is not in memory",
+                            task.key,
+                            task.state.name(),
+                            self.tasks[d].key
+                        );
+                    }
+                    if let TaskState::Processing { worker, .. } = task.state {
+                        assert!(self.workers[&worker].processing.contains(id));
+                    }
+                }
+                _ => {}
+            }
+            for d in &task.deps {
+                assert!(
+                    self.tasks[d].dependents.contains(id),
+                    "dependents of {}",
+                    self.tasks[d].key
+                );
+            }
+            for c in &task.wanted_by {
+                assert!(
+                    self.clients[c].wanted.contains(id),
+                    "client {c} wants {}",
+                    task.key
+                );
+            }
+        }
+        assert_eq!(self.keys.len(), self.tasks.len());
+    }
+}
+
+/// The error of a task whose input `key` erred with `error`: names the task that failed first.
+fn dependency_error(key: &str, error: TaskError) -> TaskError {
+    match error {
+        e @ TaskError::Dependency { .. } => e,
+        e => TaskError::Dependency {
+            key: key.to_string(),
+            error: Box::new(e),
+        },
+    }
+}

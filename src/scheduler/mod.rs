@@ -1,0 +1,8 @@
+//! The scheduler: a synchronous core that decides ([`core`]) and an async shell that talks
+//! to the network ([`server`]).
+
+pub mod core;
+pub mod server;
+
+pub use self::core::{Core, CoreConfig, Outgoing, TaskState};
+pub use server::{Scheduler, SchedulerConfig, StopReason, Stopper};

@@ -1,0 +1,246 @@
+//! Runs one task: a function from the registry on a blocking thread, or a command as a child
+//! process in its own process group, with its inputs handed over as files or stdin.
+//!
+//! Dropping the future of a running command kills its whole process group, so cancelling a
+//! task (or shutting the worker down) never leaves its processes behind.
+
+use super::registry::Registry;
+use crate::protocol::{CommandSpec, Data, TaskError, TaskId, TaskSpec};
+use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How much of a failed command's stderr is kept in its error.
+const STDERR_TAIL: usize = 2000;
+
+/// What every execution on one worker shares.
+#[derive(Clone, Debug)]
+pub struct ExecContext {
+    pub registry: Arc<Registry>,
+    /// Where input files of command tasks are written, one folder per task.
+    pub local_dir: PathBuf,
+}
+
+/// An input of a task: its key and its bytes.
+pub type Input = (String, Data);
+
+/// Runs `spec` to completion and returns its result bytes.
+pub async fn execute(
+    ctx: &ExecContext,
+    task: TaskId,
+    key: &str,
+    spec: TaskSpec,
+    inputs: Vec<Input>,
+) -> Result<Vec<u8>, TaskError> {
+    match spec {
+        TaskSpec::Function { name, args } => {
+            let Some(f) = ctx.registry.get(&name) else {
+                return Err(TaskError::UnknownFunction { name });
+            };
+            let datas: Vec<Data> = inputs.into_iter().map(|(_, d)| d).collect();
+            let outcome = blocking::unblock(move || {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&args, &datas)))
+                    .map_err(|p| panic_message(&p))
+                    .and_then(|r| r)
+                    .map_err(|message| (name, message))
+            })
+            .await;
+            outcome.map_err(|(name, message)| TaskError::Function { name, message })
+        }
+        TaskSpec::Command(cmd) => {
+            let dir = ctx.local_dir.join(format!("task-{}", task.0));
+            let result = run_command(cmd, key, &inputs, &dir).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            result
+        }
+    }
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        format!("panicked: {s}")
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        format!("panicked: {s}")
+    } else {
+        "panicked".to_string()
+    }
+}
+
+/// Kills a process group when dropped, unless disarmed: the command's cleanup on cancel.
+struct GroupGuard {
+    pgid: Option<i32>,
+}
+
+impl GroupGuard {
+    fn kill(&mut self) {
+        if let Some(pgid) = self.pgid.take() {
+            // SAFETY: killpg has no memory-safety preconditions; a stale group id at worst
+            // fails with ESRCH.
+            unsafe {
+                libc::killpg(pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn substitute(arg: &str, paths: &[(String, PathBuf)]) -> Vec<String> {
+    if arg == "{deps}" {
+        return paths.iter().map(|(_, p)| p.display().to_string()).collect();
+    }
+    let mut out = arg.to_string();
+    if out.contains("{dep:") {
+        for (key, path) in paths {
+            out = out.replace(&format!("{{dep:{key}}}"), &path.display().to_string());
+        }
+    }
+    vec![out]
+}
+
+async fn run_command(
+    cmd: CommandSpec,
+    key: &str,
+    inputs: &[Input],
+    dir: &Path,
+) -> Result<Vec<u8>, TaskError> {
+    let program = cmd.argv.first().cloned().unwrap_or_default();
+    let spawn_error = |reason: String| TaskError::Spawn {
+        program: program.clone(),
+        reason,
+    };
+    if program.is_empty() {
+        return Err(spawn_error("empty command".into()));
+    }
+    let mut paths = Vec::with_capacity(inputs.len());
+    if !inputs.is_empty() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| spawn_error(format!("cannot create {}: {e}", dir.display())))?;
+        for (i, (k, data)) in inputs.iter().enumerate() {
+            let path = dir.join(format!("input-{i}"));
+            std::fs::write(&path, data.as_slice()).map_err(|e| {
+                spawn_error(format!(
+                    "cannot write input {k:?} to {}: {e}",
+                    path.display()
+                ))
+            })?;
+            paths.push((k.clone(), path));
+        }
+    }
+    let stdin_data = match &cmd.stdin {
+        None => None,
+        Some(k) => match inputs.iter().find(|(key, _)| key == k) {
+            Some((_, d)) => Some(d.clone()),
+            None => {
+                return Err(spawn_error(format!(
+                    "stdin names {k:?}, which is not an input of this task"
+                )))
+            }
+        },
+    };
+    let argv: Vec<String> = cmd
+        .argv
+        .iter()
+        .flat_map(|a| substitute(a, &paths))
+        .collect();
+    let mut command = std::process::Command::new(&argv[0]);
+    command.args(&argv[1..]);
+    command.env("DISTD_TASK_KEY", key);
+    command.env("DISTD_NDEPS", paths.len().to_string());
+    for (i, (_, p)) in paths.iter().enumerate() {
+        command.env(format!("DISTD_DEP_{i}"), p);
+    }
+    for (k, v) in &cmd.env {
+        command.env(k, v);
+    }
+    if let Some(cwd) = &cmd.cwd {
+        command.current_dir(cwd);
+    }
+    command.process_group(0);
+    // Stdio is set on the async command: the conversion from std does not carry it over.
+    let mut command = async_process::Command::from(command);
+    command.stdin(if stdin_data.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    command.stdout(Stdio::piped());
+    command.stderr(Stdio::piped());
+    let mut child = command.spawn().map_err(|e| spawn_error(e.to_string()))?;
+    let mut guard = GroupGuard {
+        pgid: Some(child.id() as i32),
+    };
+    let stdin = child.stdin.take();
+    let mut stdout = child.stdout.take().expect("stdout was piped");
+    let mut stderr = child.stderr.take().expect("stderr was piped");
+    let feed = async move {
+        if let (Some(mut pipe), Some(data)) = (stdin, stdin_data) {
+            // A command that does not read all of its stdin is not an error.
+            let _ = pipe.write_all(&data).await;
+            let _ = pipe.close().await;
+        }
+    };
+    let collect = async {
+        let read_out = async {
+            let mut out = Vec::new();
+            stdout.read_to_end(&mut out).await.map(|_| out)
+        };
+        let read_err = async {
+            let mut err = Vec::new();
+            stderr.read_to_end(&mut err).await.map(|_| err)
+        };
+        let ((out, err), ()) =
+            futures_lite::future::zip(futures_lite::future::zip(read_out, read_err), feed).await;
+        let status = child.status().await;
+        Some((out, err, status))
+    };
+    let timeout = cmd.timeout_ms.map(Duration::from_millis);
+    let outcome = match timeout {
+        Some(t) => {
+            collect
+                .or(async {
+                    async_io::Timer::after(t).await;
+                    None
+                })
+                .await
+        }
+        None => collect.await,
+    };
+    let Some((out, err, status)) = outcome else {
+        guard.kill();
+        return Err(TaskError::Timeout {
+            after_ms: cmd.timeout_ms.unwrap_or_default(),
+            stderr: String::new(),
+        });
+    };
+    guard.pgid = None;
+    let io = |e: std::io::Error| spawn_error(format!("while running: {e}"));
+    let (out, err, status) = (out.map_err(io)?, err.map_err(io)?, status.map_err(io)?);
+    if status.success() {
+        return Ok(out);
+    }
+    let tail = stderr_tail(&err);
+    Err(match (status.code(), status.signal()) {
+        (Some(code), _) => TaskError::Exit {
+            status: code,
+            stderr: tail,
+        },
+        (None, Some(signal)) => TaskError::Signal {
+            signal,
+            stderr: tail,
+        },
+        (None, None) => TaskError::Other(format!("command ended with {status}")),
+    })
+}
+
+fn stderr_tail(err: &[u8]) -> String {
+    let start = err.len().saturating_sub(STDERR_TAIL);
+    String::from_utf8_lossy(&err[start..]).into_owned()
+}

@@ -1,0 +1,140 @@
+//! Result transfer between processes: the server side of a worker's peer port, and the
+//! fetching side used by workers (for task inputs) and clients (for gather).
+//!
+//! A fetch is one `ToPeer::Fetch` frame; each result comes back as a `FromPeer::Data` header
+//! followed by the raw bytes, written straight from the store without copying.
+
+use crate::protocol::{
+    accept_handshake, connect_handshake, encode_frame, write_loop, Data, FrameReader, FromPeer,
+    Outbound, Role, TaskId, ToPeer,
+};
+use futures_lite::AsyncWriteExt;
+use smol::net::{TcpListener, TcpStream};
+use smol::Task;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// The results a worker holds, shared by its main loop and its peer server.
+pub type Store = Arc<Mutex<HashMap<TaskId, Data>>>;
+
+/// Serves `Fetch` requests from peers and clients until dropped.
+pub async fn serve_peers(listener: TcpListener, store: Store) {
+    let mut conns: Vec<Task<()>> = Vec::new();
+    loop {
+        let (stream, from) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                log::warn!("peer port: accept failed: {e}");
+                async_io::Timer::after(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        conns.retain(|t| !t.is_finished());
+        let store = store.clone();
+        conns.push(smol::spawn(async move {
+            if let Err(e) = serve_one(stream, store).await {
+                log::warn!("peer connection from {from} closed: {e}");
+            }
+        }));
+    }
+}
+
+async fn serve_one(mut stream: TcpStream, store: Store) -> Result<(), String> {
+    stream.set_nodelay(true).ok();
+    accept_handshake(&mut stream, Role::Worker, &[Role::Peer, Role::Client])
+        .await
+        .map_err(|e| e.to_string())?;
+    let (tx, rx) = async_channel::unbounded::<Outbound<FromPeer>>();
+    let writer = smol::spawn(write_loop(rx, stream.clone()));
+    let mut reader = FrameReader::new(stream);
+    while let Some(req) = reader.next::<ToPeer>().await.map_err(|e| e.to_string())? {
+        let ToPeer::Fetch { tasks } = req;
+        for t in tasks {
+            let data = store
+                .lock()
+                .expect("store lock is never poisoned")
+                .get(&t)
+                .cloned();
+            let item = match data {
+                Some(d) => Outbound::WithPayload(
+                    FromPeer::Data {
+                        task: t,
+                        len: d.len() as u64,
+                    },
+                    d,
+                ),
+                None => Outbound::Msg(FromPeer::Missing { task: t }),
+            };
+            if tx.send(item).await.is_err() {
+                break;
+            }
+        }
+    }
+    drop(tx);
+    writer.await.map_err(|e| e.to_string())
+}
+
+/// A connection to one worker's peer port.
+pub struct PeerClient {
+    reader: FrameReader<TcpStream>,
+    writer: TcpStream,
+    /// Reused for every request's encoding.
+    buf: Vec<u8>,
+}
+
+impl PeerClient {
+    pub async fn connect(addr: &str, role: Role) -> Result<PeerClient, String> {
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        stream.set_nodelay(true).ok();
+        connect_handshake(&mut stream, role)
+            .await
+            .map_err(|e| format!("{addr}: {e}"))?;
+        Ok(PeerClient {
+            reader: FrameReader::new(stream.clone()),
+            writer: stream,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Fetches results; `None` where the peer does not hold one.
+    pub async fn fetch(&mut self, tasks: &[TaskId]) -> Result<Vec<Option<Data>>, String> {
+        self.buf.clear();
+        encode_frame(
+            &mut self.buf,
+            &ToPeer::Fetch {
+                tasks: tasks.to_vec(),
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        self.writer
+            .write_all(&self.buf)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::with_capacity(tasks.len());
+        for &want in tasks {
+            let reply = self
+                .reader
+                .next::<FromPeer>()
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("peer closed the connection")?;
+            match reply {
+                FromPeer::Data { task, len } if task == want => {
+                    let len = usize::try_from(len)
+                        .map_err(|_| format!("result of {len} bytes is too large"))?;
+                    out.push(Some(Arc::new(
+                        self.reader
+                            .read_payload(len)
+                            .await
+                            .map_err(|e| e.to_string())?,
+                    )));
+                }
+                FromPeer::Missing { task } if task == want => out.push(None),
+                other => return Err(format!("peer answered out of order: {other:?} for {want}")),
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,607 @@
+//! The worker process's async shell: the scheduler connection, the peer port, fetchers and
+//! executions, all feeding one loop that owns the [`WorkerCore`] and carries out its effects.
+
+use super::exec::{execute, ExecContext};
+use super::peer::{serve_peers, PeerClient, Store};
+use super::registry::Registry;
+use super::state::{Effect, WorkerCore};
+use crate::protocol::{
+    connect_handshake, write_loop, Data, FrameReader, FromWorker, HandshakeError, Outbound, Role,
+    TaskError, TaskId, ToWorker, WorkerInfo,
+};
+use futures_lite::FutureExt;
+use smol::net::{TcpListener, TcpStream};
+use smol::Task;
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Everything a worker needs to know before it opens a socket.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// `host:port` of the scheduler, resolved anew on every connection attempt.
+    pub scheduler: String,
+    pub nthreads: usize,
+    /// Defaults to `HOST-PID`.
+    pub name: Option<String>,
+    pub resources: Vec<(String, f64)>,
+    /// Scratch space for command inputs.
+    pub local_dir: PathBuf,
+    /// Where the peer port binds; by default the interface that reaches the scheduler.
+    pub listen: Option<SocketAddr>,
+    /// The address peers are told to use, when it differs from the bound one (NAT, proxies).
+    pub contact_address: Option<String>,
+    /// How long the scheduler may stay unreachable before the worker gives up.
+    pub death_timeout: Duration,
+    pub memory_limit: u64,
+}
+
+/// Why a worker stopped other than by request.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("scheduler at {addr} unreachable for {waited:.1} s: {last}")]
+    Unreachable {
+        addr: String,
+        waited: f64,
+        last: String,
+    },
+    #[error("scheduler at {addr} refused this worker: {source}")]
+    Refused {
+        addr: String,
+        source: HandshakeError,
+    },
+    #[error("cannot listen for peers on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot create local directory {path}: {source}")]
+    LocalDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("scheduler at {addr}: {reason}")]
+    Protocol { addr: String, reason: String },
+}
+
+/// What the loop reacts to.
+enum Event {
+    FromScheduler(ToWorker),
+    SchedulerLost(String),
+    Fetched(TaskId, Result<Data, String>),
+    Executed(TaskId, Result<Data, TaskError>),
+    Heartbeat,
+    Stop,
+}
+
+/// A registered connection to the scheduler.
+struct Session {
+    tx: async_channel::Sender<Outbound<FromWorker>>,
+    /// Forwards scheduler messages into the loop; dropped with the session.
+    _reader: Task<()>,
+    _writer: Task<()>,
+    heartbeat: Duration,
+}
+
+/// A running worker.
+pub struct Worker {
+    /// Where peers and clients fetch results from this worker.
+    pub peer_address: String,
+    pub name: String,
+    pub scheduler: String,
+    stop: async_channel::Sender<Event>,
+    main: Task<Result<(), WorkerError>>,
+}
+
+impl Worker {
+    /// Connects (retrying up to the death timeout), opens the peer port and registers.
+    pub async fn start(config: WorkerConfig, registry: Registry) -> Result<Worker, WorkerError> {
+        // Each worker gets its own folder under the local directory, removed when it ends.
+        static NEXT_DIR: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let work_dir = config.local_dir.join(format!(
+            "worker-{}-{}",
+            std::process::id(),
+            NEXT_DIR.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&work_dir).map_err(|source| WorkerError::LocalDir {
+            path: work_dir.display().to_string(),
+            source,
+        })?;
+        let (stream, scheduler_addr) =
+            connect_scheduler(&config.scheduler, config.death_timeout).await?;
+        let bind = config.listen.unwrap_or_else(|| {
+            SocketAddr::new(
+                stream
+                    .local_addr()
+                    .map(|a| a.ip())
+                    .unwrap_or([0, 0, 0, 0].into()),
+                0,
+            )
+        });
+        let listener = TcpListener::bind(bind)
+            .await
+            .map_err(|source| WorkerError::Listen {
+                addr: bind.to_string(),
+                source,
+            })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| WorkerError::Listen {
+                addr: bind.to_string(),
+                source,
+            })?;
+        let peer_address = config.contact_address.clone().unwrap_or_else(|| {
+            let ip = if bound.ip().is_unspecified() {
+                stream.local_addr().map(|a| a.ip()).unwrap_or(bound.ip())
+            } else {
+                bound.ip()
+            };
+            SocketAddr::new(ip, bound.port()).to_string()
+        });
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(hostname)
+            .unwrap_or_else(|| "localhost".into());
+        let name = config
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", host, std::process::id()));
+        let info = WorkerInfo {
+            name: name.clone(),
+            peer_address: peer_address.clone(),
+            nthreads: config.nthreads as u32,
+            resources: config.resources.clone(),
+            memory_limit: config.memory_limit,
+            pid: std::process::id(),
+            host,
+        };
+        let (events_tx, events_rx) = async_channel::unbounded();
+        let session = register(stream, &config.scheduler, &info, events_tx.clone()).await?;
+        let store: Store = Arc::default();
+        let peers = smol::spawn(serve_peers(listener, store.clone()));
+        let ctx = ExecContext {
+            registry: Arc::new(registry),
+            local_dir: work_dir.clone(),
+        };
+        let shell = Shell {
+            config,
+            info,
+            core: WorkerCore::new(0),
+            store,
+            ctx,
+            events_tx: events_tx.clone(),
+            executions: HashMap::new(),
+            fetchers: HashMap::new(),
+            _peers: peers,
+        };
+        let main = smol::spawn(async move {
+            let ended = shell.run(session, events_rx).await;
+            let _ = std::fs::remove_dir_all(&work_dir);
+            ended
+        });
+        Ok(Worker {
+            peer_address,
+            name,
+            scheduler: scheduler_addr.to_string(),
+            stop: events_tx,
+            main,
+        })
+    }
+
+    /// Waits until the worker ends: told to by the scheduler (Ok), or lost it for good.
+    pub async fn join(self) -> Result<(), WorkerError> {
+        self.main.await
+    }
+
+    /// Stops the worker: running tasks are killed, and the scheduler sees it leave.
+    pub async fn stop(self) -> Result<(), WorkerError> {
+        let _ = self.stop.send(Event::Stop).await;
+        self.main.await
+    }
+
+    /// A handle that stops the worker from another task (a signal handler).
+    pub fn stopper(&self) -> WorkerStopper {
+        WorkerStopper(self.stop.clone())
+    }
+}
+
+/// Stops a worker from another task.
+#[derive(Clone)]
+pub struct WorkerStopper(async_channel::Sender<Event>);
+
+impl WorkerStopper {
+    pub async fn stop(&self) {
+        let _ = self.0.send(Event::Stop).await;
+    }
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Connects to the scheduler, retrying with backoff until `patience` runs out.
+async fn connect_scheduler(
+    addr: &str,
+    patience: Duration,
+) -> Result<(TcpStream, SocketAddr), WorkerError> {
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let attempt = async {
+            let owned = addr.to_string();
+            let addrs: Vec<SocketAddr> =
+                blocking::unblock(move || owned.to_socket_addrs().map(|a| a.collect()))
+                    .await
+                    .map_err(|e| format!("cannot resolve {addr}: {e}"))?;
+            let mut last = format!("{addr} resolved to no address");
+            for a in addrs {
+                match TcpStream::connect(a).await {
+                    Ok(s) => return Ok((s, a)),
+                    Err(e) => last = format!("{a}: {e}"),
+                }
+            }
+            Err(last)
+        };
+        match attempt.await {
+            Ok(x) => return Ok(x),
+            Err(last) => {
+                let waited = start.elapsed();
+                if waited >= patience {
+                    return Err(WorkerError::Unreachable {
+                        addr: addr.to_string(),
+                        waited: waited.as_secs_f64(),
+                        last,
+                    });
+                }
+                log::info!("scheduler at {addr} not reachable yet ({last}); retrying");
+                async_io::Timer::after(delay.min(patience.saturating_sub(waited))).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// Handshake, `Register`, and the answer; then starts forwarding scheduler messages.
+async fn register(
+    mut stream: TcpStream,
+    addr: &str,
+    info: &WorkerInfo,
+    events: async_channel::Sender<Event>,
+) -> Result<Session, WorkerError> {
+    stream.set_nodelay(true).ok();
+    connect_handshake(&mut stream, Role::Worker)
+        .await
+        .map_err(|source| WorkerError::Refused {
+            addr: addr.to_string(),
+            source,
+        })?;
+    let protocol = |reason: String| WorkerError::Protocol {
+        addr: addr.to_string(),
+        reason,
+    };
+    let (tx, rx) = async_channel::unbounded();
+    let writer_stream = stream.clone();
+    let writer = smol::spawn(async move {
+        if let Err(e) = write_loop(rx, writer_stream.clone()).await {
+            log::debug!("scheduler connection write failed: {e}");
+        }
+        let _ = writer_stream.shutdown(std::net::Shutdown::Both);
+    });
+    tx.send(Outbound::Msg(FromWorker::Register(info.clone())))
+        .await
+        .map_err(|_| protocol("connection closed during registration".into()))?;
+    let mut reader = FrameReader::new(stream);
+    let heartbeat = match reader.next::<ToWorker>().await {
+        Ok(Some(ToWorker::Registered { heartbeat_ms, .. })) => {
+            Duration::from_millis(heartbeat_ms.max(10))
+        }
+        Ok(Some(other)) => return Err(protocol(format!("expected Registered, got {other:?}"))),
+        Ok(None) => return Err(protocol("connection closed during registration".into())),
+        Err(e) => return Err(protocol(e.to_string())),
+    };
+    let reader = smol::spawn(async move {
+        loop {
+            match reader.next::<ToWorker>().await {
+                Ok(Some(msg)) => {
+                    if events.send(Event::FromScheduler(msg)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => {
+                    let _ = events
+                        .send(Event::SchedulerLost("connection closed".into()))
+                        .await;
+                    return;
+                }
+                Err(e) => {
+                    let _ = events.send(Event::SchedulerLost(e.to_string())).await;
+                    return;
+                }
+            }
+        }
+    });
+    Ok(Session {
+        tx,
+        _reader: reader,
+        _writer: writer,
+        heartbeat,
+    })
+}
+
+/// The loop's owned state.
+struct Shell {
+    config: WorkerConfig,
+    info: WorkerInfo,
+    core: WorkerCore,
+    store: Store,
+    ctx: ExecContext,
+    events_tx: async_channel::Sender<Event>,
+    /// Running executions; dropping one kills it.
+    executions: HashMap<TaskId, Task<()>>,
+    /// One fetcher per peer address, fed task ids to fetch.
+    fetchers: HashMap<String, (async_channel::Sender<TaskId>, Task<()>)>,
+    _peers: Task<()>,
+}
+
+impl Shell {
+    async fn run(
+        mut self,
+        mut session: Session,
+        events: async_channel::Receiver<Event>,
+    ) -> Result<(), WorkerError> {
+        loop {
+            self.core = WorkerCore::new(self.config.nthreads);
+            let heartbeat = {
+                let tx = self.events_tx.clone();
+                let every = session.heartbeat;
+                smol::spawn(async move {
+                    loop {
+                        async_io::Timer::after(every).await;
+                        if tx.send(Event::Heartbeat).await.is_err() {
+                            return;
+                        }
+                    }
+                })
+            };
+            let ended = self.serve(&session, &events).await;
+            drop(heartbeat);
+            // Whatever ended the session, nothing of it may keep running.
+            self.executions.clear();
+            self.fetchers.clear();
+            self.store
+                .lock()
+                .expect("store lock is never poisoned")
+                .clear();
+            match ended {
+                Ended::Stop => {
+                    drop(session);
+                    return Ok(());
+                }
+                Ended::Lost(reason) => {
+                    drop(session);
+                    log::warn!(
+                        "lost the scheduler at {} ({reason}); reconnecting for up to {:.1} s",
+                        self.config.scheduler,
+                        self.config.death_timeout.as_secs_f64()
+                    );
+                    let (stream, _) =
+                        connect_scheduler(&self.config.scheduler, self.config.death_timeout)
+                            .await?;
+                    session = register(
+                        stream,
+                        &self.config.scheduler,
+                        &self.info,
+                        self.events_tx.clone(),
+                    )
+                    .await?;
+                    log::info!("registered again with {}", self.config.scheduler);
+                }
+            }
+        }
+    }
+
+    async fn serve(&mut self, session: &Session, events: &async_channel::Receiver<Event>) -> Ended {
+        loop {
+            let Ok(first) = events.recv().await else {
+                return Ended::Stop;
+            };
+            let mut next = Some(first);
+            while let Some(ev) = next.take() {
+                if let Some(end) = self.handle(ev, session) {
+                    return end;
+                }
+                next = events.try_recv().ok();
+            }
+        }
+    }
+
+    fn handle(&mut self, ev: Event, session: &Session) -> Option<Ended> {
+        match ev {
+            Event::FromScheduler(msg) => match msg {
+                ToWorker::Registered { .. } => {}
+                ToWorker::Compute(ct) => self.core.on_compute(*ct),
+                ToWorker::ReleaseData { tasks } => self.core.on_release_data(tasks),
+                ToWorker::Cancel { tasks } => self.core.on_cancel(tasks),
+                ToWorker::Steal { tasks } => self.core.on_steal(tasks),
+                ToWorker::PutData { task, data, .. } => {
+                    let n = data.len() as u64;
+                    self.store_put(task, Arc::new(data));
+                    self.core.on_put_data(task, n);
+                }
+                ToWorker::Shutdown { reason } => {
+                    log::info!("scheduler asked this worker to stop: {reason}");
+                    return Some(Ended::Stop);
+                }
+            },
+            Event::SchedulerLost(reason) => return Some(Ended::Lost(reason)),
+            Event::Stop => return Some(Ended::Stop),
+            Event::Fetched(task, outcome) => match outcome {
+                Ok(data) => {
+                    let n = data.len() as u64;
+                    self.store_put(task, data);
+                    self.core.on_fetched(task, Ok(n));
+                }
+                Err(e) => self.core.on_fetched(task, Err(e)),
+            },
+            Event::Executed(task, outcome) => {
+                self.executions.remove(&task);
+                match outcome {
+                    Ok(data) => {
+                        let n = data.len() as u64;
+                        self.store_put(task, data);
+                        self.core.on_executed(task, Ok(n));
+                    }
+                    Err(e) => self.core.on_executed(task, Err(e)),
+                }
+            }
+            Event::Heartbeat => {
+                let _ = session.tx.try_send(Outbound::Msg(FromWorker::Heartbeat {
+                    memory: rss_bytes(),
+                }));
+            }
+        }
+        for effect in self.core.take_effects() {
+            self.apply(effect, session);
+        }
+        None
+    }
+
+    fn store_put(&self, task: TaskId, data: Data) {
+        self.store
+            .lock()
+            .expect("store lock is never poisoned")
+            .insert(task, data);
+    }
+
+    fn apply(&mut self, effect: Effect, session: &Session) {
+        match effect {
+            Effect::Send(msg) => {
+                let _ = session.tx.try_send(Outbound::Msg(msg));
+            }
+            Effect::Fetch { task, from } => {
+                let events = self.events_tx.clone();
+                let entry = self.fetchers.entry(from.clone()).or_insert_with(|| {
+                    let (tx, rx) = async_channel::unbounded();
+                    (tx, smol::spawn(fetcher(from, rx, events)))
+                });
+                let _ = entry.0.try_send(task);
+            }
+            Effect::Execute {
+                task,
+                key,
+                spec,
+                inputs,
+            } => {
+                let store = self.store.lock().expect("store lock is never poisoned");
+                let mut gathered = Vec::with_capacity(inputs.len());
+                for (id, k) in inputs {
+                    match store.get(&id) {
+                        Some(d) => gathered.push((k, d.clone())),
+                        None => {
+                            let _ = self.events_tx.try_send(Event::Executed(
+                                task,
+                                Err(TaskError::Other(format!(
+                                    "input {k:?} vanished from the store"
+                                ))),
+                            ));
+                            return;
+                        }
+                    }
+                }
+                drop(store);
+                let ctx = self.ctx.clone();
+                let events = self.events_tx.clone();
+                let handle = smol::spawn(async move {
+                    let outcome =
+                        std::panic::AssertUnwindSafe(execute(&ctx, task, &key, spec, gathered))
+                            .catch_unwind()
+                            .await
+                            .unwrap_or_else(|_| {
+                                Err(TaskError::Other(
+                                    "the worker panicked running this task".into(),
+                                ))
+                            })
+                            .map(Arc::new);
+                    let _ = events.send(Event::Executed(task, outcome)).await;
+                });
+                self.executions.insert(task, handle);
+            }
+            Effect::Kill(task) => {
+                self.executions.remove(&task);
+            }
+            Effect::Drop(tasks) => {
+                let mut store = self.store.lock().expect("store lock is never poisoned");
+                for t in tasks {
+                    store.remove(&t);
+                }
+            }
+        }
+    }
+}
+
+/// How a session with the scheduler ended.
+enum Ended {
+    Stop,
+    Lost(String),
+}
+
+/// Fetches results from one peer over one connection, batching whatever is queued.
+async fn fetcher(
+    addr: String,
+    rx: async_channel::Receiver<TaskId>,
+    events: async_channel::Sender<Event>,
+) {
+    let mut conn: Option<PeerClient> = None;
+    while let Ok(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while let Ok(t) = rx.try_recv() {
+            batch.push(t);
+        }
+        if conn.is_none() {
+            match PeerClient::connect(&addr, Role::Peer).await {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    for t in batch {
+                        let _ = events.send(Event::Fetched(t, Err(e.clone()))).await;
+                    }
+                    continue;
+                }
+            }
+        }
+        let c = conn.as_mut().expect("connected above");
+        match c.fetch(&batch).await {
+            Ok(results) => {
+                for (t, r) in batch.into_iter().zip(results) {
+                    let r = r.ok_or_else(|| format!("{addr} does not hold it"));
+                    let _ = events.send(Event::Fetched(t, r)).await;
+                }
+            }
+            Err(e) => {
+                conn = None;
+                for t in batch {
+                    let _ = events.send(Event::Fetched(t, Err(e.clone()))).await;
+                }
+            }
+        }
+    }
+}
+
+/// This process's resident memory, for heartbeats.
+pub fn rss_bytes() -> u64 {
+    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
+        return 0;
+    };
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * page.max(0) as u64
+}

@@ -1,0 +1,538 @@
+//! The worker's logic: which assigned tasks wait for inputs, which are ready, which run, and
+//! which results it holds, as a synchronous state machine with one owner.
+//!
+//! Events are method calls named after what happened (`on_compute`, `on_fetched`,
+//! `on_executed` ...). Decisions go out as [`Effect`]s that the worker shell carries out:
+//! messages to the scheduler, fetches from peers, executions, kills, and results to drop.
+//! It never awaits, opens a socket, spawns a process or holds result bytes.
+
+use crate::protocol::{ComputeTask, DepLocation, FromWorker, TaskError, TaskId, TaskSpec};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+/// Something the shell must do.
+#[derive(Debug, PartialEq)]
+pub enum Effect {
+    Send(FromWorker),
+    /// Fetch the result `task` from the peer at `from`.
+    Fetch {
+        task: TaskId,
+        from: String,
+    },
+    /// Run a task; its inputs are in the store under these ids, in this order.
+    Execute {
+        task: TaskId,
+        key: String,
+        spec: TaskSpec,
+        inputs: Vec<(TaskId, String)>,
+    },
+    /// Stop the execution of `task` and discard its outcome.
+    Kill(TaskId),
+    /// Remove these results from the store.
+    Drop(Vec<TaskId>),
+}
+
+#[derive(Debug, PartialEq)]
+enum Phase {
+    /// Waiting for `missing` inputs to arrive from peers.
+    Fetching {
+        missing: usize,
+    },
+    Ready,
+    Running,
+}
+
+/// An assigned task.
+#[derive(Debug)]
+struct Assigned {
+    key: String,
+    spec: TaskSpec,
+    deps: Vec<DepLocation>,
+    priority: i32,
+    phase: Phase,
+    /// Arrival order, so equal priorities start first come, first served.
+    seq: u64,
+}
+
+/// A result in the store.
+#[derive(Debug)]
+struct Held {
+    nbytes: u64,
+    /// The scheduler knows this worker holds it (computed here, scattered here, or reported
+    /// as fetched). Unreported copies are dropped once no local task needs them.
+    reported: bool,
+}
+
+/// A fetch in flight.
+#[derive(Debug)]
+struct Fetching {
+    holders: Vec<String>,
+    /// Index in `holders` of the peer being asked now.
+    trying: usize,
+    /// How many holders were asked so far.
+    attempts: usize,
+    /// Local tasks waiting for it.
+    waiters: Vec<TaskId>,
+}
+
+/// The worker's state. One owner; see the module doc.
+pub struct WorkerCore {
+    nthreads: usize,
+    tasks: HashMap<TaskId, Assigned>,
+    ready: BinaryHeap<(i32, Reverse<u64>, TaskId)>,
+    running: usize,
+    held: HashMap<TaskId, Held>,
+    fetching: HashMap<TaskId, Fetching>,
+    next_seq: u64,
+    effects: Vec<Effect>,
+}
+
+impl WorkerCore {
+    pub fn new(nthreads: usize) -> WorkerCore {
+        WorkerCore {
+            nthreads: nthreads.max(1),
+            tasks: HashMap::new(),
+            ready: BinaryHeap::new(),
+            running: 0,
+            held: HashMap::new(),
+            fetching: HashMap::new(),
+            next_seq: 0,
+            effects: Vec::new(),
+        }
+    }
+
+    /// Everything decided since the last call, in order.
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    pub fn running(&self) -> usize {
+        self.running
+    }
+
+    pub fn assigned(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    pub fn on_compute(&mut self, ct: ComputeTask) {
+        if self.tasks.contains_key(&ct.id) {
+            return;
+        }
+        let mut missing = 0;
+        for dep in &ct.deps {
+            if self.held.contains_key(&dep.id) {
+                continue;
+            }
+            missing += 1;
+            if let Some(f) = self.fetching.get_mut(&dep.id) {
+                f.waiters.push(ct.id);
+                continue;
+            }
+            if dep.holders.is_empty() {
+                self.effects.push(Effect::Send(FromWorker::FetchFailed {
+                    task: ct.id,
+                    dep: dep.id,
+                    holder: String::new(),
+                    reason: "no worker holds it".into(),
+                }));
+                return;
+            }
+            // Spread the load of popular inputs over their holders.
+            let trying = ct.id.0 as usize % dep.holders.len();
+            self.effects.push(Effect::Fetch {
+                task: dep.id,
+                from: dep.holders[trying].clone(),
+            });
+            self.fetching.insert(
+                dep.id,
+                Fetching {
+                    holders: dep.holders.clone(),
+                    trying,
+                    attempts: 1,
+                    waiters: vec![ct.id],
+                },
+            );
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let phase = if missing == 0 {
+            self.ready.push((ct.priority, Reverse(seq), ct.id));
+            Phase::Ready
+        } else {
+            Phase::Fetching { missing }
+        };
+        self.tasks.insert(
+            ct.id,
+            Assigned {
+                key: ct.key,
+                spec: ct.spec,
+                deps: ct.deps,
+                priority: ct.priority,
+                phase,
+                seq,
+            },
+        );
+        self.start_ready();
+    }
+
+    /// An input arrived (the shell stored it) or could not be fetched.
+    pub fn on_fetched(&mut self, dep: TaskId, outcome: Result<u64, String>) {
+        let Some(mut f) = self.fetching.remove(&dep) else {
+            if outcome.is_ok() {
+                self.effects.push(Effect::Drop(vec![dep]));
+            }
+            return;
+        };
+        match outcome {
+            Ok(nbytes) => {
+                self.held.insert(
+                    dep,
+                    Held {
+                        nbytes,
+                        reported: false,
+                    },
+                );
+                let mut alive = false;
+                for w in f.waiters {
+                    if let Some(t) = self.tasks.get_mut(&w) {
+                        if let Phase::Fetching { missing } = &mut t.phase {
+                            alive = true;
+                            *missing -= 1;
+                            if *missing == 0 {
+                                t.phase = Phase::Ready;
+                                self.ready.push((t.priority, Reverse(t.seq), w));
+                            }
+                        }
+                    }
+                }
+                if !alive {
+                    self.held.remove(&dep);
+                    self.effects.push(Effect::Drop(vec![dep]));
+                }
+                self.start_ready();
+            }
+            Err(reason) => {
+                let holder = f.holders[f.trying].clone();
+                if f.attempts < f.holders.len() {
+                    f.attempts += 1;
+                    f.trying = (f.trying + 1) % f.holders.len();
+                    // Ask the next holder before giving up.
+                    log::debug!(
+                        "fetch of {dep} from {holder} failed ({reason}); trying {}",
+                        f.holders[f.trying]
+                    );
+                    self.effects.push(Effect::Fetch {
+                        task: dep,
+                        from: f.holders[f.trying].clone(),
+                    });
+                    self.fetching.insert(dep, f);
+                    return;
+                }
+                for w in f.waiters {
+                    if self.tasks.contains_key(&w) {
+                        self.effects.push(Effect::Send(FromWorker::FetchFailed {
+                            task: w,
+                            dep,
+                            holder: holder.clone(),
+                            reason: reason.clone(),
+                        }));
+                        self.forget(w);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A task's execution ended; on success the shell stored its result.
+    pub fn on_executed(&mut self, task: TaskId, outcome: Result<u64, TaskError>) {
+        match self.tasks.get(&task) {
+            Some(t) if t.phase == Phase::Running => {}
+            _ => {
+                if outcome.is_ok() {
+                    self.effects.push(Effect::Drop(vec![task]));
+                }
+                return;
+            }
+        }
+        self.running -= 1;
+        let t = self.tasks.remove(&task).expect("checked above");
+        match outcome {
+            Ok(nbytes) => {
+                self.held.insert(
+                    task,
+                    Held {
+                        nbytes,
+                        reported: true,
+                    },
+                );
+                let mut fetched = Vec::new();
+                for d in &t.deps {
+                    if let Some(h) = self.held.get_mut(&d.id) {
+                        if !h.reported {
+                            h.reported = true;
+                            fetched.push(d.id);
+                        }
+                    }
+                }
+                self.effects.push(Effect::Send(FromWorker::Finished {
+                    task,
+                    nbytes,
+                    fetched,
+                }));
+            }
+            Err(error) => {
+                self.effects
+                    .push(Effect::Send(FromWorker::Failed { task, error }));
+                self.drop_unused_inputs(&t.deps);
+            }
+        }
+        self.start_ready();
+    }
+
+    pub fn on_release_data(&mut self, tasks: Vec<TaskId>) {
+        let dropped: Vec<TaskId> = tasks
+            .into_iter()
+            .filter(|t| self.held.remove(t).is_some())
+            .collect();
+        if !dropped.is_empty() {
+            self.effects.push(Effect::Drop(dropped));
+        }
+    }
+
+    pub fn on_cancel(&mut self, tasks: Vec<TaskId>) {
+        for t in tasks {
+            if self.tasks.contains_key(&t) {
+                self.forget(t);
+            }
+        }
+        self.start_ready();
+    }
+
+    pub fn on_steal(&mut self, tasks: Vec<TaskId>) {
+        let mut stolen = Vec::new();
+        for t in tasks {
+            if matches!(self.tasks.get(&t), Some(a) if a.phase != Phase::Running) {
+                self.forget(t);
+                stolen.push(t);
+            }
+        }
+        self.effects
+            .push(Effect::Send(FromWorker::Stolen { tasks: stolen }));
+    }
+
+    /// A client's scattered bytes were stored under `task`.
+    pub fn on_put_data(&mut self, task: TaskId, nbytes: u64) {
+        self.held.insert(
+            task,
+            Held {
+                nbytes,
+                reported: true,
+            },
+        );
+        self.effects
+            .push(Effect::Send(FromWorker::DataStored { task, nbytes }));
+    }
+
+    /// Drops an assigned task wherever it is; a running one is killed.
+    fn forget(&mut self, task: TaskId) {
+        let Some(t) = self.tasks.remove(&task) else {
+            return;
+        };
+        if t.phase == Phase::Running {
+            self.running -= 1;
+            self.effects.push(Effect::Kill(task));
+        }
+        for d in &t.deps {
+            if let Some(f) = self.fetching.get_mut(&d.id) {
+                f.waiters.retain(|w| *w != task);
+            }
+        }
+        self.drop_unused_inputs(&t.deps);
+    }
+
+    /// Drops fetched copies the scheduler does not know of and no local task needs.
+    fn drop_unused_inputs(&mut self, deps: &[DepLocation]) {
+        let mut dropped = Vec::new();
+        for d in deps {
+            if matches!(self.held.get(&d.id), Some(h) if !h.reported)
+                && !self
+                    .tasks
+                    .values()
+                    .any(|t| t.deps.iter().any(|x| x.id == d.id))
+            {
+                self.held.remove(&d.id);
+                dropped.push(d.id);
+            }
+        }
+        if !dropped.is_empty() {
+            self.effects.push(Effect::Drop(dropped));
+        }
+    }
+
+    fn start_ready(&mut self) {
+        while self.running < self.nthreads {
+            let Some((_, _, id)) = self.ready.pop() else {
+                break;
+            };
+            let Some(t) = self.tasks.get_mut(&id) else {
+                continue;
+            };
+            if t.phase != Phase::Ready {
+                continue;
+            }
+            t.phase = Phase::Running;
+            self.running += 1;
+            self.effects
+                .push(Effect::Send(FromWorker::Started { task: id }));
+            self.effects.push(Effect::Execute {
+                task: id,
+                key: t.key.clone(),
+                spec: t.spec.clone(),
+                inputs: t.deps.iter().map(|d| (d.id, d.key.clone())).collect(),
+            });
+        }
+    }
+
+    /// Total bytes of the results held.
+    pub fn held_bytes(&self) -> u64 {
+        self.held.values().map(|h| h.nbytes).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::TaskSpec;
+
+    fn ct(id: u64, deps: Vec<(u64, &str)>) -> ComputeTask {
+        ComputeTask {
+            id: TaskId(id),
+            key: format!("k{id}"),
+            spec: TaskSpec::Function {
+                name: "noop".into(),
+                args: vec![],
+            },
+            deps: deps
+                .into_iter()
+                .map(|(d, h)| DepLocation {
+                    id: TaskId(d),
+                    key: format!("k{d}"),
+                    nbytes: 1,
+                    holders: if h.is_empty() {
+                        vec![]
+                    } else {
+                        vec![h.to_string()]
+                    },
+                })
+                .collect(),
+            priority: 0,
+        }
+    }
+
+    fn executes(effects: &[Effect]) -> Vec<TaskId> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Execute { task, .. } => Some(*task),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn runs_at_most_nthreads_at_once_and_queues_the_rest() {
+        let mut w = WorkerCore::new(2);
+        for i in 0..5 {
+            w.on_compute(ct(i, vec![]));
+        }
+        assert_eq!(executes(&w.take_effects()), vec![TaskId(0), TaskId(1)]);
+        w.on_executed(TaskId(0), Ok(3));
+        let e = w.take_effects();
+        assert!(e.contains(&Effect::Send(FromWorker::Finished {
+            task: TaskId(0),
+            nbytes: 3,
+            fetched: vec![]
+        })));
+        assert_eq!(executes(&e), vec![TaskId(2)]);
+    }
+
+    #[test]
+    fn fetches_inputs_then_reports_them_with_the_result() {
+        let mut w = WorkerCore::new(1);
+        w.on_compute(ct(5, vec![(1, "peer:1"), (2, "peer:2")]));
+        let e = w.take_effects();
+        assert_eq!(
+            e.iter()
+                .filter(|e| matches!(e, Effect::Fetch { .. }))
+                .count(),
+            2
+        );
+        w.on_fetched(TaskId(1), Ok(10));
+        assert!(executes(&w.take_effects()).is_empty());
+        w.on_fetched(TaskId(2), Ok(20));
+        assert_eq!(executes(&w.take_effects()), vec![TaskId(5)]);
+        w.on_executed(TaskId(5), Ok(1));
+        assert!(w
+            .take_effects()
+            .contains(&Effect::Send(FromWorker::Finished {
+                task: TaskId(5),
+                nbytes: 1,
+                fetched: vec![TaskId(1), TaskId(2)]
+            })));
+    }
+
+    #[test]
+    fn failed_fetch_gives_the_task_back_and_drops_unreported_inputs() {
+        let mut w = WorkerCore::new(1);
+        w.on_compute(ct(5, vec![(1, "a"), (2, "b")]));
+        w.take_effects();
+        w.on_fetched(TaskId(1), Ok(10));
+        w.on_fetched(TaskId(2), Err("connection refused".into()));
+        let e = w.take_effects();
+        assert!(e.iter().any(|e| matches!(
+            e,
+            Effect::Send(FromWorker::FetchFailed {
+                task: TaskId(5),
+                dep: TaskId(2),
+                ..
+            })
+        )));
+        assert!(e.contains(&Effect::Drop(vec![TaskId(1)])));
+        assert_eq!(w.assigned(), 0);
+        assert_eq!(w.held(), 0);
+    }
+
+    #[test]
+    fn cancel_kills_running_and_frees_the_slot() {
+        let mut w = WorkerCore::new(1);
+        w.on_compute(ct(1, vec![]));
+        w.on_compute(ct(2, vec![]));
+        w.take_effects();
+        w.on_cancel(vec![TaskId(1)]);
+        let e = w.take_effects();
+        assert!(e.contains(&Effect::Kill(TaskId(1))));
+        assert_eq!(executes(&e), vec![TaskId(2)]);
+        // A late result of the killed run is dropped, not reported.
+        w.on_executed(TaskId(1), Ok(5));
+        assert_eq!(w.take_effects(), vec![Effect::Drop(vec![TaskId(1)])]);
+    }
+
+    #[test]
+    fn steal_gives_back_only_unstarted_tasks() {
+        let mut w = WorkerCore::new(1);
+        w.on_compute(ct(1, vec![]));
+        w.on_compute(ct(2, vec![]));
+        w.take_effects();
+        w.on_steal(vec![TaskId(1), TaskId(2)]);
+        assert_eq!(
+            w.take_effects(),
+            vec![Effect::Send(FromWorker::Stolen {
+                tasks: vec![TaskId(2)]
+            })]
+        );
+    }
+}
