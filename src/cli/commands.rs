@@ -388,7 +388,10 @@ fn generate(args: GenerateArgs) -> Result<u8, CliError> {
         Generated::Man => {
             cmd.build();
             let mut pages = vec![("distd".to_string(), cmd.clone())];
-            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            for sub in cmd
+                .get_subcommands()
+                .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+            {
                 pages.push((format!("distd-{}", sub.get_name()), sub.clone()));
             }
             for (name, page) in pages {

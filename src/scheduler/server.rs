@@ -6,8 +6,8 @@
 
 use super::core::{Core, CoreConfig, Outgoing};
 use crate::protocol::{
-    accept_handshake, write_loop, ClientId, FrameReader, FromClient, FromWorker, HandshakeError,
-    Outbound, Role, ToClient, ToWorker, WorkerId, WorkerInfo,
+    accept_handshake, write_loop, ClientId, FrameError, FrameReader, FromClient, FromWorker,
+    HandshakeError, Outbound, Role, ToClient, ToWorker, WorkerId, WorkerInfo,
 };
 use smol::net::{TcpListener, TcpStream};
 use smol::Task;
@@ -329,6 +329,10 @@ async fn pump<M: serde::de::DeserializeOwned>(
                 }
             }
             Ok(None) => return Ok(()),
+            // A peer that exits with replies unread resets the connection: an ordinary close.
+            Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Ok(())
+            }
             Err(e) => return Err(e.to_string()),
         }
     }

@@ -1,0 +1,53 @@
+# distd: the developer's entry points. `make run` and `make test` are the README's first two
+# commands and must work on a fresh machine with Rust installed.
+
+CARGO ?= cargo
+PREFIX ?= /usr/local
+RELEASE_BIN := target/release/distd
+MUSL_TARGET := x86_64-unknown-linux-musl
+
+.PHONY: all build run test bench static completions man install clean
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+# The demo: a pipeline of commands and functions on a local cluster of 4 workers, with its
+# result checked.
+run: build
+	@out=$$($(RELEASE_BIN) local -n 4 --run examples/demo.toml --no-progress) || exit 1; \
+	echo "$$out"; \
+	case "$$out" in \
+	  *"sum of 1..1000 = 500500, sum of squares = 333833500"*) echo "demo result checked: OK" ;; \
+	  *) echo "demo result is wrong" >&2; exit 1 ;; \
+	esac
+
+test:
+	$(CARGO) test --all-targets
+
+bench: build
+	$(CARGO) run --release --example bench
+
+static:
+	rustup target add $(MUSL_TARGET)
+	$(CARGO) build --release --target $(MUSL_TARGET)
+	@file target/$(MUSL_TARGET)/release/distd 2>/dev/null || true
+	@echo "static binary: target/$(MUSL_TARGET)/release/distd"
+
+completions:
+	$(CARGO) run --quiet -- generate completions completions
+
+man:
+	$(CARGO) run --quiet -- generate man man
+
+install: build
+	install -Dm755 $(RELEASE_BIN) $(DESTDIR)$(PREFIX)/bin/distd
+	install -Dm644 completions/distd.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/distd
+	install -Dm644 completions/_distd $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_distd
+	install -Dm644 completions/distd.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/distd.fish
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m644 man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+
+clean:
+	$(CARGO) clean

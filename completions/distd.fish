@@ -1,0 +1,90 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_distd_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_distd_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_distd_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_distd_using_subcommand
+    set -l cmd (__fish_distd_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c distd -n "__fish_distd_needs_command" -s h -l help -d 'Print help'
+complete -c distd -n "__fish_distd_needs_command" -s V -l version -d 'Print version'
+complete -c distd -n "__fish_distd_needs_command" -f -a "scheduler" -d 'Run the scheduler: the one process that knows the graph and the workers'
+complete -c distd -n "__fish_distd_needs_command" -f -a "worker" -d 'Run a worker that connects to a scheduler and runs its tasks'
+complete -c distd -n "__fish_distd_needs_command" -f -a "local" -d 'Run a scheduler and N workers in this process (a local cluster)'
+complete -c distd -n "__fish_distd_needs_command" -f -a "submit" -d 'Run one command as a task on a cluster; print its output and exit with its status'
+complete -c distd -n "__fish_distd_needs_command" -f -a "run" -d 'Run a graph file (TOML) on a cluster, or on a local cluster started for it'
+complete -c distd -n "__fish_distd_needs_command" -f -a "info" -d 'Show a cluster\'s workers and task counts'
+complete -c distd -n "__fish_distd_needs_command" -f -a "generate" -d 'Write shell completions or man pages (used by `make completions` and `make man`)'
+complete -c distd -n "__fish_distd_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c distd -n "__fish_distd_using_subcommand scheduler" -l host -d 'Interface to listen on (0.0.0.0 for all)' -r
+complete -c distd -n "__fish_distd_using_subcommand scheduler" -l port -d 'Port to listen on (0 picks a free one)' -r
+complete -c distd -n "__fish_distd_using_subcommand scheduler" -l scheduler-file -d 'Write the scheduler\'s address to this JSON file (removed on a clean exit)' -r -F
+complete -c distd -n "__fish_distd_using_subcommand scheduler" -l pid-file -d 'Write the scheduler\'s process id to this file' -r -F
+complete -c distd -n "__fish_distd_using_subcommand scheduler" -l idle-timeout -d 'Exit after this long with no client and no task (e.g. 30s, 5m)' -r
+complete -c distd -n "__fish_distd_using_subcommand scheduler" -l allowed-failures -d 'A task errs as "killed worker" after this many workers died running it' -r
+complete -c distd -n "__fish_distd_using_subcommand scheduler" -l heartbeat-timeout -d 'A worker silent for this long is considered lost' -r
+complete -c distd -n "__fish_distd_using_subcommand scheduler" -s h -l help -d 'Print help'
+complete -c distd -n "__fish_distd_using_subcommand scheduler" -s V -l version -d 'Print version'
+complete -c distd -n "__fish_distd_using_subcommand worker" -l scheduler-file -d 'Read the scheduler\'s address from this file (written by `distd scheduler --scheduler-file`)' -r -F
+complete -c distd -n "__fish_distd_using_subcommand worker" -l nthreads -d 'Tasks run at once (default: the number of cores)' -r
+complete -c distd -n "__fish_distd_using_subcommand worker" -l name -d 'The worker\'s name (default: HOST-PID)' -r
+complete -c distd -n "__fish_distd_using_subcommand worker" -l resources -d 'Abstract resources, e.g. "GPU=2 MEM=8e9"' -r
+complete -c distd -n "__fish_distd_using_subcommand worker" -l local-directory -d 'Folder for scratch files (default: ~/.cache/distd)' -r -F
+complete -c distd -n "__fish_distd_using_subcommand worker" -l listen-address -d 'Address to listen on for peers, host:port (default: the interface that reaches the scheduler)' -r
+complete -c distd -n "__fish_distd_using_subcommand worker" -l contact-address -d 'Address peers should use to reach this worker, host:port' -r
+complete -c distd -n "__fish_distd_using_subcommand worker" -l death-timeout -d 'Give up after the scheduler is unreachable this long' -r
+complete -c distd -n "__fish_distd_using_subcommand worker" -l no-nanny -d 'Run the worker in this process (the only mode until the nanny lands)'
+complete -c distd -n "__fish_distd_using_subcommand worker" -s h -l help -d 'Print help'
+complete -c distd -n "__fish_distd_using_subcommand worker" -s V -l version -d 'Print version'
+complete -c distd -n "__fish_distd_using_subcommand local" -s n -l nworkers -d 'Number of workers (default: the number of cores)' -r
+complete -c distd -n "__fish_distd_using_subcommand local" -l threads-per-worker -d 'Threads per worker' -r
+complete -c distd -n "__fish_distd_using_subcommand local" -l host -d 'Interface the scheduler listens on' -r
+complete -c distd -n "__fish_distd_using_subcommand local" -l port -d 'Scheduler port (0 picks a free one)' -r
+complete -c distd -n "__fish_distd_using_subcommand local" -l local-directory -d 'Folder for the workers\' scratch files' -r -F
+complete -c distd -n "__fish_distd_using_subcommand local" -l run -d 'Run this graph file on the cluster, then exit' -r -F
+complete -c distd -n "__fish_distd_using_subcommand local" -l no-progress -d 'With --run: never draw a progress bar'
+complete -c distd -n "__fish_distd_using_subcommand local" -s h -l help -d 'Print help'
+complete -c distd -n "__fish_distd_using_subcommand local" -s V -l version -d 'Print version'
+complete -c distd -n "__fish_distd_using_subcommand submit" -l key -d 'The task\'s key (default: a unique one)' -r
+complete -c distd -n "__fish_distd_using_subcommand submit" -l timeout -d 'Kill the command after this long' -r
+complete -c distd -n "__fish_distd_using_subcommand submit" -l cwd -d 'Working directory of the command on the worker' -r
+complete -c distd -n "__fish_distd_using_subcommand submit" -l env -d 'Extra environment variable for the command, NAME=VALUE (repeatable)' -r
+complete -c distd -n "__fish_distd_using_subcommand submit" -s h -l help -d 'Print help'
+complete -c distd -n "__fish_distd_using_subcommand submit" -s V -l version -d 'Print version'
+complete -c distd -n "__fish_distd_using_subcommand run" -l scheduler -d 'Run on this cluster instead of starting a local one' -r
+complete -c distd -n "__fish_distd_using_subcommand run" -s n -l nworkers -d 'Workers of the local cluster (without --scheduler)' -r
+complete -c distd -n "__fish_distd_using_subcommand run" -l threads-per-worker -d 'Threads per worker of the local cluster' -r
+complete -c distd -n "__fish_distd_using_subcommand run" -l no-progress -d 'Never draw a progress bar'
+complete -c distd -n "__fish_distd_using_subcommand run" -s h -l help -d 'Print help'
+complete -c distd -n "__fish_distd_using_subcommand run" -s V -l version -d 'Print version'
+complete -c distd -n "__fish_distd_using_subcommand info" -l json -d 'Print JSON instead of a table'
+complete -c distd -n "__fish_distd_using_subcommand info" -s h -l help -d 'Print help'
+complete -c distd -n "__fish_distd_using_subcommand info" -s V -l version -d 'Print version'
+complete -c distd -n "__fish_distd_using_subcommand generate" -s h -l help -d 'Print help'
+complete -c distd -n "__fish_distd_using_subcommand generate" -s V -l version -d 'Print version'
+complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker local submit run info generate help" -f -a "scheduler" -d 'Run the scheduler: the one process that knows the graph and the workers'
+complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker local submit run info generate help" -f -a "worker" -d 'Run a worker that connects to a scheduler and runs its tasks'
+complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker local submit run info generate help" -f -a "local" -d 'Run a scheduler and N workers in this process (a local cluster)'
+complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker local submit run info generate help" -f -a "submit" -d 'Run one command as a task on a cluster; print its output and exit with its status'
+complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker local submit run info generate help" -f -a "run" -d 'Run a graph file (TOML) on a cluster, or on a local cluster started for it'
+complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker local submit run info generate help" -f -a "info" -d 'Show a cluster\'s workers and task counts'
+complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker local submit run info generate help" -f -a "generate" -d 'Write shell completions or man pages (used by `make completions` and `make man`)'
+complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker local submit run info generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
