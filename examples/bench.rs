@@ -24,10 +24,7 @@ impl Drop for Procs {
 fn distd_bin() -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("own path");
     // target/release/examples/bench -> target/release/distd
-    exe.parent()
-        .and_then(|p| p.parent())
-        .expect("target dir")
-        .join("distd")
+    exe.parent().and_then(|p| p.parent()).expect("target dir").join("distd")
 }
 
 fn start_cluster() -> (Procs, String) {
@@ -51,14 +48,7 @@ fn start_cluster() -> (Procs, String) {
     let dir = std::env::temp_dir().join("distd-bench");
     for i in 0..2 {
         let w = Command::new(&bin)
-            .args([
-                "worker",
-                &addr,
-                "--nthreads",
-                "1",
-                "--name",
-                &format!("bench-{i}"),
-            ])
+            .args(["worker", &addr, "--nthreads", "1", "--name", &format!("bench-{i}")])
             .arg("--local-directory")
             .arg(&dir)
             .stdout(Stdio::null())
@@ -114,9 +104,7 @@ fn chain(client: &Client, n: usize) -> f64 {
     }
     let last = prev.expect("n > 0");
     let start = Instant::now();
-    client
-        .submit_wanting(tasks, vec![last.clone()])
-        .expect("submit");
+    client.submit_wanting(tasks, vec![last.clone()]).expect("submit");
     client.wait(std::slice::from_ref(&last)).expect("wait");
     let rate = n as f64 / start.elapsed().as_secs_f64();
     client.release(&[last]).expect("release");

@@ -20,9 +20,7 @@ fn fib(n: u64) -> u64 {
 fn registry() -> Registry {
     Registry::builtin()
         .register_typed("fib", |n: u64, _inputs: Vec<u64>| Ok(fib(n)))
-        .register_typed("add", |(): (), inputs: Vec<u64>| {
-            Ok(inputs.iter().sum::<u64>())
-        })
+        .register_typed("add", |(): (), inputs: Vec<u64>| Ok(inputs.iter().sum::<u64>()))
 }
 
 fn main() -> ExitCode {

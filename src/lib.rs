@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod client;
 pub mod local;
+pub mod nanny;
 pub mod protocol;
 pub mod scheduler;
 pub mod ssh;

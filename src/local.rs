@@ -23,9 +23,7 @@ pub struct LocalClusterConfig {
 impl Default for LocalClusterConfig {
     fn default() -> Self {
         LocalClusterConfig {
-            workers: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
+            workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             threads_per_worker: 1,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             local_dir: default_local_dir(),
@@ -46,10 +44,7 @@ pub fn default_local_dir() -> PathBuf {
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
     #[error("cannot start the scheduler on {addr}: {source}")]
-    Scheduler {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Scheduler { addr: SocketAddr, source: std::io::Error },
     #[error("cannot start worker {index}: {source}")]
     Worker { index: usize, source: WorkerError },
 }

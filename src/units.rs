@@ -12,9 +12,7 @@ use std::time::Duration;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum UnitError {
     /// Input to [`parse_duration`].
-    #[error(
-        "invalid duration {input:?}: {problem}expected a number with a unit such as 250ms, 30s, 2m or 1h"
-    )]
+    #[error("invalid duration {input:?}: {problem}expected a number with a unit such as 250ms, 30s, 2m or 1h")]
     Duration {
         /// What the user wrote, so the message can quote it.
         input: String,
@@ -76,20 +74,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, UnitError> {
     };
     if number.integral {
         // Exact arithmetic when we can: no float rounding for "90s" or "500us".
-        let count: u64 = number
-            .text
-            .parse()
-            .map_err(|_| fail(UnitProblem::TooLarge))?;
+        let count: u64 = number.text.parse().map_err(|_| fail(UnitProblem::TooLarge))?;
         let nanos = u128::from(count) * u128::from(unit_nanos);
         let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| fail(UnitProblem::TooLarge))?;
         // The remainder of a division by 10^9 always fits in a u32.
         let subsec = (nanos % 1_000_000_000) as u32;
         Ok(Duration::new(secs, subsec))
     } else {
-        let value: f64 = number
-            .text
-            .parse()
-            .map_err(|_| fail(UnitProblem::Malformed))?;
+        let value: f64 = number.text.parse().map_err(|_| fail(UnitProblem::Malformed))?;
         let secs = value * unit_nanos as f64 / 1e9;
         // `value` is non-negative by the grammar; it may still be infinite ("1e999s").
         Duration::try_from_secs_f64(secs).map_err(|_| fail(UnitProblem::TooLarge))
@@ -119,18 +111,10 @@ pub fn parse_bytes(s: &str) -> Result<u64, UnitError> {
         _ => return Err(fail(UnitProblem::Malformed)),
     };
     if number.integral {
-        let count: u64 = number
-            .text
-            .parse()
-            .map_err(|_| fail(UnitProblem::TooLarge))?;
-        count
-            .checked_mul(scale)
-            .ok_or_else(|| fail(UnitProblem::TooLarge))
+        let count: u64 = number.text.parse().map_err(|_| fail(UnitProblem::TooLarge))?;
+        count.checked_mul(scale).ok_or_else(|| fail(UnitProblem::TooLarge))
     } else {
-        let value: f64 = number
-            .text
-            .parse()
-            .map_err(|_| fail(UnitProblem::Malformed))?;
+        let value: f64 = number.text.parse().map_err(|_| fail(UnitProblem::Malformed))?;
         let bytes = value * scale as f64;
         // 2^64 is the first value a u64 cannot hold. `bytes` is never NaN: the grammar has no
         // NaN and no sign, so it is a non-negative number or infinity, which this also refuses.
@@ -215,12 +199,7 @@ fn split_quantity(s: &str) -> Result<(Number<'_>, &str), UnitProblem> {
 /// Splits off `digits [. digits] [e [+-] digits]` (at least one digit before the exponent).
 fn split_number(s: &str) -> Option<(Number<'_>, &str)> {
     let bytes = s.as_bytes();
-    let skip_digits = |from: usize| {
-        from + bytes[from..]
-            .iter()
-            .take_while(|b| b.is_ascii_digit())
-            .count()
-    };
+    let skip_digits = |from: usize| from + bytes[from..].iter().take_while(|b| b.is_ascii_digit()).count();
     let mut end = skip_digits(0);
     let mut digits = end;
     let mut integral = true;

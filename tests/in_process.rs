@@ -2,10 +2,7 @@
 //! driven by the Rust client over real sockets.
 
 use distd::protocol::TaskError;
-use distd::{
-    AsyncClient, Client, ClientError, KeyStatus, LocalCluster, LocalClusterConfig, Registry,
-    TaskDesc,
-};
+use distd::{AsyncClient, Client, ClientError, KeyStatus, LocalCluster, LocalClusterConfig, Registry, TaskDesc};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -71,9 +68,7 @@ fn scattered_data_feeds_commands_and_functions() {
     assert_eq!(out[1], b"42");
     assert_eq!(out[2], b"b\na\nc\n41");
     // A key can be scattered only once.
-    let err = client
-        .scatter(vec![("n".into(), b"1".to_vec())])
-        .unwrap_err();
+    let err = client.scatter(vec![("n".into(), b"1".to_vec())]).unwrap_err();
     assert!(err.to_string().contains("already exists"), "{err}");
     cluster.stop_blocking();
 }
@@ -138,10 +133,7 @@ fn cancel_stops_a_running_command_and_its_dependents() {
     }
     client.cancel(&keys[..1]).unwrap();
     client.wait(&keys).unwrap();
-    assert_eq!(
-        client.status("slow"),
-        Some(KeyStatus::Erred(TaskError::Cancelled))
-    );
+    assert_eq!(client.status("slow"), Some(KeyStatus::Erred(TaskError::Cancelled)));
     assert!(matches!(
         client.status("next"),
         Some(KeyStatus::Erred(TaskError::Dependency { .. }))

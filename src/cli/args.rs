@@ -21,8 +21,11 @@ pub struct Cli {
 pub enum Command {
     /// Run the scheduler: the one process that knows the graph and the workers
     Scheduler(SchedulerArgs),
-    /// Run a worker that connects to a scheduler and runs its tasks
+    /// Run workers that connect to a scheduler and run its tasks, under a nanny that
+    /// restarts them (unless --no-nanny)
     Worker(WorkerArgs),
+    /// Run a nanny: it starts workers as its children and supervises them (as `worker`)
+    Nanny(WorkerArgs),
     /// Run a scheduler and N workers in this process (a local cluster)
     Local(LocalArgs),
     /// Run one command as a task on a cluster; print its output and exit with its status
@@ -31,6 +34,8 @@ pub enum Command {
     Run(RunArgs),
     /// Show a cluster's workers and task counts
     Info(InfoArgs),
+    /// Restart every nanny-supervised worker of a cluster; all tasks and results are dropped
+    Restart(RestartArgs),
     /// Write shell completions or man pages (used by `make completions` and `make man`)
     #[command(hide = true)]
     Generate(GenerateArgs),
@@ -69,9 +74,23 @@ pub struct WorkerArgs {
     /// Read the scheduler's address from this file (written by `distd scheduler --scheduler-file`)
     #[arg(long, value_name = "FILE", conflicts_with = "address")]
     pub scheduler_file: Option<PathBuf>,
-    /// Tasks run at once (default: the number of cores)
+    /// Tasks run at once per worker (default and 0: the number of cores / nworkers)
     #[arg(long, value_name = "N")]
     pub nthreads: Option<usize>,
+    /// Worker processes to start (each supervised by the nanny)
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub nworkers: usize,
+    /// Memory per worker: bytes, 4GiB, 5GB, a fraction of system memory (0.5), auto
+    /// (system memory * nthreads / cores) or 0 for no limit. Results spill to disk above 60%,
+    /// new tasks wait above 80%, and the nanny restarts the worker above 95%
+    #[arg(long, default_value = "auto", value_name = "LIMIT")]
+    pub memory_limit: String,
+    /// Grace period for a worker to stop before it is killed
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub shutdown_timeout: String,
+    /// The nanny gives up after this many worker crashes within a minute
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub crash_limit: usize,
     /// The worker's name (default: HOST-PID)
     #[arg(long)]
     pub name: Option<String>,
@@ -90,8 +109,8 @@ pub struct WorkerArgs {
     /// Give up after the scheduler is unreachable this long
     #[arg(long, default_value = "60s", value_name = "DURATION")]
     pub death_timeout: String,
-    /// Run the worker in this process (the only mode until the nanny lands)
-    #[arg(long)]
+    /// Run the worker in this process, without a nanny (one worker only)
+    #[arg(long, conflicts_with = "nworkers")]
     pub no_nanny: bool,
 }
 
@@ -115,6 +134,9 @@ pub struct LocalArgs {
     /// Run this graph file on the cluster, then exit
     #[arg(long, value_name = "GRAPH")]
     pub run: Option<PathBuf>,
+    /// Run the workers as separate processes under a nanny, not as threads of this one
+    #[arg(long)]
+    pub processes: bool,
     /// With --run: never draw a progress bar
     #[arg(long)]
     pub no_progress: bool,
@@ -169,6 +191,13 @@ pub struct InfoArgs {
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    /// Scheduler address
+    #[arg(value_name = "ADDR")]
+    pub address: String,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -2,14 +2,14 @@
 //! the user asked for goes to stdout; logs and progress go to stderr.
 
 use super::args::{
-    Command, GenerateArgs, Generated, InfoArgs, LocalArgs, RunArgs, SchedulerArgs, SubmitArgs,
-    WorkerArgs,
+    Command, GenerateArgs, Generated, InfoArgs, LocalArgs, RestartArgs, RunArgs, SchedulerArgs, SubmitArgs, WorkerArgs,
 };
 use super::config::{self, ConfigError, DEFAULT_PORT};
 use crate::client::graph::{load_graph, GraphError};
 use crate::client::run::{run_graph, RunError, RunReport};
 use crate::client::{AsyncClient, ClientError, KeyStatus};
 use crate::local::{LocalCluster, LocalError};
+use crate::nanny::{run_nanny, supervise, NannyError, EXIT_FATAL};
 use crate::protocol::{CommandSpec, TaskDesc, TaskError, TaskSpec};
 use crate::scheduler::{Scheduler, StopReason};
 use crate::units::parse_duration;
@@ -17,6 +17,7 @@ use crate::worker::{Registry, Worker, WorkerError};
 use futures_lite::StreamExt;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Everything a subcommand can fail with; each prints as one line.
 #[derive(Debug, thiserror::Error)]
@@ -34,23 +35,43 @@ pub enum CliError {
     #[error(transparent)]
     Local(#[from] LocalError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: String,
-        source: std::io::Error,
-    },
+    Bind { addr: String, source: std::io::Error },
     #[error("cannot write {path}: {source}")]
-    WriteFile {
-        path: String,
-        source: std::io::Error,
-    },
+    WriteFile { path: String, source: std::io::Error },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("cannot find this program's own executable: {0}")]
+    OwnExecutable(std::io::Error),
+    #[error(transparent)]
+    Nanny(#[from] NannyError),
+    #[error("only {have} of {want} workers registered in time")]
+    WorkersMissing { have: usize, want: usize },
+}
+
+impl CliError {
+    /// The process exit status for this error. A worker that cannot work as configured exits
+    /// with `EXIT_FATAL`, so its nanny does not restart it.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Config(_)
+            | CliError::Bind { .. }
+            | CliError::Worker(
+                WorkerError::Unreachable { .. }
+                | WorkerError::Refused { .. }
+                | WorkerError::Listen { .. }
+                | WorkerError::LocalDir { .. },
+            ) => EXIT_FATAL as u8,
+            _ => super::EXIT_FAILURE,
+        }
+    }
 }
 
 pub fn dispatch(command: Command, registry: Registry) -> Result<u8, CliError> {
     match command {
         Command::Scheduler(a) => scheduler(a),
         Command::Worker(a) => worker(a, registry),
+        Command::Nanny(a) => nanny(config::worker(&a)?),
+        Command::Restart(a) => restart(a),
         Command::Local(a) => local(a, registry),
         Command::Submit(a) => submit(a),
         Command::Run(a) => run(a, registry),
@@ -61,9 +82,8 @@ pub fn dispatch(command: Command, registry: Registry) -> Result<u8, CliError> {
 
 /// Resolves on the first SIGINT or SIGTERM.
 fn termination_signal() -> Result<impl std::future::Future<Output = ()>, CliError> {
-    let mut signals =
-        async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])
-            .map_err(CliError::Signals)?;
+    let mut signals = async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])
+        .map_err(CliError::Signals)?;
     Ok(async move {
         let _ = signals.next().await;
     })
@@ -101,12 +121,10 @@ fn scheduler(args: SchedulerArgs) -> Result<u8, CliError> {
     let stop_signal = termination_signal()?;
     smol::block_on(async {
         let listen = setup.config.listen;
-        let sched = Scheduler::start(setup.config)
-            .await
-            .map_err(|source| CliError::Bind {
-                addr: listen.to_string(),
-                source,
-            })?;
+        let sched = Scheduler::start(setup.config).await.map_err(|source| CliError::Bind {
+            addr: listen.to_string(),
+            source,
+        })?;
         let address = announced(sched.address);
         println!("scheduler at {address}");
         let _ = std::io::stdout().flush();
@@ -128,27 +146,24 @@ fn scheduler(args: SchedulerArgs) -> Result<u8, CliError> {
             stopper.stop("scheduler interrupted").await;
         });
         let reason = sched.join().await;
-        for f in [&setup.scheduler_file, &setup.pid_file]
-            .into_iter()
-            .flatten()
-        {
+        for f in [&setup.scheduler_file, &setup.pid_file].into_iter().flatten() {
             let _ = std::fs::remove_file(f);
         }
         if let StopReason::IdleTimeout(d) = reason {
-            eprintln!(
-                "distd: scheduler idle for {:.1} s; exiting",
-                d.as_secs_f64()
-            );
+            eprintln!("distd: scheduler idle for {:.1} s; exiting", d.as_secs_f64());
         }
         Ok(0)
     })
 }
 
 fn worker(args: WorkerArgs, registry: Registry) -> Result<u8, CliError> {
-    let cfg = config::worker(&args)?;
+    let setup = config::worker(&args)?;
+    if !setup.no_nanny {
+        return nanny(setup);
+    }
     let stop_signal = termination_signal()?;
     smol::block_on(async {
-        let w = Worker::start(cfg, registry).await?;
+        let w = Worker::start(setup.worker, registry).await?;
         println!("worker at tcp://{}", w.peer_address);
         println!("registered with tcp://{}", w.scheduler);
         let _ = std::io::stdout().flush();
@@ -163,10 +178,35 @@ fn worker(args: WorkerArgs, registry: Registry) -> Result<u8, CliError> {
     })
 }
 
+/// Runs the workers of `setup` as children of a nanny in this process.
+fn nanny(setup: config::WorkerSetup) -> Result<u8, CliError> {
+    let exe = std::env::current_exe().map_err(CliError::OwnExecutable)?;
+    run_nanny(setup.nanny(exe))?;
+    Ok(0)
+}
+
+/// Waits until the scheduler has `n` workers.
+async fn wait_for_workers(client: &AsyncClient, n: usize, patience: Duration) -> Result<(), CliError> {
+    let start = std::time::Instant::now();
+    loop {
+        let have = client.info().await?.workers.len();
+        if have >= n {
+            return Ok(());
+        }
+        if start.elapsed() > patience {
+            return Err(CliError::WorkersMissing { have, want: n });
+        }
+        async_io::Timer::after(Duration::from_millis(10)).await;
+    }
+}
+
 fn local(args: LocalArgs, registry: Registry) -> Result<u8, CliError> {
     let cfg = config::local(&args, registry)?;
     let graph = args.run.as_deref().map(load_graph).transpose()?;
     let stop_signal = termination_signal()?;
+    if args.processes {
+        return local_processes(cfg, graph, stop_signal, !args.no_progress);
+    }
     smol::block_on(async {
         let n = cfg.workers;
         let cluster = LocalCluster::start(cfg).await?;
@@ -190,11 +230,79 @@ fn local(args: LocalArgs, registry: Registry) -> Result<u8, CliError> {
     })
 }
 
-async fn run_on(
-    address: &str,
-    graph: crate::client::graph::Graph,
+/// `distd local --processes`: the scheduler in this process, the workers as children of a
+/// nanny in this process.
+fn local_processes(
+    cfg: crate::local::LocalClusterConfig,
+    graph: Option<crate::client::graph::Graph>,
+    stop_signal: impl std::future::Future<Output = ()>,
     progress: bool,
 ) -> Result<u8, CliError> {
+    let exe = std::env::current_exe().map_err(CliError::OwnExecutable)?;
+    smol::block_on(async {
+        let listen = cfg.listen;
+        let sched = Scheduler::start(crate::scheduler::SchedulerConfig {
+            listen,
+            core: Default::default(),
+            idle_timeout: None,
+        })
+        .await
+        .map_err(|source| CliError::Bind {
+            addr: listen.to_string(),
+            source,
+        })?;
+        let address = sched.address.to_string();
+        let setup = config::WorkerSetup {
+            worker: crate::worker::WorkerConfig {
+                scheduler: address.clone(),
+                nthreads: cfg.threads_per_worker,
+                name: Some("local".into()),
+                resources: Vec::new(),
+                local_dir: cfg.local_dir.clone(),
+                listen: Some(std::net::SocketAddr::new(sched.address.ip(), 0)),
+                contact_address: None,
+                death_timeout: Duration::from_secs(10),
+                memory_limit: 0,
+            },
+            nworkers: cfg.workers,
+            no_nanny: false,
+            shutdown_timeout: Duration::from_secs(10),
+            crash_limit: 5,
+        };
+        let (stop_tx, stop_rx) = async_channel::unbounded();
+        let nanny = smol::spawn(supervise(setup.nanny(exe), stop_rx));
+        let client = AsyncClient::connect(&address).await?;
+        wait_for_workers(&client, cfg.workers, Duration::from_secs(30)).await?;
+        drop(client);
+        let code = match graph {
+            None => {
+                println!("scheduler at tcp://{address}");
+                println!("{} workers ready", cfg.workers);
+                let _ = std::io::stdout().flush();
+                stop_signal.await;
+                Ok(0)
+            }
+            Some(graph) => run_on(&address, graph, progress).await,
+        };
+        let _ = stop_tx.send(()).await;
+        let supervised = nanny.await;
+        sched.stop().await;
+        supervised?;
+        code
+    })
+}
+
+fn restart(args: RestartArgs) -> Result<u8, CliError> {
+    let addr = config::parse_address("ADDR", &args.address, DEFAULT_PORT)?;
+    smol::block_on(async {
+        let client = AsyncClient::connect(&addr).await?;
+        let n = client.restart().await?;
+        println!("restarted {n} workers");
+        Ok(0)
+    })
+}
+
+async fn run_on(address: &str, graph: crate::client::graph::Graph, progress: bool) -> Result<u8, CliError> {
     let client = AsyncClient::connect(address).await?;
     let progress = progress && std::io::stderr().is_terminal();
     let report = run_graph(&client, graph, progress).await?;
@@ -237,6 +345,7 @@ fn run(args: RunArgs, registry: Registry) -> Result<u8, CliError> {
                 local_directory: None,
                 run: None,
                 no_progress: args.no_progress,
+                processes: false,
             };
             let cfg = config::local(&local_args, registry)?;
             smol::block_on(async {
@@ -273,10 +382,7 @@ fn submit(args: SubmitArgs) -> Result<u8, CliError> {
     }
     smol::block_on(async {
         let client = AsyncClient::connect(&addr).await?;
-        let key = args
-            .key
-            .clone()
-            .unwrap_or_else(|| client.unique_key("submit"));
+        let key = args.key.clone().unwrap_or_else(|| client.unique_key("submit"));
         let task = TaskDesc {
             key: key.clone(),
             spec: TaskSpec::Command(CommandSpec {

@@ -19,10 +19,7 @@ pub const DEFAULT_PORT: u16 = 8786;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("invalid value for {flag}: {source}")]
-    Unit {
-        flag: &'static str,
-        source: UnitError,
-    },
+    Unit { flag: &'static str, source: UnitError },
     #[error("invalid value for {flag}: {reason}")]
     Value { flag: &'static str, reason: String },
     #[error("cannot read scheduler file {path}: {reason}")]
@@ -36,11 +33,7 @@ fn duration(flag: &'static str, s: &str) -> Result<Duration, ConfigError> {
 /// Checks an address `tcp://host:port`, `host:port`, `[v6]:port` or `host` and returns
 /// `host:port` (the port defaulting to `default_port`). It is not resolved here, so that a
 /// name is looked up again on every connection attempt.
-pub fn parse_address(
-    flag: &'static str,
-    s: &str,
-    default_port: u16,
-) -> Result<String, ConfigError> {
+pub fn parse_address(flag: &'static str, s: &str, default_port: u16) -> Result<String, ConfigError> {
     let bad = |reason: String| ConfigError::Value { flag, reason };
     if let Some((scheme, _)) = s.split_once("://") {
         if scheme != "tcp" {
@@ -58,11 +51,7 @@ pub fn parse_address(
         match after.strip_prefix(':') {
             Some(p) => (format!("[{h}]"), Some(p)),
             None if after.is_empty() => (format!("[{h}]"), None),
-            None => {
-                return Err(bad(format!(
-                    "{s:?}: unexpected {after:?} after the IPv6 address"
-                )))
-            }
+            None => return Err(bad(format!("{s:?}: unexpected {after:?} after the IPv6 address"))),
         }
     } else if rest.matches(':').count() > 1 {
         (format!("[{rest}]"), None)
@@ -79,11 +68,7 @@ pub fn parse_address(
         None => default_port,
         Some(p) => match p.parse::<u16>() {
             Ok(n) if n > 0 => n,
-            _ => {
-                return Err(bad(format!(
-                    "{s:?}: port {p:?} is not a number from 1 to 65535"
-                )))
-            }
+            _ => return Err(bad(format!("{s:?}: port {p:?} is not a number from 1 to 65535"))),
         },
     };
     Ok(format!("{host}:{port}"))
@@ -176,8 +161,7 @@ pub fn read_scheduler_file(path: &Path) -> Result<String, ConfigError> {
         reason,
     };
     let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| fail(format!("not JSON: {e}")))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| fail(format!("not JSON: {e}")))?;
     let addr = v
         .get("address")
         .and_then(|a| a.as_str())
@@ -186,12 +170,112 @@ pub fn read_scheduler_file(path: &Path) -> Result<String, ConfigError> {
 }
 
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
-pub fn worker(args: &WorkerArgs) -> Result<WorkerConfig, ConfigError> {
+/// Total memory of this machine, from `/proc/meminfo`.
+pub fn system_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// `--memory-limit`: bytes (`4GiB`, `5GB`, `8e9`), a fraction of system memory (`0.5`),
+/// `auto` (system memory * nthreads / cores) or 0 for none.
+pub fn parse_memory_limit(flag: &'static str, s: &str, nthreads: usize) -> Result<u64, ConfigError> {
+    let total = system_memory();
+    let cores = default_threads();
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("auto") {
+        return Ok(total / cores as u64 * nthreads.min(cores) as u64);
+    }
+    if let Ok(x) = t.parse::<f64>() {
+        if x > 0.0 && x <= 1.0 && t.contains('.') {
+            return Ok((total as f64 * x) as u64);
+        }
+    }
+    crate::units::parse_bytes(t).map_err(|source| ConfigError::Unit { flag, source })
+}
+
+/// What `distd worker` and `distd nanny` run with.
+#[derive(Clone, Debug)]
+pub struct WorkerSetup {
+    /// The config of each worker (names get a `-i` suffix when there are several).
+    pub worker: WorkerConfig,
+    pub nworkers: usize,
+    pub no_nanny: bool,
+    pub shutdown_timeout: Duration,
+    pub crash_limit: usize,
+}
+
+impl WorkerSetup {
+    /// The nanny that runs these workers as children of `exe`.
+    pub fn nanny(&self, exe: PathBuf) -> crate::nanny::NannyConfig {
+        let w = &self.worker;
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "--nthreads".into(),
+            w.nthreads.to_string().into(),
+            "--memory-limit".into(),
+            w.memory_limit.to_string().into(),
+            "--death-timeout".into(),
+            format!("{}ms", w.death_timeout.as_millis()).into(),
+            "--local-directory".into(),
+            w.local_dir.clone().into_os_string(),
+        ];
+        if !w.resources.is_empty() {
+            let spec: Vec<String> = w.resources.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            args.push("--resources".into());
+            args.push(spec.join(" ").into());
+        }
+        if let Some(l) = w.listen {
+            args.push("--listen-address".into());
+            args.push(l.to_string().into());
+        }
+        if let Some(c) = &w.contact_address {
+            args.push("--contact-address".into());
+            args.push(c.into());
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        crate::nanny::NannyConfig {
+            scheduler: w.scheduler.clone(),
+            name: w
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{}-{}", host.trim(), std::process::id())),
+            nworkers: self.nworkers,
+            exe,
+            worker_args: args,
+            policy: crate::nanny::Policy {
+                shutdown_timeout: self.shutdown_timeout,
+                crash_limit: self.crash_limit,
+                kill_above: (w.memory_limit > 0).then(|| w.memory_limit / 100 * 95),
+                ..crate::nanny::Policy::default()
+            },
+            death_timeout: w.death_timeout,
+        }
+    }
+}
+
+pub fn worker(args: &WorkerArgs) -> Result<WorkerSetup, ConfigError> {
+    if args.nworkers == 0 {
+        return Err(ConfigError::Value {
+            flag: "--nworkers",
+            reason: "must be at least 1".into(),
+        });
+    }
+    if args.crash_limit == 0 {
+        return Err(ConfigError::Value {
+            flag: "--crash-limit",
+            reason: "must be at least 1".into(),
+        });
+    }
     let scheduler = match (&args.address, &args.scheduler_file) {
         (Some(a), _) => parse_address("ADDR", a, DEFAULT_PORT)?,
         (None, Some(f)) => read_scheduler_file(f)?,
@@ -203,27 +287,33 @@ pub fn worker(args: &WorkerArgs) -> Result<WorkerConfig, ConfigError> {
         }
     };
     let nthreads = match args.nthreads {
-        Some(0) => {
-            return Err(ConfigError::Value {
-                flag: "--nthreads",
-                reason: "must be at least 1".into(),
-            })
-        }
+        Some(0) | None => (default_threads() / args.nworkers).max(1),
         Some(n) => n,
-        None => default_threads(),
     };
     let listen = args
         .listen_address
         .as_deref()
-        .map(|a| {
-            parse_address("--listen-address", a, 0).and_then(|a| resolve("--listen-address", &a))
-        })
+        .map(|a| parse_address("--listen-address", a, 0).and_then(|a| resolve("--listen-address", &a)))
         .transpose()?;
     let contact_address = args
         .contact_address
         .as_deref()
         .map(|a| parse_address("--contact-address", a, 0))
         .transpose()?;
+    if args.nworkers > 1 {
+        if contact_address.is_some() {
+            return Err(ConfigError::Value {
+                flag: "--contact-address",
+                reason: "cannot be shared by several workers (--nworkers)".into(),
+            });
+        }
+        if listen.is_some_and(|l| l.port() != 0) {
+            return Err(ConfigError::Value {
+                flag: "--listen-address",
+                reason: "several workers (--nworkers) cannot share one port; use port 0".into(),
+            });
+        }
+    }
     if let Some(c) = &contact_address {
         if c.ends_with(":0") {
             return Err(ConfigError::Value {
@@ -232,7 +322,7 @@ pub fn worker(args: &WorkerArgs) -> Result<WorkerConfig, ConfigError> {
             });
         }
     }
-    Ok(WorkerConfig {
+    let worker = WorkerConfig {
         scheduler,
         nthreads,
         name: args.name.clone(),
@@ -242,14 +332,18 @@ pub fn worker(args: &WorkerArgs) -> Result<WorkerConfig, ConfigError> {
             .map(|r| parse_resources("--resources", r))
             .transpose()?
             .unwrap_or_default(),
-        local_dir: args
-            .local_directory
-            .clone()
-            .unwrap_or_else(default_local_dir),
+        local_dir: args.local_directory.clone().unwrap_or_else(default_local_dir),
         listen,
         contact_address,
         death_timeout: duration("--death-timeout", &args.death_timeout)?,
-        memory_limit: 0,
+        memory_limit: parse_memory_limit("--memory-limit", &args.memory_limit, nthreads)?,
+    };
+    Ok(WorkerSetup {
+        worker,
+        nworkers: args.nworkers,
+        no_nanny: args.no_nanny,
+        shutdown_timeout: duration("--shutdown-timeout", &args.shutdown_timeout)?,
+        crash_limit: args.crash_limit,
     })
 }
 
@@ -266,10 +360,7 @@ pub fn local(args: &LocalArgs, registry: Registry) -> Result<LocalClusterConfig,
         workers: args.nworkers.unwrap_or_else(default_threads),
         threads_per_worker: args.threads_per_worker,
         listen: SocketAddr::new(listen.ip(), args.port),
-        local_dir: args
-            .local_directory
-            .clone()
-            .unwrap_or_else(default_local_dir),
+        local_dir: args.local_directory.clone().unwrap_or_else(default_local_dir),
         registry,
     })
 }
@@ -290,9 +381,7 @@ mod tests {
     fn bad_addresses_name_the_flag_and_the_value() {
         let e = parse_address("ADDR", "h:99999", 9).unwrap_err().to_string();
         assert!(e.contains("ADDR") && e.contains("99999"), "{e}");
-        let e = parse_address("ADDR", "tls://h:1", 9)
-            .unwrap_err()
-            .to_string();
+        let e = parse_address("ADDR", "tls://h:1", 9).unwrap_err().to_string();
         assert!(e.contains("tcp://"), "{e}");
     }
 
@@ -302,10 +391,7 @@ mod tests {
             parse_resources("R", "GPU=2 MEM=8e9").unwrap(),
             vec![("GPU".into(), 2.0), ("MEM".into(), 8e9)]
         );
-        assert!(parse_resources("R", "GPU")
-            .unwrap_err()
-            .to_string()
-            .contains("\"GPU\""));
+        assert!(parse_resources("R", "GPU").unwrap_err().to_string().contains("\"GPU\""));
         assert!(parse_resources("R", "GPU=-1").is_err());
     }
 }

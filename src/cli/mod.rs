@@ -21,18 +21,14 @@ pub fn main_with_registry(registry: Registry) -> ExitCode {
         cli.command,
         args::Command::Scheduler(_) | args::Command::Worker(_) | args::Command::Local(_)
     );
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(if daemon {
-        "info"
-    } else {
-        "warn"
-    }))
-    .format_timestamp_millis()
-    .init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(if daemon { "info" } else { "warn" }))
+        .format_timestamp_millis()
+        .init();
     match commands::dispatch(cli.command, registry) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("distd: error: {e}");
-            ExitCode::from(EXIT_FAILURE)
+            ExitCode::from(e.exit_code())
         }
     }
 }

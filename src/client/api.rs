@@ -6,8 +6,8 @@
 
 use crate::protocol::codec;
 use crate::protocol::{
-    connect_handshake, write_loop, ClusterInfo, FrameReader, FromClient, HandshakeError,
-    KeyLocation, Outbound, RequestId, Role, TaskDesc, TaskError, ToClient,
+    connect_handshake, write_loop, ClusterInfo, FrameReader, FromClient, HandshakeError, KeyLocation, Outbound,
+    RequestId, Role, TaskDesc, TaskError, ToClient,
 };
 use crate::worker::peer::PeerClient;
 use serde::{de::DeserializeOwned, Serialize};
@@ -23,10 +23,7 @@ pub enum ClientError {
     #[error("cannot connect to the scheduler at {addr}: {reason}")]
     Connect { addr: String, reason: String },
     #[error("the scheduler at {addr} refused this client: {source}")]
-    Refused {
-        addr: String,
-        source: HandshakeError,
-    },
+    Refused { addr: String, source: HandshakeError },
     #[error("lost the scheduler: {0}")]
     Disconnected(String),
     #[error("task {key:?} failed: {error}")]
@@ -35,6 +32,8 @@ pub enum ClientError {
     Gather { key: String, reason: String },
     #[error("scatter failed: {0}")]
     Scatter(String),
+    #[error("restart failed: {0}")]
+    Restart(String),
     #[error("{0}")]
     Codec(#[from] codec::CodecError),
 }
@@ -99,9 +98,7 @@ struct Inner {
 
 impl Inner {
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
-        self.shared
-            .lock()
-            .expect("client state lock is never poisoned")
+        self.shared.lock().expect("client state lock is never poisoned")
     }
 }
 
@@ -142,13 +139,12 @@ impl AsyncClient {
     /// Connects to the scheduler at `addr` (`tcp://host:port` or `host:port`).
     pub async fn connect(addr: &str) -> Result<AsyncClient, ClientError> {
         let addr = strip_scheme(addr).to_string();
-        let mut stream =
-            TcpStream::connect(addr.as_str())
-                .await
-                .map_err(|e| ClientError::Connect {
-                    addr: addr.clone(),
-                    reason: e.to_string(),
-                })?;
+        let mut stream = TcpStream::connect(addr.as_str())
+            .await
+            .map_err(|e| ClientError::Connect {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            })?;
         stream.set_nodelay(true).ok();
         connect_handshake(&mut stream, Role::Client)
             .await
@@ -159,11 +155,7 @@ impl AsyncClient {
         let mut reader = FrameReader::new(stream.clone());
         match reader.next::<ToClient>().await {
             Ok(Some(ToClient::Welcome { .. })) => {}
-            Ok(other) => {
-                return Err(ClientError::Disconnected(format!(
-                    "expected a welcome, got {other:?}"
-                )))
-            }
+            Ok(other) => return Err(ClientError::Disconnected(format!("expected a welcome, got {other:?}"))),
             Err(e) => return Err(ClientError::Disconnected(e.to_string())),
         }
         let (tx, rx) = async_channel::unbounded();
@@ -222,10 +214,7 @@ impl AsyncClient {
             .map_err(|_| ClientError::Disconnected("connection closed".into()))
     }
 
-    async fn request(
-        &self,
-        make: impl FnOnce(RequestId) -> FromClient,
-    ) -> Result<ToClient, ClientError> {
+    async fn request(&self, make: impl FnOnce(RequestId) -> FromClient) -> Result<ToClient, ClientError> {
         let req = RequestId(self.inner.next_req.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = async_channel::bounded(1);
         {
@@ -257,11 +246,7 @@ impl AsyncClient {
 
     /// Submits tasks but keeps only the results of `wanted` (the others are dropped as soon
     /// as their dependents have them).
-    pub async fn submit_wanting(
-        &self,
-        tasks: Vec<TaskDesc>,
-        wanted: Vec<String>,
-    ) -> Result<(), ClientError> {
+    pub async fn submit_wanting(&self, tasks: Vec<TaskDesc>, wanted: Vec<String>) -> Result<(), ClientError> {
         {
             let mut s = self.inner.lock();
             for k in &wanted {
@@ -272,15 +257,9 @@ impl AsyncClient {
     }
 
     /// Submits one call of the registry function `name` with typed arguments.
-    pub async fn submit_fn<A: Serialize>(
-        &self,
-        name: &str,
-        args: &A,
-        deps: &[String],
-    ) -> Result<String, ClientError> {
+    pub async fn submit_fn<A: Serialize>(&self, name: &str, args: &A, deps: &[String]) -> Result<String, ClientError> {
         let key = self.unique_key(name);
-        let task = TaskDesc::function(key.clone(), name, codec::to_bytes(args)?)
-            .with_deps(deps.iter().cloned());
+        let task = TaskDesc::function(key.clone(), name, codec::to_bytes(args)?).with_deps(deps.iter().cloned());
         self.submit(vec![task]).await?;
         Ok(key)
     }
@@ -293,11 +272,7 @@ impl AsyncClient {
     ) -> Result<Vec<String>, ClientError> {
         let mut tasks = Vec::new();
         for a in args {
-            tasks.push(TaskDesc::function(
-                self.unique_key(name),
-                name,
-                codec::to_bytes(&a)?,
-            ));
+            tasks.push(TaskDesc::function(self.unique_key(name), name, codec::to_bytes(&a)?));
         }
         self.submit(tasks).await
     }
@@ -406,17 +381,11 @@ impl AsyncClient {
                 out[i] = Some(Arc::try_unwrap(d).unwrap_or_else(|d| d.to_vec()));
             }
         }
-        Ok(out
-            .into_iter()
-            .map(|d| d.expect("every index was fetched"))
-            .collect())
+        Ok(out.into_iter().map(|d| d.expect("every index was fetched")).collect())
     }
 
     /// [`gather`](Self::gather), decoding each result as a `T`.
-    pub async fn gather_typed<T: DeserializeOwned>(
-        &self,
-        keys: &[String],
-    ) -> Result<Vec<T>, ClientError> {
+    pub async fn gather_typed<T: DeserializeOwned>(&self, keys: &[String]) -> Result<Vec<T>, ClientError> {
         self.gather(keys)
             .await?
             .iter()
@@ -432,22 +401,35 @@ impl AsyncClient {
                 s.status.insert(k.clone(), KeyStatus::Pending);
             }
         }
-        match self
-            .request(|req| FromClient::Scatter { req, items })
-            .await?
-        {
+        match self.request(|req| FromClient::Scatter { req, items }).await? {
             ToClient::Scattered { result, .. } => result.map_err(ClientError::Scatter),
-            other => Err(ClientError::Disconnected(format!(
-                "unexpected reply {other:?}"
-            ))),
+            other => Err(ClientError::Disconnected(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Restarts every nanny-supervised worker; every task and result of the cluster is
+    /// dropped (pending keys err as lost). Returns when the workers are back, with how many.
+    pub async fn restart(&self) -> Result<u64, ClientError> {
+        match self.request(|req| FromClient::Restart { req }).await? {
+            ToClient::Restarted { result, .. } => {
+                let mut s = self.inner.lock();
+                let keys: Vec<String> = s.status.keys().cloned().collect();
+                for k in keys {
+                    if s.status.get(&k) == Some(&KeyStatus::Pending) {
+                        s.settle(k, KeyStatus::Erred(TaskError::Lost("the cluster restarted".into())));
+                    }
+                }
+                s.status.clear();
+                drop(s);
+                result.map_err(ClientError::Restart)
+            }
+            other => Err(ClientError::Disconnected(format!("unexpected reply {other:?}"))),
         }
     }
 
     /// Stops these tasks; they err as cancelled.
     pub fn cancel(&self, keys: &[String]) -> Result<(), ClientError> {
-        self.send(FromClient::Cancel {
-            keys: keys.to_vec(),
-        })
+        self.send(FromClient::Cancel { keys: keys.to_vec() })
     }
 
     /// The client no longer needs these results.
@@ -458,9 +440,7 @@ impl AsyncClient {
                 s.status.remove(k);
             }
         }
-        self.send(FromClient::Release {
-            keys: keys.to_vec(),
-        })
+        self.send(FromClient::Release { keys: keys.to_vec() })
     }
 
     /// Where each key's result is held.
@@ -473,9 +453,7 @@ impl AsyncClient {
             .await?
         {
             ToClient::WhoHas { locations, .. } => Ok(locations),
-            other => Err(ClientError::Disconnected(format!(
-                "unexpected reply {other:?}"
-            ))),
+            other => Err(ClientError::Disconnected(format!("unexpected reply {other:?}"))),
         }
     }
 
@@ -483,9 +461,7 @@ impl AsyncClient {
     pub async fn info(&self) -> Result<ClusterInfo, ClientError> {
         match self.request(|req| FromClient::Info { req }).await? {
             ToClient::Info { info, .. } => Ok(info),
-            other => Err(ClientError::Disconnected(format!(
-                "unexpected reply {other:?}"
-            ))),
+            other => Err(ClientError::Disconnected(format!("unexpected reply {other:?}"))),
         }
     }
 }
@@ -497,7 +473,8 @@ fn dispatch(inner: &Inner, msg: ToClient) {
         ToClient::KeyErred { key, error } => s.settle(key, KeyStatus::Erred(error)),
         ToClient::WhoHas { req, .. }
         | ToClient::Info { req, .. }
-        | ToClient::Scattered { req, .. } => {
+        | ToClient::Scattered { req, .. }
+        | ToClient::Restarted { req, .. } => {
             if let Some(tx) = s.replies.remove(&req) {
                 let _ = tx.try_send(msg);
             }
@@ -533,28 +510,15 @@ impl Client {
         smol::block_on(self.inner.submit(tasks))
     }
 
-    pub fn submit_wanting(
-        &self,
-        tasks: Vec<TaskDesc>,
-        wanted: Vec<String>,
-    ) -> Result<(), ClientError> {
+    pub fn submit_wanting(&self, tasks: Vec<TaskDesc>, wanted: Vec<String>) -> Result<(), ClientError> {
         smol::block_on(self.inner.submit_wanting(tasks, wanted))
     }
 
-    pub fn submit_fn<A: Serialize>(
-        &self,
-        name: &str,
-        args: &A,
-        deps: &[String],
-    ) -> Result<String, ClientError> {
+    pub fn submit_fn<A: Serialize>(&self, name: &str, args: &A, deps: &[String]) -> Result<String, ClientError> {
         smol::block_on(self.inner.submit_fn(name, args, deps))
     }
 
-    pub fn map<A: Serialize>(
-        &self,
-        name: &str,
-        args: impl IntoIterator<Item = A>,
-    ) -> Result<Vec<String>, ClientError> {
+    pub fn map<A: Serialize>(&self, name: &str, args: impl IntoIterator<Item = A>) -> Result<Vec<String>, ClientError> {
         smol::block_on(self.inner.map(name, args))
     }
 
@@ -570,10 +534,7 @@ impl Client {
         smol::block_on(self.inner.gather(keys))
     }
 
-    pub fn gather_typed<T: DeserializeOwned>(
-        &self,
-        keys: &[String],
-    ) -> Result<Vec<T>, ClientError> {
+    pub fn gather_typed<T: DeserializeOwned>(&self, keys: &[String]) -> Result<Vec<T>, ClientError> {
         smol::block_on(self.inner.gather_typed(keys))
     }
 
@@ -595,5 +556,9 @@ impl Client {
 
     pub fn info(&self) -> Result<ClusterInfo, ClientError> {
         smol::block_on(self.inner.info())
+    }
+
+    pub fn restart(&self) -> Result<u64, ClientError> {
+        smol::block_on(self.inner.restart())
     }
 }

@@ -420,11 +420,7 @@ fn build_task(
     };
 
     let mut resources = defaults.resources.clone();
-    resources.extend(check_resources(
-        raw.resources.unwrap_or_default(),
-        report,
-        &task,
-    )?);
+    resources.extend(check_resources(raw.resources.unwrap_or_default(), report, &task)?);
     let options = TaskOptions {
         priority: raw.priority.unwrap_or(defaults.priority),
         retries: raw.retries.unwrap_or(defaults.retries),
@@ -501,10 +497,7 @@ fn command_spec(
     Ok(TaskSpec::Command(CommandSpec {
         argv,
         env: env.into_iter().collect(),
-        cwd: fields
-            .cwd
-            .map(Spanned::into_inner)
-            .or_else(|| defaults.cwd.clone()),
+        cwd: fields.cwd.map(Spanned::into_inner).or_else(|| defaults.cwd.clone()),
         timeout_ms,
         stdin: fields.stdin.map(Spanned::into_inner),
     }))
@@ -525,8 +518,7 @@ fn function_spec(
         ("stdin", fields.stdin.as_ref().map(|v| v.span().start)),
     ];
     if let Some((field, Some(offset))) = command_only.into_iter().find(|f| f.1.is_some()) {
-        let message =
-            format!("{task} is a function task; {field} is only for command and shell tasks");
+        let message = format!("{task} is a function task; {field} is only for command and shell tasks");
         return Err(report.at_offset(offset, message));
     }
     if function.get_ref().trim().is_empty() {
@@ -543,13 +535,8 @@ fn function_spec(
 }
 
 /// A timeout in whole milliseconds, rounded up; `owner` names who set it in messages.
-fn timeout_ms(
-    text: &Spanned<DurationText>,
-    report: &Report,
-    owner: &str,
-) -> Result<u64, GraphError> {
-    let duration = parse_duration(&text.get_ref().0)
-        .map_err(|e| report.at(text, format!("{owner} timeout: {e}")))?;
+fn timeout_ms(text: &Spanned<DurationText>, report: &Report, owner: &str) -> Result<u64, GraphError> {
+    let duration = parse_duration(&text.get_ref().0).map_err(|e| report.at(text, format!("{owner} timeout: {e}")))?;
     if duration.is_zero() {
         return Err(report.at(text, format!("{owner} timeout must be more than zero")));
     }
@@ -570,9 +557,8 @@ fn check_resources(
             if value.is_finite() && value >= 0.0 {
                 Ok((name, value))
             } else {
-                let message = format!(
-                    "{owner} needs {value} of resource {name:?}; amounts must be non-negative numbers"
-                );
+                let message =
+                    format!("{owner} needs {value} of resource {name:?}; amounts must be non-negative numbers");
                 Err(report.at(&amount, message))
             }
         })
@@ -589,8 +575,7 @@ fn index_keys(tasks: &[RawTask], report: &Report) -> Result<HashMap<String, usiz
         }
         if let Some(first) = index.insert(key.clone(), i) {
             let first_line = report.lines.line_of(tasks[first].key.span().start);
-            let message =
-                format!("duplicate task key {key:?} (first defined on line {first_line})");
+            let message = format!("duplicate task key {key:?} (first defined on line {first_line})");
             return Err(report.at(&task.key, message));
         }
     }
@@ -629,9 +614,7 @@ fn choose_outputs(
     edges: &Edges,
     report: &Report,
 ) -> Result<Vec<Output>, GraphError> {
-    let named = choices
-        .iter()
-        .any(|c| matches!(c, Choice::Print | Choice::File { .. }));
+    let named = choices.iter().any(|c| matches!(c, Choice::Print | Choice::File { .. }));
     let mut depended_on = vec![false; tasks.len()];
     if !named {
         for &dep in &edges.targets {
@@ -810,12 +793,7 @@ impl Report {
 
     /// toml's own message, first line only, at toml's own span.
     fn toml(&self, error: &toml::de::Error) -> GraphError {
-        let message = error
-            .message()
-            .lines()
-            .next()
-            .unwrap_or("invalid TOML")
-            .to_owned();
+        let message = error.message().lines().next().unwrap_or("invalid TOML").to_owned();
         GraphError::Invalid {
             origin: self.origin.clone(),
             line: error.span().map(|span| self.lines.line_of(span.start)),
@@ -976,11 +954,7 @@ mod tests {
             options: TaskOptions {
                 priority: 5,
                 retries: 0,
-                resources: vec![
-                    ("CPU".into(), 1.0),
-                    ("GPU".into(), 1.0),
-                    ("Mem".into(), 0.5),
-                ],
+                resources: vec![("CPU".into(), 1.0), ("GPU".into(), 1.0), ("Mem".into(), 0.5)],
                 workers: vec![],
             },
         };
@@ -1067,11 +1041,7 @@ mod tests {
             "deps = [\"source\"]",
             "output = false",
         ]);
-        let keys: Vec<(&str, &OutputTarget)> = graph
-            .outputs
-            .iter()
-            .map(|o| (o.key.as_str(), &o.target))
-            .collect();
+        let keys: Vec<(&str, &OutputTarget)> = graph.outputs.iter().map(|o| (o.key.as_str(), &o.target)).collect();
         assert_eq!(
             keys,
             vec![
@@ -1105,42 +1075,22 @@ mod tests {
 
     #[test]
     fn bad_toml_is_reported_at_its_line_in_tomls_words() {
-        let (line, message) = refusal(&[
-            "[[task]]",
-            "key = \"a\"",
-            "retries = 3 4",
-            "function = \"f\"",
-        ]);
+        let (line, message) = refusal(&["[[task]]", "key = \"a\"", "retries = 3 4", "function = \"f\""]);
         assert_eq!(line, 3, "{message}");
 
-        let (line, message) = refusal(&[
-            "[[task]]",
-            "key = \"a\"",
-            "function = \"f\"",
-            "priority = \"high\"",
-        ]);
+        let (line, message) = refusal(&["[[task]]", "key = \"a\"", "function = \"f\"", "priority = \"high\""]);
         assert_eq!(
             (line, message.as_str()),
             (4, "invalid type: string \"high\", expected i32")
         );
 
-        let (line, message) = refusal(&[
-            "[[task]]",
-            "key = \"a\"",
-            "function = \"f\"",
-            "",
-            "colour = \"red\"",
-        ]);
+        let (line, message) = refusal(&["[[task]]", "key = \"a\"", "function = \"f\"", "", "colour = \"red\""]);
         assert_eq!(line, 5);
         assert!(message.starts_with("unknown field `colour`"), "{message}");
 
-        let (line, message) =
-            refusal(&["[[task]]", "key = \"a\"", "function = \"f\"", "output = 3"]);
+        let (line, message) = refusal(&["[[task]]", "key = \"a\"", "function = \"f\"", "output = 3"]);
         assert_eq!(line, 4);
-        assert!(
-            message.contains("expected true, false or a file path"),
-            "{message}"
-        );
+        assert!(message.contains("expected true, false or a file path"), "{message}");
 
         let (line, message) = refusal(&[
             "[defaults]",
@@ -1170,10 +1120,7 @@ mod tests {
             "key = \"b\"",
         ]);
         assert_eq!(line, 12);
-        assert_eq!(
-            message,
-            "duplicate task key \"b\" (first defined on line 4)"
-        );
+        assert_eq!(message, "duplicate task key \"b\" (first defined on line 4)");
     }
 
     #[test]
@@ -1210,10 +1157,7 @@ mod tests {
             "function = \"f\"",
             "deps = [\"a\"]",
         ]);
-        assert_eq!(
-            (line, message.as_str()),
-            (3, "dependency cycle: a -> b -> c -> a")
-        );
+        assert_eq!((line, message.as_str()), (3, "dependency cycle: a -> b -> c -> a"));
 
         // Entered from outside and in the middle, the cycle still starts at its first task.
         let (line, message) = refusal(&[
@@ -1230,10 +1174,7 @@ mod tests {
             "function = \"f\"",
             "deps = [\"y\"]",
         ]);
-        assert_eq!(
-            (line, message.as_str()),
-            (6, "dependency cycle: y -> z -> y")
-        );
+        assert_eq!((line, message.as_str()), (6, "dependency cycle: y -> z -> y"));
     }
 
     #[test]
@@ -1264,12 +1205,7 @@ mod tests {
             "task \"a\" has no command, shell or function; give exactly one of them"
         );
 
-        let (line, message) = refusal(&[
-            "[[task]]",
-            "key = \"a\"",
-            "shell = \"ls\"",
-            "command = [\"ls\"]",
-        ]);
+        let (line, message) = refusal(&["[[task]]", "key = \"a\"", "shell = \"ls\"", "command = [\"ls\"]"]);
         assert_eq!(line, 4);
         assert_eq!(
             message,
@@ -1297,26 +1233,17 @@ mod tests {
 
         let (line, message) = refusal(&["[[task]]", "key = \"a\"", "command = []"]);
         assert_eq!(line, 3);
-        assert!(
-            message.starts_with("task \"a\" has an empty command"),
-            "{message}"
-        );
+        assert!(message.starts_with("task \"a\" has an empty command"), "{message}");
 
         let (line, message) = refusal(&["[[task]]", "key = \"a\"", "command = [\"\", \"x\"]"]);
         assert_eq!(line, 3);
         assert!(message.contains("\"a\""), "{message}");
 
         let (line, message) = refusal(&["[[task]]", "key = \"a\"", "shell = \"  \""]);
-        assert_eq!(
-            (line, message.as_str()),
-            (3, "task \"a\" has an empty shell line")
-        );
+        assert_eq!((line, message.as_str()), (3, "task \"a\" has an empty shell line"));
 
         let (line, message) = refusal(&["[[task]]", "key = \"a\"", "function = \"\""]);
-        assert_eq!(
-            (line, message.as_str()),
-            (3, "task \"a\" has an empty function name")
-        );
+        assert_eq!((line, message.as_str()), (3, "task \"a\" has an empty function name"));
     }
 
     #[test]
@@ -1339,26 +1266,13 @@ mod tests {
 
     #[test]
     fn a_task_cannot_depend_on_itself() {
-        let (line, message) = refusal(&[
-            "[[task]]",
-            "key = \"a\"",
-            "function = \"f\"",
-            "deps = [\"a\"]",
-        ]);
-        assert_eq!(
-            (line, message.as_str()),
-            (4, "task \"a\" depends on itself")
-        );
+        let (line, message) = refusal(&["[[task]]", "key = \"a\"", "function = \"f\"", "deps = [\"a\"]"]);
+        assert_eq!((line, message.as_str()), (4, "task \"a\" depends on itself"));
     }
 
     #[test]
     fn bad_timeouts_name_the_task_and_what_is_accepted() {
-        let (line, message) = refusal(&[
-            "[[task]]",
-            "key = \"a\"",
-            "command = [\"true\"]",
-            "timeout = \"3x\"",
-        ]);
+        let (line, message) = refusal(&["[[task]]", "key = \"a\"", "command = [\"true\"]", "timeout = \"3x\""]);
         assert_eq!(line, 4);
         assert_eq!(
             message,
@@ -1366,21 +1280,11 @@ mod tests {
              250ms, 30s, 2m or 1h"
         );
 
-        let (line, message) = refusal(&[
-            "[[task]]",
-            "key = \"a\"",
-            "command = [\"true\"]",
-            "timeout = -5",
-        ]);
+        let (line, message) = refusal(&["[[task]]", "key = \"a\"", "command = [\"true\"]", "timeout = -5"]);
         assert_eq!(line, 4);
         assert!(message.contains("negative"), "{message}");
 
-        let (line, message) = refusal(&[
-            "[[task]]",
-            "key = \"a\"",
-            "command = [\"true\"]",
-            "timeout = \"0s\"",
-        ]);
+        let (line, message) = refusal(&["[[task]]", "key = \"a\"", "command = [\"true\"]", "timeout = \"0s\""]);
         assert_eq!(
             (line, message.as_str()),
             (4, "task \"a\" timeout must be more than zero")
@@ -1402,12 +1306,7 @@ mod tests {
 
     #[test]
     fn sub_millisecond_timeouts_round_up() {
-        let graph = parse(&[
-            "[[task]]",
-            "key = \"a\"",
-            "command = [\"true\"]",
-            "timeout = \"500us\"",
-        ]);
+        let graph = parse(&["[[task]]", "key = \"a\"", "command = [\"true\"]", "timeout = \"500us\""]);
         let TaskSpec::Command(spec) = &graph.tasks[0].spec else {
             panic!("not a command: {:?}", graph.tasks[0]);
         };
@@ -1436,21 +1335,14 @@ mod tests {
             assert_eq!(line, 8, "{message}");
             assert_eq!(
                 message,
-                format!(
-                    "task \"b\" is a function task; {field} is only for command and shell tasks"
-                )
+                format!("task \"b\" is a function task; {field} is only for command and shell tasks")
             );
         }
     }
 
     #[test]
     fn args_on_a_command_task_are_refused() {
-        let (line, message) = refusal(&[
-            "[[task]]",
-            "key = \"a\"",
-            "command = [\"ls\"]",
-            "args = \"-l\"",
-        ]);
+        let (line, message) = refusal(&["[[task]]", "key = \"a\"", "command = [\"ls\"]", "args = \"-l\""]);
         assert_eq!(line, 4);
         assert_eq!(
             message,
@@ -1528,8 +1420,7 @@ mod tests {
 
     #[test]
     fn a_file_on_disk_is_named_by_its_path_in_errors() {
-        let path =
-            std::env::temp_dir().join(format!("distd-graph-test-{}.toml", std::process::id()));
+        let path = std::env::temp_dir().join(format!("distd-graph-test-{}.toml", std::process::id()));
         std::fs::write(&path, "[[task]]\nkey = \"a\"\n").expect("the temp dir is writable");
         let message = load_graph(&path).unwrap_err().to_string();
         std::fs::remove_file(&path).expect("the test file was just written");

@@ -45,11 +45,7 @@ pub enum RunError {
 }
 
 /// Submits `graph`, waits for it, writes its outputs, and reports failures.
-pub async fn run_graph(
-    client: &AsyncClient,
-    graph: Graph,
-    progress: bool,
-) -> Result<RunReport, RunError> {
+pub async fn run_graph(client: &AsyncClient, graph: Graph, progress: bool) -> Result<RunReport, RunError> {
     // Every sink is wanted, so that no task is skipped for lack of a consumer; outputs are
     // the subset whose results are delivered.
     let mut used: HashSet<&str> = HashSet::new();
@@ -102,11 +98,7 @@ pub async fn run_graph(
     }
     report.failures = roots
         .into_iter()
-        .map(|(key, (error, downstream))| Failure {
-            key,
-            error,
-            downstream,
-        })
+        .map(|(key, (error, downstream))| Failure { key, error, downstream })
         .collect();
 
     let ready: Vec<_> = graph
@@ -126,13 +118,11 @@ pub async fn run_graph(
                     let _ = out.write_all(b"\n");
                 }
             }
-            OutputTarget::File(path) => {
-                std::fs::write(path, &bytes).map_err(|source| RunError::Output {
-                    key: o.key.clone(),
-                    path: path.display().to_string(),
-                    source,
-                })?
-            }
+            OutputTarget::File(path) => std::fs::write(path, &bytes).map_err(|source| RunError::Output {
+                key: o.key.clone(),
+                path: path.display().to_string(),
+                source,
+            })?,
         }
         report.delivered.push(o.key.clone());
     }

@@ -144,9 +144,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Reads a raw payload of exactly `len` bytes that followed a frame.
     pub async fn read_payload(&mut self, len: usize) -> Result<Vec<u8>, FrameError> {
         let mut out = Vec::new();
-        out.try_reserve_exact(len).map_err(|_| {
-            FrameError::Malformed(format!("cannot allocate a payload of {len} bytes"))
-        })?;
+        out.try_reserve_exact(len)
+            .map_err(|_| FrameError::Malformed(format!("cannot allocate a payload of {len} bytes")))?;
         let take = self.unread().min(len);
         out.extend_from_slice(&self.buf[self.pos..self.pos + take]);
         self.pos += take;
@@ -208,33 +207,17 @@ mod tests {
         let got = read_all(buf);
         assert_eq!(
             got,
-            vec![
-                Ok(Some(Msg::A(7))),
-                Ok(Some(Msg::B { text: "hi".into() })),
-                Ok(None)
-            ]
+            vec![Ok(Some(Msg::A(7))), Ok(Some(Msg::B { text: "hi".into() })), Ok(None)]
         );
     }
 
     #[test]
     fn truncated_frame_is_an_error_not_eof() {
         let mut buf = Vec::new();
-        encode_frame(
-            &mut buf,
-            &Msg::B {
-                text: "hello".into(),
-            },
-        )
-        .unwrap();
+        encode_frame(&mut buf, &Msg::B { text: "hello".into() }).unwrap();
         buf.truncate(buf.len() - 2);
         let got = read_all(buf);
-        assert!(
-            got[0]
-                .as_ref()
-                .unwrap_err()
-                .contains("closed in the middle"),
-            "{got:?}"
-        );
+        assert!(got[0].as_ref().unwrap_err().contains("closed in the middle"), "{got:?}");
     }
 
     #[test]
@@ -242,10 +225,7 @@ mod tests {
         let buf = (MAX_FRAME_LEN as u32 + 1).to_le_bytes().to_vec();
         let got = read_all(buf);
         assert!(
-            got[0]
-                .as_ref()
-                .unwrap_err()
-                .contains("larger than the limit"),
+            got[0].as_ref().unwrap_err().contains("larger than the limit"),
             "{got:?}"
         );
     }
@@ -255,10 +235,7 @@ mod tests {
         let mut buf = 3u32.to_le_bytes().to_vec();
         buf.extend_from_slice(&[0xff, 0xff, 0xff]);
         let got = read_all(buf);
-        assert!(
-            got[0].as_ref().unwrap_err().contains("malformed"),
-            "{got:?}"
-        );
+        assert!(got[0].as_ref().unwrap_err().contains("malformed"), "{got:?}");
     }
 
     #[test]

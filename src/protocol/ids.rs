@@ -38,3 +38,8 @@ id_type!(
     RequestId,
     "r"
 );
+id_type!(
+    /// A nanny connection, numbered by the scheduler when the nanny registers.
+    NannyId,
+    "n"
+);

@@ -101,6 +101,34 @@ pub enum FromWorker {
     Heartbeat {
         memory: u64,
     },
+    /// The worker is stopping on purpose (asked to, or retiring): its running tasks are not
+    /// suspicious. It closes the connection right after.
+    Leaving {
+        reason: String,
+    },
+}
+
+/// Nanny to scheduler.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum FromNanny {
+    /// The first message on a nanny connection: who supervises which workers.
+    Register {
+        name: String,
+        host: String,
+        pid: u32,
+        workers: Vec<String>,
+    },
+    /// A supervised worker died (crash, signal, killed for memory): treat it as lost now,
+    /// without waiting for its connection to time out.
+    WorkerDied { worker: String, reason: String },
+}
+
+/// Scheduler to nanny.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ToNanny {
+    Registered,
+    /// Stop every supervised worker gracefully and start it again.
+    Restart,
 }
 
 /// What a worker says about itself when it registers.
@@ -145,6 +173,11 @@ pub enum FromClient {
         req: RequestId,
         items: Vec<(String, Vec<u8>)>,
     },
+    /// Restart every nanny-supervised worker; every task and result is dropped. Answered
+    /// with `Restarted` once the same workers are back.
+    Restart {
+        req: RequestId,
+    },
 }
 
 /// Where a result is, for a client that gathers it straight from the workers.
@@ -183,6 +216,11 @@ pub enum ToClient {
     Scattered {
         req: RequestId,
         result: Result<(), String>,
+    },
+    /// The answer to `Restart`: how many workers are back, or why not.
+    Restarted {
+        req: RequestId,
+        result: Result<u64, String>,
     },
     Shutdown {
         reason: String,
@@ -258,6 +296,8 @@ pub enum TaskError {
     KilledWorker { workers: Vec<String> },
     #[error("cancelled")]
     Cancelled,
+    #[error("lost: {0}")]
+    Lost(String),
     #[error("scattered data lost with worker {worker}")]
     LostData { worker: String },
     #[error("rejected: {reason}")]
@@ -277,12 +317,6 @@ fn tail(stderr: &str) -> String {
 
 impl fmt::Display for DepLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} ({}) at {}",
-            self.key,
-            self.id,
-            self.holders.join(",")
-        )
+        write!(f, "{} ({}) at {}", self.key, self.id, self.holders.join(","))
     }
 }

@@ -13,10 +13,8 @@ mod task;
 
 pub use conn::{write_loop, Data, Outbound};
 pub use frame::{encode_frame, FrameError, FrameReader, MAX_FRAME_LEN};
-pub use handshake::{
-    accept_handshake, connect_handshake, HandshakeError, Hello, Role, MAGIC, PROTOCOL_VERSION,
-};
-pub use ids::{ClientId, RequestId, TaskId, WorkerId};
+pub use handshake::{accept_handshake, connect_handshake, HandshakeError, Hello, Role, MAGIC, PROTOCOL_VERSION};
+pub use ids::{ClientId, NannyId, RequestId, TaskId, WorkerId};
 pub use messages::*;
 pub use task::{CommandSpec, TaskDesc, TaskOptions, TaskSpec};
 

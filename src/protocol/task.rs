@@ -71,10 +71,7 @@ impl TaskDesc {
     }
 
     /// A command task with default options.
-    pub fn command<S: Into<String>>(
-        key: impl Into<String>,
-        argv: impl IntoIterator<Item = S>,
-    ) -> Self {
+    pub fn command<S: Into<String>>(key: impl Into<String>, argv: impl IntoIterator<Item = S>) -> Self {
         TaskDesc {
             key: key.into(),
             spec: TaskSpec::Command(CommandSpec {

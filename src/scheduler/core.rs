@@ -8,10 +8,12 @@
 //! tested event by event without a network.
 
 use crate::protocol::{
-    ClientId, ClusterInfo, ComputeTask, DepLocation, FromClient, FromWorker, KeyLocation,
-    RequestId, TaskDesc, TaskError, TaskId, TaskOptions, TaskSpec, ToClient, ToWorker, WorkerId,
-    WorkerInfo, WorkerSummary,
+    ClientId, ClusterInfo, ComputeTask, DepLocation, FromClient, FromWorker, KeyLocation, NannyId, RequestId, TaskDesc,
+    TaskError, TaskId, TaskOptions, TaskSpec, ToClient, ToNanny, ToWorker, WorkerId, WorkerInfo, WorkerSummary,
 };
+
+#[path = "core_nanny.rs"]
+mod nanny;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -46,8 +48,21 @@ impl Default for CoreConfig {
 pub enum Outgoing {
     Worker(WorkerId, ToWorker),
     Client(ClientId, ToClient),
-    /// Drop the connection to this worker (it missed its heartbeats).
+    Nanny(NannyId, ToNanny),
+    /// Drop the connection to this worker (it missed its heartbeats, or its nanny saw it die).
     CloseWorker(WorkerId, String),
+}
+
+/// A restart waiting for its workers to come back.
+#[derive(Debug)]
+pub(crate) struct PendingRestart {
+    client: ClientId,
+    req: RequestId,
+    /// Names of the workers not back yet.
+    expect: Vec<String>,
+    total: u64,
+    /// Set at the first tick after the restart began.
+    deadline: Option<Instant>,
 }
 
 /// Where a task is in its life.
@@ -127,6 +142,8 @@ struct WorkerState {
     resources_free: Vec<(String, f64)>,
     last_seen: Instant,
     memory: u64,
+    /// It said it is leaving on purpose: it gets no new tasks, and its death is no crash.
+    leaving: bool,
 }
 
 impl WorkerState {
@@ -141,9 +158,10 @@ impl WorkerState {
 
     fn fits(&self, options: &TaskOptions) -> bool {
         let allowed = options.workers.is_empty()
-            || options.workers.iter().any(|w| {
-                *w == self.info.name || *w == self.info.peer_address || *w == self.info.host
-            });
+            || options
+                .workers
+                .iter()
+                .any(|w| *w == self.info.name || *w == self.info.peer_address || *w == self.info.host);
         allowed
             && options.resources.iter().all(|(name, amount)| {
                 self.resources_free
@@ -196,6 +214,8 @@ pub struct Core {
     /// Tasks in `Ready`, best first. Entries whose task left `Ready` are skipped when popped.
     ready: BinaryHeap<(i32, Reverse<u64>, TaskId)>,
     scatters: Vec<PendingScatter>,
+    nannies: HashMap<NannyId, nanny::NannyState>,
+    restart: Option<PendingRestart>,
     next_task: u64,
     next_seq: u64,
     outbox: Vec<Outgoing>,
@@ -214,6 +234,8 @@ impl Core {
             next_task: 0,
             next_seq: 0,
             outbox: Vec::new(),
+            nannies: HashMap::new(),
+            restart: None,
         }
     }
 
@@ -262,6 +284,7 @@ impl Core {
             info.peer_address,
             info.nthreads
         );
+        let name = info.name.clone();
         let ws = WorkerState {
             resources_free: info.resources.clone(),
             info,
@@ -271,6 +294,7 @@ impl Core {
             stored_bytes: 0,
             last_seen: now,
             memory: 0,
+            leaving: false,
         };
         self.workers.insert(id, ws);
         self.outbox.push(Outgoing::Worker(
@@ -280,6 +304,7 @@ impl Core {
                 heartbeat_ms: self.config.heartbeat_interval.as_millis() as u64,
             },
         ));
+        self.restart_on_worker_joined(&name);
         self.schedule();
         self.balance();
     }
@@ -292,11 +317,7 @@ impl Core {
         match msg {
             FromWorker::Register(_) => log::warn!("worker {id} registered twice; ignored"),
             FromWorker::Started { task } => self.on_task_started(id, task),
-            FromWorker::Finished {
-                task,
-                nbytes,
-                fetched,
-            } => self.on_task_finished(id, task, nbytes, fetched),
+            FromWorker::Finished { task, nbytes, fetched } => self.on_task_finished(id, task, nbytes, fetched),
             FromWorker::Failed { task, error } => self.on_task_failed(id, task, error),
             FromWorker::FetchFailed {
                 task,
@@ -311,6 +332,12 @@ impl Core {
                     ws.memory = memory;
                 }
             }
+            FromWorker::Leaving { reason } => {
+                log::info!("worker {id} is leaving: {reason}");
+                if let Some(ws) = self.workers.get_mut(&id) {
+                    ws.leaving = true;
+                }
+            }
         }
         self.schedule();
     }
@@ -321,31 +348,31 @@ impl Core {
             return;
         };
         log::warn!("worker {} ({}) lost: {}", ws.info.name, id, reason);
+        // The worker leaves every table before any transition runs: erring a task releases
+        // its inputs and may stop its siblings, and none of that may meet a task processing
+        // on, or a result held by, a worker that is gone.
+        let allowed = self.config.allowed_failures as usize;
         let mut again = Vec::new();
+        let mut erred = Vec::new();
         for t in ws.processing {
-            let allowed = self.config.allowed_failures as usize;
             let task = self.tasks.get_mut(&t).expect("processing tasks are known");
             let TaskState::Processing { started, .. } = task.state else {
                 panic!("task {t} in a worker's processing set is {:?}", task.state)
             };
+            task.state = TaskState::Released;
             if task.scattered {
-                self.set_erred(
-                    t,
-                    TaskError::LostData {
-                        worker: ws.info.name.clone(),
-                    },
-                );
+                let worker = ws.info.name.clone();
+                erred.push((t, TaskError::LostData { worker }));
                 continue;
             }
-            if started {
+            if started && !ws.leaving {
                 task.suspicious.push(ws.info.name.clone());
                 if task.suspicious.len() > allowed {
                     let workers = task.suspicious.clone();
-                    self.set_erred(t, TaskError::KilledWorker { workers });
+                    erred.push((t, TaskError::KilledWorker { workers }));
                     continue;
                 }
             }
-            task.state = TaskState::Released;
             again.push(t);
         }
         // Thieves that were to receive stolen tasks are forgotten with their worker.
@@ -362,16 +389,16 @@ impl Core {
         }
         let mut lost = Vec::new();
         for t in ws.has_data {
-            let task = self
-                .tasks
-                .get_mut(&t)
-                .expect("held results are of known tasks");
+            let task = self.tasks.get_mut(&t).expect("held results are of known tasks");
             task.who_has.retain(|w| *w != id);
             if task.state == TaskState::Memory && task.who_has.is_empty() {
                 lost.push(t);
             }
         }
         self.on_data_lost(lost, &ws.info.name);
+        for (t, error) in erred {
+            self.set_erred(t, error);
+        }
         for t in again {
             self.compute(t);
         }
@@ -381,10 +408,7 @@ impl Core {
 
     fn on_task_started(&mut self, w: WorkerId, t: TaskId) {
         if let Some(task) = self.tasks.get_mut(&t) {
-            if let TaskState::Processing {
-                worker, started, ..
-            } = &mut task.state
-            {
+            if let TaskState::Processing { worker, started, .. } = &mut task.state {
                 if *worker == w && !*started {
                     *started = true;
                     self.workers.get_mut(&w).expect("sender is known").running += 1;
@@ -415,10 +439,7 @@ impl Core {
         let task = self.tasks.get_mut(&t).expect("add_holder of a known task");
         if !task.who_has.contains(&w) {
             task.who_has.push(w);
-            let ws = self
-                .workers
-                .get_mut(&w)
-                .expect("add_holder of a known worker");
+            let ws = self.workers.get_mut(&w).expect("add_holder of a known worker");
             ws.has_data.insert(t);
             ws.stored_bytes += task.nbytes;
         }
@@ -430,10 +451,8 @@ impl Core {
                 self.add_holder(f, w);
                 self.maybe_release(f);
             } else {
-                self.outbox.push(Outgoing::Worker(
-                    w,
-                    ToWorker::ReleaseData { tasks: vec![f] },
-                ));
+                self.outbox
+                    .push(Outgoing::Worker(w, ToWorker::ReleaseData { tasks: vec![f] }));
             }
         }
         if !self.processing_on(t, w) {
@@ -442,10 +461,8 @@ impl Core {
                 self.add_holder(t, w);
                 self.maybe_release(t);
             } else {
-                self.outbox.push(Outgoing::Worker(
-                    w,
-                    ToWorker::ReleaseData { tasks: vec![t] },
-                ));
+                self.outbox
+                    .push(Outgoing::Worker(w, ToWorker::ReleaseData { tasks: vec![t] }));
             }
             return;
         }
@@ -465,9 +482,20 @@ impl Core {
                 },
             ));
         }
-        let dependents = task.dependents.clone();
         let deps = task.deps.clone();
-        for d in dependents {
+        self.wake_dependents(t);
+        for d in deps {
+            self.maybe_release(d);
+        }
+        self.maybe_release(t);
+        if self.workers[&w].processing.is_empty() {
+            self.balance();
+        }
+    }
+
+    /// `t`'s result is now in memory: its waiting dependents have one input less to wait for.
+    fn wake_dependents(&mut self, t: TaskId) {
+        for d in self.tasks[&t].dependents.clone() {
             let dt = self.tasks.get_mut(&d).expect("dependents are known");
             if dt.state == TaskState::Waiting {
                 dt.waiting_on -= 1;
@@ -475,13 +503,6 @@ impl Core {
                     self.make_ready(d);
                 }
             }
-        }
-        for d in deps {
-            self.maybe_release(d);
-        }
-        self.maybe_release(t);
-        if self.workers[&w].processing.is_empty() {
-            self.balance();
         }
     }
 
@@ -568,6 +589,11 @@ impl Core {
 
     fn on_data_stored(&mut self, w: WorkerId, t: TaskId, nbytes: u64) {
         if !self.processing_on(t, w) {
+            // The scatter was cancelled or its client left: nobody will ask for these bytes.
+            if !matches!(self.tasks.get(&t), Some(task) if task.who_has.contains(&w)) {
+                self.outbox
+                    .push(Outgoing::Worker(w, ToWorker::ReleaseData { tasks: vec![t] }));
+            }
             return;
         }
         self.unassign(w, t);
@@ -585,6 +611,8 @@ impl Core {
                 },
             ));
         }
+        // A client may have submitted tasks on this key before its data arrived.
+        self.wake_dependents(t);
         let mut done = Vec::new();
         for (i, s) in self.scatters.iter_mut().enumerate() {
             if s.remaining.remove(&t) && s.remaining.is_empty() {
@@ -629,10 +657,8 @@ impl Core {
                     }
                     TaskState::Processing { worker, .. } => {
                         self.unassign(worker, d);
-                        self.outbox.push(Outgoing::Worker(
-                            worker,
-                            ToWorker::Cancel { tasks: vec![d] },
-                        ));
+                        self.outbox
+                            .push(Outgoing::Worker(worker, ToWorker::Cancel { tasks: vec![d] }));
                         self.tasks.get_mut(&d).expect("known").state = TaskState::Released;
                         reset.push(d);
                     }
@@ -641,12 +667,7 @@ impl Core {
             }
         }
         for &t in &lost {
-            if self
-                .tasks
-                .get(&t)
-                .is_some_and(|task| task.state == TaskState::Released)
-                && self.needed(t)
-            {
+            if self.tasks.get(&t).is_some_and(|task| task.state == TaskState::Released) && self.needed(t) {
                 log::info!("recomputing {} (its result was lost)", self.tasks[&t].key);
                 self.compute(t);
             }
@@ -663,8 +684,7 @@ impl Core {
 
     pub fn on_client_joined(&mut self, id: ClientId) {
         self.clients.insert(id, ClientState::default());
-        self.outbox
-            .push(Outgoing::Client(id, ToClient::Welcome { client: id }));
+        self.outbox.push(Outgoing::Client(id, ToClient::Welcome { client: id }));
     }
 
     pub fn on_client_lost(&mut self, id: ClientId) {
@@ -690,11 +710,7 @@ impl Core {
             FromClient::Release { keys } => {
                 for k in keys {
                     if let Some(&t) = self.keys.get(&k) {
-                        self.clients
-                            .get_mut(&id)
-                            .expect("checked")
-                            .wanted
-                            .remove(&t);
+                        self.clients.get_mut(&id).expect("checked").wanted.remove(&t);
                         self.tasks
                             .get_mut(&t)
                             .expect("keys are known")
@@ -718,10 +734,10 @@ impl Core {
             }
             FromClient::Info { req } => {
                 let info = self.info();
-                self.outbox
-                    .push(Outgoing::Client(id, ToClient::Info { req, info }));
+                self.outbox.push(Outgoing::Client(id, ToClient::Info { req, info }));
             }
             FromClient::Scatter { req, items } => self.on_scatter(id, req, items),
+            FromClient::Restart { req } => self.on_restart(id, req),
         }
         self.schedule();
     }
@@ -819,9 +835,7 @@ impl Core {
                     client,
                     ToClient::KeyErred {
                         key: t.key.clone(),
-                        error: TaskError::Rejected {
-                            reason: reason.clone(),
-                        },
+                        error: TaskError::Rejected { reason: reason.clone() },
                     },
                 ));
             }
@@ -897,13 +911,9 @@ impl Core {
                         nbytes: task.nbytes,
                     },
                 )),
-                TaskState::Erred(e) => self.outbox.push(Outgoing::Client(
-                    client,
-                    ToClient::KeyErred {
-                        key,
-                        error: e.clone(),
-                    },
-                )),
+                TaskState::Erred(e) => self
+                    .outbox
+                    .push(Outgoing::Client(client, ToClient::KeyErred { key, error: e.clone() })),
                 _ => self.compute(t),
             }
         }
@@ -924,12 +934,16 @@ impl Core {
             )
         };
         if self.workers.is_empty() {
-            self.outbox
-                .push(reply("no workers to hold the data".into()));
+            self.outbox.push(reply("no workers to hold the data".into()));
             return;
         }
         if let Some((k, _)) = items.iter().find(|(k, _)| self.keys.contains_key(k)) {
             self.outbox.push(reply(format!("key {k:?} already exists")));
+            return;
+        }
+        let mut seen = HashSet::with_capacity(items.len());
+        if let Some((k, _)) = items.iter().find(|(k, _)| !seen.insert(k.as_str())) {
+            self.outbox.push(reply(format!("key {k:?} given twice")));
             return;
         }
         let mut remaining = HashSet::new();
@@ -969,29 +983,36 @@ impl Core {
                     seq: 0,
                 },
             );
-            self.clients
-                .get_mut(&client)
-                .expect("checked")
-                .wanted
-                .insert(id);
+            self.clients.get_mut(&client).expect("checked").wanted.insert(id);
             let ws = self.workers.get_mut(&w).expect("chosen above");
             ws.processing.insert(id);
             ws.running += 1;
             remaining.insert(id);
-            self.outbox.push(Outgoing::Worker(
-                w,
-                ToWorker::PutData {
-                    task: id,
-                    key,
-                    data,
-                },
-            ));
+            self.outbox
+                .push(Outgoing::Worker(w, ToWorker::PutData { task: id, key, data }));
         }
-        self.scatters.push(PendingScatter {
-            client,
-            req,
-            remaining,
-        });
+        self.scatters.push(PendingScatter { client, req, remaining });
+    }
+
+    /// Scattered `t` erred before it was stored: the scatters waiting for it are answered
+    /// now, since they will never complete.
+    fn fail_scatters(&mut self, t: TaskId, error: &TaskError) {
+        let key = &self.tasks[&t].key;
+        let mut i = 0;
+        while i < self.scatters.len() {
+            if self.scatters[i].remaining.contains(&t) {
+                let s = self.scatters.remove(i);
+                self.outbox.push(Outgoing::Client(
+                    s.client,
+                    ToClient::Scattered {
+                        req: s.req,
+                        result: Err(format!("{key:?} was not stored: {error}")),
+                    },
+                ));
+            } else {
+                i += 1;
+            }
+        }
     }
 
     fn cancel(&mut self, t: TaskId) {
@@ -1006,6 +1027,7 @@ impl Core {
 
     /// Periodic housekeeping: drops workers that missed their heartbeats, rebalances queues.
     pub fn on_tick(&mut self, now: Instant) {
+        self.restart_on_tick(now);
         let timeout = self.config.heartbeat_timeout;
         let silent: Vec<WorkerId> = self
             .workers
@@ -1044,6 +1066,12 @@ impl Core {
             if task.state != TaskState::Released {
                 continue;
             }
+            if task.scattered {
+                // Its spec is a placeholder: once released, scattered data cannot be made again.
+                let reason = format!("scattered data {:?} was released; it cannot be computed", task.key);
+                self.set_erred(t, TaskError::Other(reason));
+                continue;
+            }
             let mut missing = 0;
             let mut failed = None;
             for d in &task.deps {
@@ -1073,8 +1101,7 @@ impl Core {
     fn make_ready(&mut self, t: TaskId) {
         let task = self.tasks.get_mut(&t).expect("make_ready of a known task");
         task.state = TaskState::Ready;
-        self.ready
-            .push((task.options.priority, Reverse(task.seq), t));
+        self.ready.push((task.options.priority, Reverse(task.seq), t));
     }
 
     /// Places ready tasks on workers while any has room.
@@ -1104,7 +1131,7 @@ impl Core {
         let mut any_room = false;
         let mut best: Option<(WorkerId, u64, f64)> = None;
         for (id, ws) in &self.workers {
-            if ws.processing.len() >= ws.capacity(self.config.queue_per_thread) {
+            if ws.leaving || ws.processing.len() >= ws.capacity(self.config.queue_per_thread) {
                 continue;
             }
             any_room = true;
@@ -1175,11 +1202,6 @@ impl Core {
 
     /// Moves queued, unstarted tasks from busy workers to workers with free threads.
     fn balance(&mut self) {
-        // Ready tasks that no worker may run stay queued; only an empty queue means the
-        // cluster has nothing better to give an idle worker.
-        if !self.ready.is_empty() {
-            return;
-        }
         let q = self.config.queue_per_thread;
         let mut thieves: Vec<(WorkerId, usize)> = self
             .workers
@@ -1188,6 +1210,17 @@ impl Core {
             .map(|(id, ws)| (*id, ws.capacity(q) - ws.processing.len()))
             .collect();
         if thieves.is_empty() {
+            return;
+        }
+        // An idle worker that may take a ready task gets it from `schedule` rather than
+        // stealing. Ready tasks that none of the idle workers may run (a resource or a
+        // worker nobody idle has) must not stop the others from stealing.
+        let thief_can_take_ready = self.ready.iter().any(|&(_, _, t)| {
+            self.tasks.get(&t).is_some_and(|task| {
+                task.state == TaskState::Ready && thieves.iter().any(|(w, _)| self.workers[w].fits(&task.options))
+            })
+        });
+        if thief_can_take_ready {
             return;
         }
         let victims: Vec<WorkerId> = self
@@ -1228,16 +1261,13 @@ impl Core {
                 *room -= 1;
                 take -= 1;
                 let thief = *thief;
-                if let TaskState::Processing { stealing_to, .. } =
-                    &mut self.tasks.get_mut(&t).expect("known").state
-                {
+                if let TaskState::Processing { stealing_to, .. } = &mut self.tasks.get_mut(&t).expect("known").state {
                     *stealing_to = Some(thief);
                 }
                 chosen.push(t);
             }
             if !chosen.is_empty() {
-                self.outbox
-                    .push(Outgoing::Worker(v, ToWorker::Steal { tasks: chosen }));
+                self.outbox.push(Outgoing::Worker(v, ToWorker::Steal { tasks: chosen }));
             }
         }
     }
@@ -1253,10 +1283,11 @@ impl Core {
             }
             if let TaskState::Processing { worker, .. } = task.state {
                 self.unassign(worker, t);
-                self.outbox.push(Outgoing::Worker(
-                    worker,
-                    ToWorker::Cancel { tasks: vec![t] },
-                ));
+                self.outbox
+                    .push(Outgoing::Worker(worker, ToWorker::Cancel { tasks: vec![t] }));
+            }
+            if self.tasks[&t].scattered {
+                self.fail_scatters(t, &error);
             }
             let task = self.tasks.get_mut(&t).expect("known");
             log::debug!("task {} erred: {}", task.key, error);
@@ -1303,18 +1334,14 @@ impl Core {
                         let ws = self.workers.get_mut(&w).expect("holders are known workers");
                         ws.has_data.remove(&t);
                         ws.stored_bytes -= nbytes;
-                        self.outbox.push(Outgoing::Worker(
-                            w,
-                            ToWorker::ReleaseData { tasks: vec![t] },
-                        ));
+                        self.outbox
+                            .push(Outgoing::Worker(w, ToWorker::ReleaseData { tasks: vec![t] }));
                     }
                 }
                 TaskState::Processing { worker, .. } => {
                     self.unassign(worker, t);
-                    self.outbox.push(Outgoing::Worker(
-                        worker,
-                        ToWorker::Cancel { tasks: vec![t] },
-                    ));
+                    self.outbox
+                        .push(Outgoing::Worker(worker, ToWorker::Cancel { tasks: vec![t] }));
                     self.tasks.get_mut(&t).expect("known").state = TaskState::Released;
                     stack.extend(self.tasks[&t].deps.iter().copied());
                 }
@@ -1329,10 +1356,7 @@ impl Core {
                 let task = self.tasks.remove(&t).expect("checked");
                 self.keys.remove(&task.key);
                 for d in task.deps {
-                    let dt = self
-                        .tasks
-                        .get_mut(&d)
-                        .expect("inputs outlive their dependents");
+                    let dt = self.tasks.get_mut(&d).expect("inputs outlive their dependents");
                     if let Some(pos) = dt.dependents.iter().position(|x| *x == t) {
                         dt.dependents.swap_remove(pos);
                     }
@@ -1369,10 +1393,7 @@ impl Core {
                     stored_bytes: ws.stored_bytes,
                 })
                 .collect(),
-            tasks: counts
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
+            tasks: counts.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
             clients: self.clients.len() as u64,
         }
     }
@@ -1383,9 +1404,7 @@ impl Core {
             let mut running = 0;
             for t in &ws.processing {
                 match &self.tasks[t].state {
-                    TaskState::Processing {
-                        worker, started, ..
-                    } => {
+                    TaskState::Processing { worker, started, .. } => {
                         assert_eq!(worker, id, "task {t} processing on the wrong worker");
                         running += *started as usize;
                     }
@@ -1404,12 +1423,7 @@ impl Core {
             assert_eq!(bytes, ws.stored_bytes, "stored bytes of {id}");
         }
         for (id, task) in &self.tasks {
-            assert_eq!(
-                self.keys.get(&task.key),
-                Some(id),
-                "key table of {}",
-                task.key
-            );
+            assert_eq!(self.keys.get(&task.key), Some(id), "key table of {}", task.key);
             for w in &task.who_has {
                 assert!(
                     self.workers[w].has_data.contains(id),
@@ -1463,11 +1477,7 @@ impl Core {
                 );
             }
             for c in &task.wanted_by {
-                assert!(
-                    self.clients[c].wanted.contains(id),
-                    "client {c} wants {}",
-                    task.key
-                );
+                assert!(self.clients[c].wanted.contains(id), "client {c} wants {}", task.key);
             }
         }
         assert_eq!(self.keys.len(), self.tasks.len());

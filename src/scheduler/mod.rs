@@ -2,6 +2,8 @@
 //! to the network ([`server`]).
 
 pub mod core;
+#[cfg(test)]
+mod core_tests;
 pub mod server;
 
 pub use self::core::{Core, CoreConfig, Outgoing, TaskState};

@@ -6,8 +6,8 @@
 
 use super::core::{Core, CoreConfig, Outgoing};
 use crate::protocol::{
-    accept_handshake, write_loop, ClientId, FrameError, FrameReader, FromClient, FromWorker,
-    HandshakeError, Outbound, Role, ToClient, ToWorker, WorkerId, WorkerInfo,
+    accept_handshake, write_loop, ClientId, FrameError, FrameReader, FromClient, FromNanny, FromWorker, HandshakeError,
+    NannyId, Outbound, Role, ToClient, ToNanny, ToWorker, WorkerId, WorkerInfo,
 };
 use smol::net::{TcpListener, TcpStream};
 use smol::Task;
@@ -34,16 +34,15 @@ const TICK: Duration = Duration::from_millis(200);
 
 /// What the loop reacts to.
 enum Event {
-    WorkerJoined(
-        WorkerId,
-        WorkerInfo,
-        async_channel::Sender<Outbound<ToWorker>>,
-    ),
+    WorkerJoined(WorkerId, WorkerInfo, async_channel::Sender<Outbound<ToWorker>>),
     Worker(WorkerId, FromWorker),
     WorkerLost(WorkerId, String),
     ClientJoined(ClientId, async_channel::Sender<Outbound<ToClient>>),
     Client(ClientId, FromClient),
     ClientLost(ClientId),
+    NannyJoined(NannyId, String, Vec<String>, async_channel::Sender<Outbound<ToNanny>>),
+    Nanny(NannyId, FromNanny),
+    NannyLost(NannyId),
     Tick,
     Stop(String),
 }
@@ -95,10 +94,7 @@ impl Scheduler {
 
     /// Tells every worker and client, closes all connections and returns.
     pub async fn stop(self) -> StopReason {
-        let _ = self
-            .events
-            .send(Event::Stop("scheduler shut down".into()))
-            .await;
+        let _ = self.events.send(Event::Stop("scheduler shut down".into())).await;
         self.main.await
     }
 
@@ -127,6 +123,7 @@ async fn core_loop(
     let mut core = Core::new(config.core.clone());
     let mut workers: HashMap<WorkerId, async_channel::Sender<Outbound<ToWorker>>> = HashMap::new();
     let mut clients: HashMap<ClientId, async_channel::Sender<Outbound<ToClient>>> = HashMap::new();
+    let mut nannies: HashMap<NannyId, async_channel::Sender<Outbound<ToNanny>>> = HashMap::new();
     let mut idle_since = Instant::now();
     let stop = loop {
         let Ok(first) = events.recv().await else {
@@ -156,6 +153,15 @@ async fn core_loop(
                     clients.remove(&id);
                     core.on_client_lost(id);
                 }
+                Event::NannyJoined(id, name, workers, tx) => {
+                    nannies.insert(id, tx);
+                    core.on_nanny_joined(id, name, workers);
+                }
+                Event::Nanny(id, msg) => core.on_nanny_message(id, msg),
+                Event::NannyLost(id) => {
+                    nannies.remove(&id);
+                    core.on_nanny_lost(id);
+                }
                 Event::Tick => {
                     core.on_tick(now);
                     if !core.is_idle() {
@@ -163,10 +169,7 @@ async fn core_loop(
                     } else if let Some(limit) = config.idle_timeout {
                         if now.duration_since(idle_since) >= limit {
                             log::info!("idle for {:.1} s; stopping", limit.as_secs_f64());
-                            stop = Some((
-                                StopReason::IdleTimeout(limit),
-                                "scheduler idle timeout".to_string(),
-                            ));
+                            stop = Some((StopReason::IdleTimeout(limit), "scheduler idle timeout".to_string()));
                         }
                     }
                 }
@@ -192,6 +195,11 @@ async fn core_loop(
                         let _ = tx.try_send(Outbound::Msg(msg));
                     }
                 }
+                Outgoing::Nanny(id, msg) => {
+                    if let Some(tx) = nannies.get(&id) {
+                        let _ = tx.try_send(Outbound::Msg(msg));
+                    }
+                }
                 Outgoing::CloseWorker(id, reason) => {
                     log::warn!("closing the connection of worker {id}: {reason}");
                     workers.remove(&id);
@@ -205,19 +213,16 @@ async fn core_loop(
     drop(ticker);
     let (reason, text) = stop;
     for tx in workers.values() {
-        let _ = tx.try_send(Outbound::Msg(ToWorker::Shutdown {
-            reason: text.clone(),
-        }));
+        let _ = tx.try_send(Outbound::Msg(ToWorker::Shutdown { reason: text.clone() }));
     }
     for tx in clients.values() {
-        let _ = tx.try_send(Outbound::Msg(ToClient::Shutdown {
-            reason: text.clone(),
-        }));
+        let _ = tx.try_send(Outbound::Msg(ToClient::Shutdown { reason: text.clone() }));
     }
     // Closing the channels ends each writer after it flushed the goodbye; it then shuts its
     // socket, which ends the reader. Give them a moment before the connections are dropped.
     drop(workers);
     drop(clients);
+    drop(nannies);
     async_io::Timer::after(Duration::from_millis(100)).await;
     drop(accept);
     reason
@@ -254,14 +259,7 @@ async fn serve_connection(
 ) -> Result<(), String> {
     stream.set_nodelay(true).ok();
     let hello = futures_lite::future::or(
-        async {
-            accept_handshake(
-                &mut stream,
-                Role::Scheduler,
-                &[Role::Worker, Role::Client, Role::Nanny],
-            )
-            .await
-        },
+        async { accept_handshake(&mut stream, Role::Scheduler, &[Role::Worker, Role::Client, Role::Nanny]).await },
         async {
             async_io::Timer::after(HANDSHAKE_TIMEOUT).await;
             Err(HandshakeError::Io(std::io::Error::new(
@@ -278,9 +276,7 @@ async fn serve_connection(
         Role::Worker => {
             let info = match reader.next::<FromWorker>().await {
                 Ok(Some(FromWorker::Register(info))) => info,
-                Ok(Some(other)) => {
-                    return Err(format!("worker's first message is {other:?}, not Register"))
-                }
+                Ok(Some(other)) => return Err(format!("worker's first message is {other:?}, not Register")),
                 Ok(None) => return Ok(()),
                 Err(e) => return Err(e.to_string()),
             };
@@ -292,10 +288,7 @@ async fn serve_connection(
             let _ = events
                 .send(Event::WorkerLost(
                     id,
-                    ended
-                        .clone()
-                        .err()
-                        .unwrap_or_else(|| "connection closed".into()),
+                    ended.clone().err().unwrap_or_else(|| "connection closed".into()),
                 ))
                 .await;
             drop(writer);
@@ -311,7 +304,23 @@ async fn serve_connection(
             drop(writer);
             ended
         }
-        other => Err(format!("{other} connections are not served yet")),
+        Role::Nanny => {
+            let (name, workers) = match reader.next::<FromNanny>().await {
+                Ok(Some(FromNanny::Register { name, workers, .. })) => (name, workers),
+                Ok(Some(other)) => return Err(format!("nanny's first message is {other:?}, not Register")),
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(e.to_string()),
+            };
+            let id = NannyId(id);
+            let (tx, rx) = async_channel::unbounded();
+            let writer = spawn_writer(rx, stream);
+            let _ = events.send(Event::NannyJoined(id, name, workers, tx)).await;
+            let ended = pump(&mut reader, |m| Event::Nanny(id, m), &events).await;
+            let _ = events.send(Event::NannyLost(id)).await;
+            drop(writer);
+            ended
+        }
+        other => Err(format!("a {other} may not connect to the scheduler")),
     }
 }
 
@@ -330,9 +339,7 @@ async fn pump<M: serde::de::DeserializeOwned>(
             }
             Ok(None) => return Ok(()),
             // A peer that exits with replies unread resets the connection: an ordinary close.
-            Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-                return Ok(())
-            }
+            Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
             Err(e) => return Err(e.to_string()),
         }
     }

@@ -89,11 +89,7 @@ pub enum PatternError {
     #[error("host pattern {pattern:?}: range bound {bound:?} is too large")]
     RangeBoundTooLarge { pattern: String, bound: String },
     #[error("host pattern {pattern:?}: reversed range {lo}-{hi}")]
-    ReversedRange {
-        pattern: String,
-        lo: String,
-        hi: String,
-    },
+    ReversedRange { pattern: String, lo: String, hi: String },
     /// `range` is the range as written, with its brackets.
     #[error(
         "host pattern {pattern:?}: bad range {range:?} \
@@ -123,10 +119,7 @@ pub enum PatternError {
     },
     /// ssh would read such a name as a command-line option.
     #[error("host pattern {pattern:?}: {place} may not start with '-'")]
-    LeadingDash {
-        pattern: String,
-        place: &'static str,
-    },
+    LeadingDash { pattern: String, place: &'static str },
     #[error("host pattern {pattern:?}: empty host")]
     EmptyHost { pattern: String },
     #[error("host pattern {pattern:?}: empty user name before '@'")]
@@ -159,10 +152,7 @@ pub fn expand_pattern(pattern: &str) -> Result<Vec<HostSpec>, PatternError> {
 /// Expands several patterns into distinct hosts in first-seen order.
 ///
 /// `cap` bounds everything expanded, duplicates included, since they are built too.
-pub fn expand_all<'a>(
-    patterns: impl IntoIterator<Item = &'a str>,
-    cap: usize,
-) -> Result<Expansion, PatternError> {
+pub fn expand_all<'a>(patterns: impl IntoIterator<Item = &'a str>, cap: usize) -> Result<Expansion, PatternError> {
     let mut collector = Collector::new(cap);
     for pattern in patterns {
         collector.add(pattern)?;
@@ -179,13 +169,11 @@ pub fn parse_hostfile(text: &str, origin: &str, cap: usize) -> Result<Expansion,
         if pattern.is_empty() {
             continue;
         }
-        collector
-            .add(pattern)
-            .map_err(|error| PatternError::InFile {
-                origin: origin.to_string(),
-                line: index + 1,
-                error: Box::new(error),
-            })?;
+        collector.add(pattern).map_err(|error| PatternError::InFile {
+            origin: origin.to_string(),
+            line: index + 1,
+            error: Box::new(error),
+        })?;
     }
     Ok(collector.finish())
 }
@@ -227,11 +215,7 @@ impl Collector {
 
 /// Expands `pattern` if it makes at most `remaining` hosts (`cap` names the limit in the
 /// error when the pattern alone is too big).
-fn expand_within(
-    pattern: &str,
-    cap: usize,
-    remaining: usize,
-) -> Result<Vec<HostSpec>, PatternError> {
+fn expand_within(pattern: &str, cap: usize, remaining: usize) -> Result<Vec<HostSpec>, PatternError> {
     if pattern.is_empty() {
         return Err(PatternError::Empty);
     }
@@ -256,15 +240,8 @@ fn expand_within(
         });
     }
     let targets = expand_choice(&alternatives);
-    debug_assert_eq!(
-        targets.len() as u64,
-        count,
-        "expansion makes as many hosts as counted"
-    );
-    targets
-        .iter()
-        .map(|target| parse_target(pattern, target))
-        .collect()
+    debug_assert_eq!(targets.len() as u64, count, "expansion makes as many hosts as counted");
+    targets.iter().map(|target| parse_target(pattern, target)).collect()
 }
 
 /// A parsed pattern piece; a pattern is a list of alternative sequences of these.
@@ -362,12 +339,7 @@ impl<'p> Parser<'p> {
     }
 
     /// A sequence up to (not including) `close`, a `,` when `commas` separate items, or the end.
-    fn seq(
-        &mut self,
-        depth: usize,
-        close: Option<char>,
-        commas: bool,
-    ) -> Result<Seq, PatternError> {
+    fn seq(&mut self, depth: usize, close: Option<char>, commas: bool) -> Result<Seq, PatternError> {
         let mut seq = Vec::new();
         let mut literal = String::new();
         while let Some(c) = self.peek() {
@@ -462,10 +434,7 @@ impl<'p> Parser<'p> {
                 if (a.is_ascii_lowercase() && b.is_ascii_lowercase())
                     || (a.is_ascii_uppercase() && b.is_ascii_uppercase()) =>
             {
-                Ok(Node::Letters {
-                    first: *a,
-                    last: *b,
-                })
+                Ok(Node::Letters { first: *a, last: *b })
             }
             _ => Err(bad()),
         }
@@ -498,11 +467,7 @@ impl<'p> Parser<'p> {
             seq.push(Node::Literal("[".into()));
             seq.extend(self.seq(depth, Some(']'), false)?);
             seq.push(Node::Literal("]".into()));
-            debug_assert_eq!(
-                self.peek(),
-                Some(']'),
-                "an IPv6 literal stops only at its ']'"
-            );
+            debug_assert_eq!(self.peek(), Some(']'), "an IPv6 literal stops only at its ']'");
             self.pos += 1;
             return Ok(());
         }
@@ -548,12 +513,10 @@ impl<'p> Parser<'p> {
 
     /// Parses a string of ASCII digits.
     fn number(&self, digits: &str) -> Result<u64, PatternError> {
-        digits
-            .parse()
-            .map_err(|_| PatternError::RangeBoundTooLarge {
-                pattern: self.pattern.into(),
-                bound: digits.into(),
-            })
+        digits.parse().map_err(|_| PatternError::RangeBoundTooLarge {
+            pattern: self.pattern.into(),
+            bound: digits.into(),
+        })
     }
 }
 
@@ -587,16 +550,11 @@ fn count_node(node: &Node) -> u64 {
 }
 
 fn max_len_choice(alternatives: &[Seq]) -> usize {
-    alternatives
-        .iter()
-        .map(|seq| max_len_seq(seq))
-        .max()
-        .unwrap_or(0)
+    alternatives.iter().map(|seq| max_len_seq(seq)).max().unwrap_or(0)
 }
 
 fn max_len_seq(seq: &[Node]) -> usize {
-    seq.iter()
-        .fold(0, |sum, node| sum.saturating_add(max_len_node(node)))
+    seq.iter().fold(0, |sum, node| sum.saturating_add(max_len_node(node)))
 }
 
 fn max_len_node(node: &Node) -> usize {
@@ -609,10 +567,7 @@ fn max_len_node(node: &Node) -> usize {
 }
 
 fn expand_choice(alternatives: &[Seq]) -> Vec<String> {
-    alternatives
-        .iter()
-        .flat_map(|seq| expand_seq(seq))
-        .collect()
+    alternatives.iter().flat_map(|seq| expand_seq(seq)).collect()
 }
 
 /// The cartesian product of the pieces, the leftmost varying slowest (`{a,b}{1,2}` gives
@@ -763,12 +718,7 @@ fn ipv6_address(pattern: &str, text: &str) -> Result<String, PatternError> {
     let address: Ipv6Addr = address.parse().map_err(|_| bad())?;
     match zone {
         None => Ok(address.to_string()),
-        Some(zone)
-            if !zone.is_empty()
-                && zone
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) =>
-        {
+        Some(zone) if !zone.is_empty() && zone.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) => {
             Ok(format!("{address}%{zone}"))
         }
         Some(_) => Err(bad()),
@@ -820,10 +770,7 @@ mod tests {
 
     #[test]
     fn plain_targets_keep_user_and_port() {
-        assert_eq!(
-            expand_pattern("node1").ok(),
-            Some(vec![spec(None, "node1", None)])
-        );
+        assert_eq!(expand_pattern("node1").ok(), Some(vec![spec(None, "node1", None)]));
         assert_eq!(
             expand_pattern("node1:2222").ok(),
             Some(vec![spec(None, "node1", Some(2222))])
@@ -842,18 +789,12 @@ mod tests {
 
     #[test]
     fn host_names_are_lowercased_but_user_names_are_not() {
-        assert_eq!(
-            shown("Alice@NODE1.Example.ORG"),
-            ["Alice@node1.example.org"]
-        );
+        assert_eq!(shown("Alice@NODE1.Example.ORG"), ["Alice@node1.example.org"]);
     }
 
     #[test]
     fn ipv6_literals() {
-        assert_eq!(
-            expand_pattern("[::1]").ok(),
-            Some(vec![spec(None, "::1", None)])
-        );
+        assert_eq!(expand_pattern("[::1]").ok(), Some(vec![spec(None, "::1", None)]));
         assert_eq!(
             expand_pattern("[fe80::1]:2222").ok(),
             Some(vec![spec(None, "fe80::1", Some(2222))])
@@ -863,10 +804,7 @@ mod tests {
             Some(vec![spec(Some("user"), "::1", Some(22))])
         );
         // Bare, more than one colon: a host without a port.
-        assert_eq!(
-            expand_pattern("::1").ok(),
-            Some(vec![spec(None, "::1", None)])
-        );
+        assert_eq!(expand_pattern("::1").ok(), Some(vec![spec(None, "::1", None)]));
         assert_eq!(shown("root@fe80::1"), ["root@fe80::1"]);
         // Shown in brackets only when a port follows.
         assert_eq!(shown("[fe80::1]:2222"), ["[fe80::1]:2222"]);
@@ -983,33 +921,13 @@ mod tests {
 
     #[test]
     fn expand_all_drops_duplicates_and_reports_them() {
-        let expansion = expand_all(
-            [
-                "node[1-3]",
-                "node2",
-                "NODE1",
-                "node4",
-                "alice@node1",
-                "node1:22",
-            ],
-            100,
-        );
+        let expansion = expand_all(["node[1-3]", "node2", "NODE1", "node4", "alice@node1", "node1:22"], 100);
         let Ok(Expansion { hosts, duplicates }) = expansion else {
             panic!("should expand: {expansion:?}")
         };
         let hosts: Vec<String> = hosts.iter().map(ToString::to_string).collect();
         let duplicates: Vec<String> = duplicates.iter().map(ToString::to_string).collect();
-        assert_eq!(
-            hosts,
-            [
-                "node1",
-                "node2",
-                "node3",
-                "node4",
-                "alice@node1",
-                "node1:22"
-            ]
-        );
+        assert_eq!(hosts, ["node1", "node2", "node3", "node4", "alice@node1", "node1:22"]);
         assert_eq!(duplicates, ["node2", "node1"]);
     }
 
@@ -1021,9 +939,7 @@ mod tests {
     #[test]
     fn expand_all_cap_counts_every_pattern() {
         assert_eq!(
-            expand_all(["n[1-5]", "m[1-5]"], 10)
-                .map(|e| e.hosts.len())
-                .ok(),
+            expand_all(["n[1-5]", "m[1-5]"], 10).map(|e| e.hosts.len()).ok(),
             Some(10)
         );
         let err = expand_all(["n[1-5]", "m[1-6]"], 10).map_err(|e| e.to_string());
@@ -1062,10 +978,7 @@ mod tests {
 
     #[test]
     fn exactly_the_cap_is_allowed() {
-        assert_eq!(
-            expand_pattern("n[1-65536]").map(|h| h.len()).ok(),
-            Some(65_536)
-        );
+        assert_eq!(expand_pattern("n[1-65536]").map(|h| h.len()).ok(), Some(65_536));
         assert!(expand_pattern("n[0-65536]").is_err());
     }
 
@@ -1105,10 +1018,7 @@ mod tests {
             ("node1}", r#"host pattern "node1}": unbalanced '}'"#),
             ("node1]", r#"host pattern "node1]": unbalanced ']'"#),
             ("node1>", r#"host pattern "node1>": unbalanced '>'"#),
-            (
-                "node[5-1]",
-                r#"host pattern "node[5-1]": reversed range 5-1"#,
-            ),
+            ("node[5-1]", r#"host pattern "node[5-1]": reversed range 5-1"#),
             (
                 "node[a-c]",
                 r#"host pattern "node[a-c]": range bound "a" is not a number"#,
@@ -1117,10 +1027,7 @@ mod tests {
                 "node[1-c]",
                 r#"host pattern "node[1-c]": range bound "c" is not a number"#,
             ),
-            (
-                "node[-3]",
-                r#"host pattern "node[-3]": range bound "" is not a number"#,
-            ),
+            ("node[-3]", r#"host pattern "node[-3]": range bound "" is not a number"#),
             (
                 "node[1-2-3]",
                 r#"host pattern "node[1-2-3]": range bound "2-3" is not a number"#,
@@ -1129,27 +1036,12 @@ mod tests {
                 "n[1-99999999999999999999]",
                 r#"host pattern "n[1-99999999999999999999]": range bound "99999999999999999999" is too large"#,
             ),
-            (
-                "{a,,b}",
-                r#"host pattern "{a,,b}": empty item in '{...}' list"#,
-            ),
+            ("{a,,b}", r#"host pattern "{a,,b}": empty item in '{...}' list"#),
             ("n{}", r#"host pattern "n{}": empty item in '{...}' list"#),
-            (
-                "n<a,>",
-                r#"host pattern "n<a,>": empty item in '<...>' list"#,
-            ),
-            (
-                "n[1,,2]",
-                r#"host pattern "n[1,,2]": empty item in '[...]' range list"#,
-            ),
-            (
-                "n[]",
-                r#"host pattern "n[]": empty item in '[...]' range list"#,
-            ),
-            (
-                "a,,b",
-                r#"host pattern "a,,b": empty item in comma-separated list"#,
-            ),
+            ("n<a,>", r#"host pattern "n<a,>": empty item in '<...>' list"#),
+            ("n[1,,2]", r#"host pattern "n[1,,2]": empty item in '[...]' range list"#),
+            ("n[]", r#"host pattern "n[]": empty item in '[...]' range list"#),
+            ("a,,b", r#"host pattern "a,,b": empty item in comma-separated list"#),
             (
                 "n{1..a}",
                 r#"host pattern "n{1..a}": bad range "{1..a}" (expected two numbers or two letters of the same case)"#,
@@ -1162,10 +1054,7 @@ mod tests {
                 "n{1..5..2}",
                 r#"host pattern "n{1..5..2}": bad range "{1..5..2}" (expected two numbers or two letters of the same case)"#,
             ),
-            (
-                "host:0",
-                r#"host pattern "host:0": bad port "0" (expected 1-65535)"#,
-            ),
+            ("host:0", r#"host pattern "host:0": bad port "0" (expected 1-65535)"#),
             (
                 "host:99999",
                 r#"host pattern "host:99999": bad port "99999" (expected 1-65535)"#,
@@ -1174,24 +1063,12 @@ mod tests {
                 "host:65536",
                 r#"host pattern "host:65536": bad port "65536" (expected 1-65535)"#,
             ),
-            (
-                "host:x",
-                r#"host pattern "host:x": bad port "x" (expected 1-65535)"#,
-            ),
-            (
-                "host:",
-                r#"host pattern "host:": bad port "" (expected 1-65535)"#,
-            ),
-            (
-                "[::1]:",
-                r#"host pattern "[::1]:": bad port "" (expected 1-65535)"#,
-            ),
+            ("host:x", r#"host pattern "host:x": bad port "x" (expected 1-65535)"#),
+            ("host:", r#"host pattern "host:": bad port "" (expected 1-65535)"#),
+            ("[::1]:", r#"host pattern "[::1]:": bad port "" (expected 1-65535)"#),
             (":22", r#"host pattern ":22": empty host"#),
             ("alice@", r#"host pattern "alice@": empty host"#),
-            (
-                "@node",
-                r#"host pattern "@node": empty user name before '@'"#,
-            ),
+            ("@node", r#"host pattern "@node": empty user name before '@'"#),
             (
                 "my host",
                 r#"host pattern "my host": character ' ' is not allowed in a host pattern (use letters, digits, '.', '-' and '_')"#,
@@ -1228,18 +1105,12 @@ mod tests {
                 "node..x",
                 r#"host pattern "node..x": host name "node..x" has an empty label"#,
             ),
-            (
-                ".node",
-                r#"host pattern ".node": host name ".node" has an empty label"#,
-            ),
+            (".node", r#"host pattern ".node": host name ".node" has an empty label"#),
             (
                 "[::1]x",
                 r#"host pattern "[::1]x": unexpected "x" after ']' (expected ':PORT')"#,
             ),
-            (
-                "[::g]",
-                r#"host pattern "[::g]": "::g" is not an IPv6 address"#,
-            ),
+            ("[::g]", r#"host pattern "[::g]": "::g" is not an IPv6 address"#),
             (
                 "host:22:33",
                 r#"host pattern "host:22:33": "host:22:33" is not an IPv6 address"#,
@@ -1261,11 +1132,7 @@ mod tests {
     #[test]
     fn every_error_is_one_line() {
         for pattern in ["a\nb", "n[1-\n", "x{\n}"] {
-            assert!(
-                !error(pattern).contains('\n'),
-                "{pattern:?}: {}",
-                error(pattern)
-            );
+            assert!(!error(pattern).contains('\n'), "{pattern:?}: {}", error(pattern));
         }
     }
 
@@ -1284,8 +1151,7 @@ mod tests {
     #[test]
     fn hostfile_errors_name_the_line() {
         let text = "node1\n# fine so far\n\nnode[1-4\n";
-        let err =
-            parse_hostfile(text, "cluster.hosts", DEFAULT_HOST_CAP).map_err(|e| e.to_string());
+        let err = parse_hostfile(text, "cluster.hosts", DEFAULT_HOST_CAP).map_err(|e| e.to_string());
         assert_eq!(
             err,
             Err(r#"cluster.hosts:4: host pattern "node[1-4": unclosed '['"#.into())
@@ -1300,7 +1166,10 @@ mod tests {
         let err = parse_hostfile("n[1-6]\n\nm[1-6]\n", "h", 10).map_err(|e| e.to_string());
         assert_eq!(
             err,
-            Err(r#"h:3: host pattern "m[1-6]": expands to more than 10 hosts together with the patterns before it"#.into())
+            Err(
+                r#"h:3: host pattern "m[1-6]": expands to more than 10 hosts together with the patterns before it"#
+                    .into()
+            )
         );
     }
 

@@ -105,12 +105,7 @@ fn substitute(arg: &str, paths: &[(String, PathBuf)]) -> Vec<String> {
     vec![out]
 }
 
-async fn run_command(
-    cmd: CommandSpec,
-    key: &str,
-    inputs: &[Input],
-    dir: &Path,
-) -> Result<Vec<u8>, TaskError> {
+async fn run_command(cmd: CommandSpec, key: &str, inputs: &[Input], dir: &Path) -> Result<Vec<u8>, TaskError> {
     let program = cmd.argv.first().cloned().unwrap_or_default();
     let spawn_error = |reason: String| TaskError::Spawn {
         program: program.clone(),
@@ -121,16 +116,11 @@ async fn run_command(
     }
     let mut paths = Vec::with_capacity(inputs.len());
     if !inputs.is_empty() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| spawn_error(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| spawn_error(format!("cannot create {}: {e}", dir.display())))?;
         for (i, (k, data)) in inputs.iter().enumerate() {
             let path = dir.join(format!("input-{i}"));
-            std::fs::write(&path, data.as_slice()).map_err(|e| {
-                spawn_error(format!(
-                    "cannot write input {k:?} to {}: {e}",
-                    path.display()
-                ))
-            })?;
+            std::fs::write(&path, data.as_slice())
+                .map_err(|e| spawn_error(format!("cannot write input {k:?} to {}: {e}", path.display())))?;
             paths.push((k.clone(), path));
         }
     }
@@ -145,11 +135,7 @@ async fn run_command(
             }
         },
     };
-    let argv: Vec<String> = cmd
-        .argv
-        .iter()
-        .flat_map(|a| substitute(a, &paths))
-        .collect();
+    let argv: Vec<String> = cmd.argv.iter().flat_map(|a| substitute(a, &paths)).collect();
     let mut command = std::process::Command::new(&argv[0]);
     command.args(&argv[1..]);
     command.env("DISTD_TASK_KEY", key);
@@ -164,6 +150,14 @@ async fn run_command(
         command.current_dir(cwd);
     }
     command.process_group(0);
+    // SAFETY: the closure only calls prctl, which is async-signal-safe. The command dies
+    // with the worker thread that started it, however the worker dies.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            Ok(())
+        });
+    }
     // Stdio is set on the async command: the conversion from std does not carry it over.
     let mut command = async_process::Command::from(command);
     command.stdin(if stdin_data.is_some() {
@@ -196,8 +190,7 @@ async fn run_command(
             let mut err = Vec::new();
             stderr.read_to_end(&mut err).await.map(|_| err)
         };
-        let ((out, err), ()) =
-            futures_lite::future::zip(futures_lite::future::zip(read_out, read_err), feed).await;
+        let ((out, err), ()) = futures_lite::future::zip(futures_lite::future::zip(read_out, read_err), feed).await;
         let status = child.status().await;
         Some((out, err, status))
     };
@@ -232,10 +225,7 @@ async fn run_command(
             status: code,
             stderr: tail,
         },
-        (None, Some(signal)) => TaskError::Signal {
-            signal,
-            stderr: tail,
-        },
+        (None, Some(signal)) => TaskError::Signal { signal, stderr: tail },
         (None, None) => TaskError::Other(format!("command ended with {status}")),
     })
 }

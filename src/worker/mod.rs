@@ -7,6 +7,7 @@ pub mod peer;
 pub mod registry;
 pub mod server;
 pub mod state;
+pub mod store;
 
 pub use registry::Registry;
 pub use server::{Worker, WorkerConfig, WorkerError, WorkerStopper};

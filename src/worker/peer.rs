@@ -4,21 +4,18 @@
 //! A fetch is one `ToPeer::Fetch` frame; each result comes back as a `FromPeer::Data` header
 //! followed by the raw bytes, written straight from the store without copying.
 
+use super::store::Store;
 use crate::protocol::{
-    accept_handshake, connect_handshake, encode_frame, write_loop, Data, FrameReader, FromPeer,
-    Outbound, Role, TaskId, ToPeer,
+    accept_handshake, connect_handshake, encode_frame, write_loop, Data, FrameReader, FromPeer, Outbound, Role, TaskId,
+    ToPeer,
 };
 use futures_lite::AsyncWriteExt;
 use smol::net::{TcpListener, TcpStream};
 use smol::Task;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
-/// The results a worker holds, shared by its main loop and its peer server.
-pub type Store = Arc<Mutex<HashMap<TaskId, Data>>>;
+use std::sync::Arc;
 
 /// Serves `Fetch` requests from peers and clients until dropped.
-pub async fn serve_peers(listener: TcpListener, store: Store) {
+pub async fn serve_peers(listener: TcpListener, store: Arc<Store>) {
     let mut conns: Vec<Task<()>> = Vec::new();
     loop {
         let (stream, from) = match listener.accept().await {
@@ -39,7 +36,7 @@ pub async fn serve_peers(listener: TcpListener, store: Store) {
     }
 }
 
-async fn serve_one(mut stream: TcpStream, store: Store) -> Result<(), String> {
+async fn serve_one(mut stream: TcpStream, store: Arc<Store>) -> Result<(), String> {
     stream.set_nodelay(true).ok();
     accept_handshake(&mut stream, Role::Worker, &[Role::Peer, Role::Client])
         .await
@@ -50,11 +47,13 @@ async fn serve_one(mut stream: TcpStream, store: Store) -> Result<(), String> {
     while let Some(req) = reader.next::<ToPeer>().await.map_err(|e| e.to_string())? {
         let ToPeer::Fetch { tasks } = req;
         for t in tasks {
-            let data = store
-                .lock()
-                .expect("store lock is never poisoned")
-                .get(&t)
-                .cloned();
+            let data = match store.get(t) {
+                Ok(d) => d,
+                Err(e) => {
+                    log::warn!("cannot serve {t}: {e}");
+                    None
+                }
+            };
             let item = match data {
                 Some(d) => Outbound::WithPayload(
                     FromPeer::Data {
@@ -101,17 +100,8 @@ impl PeerClient {
     /// Fetches results; `None` where the peer does not hold one.
     pub async fn fetch(&mut self, tasks: &[TaskId]) -> Result<Vec<Option<Data>>, String> {
         self.buf.clear();
-        encode_frame(
-            &mut self.buf,
-            &ToPeer::Fetch {
-                tasks: tasks.to_vec(),
-            },
-        )
-        .map_err(|e| e.to_string())?;
-        self.writer
-            .write_all(&self.buf)
-            .await
-            .map_err(|e| e.to_string())?;
+        encode_frame(&mut self.buf, &ToPeer::Fetch { tasks: tasks.to_vec() }).map_err(|e| e.to_string())?;
+        self.writer.write_all(&self.buf).await.map_err(|e| e.to_string())?;
         let mut out = Vec::with_capacity(tasks.len());
         for &want in tasks {
             let reply = self
@@ -122,13 +112,9 @@ impl PeerClient {
                 .ok_or("peer closed the connection")?;
             match reply {
                 FromPeer::Data { task, len } if task == want => {
-                    let len = usize::try_from(len)
-                        .map_err(|_| format!("result of {len} bytes is too large"))?;
+                    let len = usize::try_from(len).map_err(|_| format!("result of {len} bytes is too large"))?;
                     out.push(Some(Arc::new(
-                        self.reader
-                            .read_payload(len)
-                            .await
-                            .map_err(|e| e.to_string())?,
+                        self.reader.read_payload(len).await.map_err(|e| e.to_string())?,
                     )));
                 }
                 FromPeer::Missing { task } if task == want => out.push(None),

@@ -42,8 +42,7 @@ impl Registry {
                 })
             })
             .register("sleep", |args, inputs| {
-                let text = std::str::from_utf8(args)
-                    .map_err(|_| "sleep takes a duration such as 100ms".to_string())?;
+                let text = std::str::from_utf8(args).map_err(|_| "sleep takes a duration such as 100ms".to_string())?;
                 let d = crate::units::parse_duration(text.trim()).map_err(|e| e.to_string())?;
                 std::thread::sleep(d);
                 Ok(inputs.first().map(|d| d.to_vec()).unwrap_or_default())
@@ -57,16 +56,12 @@ impl Registry {
                 Ok(out)
             })
             .register("blob", |args, _| {
-                let text = std::str::from_utf8(args)
-                    .map_err(|_| "blob takes a size such as 1MiB".to_string())?;
+                let text = std::str::from_utf8(args).map_err(|_| "blob takes a size such as 1MiB".to_string())?;
                 let n = crate::units::parse_bytes(text.trim()).map_err(|e| e.to_string())?;
-                let n =
-                    usize::try_from(n).map_err(|_| format!("blob of {n} bytes is too large"))?;
+                let n = usize::try_from(n).map_err(|_| format!("blob of {n} bytes is too large"))?;
                 Ok((0..n).map(|i| (i % 251) as u8).collect())
             })
-            .register("fail", |args, _| {
-                Err(String::from_utf8_lossy(args).into_owned())
-            })
+            .register("fail", |args, _| Err(String::from_utf8_lossy(args).into_owned()))
     }
 
     /// Adds (or replaces) a function working on raw bytes.
@@ -119,8 +114,7 @@ fn sum(args: &[u8], inputs: &[Data]) -> Result<Vec<u8>, String> {
     let mut is_float = false;
     let sources = std::iter::once(args).chain(inputs.iter().map(|d| d.as_slice()));
     for (i, bytes) in sources.enumerate() {
-        let text =
-            std::str::from_utf8(bytes).map_err(|_| format!("sum: source {i} is not text"))?;
+        let text = std::str::from_utf8(bytes).map_err(|_| format!("sum: source {i} is not text"))?;
         for word in text.split_whitespace() {
             if let Ok(n) = word.parse::<i128>() {
                 int = int.checked_add(n).ok_or("sum: integer overflow")?;

@@ -2,12 +2,13 @@
 //! executions, all feeding one loop that owns the [`WorkerCore`] and carries out its effects.
 
 use super::exec::{execute, ExecContext};
-use super::peer::{serve_peers, PeerClient, Store};
+use super::peer::{serve_peers, PeerClient};
 use super::registry::Registry;
 use super::state::{Effect, WorkerCore};
+use super::store::Store;
 use crate::protocol::{
-    connect_handshake, write_loop, Data, FrameReader, FromWorker, HandshakeError, Outbound, Role,
-    TaskError, TaskId, ToWorker, WorkerInfo,
+    connect_handshake, write_loop, Data, FrameReader, FromWorker, HandshakeError, Outbound, Role, TaskError, TaskId,
+    ToWorker, WorkerInfo,
 };
 use futures_lite::FutureExt;
 use smol::net::{TcpListener, TcpStream};
@@ -17,6 +18,9 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// How often memory is compared with the limit.
+const MEMORY_CHECK: Duration = Duration::from_millis(100);
 
 /// Everything a worker needs to know before it opens a socket.
 #[derive(Clone, Debug)]
@@ -42,26 +46,13 @@ pub struct WorkerConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     #[error("scheduler at {addr} unreachable for {waited:.1} s: {last}")]
-    Unreachable {
-        addr: String,
-        waited: f64,
-        last: String,
-    },
+    Unreachable { addr: String, waited: f64, last: String },
     #[error("scheduler at {addr} refused this worker: {source}")]
-    Refused {
-        addr: String,
-        source: HandshakeError,
-    },
+    Refused { addr: String, source: HandshakeError },
     #[error("cannot listen for peers on {addr}: {source}")]
-    Listen {
-        addr: String,
-        source: std::io::Error,
-    },
+    Listen { addr: String, source: std::io::Error },
     #[error("cannot create local directory {path}: {source}")]
-    LocalDir {
-        path: String,
-        source: std::io::Error,
-    },
+    LocalDir { path: String, source: std::io::Error },
     #[error("scheduler at {addr}: {reason}")]
     Protocol { addr: String, reason: String },
 }
@@ -73,6 +64,8 @@ enum Event {
     Fetched(TaskId, Result<Data, String>),
     Executed(TaskId, Result<Data, TaskError>),
     Heartbeat,
+    /// Time to compare this process's memory with its limit.
+    MemoryCheck,
     Stop,
 }
 
@@ -109,29 +102,18 @@ impl Worker {
             path: work_dir.display().to_string(),
             source,
         })?;
-        let (stream, scheduler_addr) =
-            connect_scheduler(&config.scheduler, config.death_timeout).await?;
-        let bind = config.listen.unwrap_or_else(|| {
-            SocketAddr::new(
-                stream
-                    .local_addr()
-                    .map(|a| a.ip())
-                    .unwrap_or([0, 0, 0, 0].into()),
-                0,
-            )
-        });
-        let listener = TcpListener::bind(bind)
-            .await
-            .map_err(|source| WorkerError::Listen {
-                addr: bind.to_string(),
-                source,
-            })?;
-        let bound = listener
-            .local_addr()
-            .map_err(|source| WorkerError::Listen {
-                addr: bind.to_string(),
-                source,
-            })?;
+        let (stream, scheduler_addr) = connect_scheduler(&config.scheduler, config.death_timeout).await?;
+        let bind = config
+            .listen
+            .unwrap_or_else(|| SocketAddr::new(stream.local_addr().map(|a| a.ip()).unwrap_or([0, 0, 0, 0].into()), 0));
+        let listener = TcpListener::bind(bind).await.map_err(|source| WorkerError::Listen {
+            addr: bind.to_string(),
+            source,
+        })?;
+        let bound = listener.local_addr().map_err(|source| WorkerError::Listen {
+            addr: bind.to_string(),
+            source,
+        })?;
         let peer_address = config.contact_address.clone().unwrap_or_else(|| {
             let ip = if bound.ip().is_unspecified() {
                 stream.local_addr().map(|a| a.ip()).unwrap_or(bound.ip())
@@ -159,7 +141,9 @@ impl Worker {
         };
         let (events_tx, events_rx) = async_channel::unbounded();
         let session = register(stream, &config.scheduler, &info, events_tx.clone()).await?;
-        let store: Store = Arc::default();
+        // Results spill to disk above 60% of the memory limit.
+        let spill_above = (config.memory_limit > 0).then(|| config.memory_limit / 10 * 6);
+        let store: Arc<Store> = Arc::new(Store::new(work_dir.join("spill"), spill_above));
         let peers = smol::spawn(serve_peers(listener, store.clone()));
         let ctx = ExecContext {
             registry: Arc::new(registry),
@@ -173,6 +157,7 @@ impl Worker {
             ctx,
             events_tx: events_tx.clone(),
             executions: HashMap::new(),
+            spilling: None,
             fetchers: HashMap::new(),
             _peers: peers,
         };
@@ -225,19 +210,15 @@ fn hostname() -> Option<String> {
 }
 
 /// Connects to the scheduler, retrying with backoff until `patience` runs out.
-async fn connect_scheduler(
-    addr: &str,
-    patience: Duration,
-) -> Result<(TcpStream, SocketAddr), WorkerError> {
+async fn connect_scheduler(addr: &str, patience: Duration) -> Result<(TcpStream, SocketAddr), WorkerError> {
     let start = Instant::now();
     let mut delay = Duration::from_millis(50);
     loop {
         let attempt = async {
             let owned = addr.to_string();
-            let addrs: Vec<SocketAddr> =
-                blocking::unblock(move || owned.to_socket_addrs().map(|a| a.collect()))
-                    .await
-                    .map_err(|e| format!("cannot resolve {addr}: {e}"))?;
+            let addrs: Vec<SocketAddr> = blocking::unblock(move || owned.to_socket_addrs().map(|a| a.collect()))
+                .await
+                .map_err(|e| format!("cannot resolve {addr}: {e}"))?;
             let mut last = format!("{addr} resolved to no address");
             for a in addrs {
                 match TcpStream::connect(a).await {
@@ -297,9 +278,7 @@ async fn register(
         .map_err(|_| protocol("connection closed during registration".into()))?;
     let mut reader = FrameReader::new(stream);
     let heartbeat = match reader.next::<ToWorker>().await {
-        Ok(Some(ToWorker::Registered { heartbeat_ms, .. })) => {
-            Duration::from_millis(heartbeat_ms.max(10))
-        }
+        Ok(Some(ToWorker::Registered { heartbeat_ms, .. })) => Duration::from_millis(heartbeat_ms.max(10)),
         Ok(Some(other)) => return Err(protocol(format!("expected Registered, got {other:?}"))),
         Ok(None) => return Err(protocol("connection closed during registration".into())),
         Err(e) => return Err(protocol(e.to_string())),
@@ -313,9 +292,7 @@ async fn register(
                     }
                 }
                 Ok(None) => {
-                    let _ = events
-                        .send(Event::SchedulerLost("connection closed".into()))
-                        .await;
+                    let _ = events.send(Event::SchedulerLost("connection closed".into())).await;
                     return;
                 }
                 Err(e) => {
@@ -338,22 +315,20 @@ struct Shell {
     config: WorkerConfig,
     info: WorkerInfo,
     core: WorkerCore,
-    store: Store,
+    store: Arc<Store>,
     ctx: ExecContext,
     events_tx: async_channel::Sender<Event>,
     /// Running executions; dropping one kills it.
     executions: HashMap<TaskId, Task<()>>,
+    /// A forced spill running on a blocking thread, when memory is high.
+    spilling: Option<Task<()>>,
     /// One fetcher per peer address, fed task ids to fetch.
     fetchers: HashMap<String, (async_channel::Sender<TaskId>, Task<()>)>,
     _peers: Task<()>,
 }
 
 impl Shell {
-    async fn run(
-        mut self,
-        mut session: Session,
-        events: async_channel::Receiver<Event>,
-    ) -> Result<(), WorkerError> {
+    async fn run(mut self, mut session: Session, events: async_channel::Receiver<Event>) -> Result<(), WorkerError> {
         loop {
             self.core = WorkerCore::new(self.config.nthreads);
             let heartbeat = {
@@ -368,18 +343,34 @@ impl Shell {
                     }
                 })
             };
+            let memory_watch = (self.config.memory_limit > 0).then(|| {
+                let tx = self.events_tx.clone();
+                smol::spawn(async move {
+                    loop {
+                        async_io::Timer::after(MEMORY_CHECK).await;
+                        if tx.send(Event::MemoryCheck).await.is_err() {
+                            return;
+                        }
+                    }
+                })
+            });
             let ended = self.serve(&session, &events).await;
             drop(heartbeat);
+            drop(memory_watch);
             // Whatever ended the session, nothing of it may keep running.
             self.executions.clear();
             self.fetchers.clear();
-            self.store
-                .lock()
-                .expect("store lock is never poisoned")
-                .clear();
+            self.store.clear();
             match ended {
                 Ended::Stop => {
-                    drop(session);
+                    // Flush the goodbye before the connection closes.
+                    let Session { tx, _writer, .. } = session;
+                    drop(tx);
+                    _writer
+                        .or(async {
+                            async_io::Timer::after(Duration::from_secs(2)).await;
+                        })
+                        .await;
                     return Ok(());
                 }
                 Ended::Lost(reason) => {
@@ -389,16 +380,8 @@ impl Shell {
                         self.config.scheduler,
                         self.config.death_timeout.as_secs_f64()
                     );
-                    let (stream, _) =
-                        connect_scheduler(&self.config.scheduler, self.config.death_timeout)
-                            .await?;
-                    session = register(
-                        stream,
-                        &self.config.scheduler,
-                        &self.info,
-                        self.events_tx.clone(),
-                    )
-                    .await?;
+                    let (stream, _) = connect_scheduler(&self.config.scheduler, self.config.death_timeout).await?;
+                    session = register(stream, &self.config.scheduler, &self.info, self.events_tx.clone()).await?;
                     log::info!("registered again with {}", self.config.scheduler);
                 }
             }
@@ -439,7 +422,12 @@ impl Shell {
                 }
             },
             Event::SchedulerLost(reason) => return Some(Ended::Lost(reason)),
-            Event::Stop => return Some(Ended::Stop),
+            Event::Stop => {
+                let _ = session.tx.try_send(Outbound::Msg(FromWorker::Leaving {
+                    reason: "the worker was asked to stop".into(),
+                }));
+                return Some(Ended::Stop);
+            }
             Event::Fetched(task, outcome) => match outcome {
                 Ok(data) => {
                     let n = data.len() as u64;
@@ -459,10 +447,11 @@ impl Shell {
                     Err(e) => self.core.on_executed(task, Err(e)),
                 }
             }
+            Event::MemoryCheck => self.check_memory(),
             Event::Heartbeat => {
-                let _ = session.tx.try_send(Outbound::Msg(FromWorker::Heartbeat {
-                    memory: rss_bytes(),
-                }));
+                let _ = session
+                    .tx
+                    .try_send(Outbound::Msg(FromWorker::Heartbeat { memory: rss_bytes() }));
             }
         }
         for effect in self.core.take_effects() {
@@ -471,11 +460,45 @@ impl Shell {
         None
     }
 
+    /// Above 60% of the limit results spill to disk; above 80% no new task starts.
+    fn check_memory(&mut self) {
+        let limit = self.config.memory_limit;
+        let rss = rss_bytes();
+        let paused = rss > limit / 10 * 8;
+        if paused != self.core.is_paused() {
+            if paused {
+                log::warn!(
+                    "memory {} above 80% of the limit {}: pausing new tasks",
+                    crate::units::format_bytes(rss),
+                    crate::units::format_bytes(limit)
+                );
+            } else {
+                log::info!("memory back under 80% of the limit: resuming");
+            }
+            self.core.set_paused(paused);
+        }
+        let spilling = self.spilling.as_ref().is_some_and(|t| !t.is_finished());
+        if rss > limit / 10 * 6 && !spilling {
+            let store = self.store.clone();
+            let keep = store.stats().in_memory_bytes / 2;
+            self.spilling = Some(blocking::unblock(move || {
+                if let Err(e) = store.spill_until(keep) {
+                    log::warn!("spilling to disk failed: {e}");
+                }
+                // Give freed heap back to the system, or RSS would not show the spill.
+                #[cfg(target_env = "gnu")]
+                // SAFETY: malloc_trim only releases free memory of the allocator.
+                unsafe {
+                    libc::malloc_trim(0);
+                }
+            }));
+        }
+    }
+
     fn store_put(&self, task: TaskId, data: Data) {
-        self.store
-            .lock()
-            .expect("store lock is never poisoned")
-            .insert(task, data);
+        if let Err(e) = self.store.put(task, data) {
+            log::warn!("storing the result {task}: {e}");
+        }
     }
 
     fn apply(&mut self, effect: Effect, session: &Session) {
@@ -497,36 +520,28 @@ impl Shell {
                 spec,
                 inputs,
             } => {
-                let store = self.store.lock().expect("store lock is never poisoned");
-                let mut gathered = Vec::with_capacity(inputs.len());
-                for (id, k) in inputs {
-                    match store.get(&id) {
-                        Some(d) => gathered.push((k, d.clone())),
-                        None => {
-                            let _ = self.events_tx.try_send(Event::Executed(
-                                task,
-                                Err(TaskError::Other(format!(
-                                    "input {k:?} vanished from the store"
-                                ))),
-                            ));
-                            return;
-                        }
-                    }
-                }
-                drop(store);
                 let ctx = self.ctx.clone();
                 let events = self.events_tx.clone();
+                let store = self.store.clone();
                 let handle = smol::spawn(async move {
-                    let outcome =
-                        std::panic::AssertUnwindSafe(execute(&ctx, task, &key, spec, gathered))
-                            .catch_unwind()
-                            .await
-                            .unwrap_or_else(|_| {
-                                Err(TaskError::Other(
-                                    "the worker panicked running this task".into(),
-                                ))
-                            })
-                            .map(Arc::new);
+                    // Spilled inputs are read back on a blocking thread, not in the loop.
+                    let gathered = if store.stats().spilled == 0 {
+                        gather_inputs(&store, inputs)
+                    } else {
+                        blocking::unblock(move || gather_inputs(&store, inputs)).await
+                    };
+                    let gathered = match gathered {
+                        Ok(g) => g,
+                        Err(e) => {
+                            let _ = events.send(Event::Executed(task, Err(e))).await;
+                            return;
+                        }
+                    };
+                    let outcome = std::panic::AssertUnwindSafe(execute(&ctx, task, &key, spec, gathered))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| Err(TaskError::Other("the worker panicked running this task".into())))
+                        .map(Arc::new);
                     let _ = events.send(Event::Executed(task, outcome)).await;
                 });
                 self.executions.insert(task, handle);
@@ -535,13 +550,25 @@ impl Shell {
                 self.executions.remove(&task);
             }
             Effect::Drop(tasks) => {
-                let mut store = self.store.lock().expect("store lock is never poisoned");
                 for t in tasks {
-                    store.remove(&t);
+                    self.store.remove(t);
                 }
             }
         }
     }
+}
+
+/// The inputs of a task, in order, from the store.
+fn gather_inputs(store: &Store, inputs: Vec<(TaskId, String)>) -> Result<Vec<(String, Data)>, TaskError> {
+    let mut out = Vec::with_capacity(inputs.len());
+    for (id, key) in inputs {
+        match store.get(id) {
+            Ok(Some(d)) => out.push((key, d)),
+            Ok(None) => return Err(TaskError::Other(format!("input {key:?} vanished from the store"))),
+            Err(e) => return Err(TaskError::Other(format!("input {key:?}: {e}"))),
+        }
+    }
+    Ok(out)
 }
 
 /// How a session with the scheduler ended.
@@ -551,11 +578,7 @@ enum Ended {
 }
 
 /// Fetches results from one peer over one connection, batching whatever is queued.
-async fn fetcher(
-    addr: String,
-    rx: async_channel::Receiver<TaskId>,
-    events: async_channel::Sender<Event>,
-) {
+async fn fetcher(addr: String, rx: async_channel::Receiver<TaskId>, events: async_channel::Sender<Event>) {
     let mut conn: Option<PeerClient> = None;
     while let Ok(first) = rx.recv().await {
         let mut batch = vec![first];

@@ -85,6 +85,8 @@ pub struct WorkerCore {
     fetching: HashMap<TaskId, Fetching>,
     next_seq: u64,
     effects: Vec<Effect>,
+    /// Memory is near the limit: no new task starts until it falls.
+    paused: bool,
 }
 
 impl WorkerCore {
@@ -98,6 +100,7 @@ impl WorkerCore {
             fetching: HashMap::new(),
             next_seq: 0,
             effects: Vec::new(),
+            paused: false,
         }
     }
 
@@ -262,13 +265,7 @@ impl WorkerCore {
         let t = self.tasks.remove(&task).expect("checked above");
         match outcome {
             Ok(nbytes) => {
-                self.held.insert(
-                    task,
-                    Held {
-                        nbytes,
-                        reported: true,
-                    },
-                );
+                self.held.insert(task, Held { nbytes, reported: true });
                 let mut fetched = Vec::new();
                 for d in &t.deps {
                     if let Some(h) = self.held.get_mut(&d.id) {
@@ -278,15 +275,11 @@ impl WorkerCore {
                         }
                     }
                 }
-                self.effects.push(Effect::Send(FromWorker::Finished {
-                    task,
-                    nbytes,
-                    fetched,
-                }));
+                self.effects
+                    .push(Effect::Send(FromWorker::Finished { task, nbytes, fetched }));
             }
             Err(error) => {
-                self.effects
-                    .push(Effect::Send(FromWorker::Failed { task, error }));
+                self.effects.push(Effect::Send(FromWorker::Failed { task, error }));
                 self.drop_unused_inputs(&t.deps);
             }
         }
@@ -294,10 +287,7 @@ impl WorkerCore {
     }
 
     pub fn on_release_data(&mut self, tasks: Vec<TaskId>) {
-        let dropped: Vec<TaskId> = tasks
-            .into_iter()
-            .filter(|t| self.held.remove(t).is_some())
-            .collect();
+        let dropped: Vec<TaskId> = tasks.into_iter().filter(|t| self.held.remove(t).is_some()).collect();
         if !dropped.is_empty() {
             self.effects.push(Effect::Drop(dropped));
         }
@@ -320,21 +310,13 @@ impl WorkerCore {
                 stolen.push(t);
             }
         }
-        self.effects
-            .push(Effect::Send(FromWorker::Stolen { tasks: stolen }));
+        self.effects.push(Effect::Send(FromWorker::Stolen { tasks: stolen }));
     }
 
     /// A client's scattered bytes were stored under `task`.
     pub fn on_put_data(&mut self, task: TaskId, nbytes: u64) {
-        self.held.insert(
-            task,
-            Held {
-                nbytes,
-                reported: true,
-            },
-        );
-        self.effects
-            .push(Effect::Send(FromWorker::DataStored { task, nbytes }));
+        self.held.insert(task, Held { nbytes, reported: true });
+        self.effects.push(Effect::Send(FromWorker::DataStored { task, nbytes }));
     }
 
     /// Drops an assigned task wherever it is; a running one is killed.
@@ -359,10 +341,7 @@ impl WorkerCore {
         let mut dropped = Vec::new();
         for d in deps {
             if matches!(self.held.get(&d.id), Some(h) if !h.reported)
-                && !self
-                    .tasks
-                    .values()
-                    .any(|t| t.deps.iter().any(|x| x.id == d.id))
+                && !self.tasks.values().any(|t| t.deps.iter().any(|x| x.id == d.id))
             {
                 self.held.remove(&d.id);
                 dropped.push(d.id);
@@ -373,8 +352,20 @@ impl WorkerCore {
         }
     }
 
+    /// Memory crossed the pause threshold (or fell back below it).
+    pub fn set_paused(&mut self, paused: bool) {
+        if self.paused != paused {
+            self.paused = paused;
+            self.start_ready();
+        }
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
     fn start_ready(&mut self) {
-        while self.running < self.nthreads {
+        while !self.paused && self.running < self.nthreads {
             let Some((_, _, id)) = self.ready.pop() else {
                 break;
             };
@@ -386,8 +377,7 @@ impl WorkerCore {
             }
             t.phase = Phase::Running;
             self.running += 1;
-            self.effects
-                .push(Effect::Send(FromWorker::Started { task: id }));
+            self.effects.push(Effect::Send(FromWorker::Started { task: id }));
             self.effects.push(Effect::Execute {
                 task: id,
                 key: t.key.clone(),
@@ -422,11 +412,7 @@ mod tests {
                     id: TaskId(d),
                     key: format!("k{d}"),
                     nbytes: 1,
-                    holders: if h.is_empty() {
-                        vec![]
-                    } else {
-                        vec![h.to_string()]
-                    },
+                    holders: if h.is_empty() { vec![] } else { vec![h.to_string()] },
                 })
                 .collect(),
             priority: 0,
@@ -465,24 +451,17 @@ mod tests {
         let mut w = WorkerCore::new(1);
         w.on_compute(ct(5, vec![(1, "peer:1"), (2, "peer:2")]));
         let e = w.take_effects();
-        assert_eq!(
-            e.iter()
-                .filter(|e| matches!(e, Effect::Fetch { .. }))
-                .count(),
-            2
-        );
+        assert_eq!(e.iter().filter(|e| matches!(e, Effect::Fetch { .. })).count(), 2);
         w.on_fetched(TaskId(1), Ok(10));
         assert!(executes(&w.take_effects()).is_empty());
         w.on_fetched(TaskId(2), Ok(20));
         assert_eq!(executes(&w.take_effects()), vec![TaskId(5)]);
         w.on_executed(TaskId(5), Ok(1));
-        assert!(w
-            .take_effects()
-            .contains(&Effect::Send(FromWorker::Finished {
-                task: TaskId(5),
-                nbytes: 1,
-                fetched: vec![TaskId(1), TaskId(2)]
-            })));
+        assert!(w.take_effects().contains(&Effect::Send(FromWorker::Finished {
+            task: TaskId(5),
+            nbytes: 1,
+            fetched: vec![TaskId(1), TaskId(2)]
+        })));
     }
 
     #[test]
@@ -530,9 +509,7 @@ mod tests {
         w.on_steal(vec![TaskId(1), TaskId(2)]);
         assert_eq!(
             w.take_effects(),
-            vec![Effect::Send(FromWorker::Stolen {
-                tasks: vec![TaskId(2)]
-            })]
+            vec![Effect::Send(FromWorker::Stolen { tasks: vec![TaskId(2)] })]
         );
     }
 }

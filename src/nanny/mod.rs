@@ -1,0 +1,9 @@
+//! The nanny: a small process that starts workers as its children, watches their exit and
+//! memory, restarts them with backoff, and stops them in order. [`supervisor`] decides,
+//! [`server`] carries it out.
+
+pub mod server;
+pub mod supervisor;
+
+pub use server::{run_nanny, supervise, NannyConfig, NannyError};
+pub use supervisor::{Policy, EXIT_FATAL};

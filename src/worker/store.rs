@@ -1,0 +1,1229 @@
+//! The worker's result store: every task result this worker holds, in memory or spilled to
+//! disk, with the least recently used results spilled first when memory runs high.
+//!
+//! It owns the result bytes the worker holds and the files it writes in its spill directory:
+//! one file per spilled result, `t{id}-{serial}.bin` (and `t{id}-{serial}.tmp` while being
+//! written). Spilling is invisible to callers: [`Store::get`] reads a spilled result back, so
+//! executions and the peer server see the same results whatever their place.
+//!
+//! It must never:
+//! - lose a result because a spill write failed (disk full): the result stays in memory, the
+//!   failure is logged, and [`Store::spill_until`] reports it;
+//! - let a reader see a half-written file: files are written under a temporary name and
+//!   renamed;
+//! - resurrect a result removed or replaced while it was being spilled, or leave its file
+//!   behind;
+//! - delete a file it did not write;
+//! - hold its lock during file I/O.
+//!
+//! # Locking
+//!
+//! One mutex guards the bookkeeping (`Ledger`): which results exist, where each one lives,
+//! the LRU order and the byte counts. Every transition of that state machine is a `Ledger`
+//! method named after its event, and none of them touches the disk. File I/O happens outside
+//! the lock: a spill picks its victims and marks them `Spilling` under the lock (they stay
+//! readable from memory), writes their files without it, then commits each one under the lock
+//! only if the entry is still that same spill; if it was removed or replaced meanwhile, the
+//! spiller deletes the file it just wrote. Reading a spilled result back and deleting files are
+//! unlocked too.
+//!
+//! This is safe because a file name is never reused: every spill takes a fresh serial, so a slow
+//! thread can only ever write, read or delete its own file, never a newer spill of the same
+//! result. A reader whose file vanished (removed, replaced or read back meanwhile) looks again.
+
+use crate::protocol::{Data, TaskId};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// Results held by one worker: in memory, or spilled to files in `dir`.
+///
+/// Shared as `Arc<Store>` between the worker loop, the executions and the peer server.
+pub struct Store {
+    /// Where spill files go. Created on the first spill, so a worker that never spills leaves
+    /// nothing on disk.
+    dir: PathBuf,
+    /// Whether this store created `dir`: only then does `Drop` remove it (and only if empty),
+    /// so a directory the user handed over survives.
+    created_dir: AtomicBool,
+    /// All bookkeeping. Never held during file I/O (see the module doc).
+    ledger: Mutex<Ledger>,
+}
+
+/// What [`Store::stats`] reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Results held in memory, including those whose spill is under way.
+    pub in_memory: usize,
+    /// Their bytes.
+    pub in_memory_bytes: u64,
+    /// Results held only on disk.
+    pub spilled: usize,
+    /// Their bytes.
+    pub spilled_bytes: u64,
+}
+
+/// A failed spill-file operation. The message names the file and the OS reason.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create spill directory {}: {source}", path.display())]
+    CreateDir { path: PathBuf, source: io::Error },
+    #[error("cannot write spill file {}: {source}", path.display())]
+    Write { path: PathBuf, source: io::Error },
+    #[error("cannot read spill file {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    /// Spill files are immutable once renamed into place, so this means someone else touched it.
+    #[error("spill file {} holds {found} bytes, expected {expected}", path.display())]
+    WrongSize { path: PathBuf, expected: u64, found: u64 },
+}
+
+impl Store {
+    /// `dir` is created lazily on the first spill. When the bytes held in memory exceed
+    /// `spill_above`, least recently used results are written to disk until in-memory bytes
+    /// are at most 80% of it (hysteresis). `None` = never spill on its own.
+    pub fn new(dir: PathBuf, spill_above: Option<u64>) -> Store {
+        Store {
+            dir,
+            created_dir: AtomicBool::new(false),
+            ledger: Mutex::new(Ledger::new(spill_above)),
+        }
+    }
+
+    /// Holds `data` as the result of `id`, replacing (and deleting the file of) any earlier
+    /// one. May spill other results; the new one is spilled only if it alone exceeds the
+    /// target.
+    ///
+    /// A failed spill is logged and the results stay in memory, so this does not fail today;
+    /// the `Result` keeps callers ready for a store that can.
+    pub fn put(&self, id: TaskId, data: Data) -> Result<(), StoreError> {
+        let (stale, target) = {
+            let mut ledger = self.lock();
+            let stale = ledger.on_put(id, data);
+            (stale, ledger.spill_target())
+        };
+        if let Some(serial) = stale {
+            remove_file_logged(&spill_path(&self.dir, id, serial));
+        }
+        if let Some(target) = target {
+            // Already logged where it failed; the data stays in memory.
+            let _ = self.spill_down_to(target);
+        }
+        Ok(())
+    }
+
+    /// The result of `id`, marked most recently used. A spilled result is read back from its
+    /// file, and held in memory again only if that keeps memory under the spill target.
+    pub fn get(&self, id: TaskId) -> Result<Option<Data>, StoreError> {
+        loop {
+            let lookup = self.lock().on_get(id);
+            let (serial, len) = match lookup {
+                Lookup::Absent => return Ok(None),
+                Lookup::InMemory(data) => return Ok(Some(data)),
+                Lookup::Spilled { serial, len } => (serial, len),
+            };
+            let path = spill_path(&self.dir, id, serial);
+            let bytes = match fs::read(&path) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    let still_there = self.lock().is_spilled_as(id, serial);
+                    if still_there {
+                        return Err(StoreError::Read { path, source: e });
+                    }
+                    // Removed, replaced or read back since we looked: look again.
+                    continue;
+                }
+                Err(source) => return Err(StoreError::Read { path, source }),
+            };
+            if bytes.len() as u64 != len {
+                return Err(StoreError::WrongSize {
+                    path,
+                    expected: len,
+                    found: bytes.len() as u64,
+                });
+            }
+            let data = Arc::new(bytes);
+            let kept = self.lock().on_read_back(id, serial, &data);
+            if kept {
+                remove_file_logged(&path);
+            }
+            return Ok(Some(data));
+        }
+    }
+
+    /// Whether a result for `id` is held, in memory or on disk.
+    pub fn contains(&self, id: TaskId) -> bool {
+        self.lock().entries.contains_key(&id)
+    }
+
+    /// Drops the result of `id` and deletes its file if spilled. Unknown ids are fine.
+    pub fn remove(&self, id: TaskId) {
+        let stale = self.lock().on_remove(id);
+        if let Some(serial) = stale {
+            remove_file_logged(&spill_path(&self.dir, id, serial));
+        }
+    }
+
+    /// Drops every result, files included.
+    pub fn clear(&self) {
+        let stale = self.lock().on_clear();
+        for (id, serial) in stale {
+            remove_file_logged(&spill_path(&self.dir, id, serial));
+        }
+    }
+
+    /// Changes the spill threshold (see [`Store::new`]); spills at once if memory is above it.
+    pub fn set_spill_above(&self, bytes: Option<u64>) {
+        let target = {
+            let mut ledger = self.lock();
+            ledger.spill_above = bytes;
+            ledger.spill_target()
+        };
+        if let Some(target) = target {
+            // Already logged where it failed; the data stays in memory.
+            let _ = self.spill_down_to(target);
+        }
+    }
+
+    /// Spills least recently used results until at most `in_memory_at_most` bytes stay in
+    /// memory (e.g. when the process RSS is high); returns the bytes spilled. Results another
+    /// thread is already spilling count as gone. On a failed write, the results not yet
+    /// written stay in memory and the error is returned.
+    pub fn spill_until(&self, in_memory_at_most: u64) -> Result<u64, StoreError> {
+        self.spill_down_to(in_memory_at_most)
+    }
+
+    /// Counts and bytes of what is held, by place.
+    pub fn stats(&self) -> StoreStats {
+        self.lock().stats()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Ledger> {
+        self.ledger
+            .lock()
+            .expect("store lock is never poisoned: nothing that can panic runs under it")
+    }
+
+    /// Picks victims under the lock, writes their files without it, commits each under it.
+    /// Stops at the first failed write (likely disk full), returning the rest to memory.
+    fn spill_down_to(&self, target: u64) -> Result<u64, StoreError> {
+        let victims = self.lock().pick_victims(target);
+        if victims.is_empty() {
+            return Ok(0);
+        }
+        if let Err(e) = self.ensure_dir() {
+            let mut ledger = self.lock();
+            for victim in &victims {
+                ledger.on_spill_failed(victim.id, victim.serial);
+            }
+            drop(ledger);
+            log::warn!("{e}; keeping {} results in memory", victims.len());
+            return Err(e);
+        }
+        let mut spilled = 0;
+        let mut written_files = 0;
+        let mut victims = victims.into_iter();
+        while let Some(Victim { id, serial, len, data }) = victims.next() {
+            let path = spill_path(&self.dir, id, serial);
+            let written = write_atomically(&path, &data);
+            // Our reference must not outlive the spill: the entry's own copy goes at commit.
+            drop(data);
+            match written {
+                Ok(()) => {
+                    let committed = self.lock().on_spill_written(id, serial);
+                    if committed {
+                        spilled += len;
+                        written_files += 1;
+                    } else {
+                        // Removed or replaced while we wrote: the file belongs to nobody.
+                        remove_file_logged(&path);
+                    }
+                }
+                Err(e) => {
+                    let mut ledger = self.lock();
+                    ledger.on_spill_failed(id, serial);
+                    let mut kept = 1;
+                    for rest in victims {
+                        ledger.on_spill_failed(rest.id, rest.serial);
+                        kept += 1;
+                    }
+                    drop(ledger);
+                    log::warn!("{e}; keeping {kept} results in memory");
+                    return Err(e);
+                }
+            }
+        }
+        log::debug!(
+            "spilled {written_files} results ({spilled} bytes) to {}",
+            self.dir.display()
+        );
+        Ok(spilled)
+    }
+
+    /// Creates the spill directory if missing. Checked on every spill batch (one syscall) so a
+    /// directory deleted behind our back is recreated instead of failing every later spill.
+    fn ensure_dir(&self) -> Result<(), StoreError> {
+        let created = match fs::create_dir(&self.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir_all(&self.dir),
+            Err(e) => Err(e),
+        };
+        match created {
+            Ok(()) => {
+                self.created_dir.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(source) => Err(StoreError::CreateDir {
+                path: self.dir.clone(),
+                source,
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl Drop for Store {
+    /// Removes every spill file this store wrote, and `dir` if it created it and it is empty.
+    fn drop(&mut self) {
+        // No other thread can hold a reference now, so nothing is mid-I/O: unless a spiller
+        // panicked, every entry is in memory or spilled.
+        let ledger = self.ledger.get_mut().unwrap_or_else(PoisonError::into_inner);
+        for (id, entry) in ledger.entries.drain() {
+            match entry.place {
+                Place::Memory(_) => {}
+                Place::Spilled { serial } => remove_file_logged(&spill_path(&self.dir, id, serial)),
+                Place::Spilling { serial, .. } => {
+                    let path = spill_path(&self.dir, id, serial);
+                    remove_file_logged(&path.with_extension("tmp"));
+                    remove_file_logged(&path);
+                }
+            }
+        }
+        if self.created_dir.load(Ordering::Relaxed) {
+            // Fails when something else put files there; then it is not ours to delete.
+            if let Err(e) = fs::remove_dir(&self.dir) {
+                log::debug!("keeping spill directory {}: {e}", self.dir.display());
+            }
+        }
+    }
+}
+
+/// The bookkeeping behind the lock: a synchronous state machine that never touches the disk.
+/// Each method is one event; the `Store` carries out the file I/O it implies.
+struct Ledger {
+    /// Every result held, wherever it lives.
+    entries: HashMap<TaskId, Entry>,
+    /// Results in `Place::Memory` by last use, oldest first: spill victims in order. Keyed by
+    /// each entry's unique tick so that touching and picking are O(log n), not a scan.
+    lru: BTreeMap<u64, TaskId>,
+    /// Source of ticks, bumped on every use, so ticks are unique and ordered by recency.
+    next_tick: u64,
+    /// Source of spill-file serials. Never reused: that is what makes unlocked file I/O safe.
+    next_serial: u64,
+    /// Memory level above which results are spilled; `None` = only on `spill_until`.
+    spill_above: Option<u64>,
+    /// Count of `Memory` and `Spilling` results (the latter still hold their bytes), kept so
+    /// stats and the threshold check are O(1).
+    in_memory: usize,
+    /// Their bytes.
+    in_memory_bytes: u64,
+    /// Bytes of `Spilling` results: already on their way out, so a concurrent spill does not
+    /// pick more victims for the same excess.
+    spilling_bytes: u64,
+    /// Count of `Spilled` results.
+    spilled: usize,
+    /// Their bytes.
+    spilled_bytes: u64,
+}
+
+/// One held result.
+struct Entry {
+    /// Last use. For `Place::Memory` it is also the entry's key in `Ledger::lru`.
+    tick: u64,
+    /// Size of the result, kept for spilled ones whose bytes are not at hand.
+    len: u64,
+    place: Place,
+}
+
+enum Place {
+    Memory(Data),
+    /// Its file `serial` is being written outside the lock; still served from memory.
+    Spilling {
+        data: Data,
+        serial: u64,
+    },
+    /// Only in the file `serial`.
+    Spilled {
+        serial: u64,
+    },
+}
+
+/// What a reader must do to get a result.
+enum Lookup {
+    Absent,
+    InMemory(Data),
+    /// Read the file `serial`, which should hold `len` bytes.
+    Spilled {
+        serial: u64,
+        len: u64,
+    },
+}
+
+/// A result picked for spilling, with the bytes to write.
+struct Victim {
+    id: TaskId,
+    serial: u64,
+    len: u64,
+    data: Data,
+}
+
+impl Ledger {
+    fn new(spill_above: Option<u64>) -> Ledger {
+        Ledger {
+            entries: HashMap::new(),
+            lru: BTreeMap::new(),
+            next_tick: 0,
+            next_serial: 0,
+            spill_above,
+            in_memory: 0,
+            in_memory_bytes: 0,
+            spilling_bytes: 0,
+            spilled: 0,
+            spilled_bytes: 0,
+        }
+    }
+
+    fn tick(&mut self) -> u64 {
+        let tick = self.next_tick;
+        self.next_tick += 1;
+        tick
+    }
+
+    /// Bytes that will stay in memory once the spills under way finish.
+    fn staying_bytes(&self) -> u64 {
+        self.in_memory_bytes - self.spilling_bytes
+    }
+
+    /// The level to spill down to, if memory is above the threshold.
+    fn spill_target(&self) -> Option<u64> {
+        self.spill_above
+            .filter(|&limit| self.staying_bytes() > limit)
+            .map(low_water_mark)
+    }
+
+    /// Whether a result read back from disk may stay in memory: only under the spill target,
+    /// so that reading never triggers another spill. Without a threshold, results spilled by
+    /// `spill_until` (memory pressure) stay on disk.
+    fn has_room_for(&self, len: u64) -> bool {
+        self.spill_above
+            .is_some_and(|limit| self.in_memory_bytes.saturating_add(len) <= low_water_mark(limit))
+    }
+
+    /// Returns the serial of a spill file the replaced result leaves behind.
+    fn on_put(&mut self, id: TaskId, data: Data) -> Option<u64> {
+        let tick = self.tick();
+        let len = data.len() as u64;
+        let entry = Entry {
+            tick,
+            len,
+            place: Place::Memory(data),
+        };
+        let stale = self.entries.insert(id, entry).and_then(|old| self.forget(id, old));
+        self.lru.insert(tick, id);
+        self.in_memory += 1;
+        self.in_memory_bytes += len;
+        stale
+    }
+
+    fn on_get(&mut self, id: TaskId) -> Lookup {
+        let tick = self.tick();
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return Lookup::Absent;
+        };
+        let old_tick = std::mem::replace(&mut entry.tick, tick);
+        match &entry.place {
+            Place::Memory(data) => {
+                let data = Arc::clone(data);
+                self.lru.remove(&old_tick);
+                self.lru.insert(tick, id);
+                Lookup::InMemory(data)
+            }
+            Place::Spilling { data, .. } => Lookup::InMemory(Arc::clone(data)),
+            Place::Spilled { serial } => Lookup::Spilled {
+                serial: *serial,
+                len: entry.len,
+            },
+        }
+    }
+
+    fn is_spilled_as(&self, id: TaskId, serial: u64) -> bool {
+        self.entries
+            .get(&id)
+            .is_some_and(|e| matches!(e.place, Place::Spilled { serial: s } if s == serial))
+    }
+
+    /// A reader got `data` back from the file `serial`. Returns whether the result is held in
+    /// memory again, in which case the caller deletes the file.
+    fn on_read_back(&mut self, id: TaskId, serial: u64, data: &Data) -> bool {
+        let len = data.len() as u64;
+        if !self.is_spilled_as(id, serial) || !self.has_room_for(len) {
+            return false;
+        }
+        let tick = self.tick();
+        let entry = self.entries.get_mut(&id).expect("is_spilled_as just found the entry");
+        entry.tick = tick;
+        entry.place = Place::Memory(Arc::clone(data));
+        self.lru.insert(tick, id);
+        self.spilled -= 1;
+        self.spilled_bytes -= len;
+        self.in_memory += 1;
+        self.in_memory_bytes += len;
+        true
+    }
+
+    /// Returns the serial of the spill file to delete, if any.
+    fn on_remove(&mut self, id: TaskId) -> Option<u64> {
+        let entry = self.entries.remove(&id)?;
+        self.forget(id, entry)
+    }
+
+    /// Returns the spill files to delete. Spills under way find their entries gone and delete
+    /// their own files.
+    fn on_clear(&mut self) -> Vec<(TaskId, u64)> {
+        let stale = self
+            .entries
+            .drain()
+            .filter_map(|(id, entry)| match entry.place {
+                Place::Spilled { serial } => Some((id, serial)),
+                Place::Memory(_) | Place::Spilling { .. } => None,
+            })
+            .collect();
+        self.lru.clear();
+        self.in_memory = 0;
+        self.in_memory_bytes = 0;
+        self.spilling_bytes = 0;
+        self.spilled = 0;
+        self.spilled_bytes = 0;
+        stale
+    }
+
+    /// Takes an entry already out of `entries` off the books; returns its file's serial if
+    /// it was spilled.
+    fn forget(&mut self, id: TaskId, entry: Entry) -> Option<u64> {
+        match entry.place {
+            Place::Memory(_) => {
+                let listed = self.lru.remove(&entry.tick);
+                debug_assert_eq!(listed, Some(id), "a Memory entry is in lru under its tick");
+                self.in_memory -= 1;
+                self.in_memory_bytes -= entry.len;
+                None
+            }
+            Place::Spilling { .. } => {
+                self.in_memory -= 1;
+                self.in_memory_bytes -= entry.len;
+                self.spilling_bytes -= entry.len;
+                None
+            }
+            Place::Spilled { serial } => {
+                self.spilled -= 1;
+                self.spilled_bytes -= entry.len;
+                Some(serial)
+            }
+        }
+    }
+
+    /// Marks least recently used results `Spilling` until at most `target` bytes will stay
+    /// in memory, and hands them out for writing.
+    fn pick_victims(&mut self, target: u64) -> Vec<Victim> {
+        let mut victims = Vec::new();
+        while self.staying_bytes() > target {
+            let Some((_, id)) = self.lru.pop_first() else {
+                break;
+            };
+            let entry = self.entries.get_mut(&id).expect("lru names only held entries");
+            let Place::Memory(data) = &entry.place else {
+                unreachable!("lru names only entries in Place::Memory");
+            };
+            let data = Arc::clone(data);
+            let serial = self.next_serial;
+            self.next_serial += 1;
+            entry.place = Place::Spilling {
+                data: Arc::clone(&data),
+                serial,
+            };
+            self.spilling_bytes += entry.len;
+            victims.push(Victim {
+                id,
+                serial,
+                len: entry.len,
+                data,
+            });
+        }
+        victims
+    }
+
+    /// The file `serial` of `id` is complete. Returns false if the entry was removed or
+    /// replaced meanwhile: then the file belongs to nobody and the caller deletes it.
+    fn on_spill_written(&mut self, id: TaskId, serial: u64) -> bool {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return false;
+        };
+        if !matches!(entry.place, Place::Spilling { serial: s, .. } if s == serial) {
+            return false;
+        }
+        entry.place = Place::Spilled { serial };
+        self.spilling_bytes -= entry.len;
+        self.in_memory -= 1;
+        self.in_memory_bytes -= entry.len;
+        self.spilled += 1;
+        self.spilled_bytes += entry.len;
+        true
+    }
+
+    /// The file `serial` of `id` could not be written: the result stays in memory, in its LRU
+    /// place (or later, if it was read meanwhile).
+    fn on_spill_failed(&mut self, id: TaskId, serial: u64) {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        let Place::Spilling { data, serial: s } = &entry.place else {
+            return;
+        };
+        if *s != serial {
+            return;
+        }
+        entry.place = Place::Memory(Arc::clone(data));
+        self.spilling_bytes -= entry.len;
+        self.lru.insert(entry.tick, id);
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            in_memory: self.in_memory,
+            in_memory_bytes: self.in_memory_bytes,
+            spilled: self.spilled,
+            spilled_bytes: self.spilled_bytes,
+        }
+    }
+
+    /// Recounts everything from `entries` and checks the cached counters and the LRU index.
+    #[cfg(test)]
+    fn sanity_check(&self) {
+        let mut recount = StoreStats::default();
+        let mut spilling_bytes = 0;
+        let mut in_lru = 0;
+        for (id, entry) in &self.entries {
+            assert!(entry.tick < self.next_tick, "{id}: tick from the future");
+            match &entry.place {
+                Place::Memory(data) => {
+                    assert_eq!(data.len() as u64, entry.len, "{id}: len");
+                    assert_eq!(self.lru.get(&entry.tick), Some(id), "{id}: not in lru");
+                    recount.in_memory += 1;
+                    recount.in_memory_bytes += entry.len;
+                    in_lru += 1;
+                }
+                Place::Spilling { data, serial } => {
+                    assert_eq!(data.len() as u64, entry.len, "{id}: len");
+                    assert!(*serial < self.next_serial, "{id}: serial from the future");
+                    recount.in_memory += 1;
+                    recount.in_memory_bytes += entry.len;
+                    spilling_bytes += entry.len;
+                }
+                Place::Spilled { serial } => {
+                    assert!(*serial < self.next_serial, "{id}: serial from the future");
+                    recount.spilled += 1;
+                    recount.spilled_bytes += entry.len;
+                }
+            }
+        }
+        assert_eq!(recount, self.stats(), "cached counters");
+        assert_eq!(spilling_bytes, self.spilling_bytes, "spilling_bytes");
+        assert_eq!(in_lru, self.lru.len(), "lru holds exactly the Memory entries");
+    }
+}
+
+/// 80% of the threshold: spilling goes this far below it so that it does not run on every put.
+fn low_water_mark(spill_above: u64) -> u64 {
+    // u128: `spill_above * 4` may not fit in a u64.
+    (u128::from(spill_above) * 4 / 5) as u64
+}
+
+fn spill_path(dir: &Path, id: TaskId, serial: u64) -> PathBuf {
+    dir.join(format!("{id}-{serial}.bin"))
+}
+
+/// Writes `data` to a temporary name, then renames it to `path`, so `path` is never partial.
+/// No fsync: spill files never outlive the process, and readers in it see the page cache.
+fn write_atomically(path: &Path, data: &[u8]) -> Result<(), StoreError> {
+    let tmp = path.with_extension("tmp");
+    if let Err(source) = fs::write(&tmp, data) {
+        remove_file_logged(&tmp);
+        return Err(StoreError::Write { path: tmp, source });
+    }
+    if let Err(source) = fs::rename(&tmp, path) {
+        remove_file_logged(&tmp);
+        return Err(StoreError::Write {
+            path: path.to_path_buf(),
+            source,
+        });
+    }
+    Ok(())
+}
+
+/// Deleting is best effort: a leftover file wastes disk but breaks nothing.
+fn remove_file_logged(path: &Path) {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => log::warn!("cannot remove spill file {}: {e}", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    impl Store {
+        /// Checks the ledger and that the files on disk are exactly those of spilled results.
+        /// Only meaningful when no operation is under way.
+        fn sanity_check(&self) {
+            let ledger = self.lock();
+            ledger.sanity_check();
+            let expected: BTreeSet<String> = ledger
+                .entries
+                .iter()
+                .filter_map(|(id, entry)| match entry.place {
+                    Place::Spilled { serial } => Some(format!("{id}-{serial}.bin")),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(files_in(&self.dir), expected, "files on disk");
+        }
+
+        fn is_spilled(&self, id: TaskId) -> bool {
+            self.lock()
+                .entries
+                .get(&id)
+                .is_some_and(|e| matches!(e.place, Place::Spilled { .. }))
+        }
+    }
+
+    fn files_in(dir: &Path) -> BTreeSet<String> {
+        match fs::read_dir(dir) {
+            Ok(entries) => entries
+                .map(|e| {
+                    let e = e.expect("readable test directory");
+                    e.file_name().to_string_lossy().into_owned()
+                })
+                .collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => BTreeSet::new(),
+            Err(e) => panic!("cannot list {}: {e}", dir.display()),
+        }
+    }
+
+    fn bytes(len: usize, fill: u8) -> Data {
+        Arc::new(vec![fill; len])
+    }
+
+    fn scratch() -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("spill");
+        (tmp, dir)
+    }
+
+    #[test]
+    fn store_is_send_and_sync() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Store>();
+    }
+
+    #[test]
+    fn put_then_get_returns_the_same_bytes() {
+        let (_tmp, dir) = scratch();
+        let store = Store::new(dir.clone(), None);
+        let data = bytes(1000, 7);
+        store.put(TaskId(1), data.clone()).unwrap();
+        assert!(store.contains(TaskId(1)));
+        assert!(!store.contains(TaskId(2)));
+        let got = store.get(TaskId(1)).unwrap().expect("held");
+        assert!(Arc::ptr_eq(&got, &data), "in memory, no copy");
+        assert_eq!(store.get(TaskId(2)).unwrap(), None);
+        assert!(!dir.exists(), "the directory is created only on the first spill");
+        store.sanity_check();
+    }
+
+    #[test]
+    fn least_recently_used_results_are_spilled_first() {
+        let (_tmp, dir) = scratch();
+        let store = Store::new(dir, Some(300));
+        for i in 1..=3 {
+            store.put(TaskId(i), bytes(100, i as u8)).unwrap();
+        }
+        assert_eq!(store.stats().spilled, 0, "300 bytes do not exceed 300");
+        store.get(TaskId(1)).unwrap(); // protects t1
+        store.put(TaskId(4), bytes(100, 4)).unwrap(); // 400 > 300: down to 240
+        assert!(!store.is_spilled(TaskId(1)));
+        assert!(store.is_spilled(TaskId(2)));
+        assert!(store.is_spilled(TaskId(3)));
+        assert!(!store.is_spilled(TaskId(4)));
+        store.sanity_check();
+    }
+
+    #[test]
+    fn the_result_just_put_is_spilled_only_if_it_alone_exceeds_the_target() {
+        let (_tmp, dir) = scratch();
+        let store = Store::new(dir, Some(300));
+        store.put(TaskId(1), bytes(100, 1)).unwrap();
+        store.put(TaskId(2), bytes(100, 2)).unwrap();
+        store.put(TaskId(3), bytes(200, 3)).unwrap(); // 400: t1 goes, then t2 (200 <= 240)
+        assert!(store.is_spilled(TaskId(1)) && store.is_spilled(TaskId(2)));
+        assert!(!store.is_spilled(TaskId(3)));
+        store.put(TaskId(4), bytes(250, 4)).unwrap(); // 450: t3 goes, t4 alone is 250 > 240
+        assert!(store.is_spilled(TaskId(3)) && store.is_spilled(TaskId(4)));
+        assert_eq!(store.stats().in_memory_bytes, 0);
+        store.sanity_check();
+    }
+
+    #[test]
+    fn spilled_results_stay_readable_and_their_files_exist() {
+        let (_tmp, dir) = scratch();
+        let store = Store::new(dir.clone(), None);
+        store.put(TaskId(5), bytes(64, 5)).unwrap();
+        store.put(TaskId(6), bytes(32, 6)).unwrap();
+        assert_eq!(store.spill_until(0).unwrap(), 96);
+        assert_eq!(files_in(&dir).len(), 2);
+        for name in files_in(&dir) {
+            let content = fs::read(dir.join(&name)).unwrap();
+            match name.split('-').next() {
+                Some("t5") => assert_eq!(content, vec![5; 64]),
+                Some("t6") => assert_eq!(content, vec![6; 32]),
+                _ => panic!("unexpected spill file {name}"),
+            }
+        }
+        assert_eq!(*store.get(TaskId(5)).unwrap().expect("held"), vec![5; 64]);
+        assert!(store.contains(TaskId(6)));
+        // No threshold: a result spilled under pressure is not pulled back into memory.
+        assert!(store.is_spilled(TaskId(5)));
+        store.sanity_check();
+    }
+
+    #[test]
+    fn a_result_read_back_stays_in_memory_only_if_there_is_room() {
+        let (_tmp, dir) = scratch();
+        let store = Store::new(dir.clone(), Some(1000)); // target 800
+        store.put(TaskId(1), bytes(100, 1)).unwrap();
+        store.put(TaskId(2), bytes(100, 2)).unwrap();
+        store.spill_until(0).unwrap();
+        store.put(TaskId(3), bytes(650, 3)).unwrap();
+
+        assert_eq!(*store.get(TaskId(1)).unwrap().expect("held"), vec![1; 100]);
+        assert!(!store.is_spilled(TaskId(1)), "650 + 100 <= 800");
+        assert_eq!(*store.get(TaskId(2)).unwrap().expect("held"), vec![2; 100]);
+        assert!(store.is_spilled(TaskId(2)), "750 + 100 > 800");
+        assert_eq!(files_in(&dir).len(), 1, "t1's file went when it came back");
+        store.sanity_check();
+    }
+
+    #[test]
+    fn remove_clear_and_drop_delete_the_files() {
+        let (_tmp, dir) = scratch();
+        let store = Store::new(dir.clone(), None);
+        for i in 0..6 {
+            store.put(TaskId(i), bytes(10, i as u8)).unwrap();
+        }
+        store.spill_until(0).unwrap();
+        assert_eq!(files_in(&dir).len(), 6);
+
+        store.remove(TaskId(0));
+        store.remove(TaskId(99)); // unknown: fine
+        assert!(!store.contains(TaskId(0)));
+        assert_eq!(files_in(&dir).len(), 5);
+        store.sanity_check();
+
+        store.clear();
+        assert_eq!(store.stats(), StoreStats::default());
+        assert!(files_in(&dir).is_empty());
+        store.sanity_check();
+
+        store.put(TaskId(7), bytes(10, 7)).unwrap();
+        store.put(TaskId(8), bytes(10, 8)).unwrap();
+        store.spill_until(10).unwrap();
+        assert_eq!(files_in(&dir).len(), 1);
+        drop(store);
+        assert!(!dir.exists(), "the store created the directory, so it removes it");
+    }
+
+    #[test]
+    fn drop_keeps_a_directory_it_did_not_create_and_files_it_did_not_write() {
+        let (_tmp, dir) = scratch();
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("notes.txt"), b"mine").unwrap();
+        let store = Store::new(dir.clone(), None);
+        store.put(TaskId(1), bytes(10, 1)).unwrap();
+        store.spill_until(0).unwrap();
+        drop(store);
+        assert_eq!(files_in(&dir), BTreeSet::from(["notes.txt".to_string()]));
+    }
+
+    #[test]
+    fn replacing_a_spilled_result_deletes_its_file() {
+        let (_tmp, dir) = scratch();
+        let store = Store::new(dir.clone(), None);
+        store.put(TaskId(1), bytes(100, 1)).unwrap();
+        store.spill_until(0).unwrap();
+        assert_eq!(files_in(&dir).len(), 1);
+
+        store.put(TaskId(1), bytes(40, 2)).unwrap();
+        assert!(files_in(&dir).is_empty());
+        assert_eq!(*store.get(TaskId(1)).unwrap().expect("held"), vec![2; 40]);
+        assert_eq!(
+            store.stats(),
+            StoreStats {
+                in_memory: 1,
+                in_memory_bytes: 40,
+                spilled: 0,
+                spilled_bytes: 0
+            }
+        );
+        store.sanity_check();
+    }
+
+    #[test]
+    fn spill_until_reports_the_bytes_it_spilled() {
+        let (_tmp, dir) = scratch();
+        let store = Store::new(dir, None);
+        for i in 0..10 {
+            store.put(TaskId(i), bytes(100, i as u8)).unwrap();
+        }
+        assert_eq!(store.spill_until(1000).unwrap(), 0, "already there");
+        assert_eq!(store.spill_until(650).unwrap(), 400);
+        assert_eq!(store.stats().in_memory_bytes, 600);
+        for i in 0..4 {
+            assert!(store.is_spilled(TaskId(i)), "t{i} is among the oldest");
+        }
+        assert_eq!(store.spill_until(0).unwrap(), 600);
+        assert_eq!(store.spill_until(0).unwrap(), 0, "nothing left in memory");
+        store.sanity_check();
+    }
+
+    #[test]
+    fn stats_count_results_and_bytes_by_place() {
+        let (_tmp, dir) = scratch();
+        let store = Store::new(dir, None);
+        assert_eq!(store.stats(), StoreStats::default());
+        store.put(TaskId(1), bytes(10, 1)).unwrap();
+        store.put(TaskId(2), bytes(20, 2)).unwrap();
+        store.put(TaskId(3), bytes(30, 3)).unwrap();
+        store.spill_until(50).unwrap();
+        assert_eq!(
+            store.stats(),
+            StoreStats {
+                in_memory: 2,
+                in_memory_bytes: 50,
+                spilled: 1,
+                spilled_bytes: 10
+            }
+        );
+        store.remove(TaskId(1));
+        store.remove(TaskId(3));
+        assert_eq!(
+            store.stats(),
+            StoreStats {
+                in_memory: 1,
+                in_memory_bytes: 20,
+                spilled: 0,
+                spilled_bytes: 0
+            }
+        );
+        store.sanity_check();
+    }
+
+    #[test]
+    fn spilling_goes_down_to_80_percent_and_then_waits_for_the_threshold() {
+        let (_tmp, dir) = scratch();
+        let store = Store::new(dir, Some(1000));
+        for i in 0..10 {
+            store.put(TaskId(i), bytes(100, 0)).unwrap();
+        }
+        assert_eq!(store.stats().spilled, 0, "1000 does not exceed 1000");
+        store.put(TaskId(10), bytes(100, 0)).unwrap();
+        assert_eq!(store.stats().in_memory_bytes, 800);
+        assert_eq!(store.stats().spilled, 3);
+        store.put(TaskId(11), bytes(100, 0)).unwrap();
+        store.put(TaskId(12), bytes(100, 0)).unwrap();
+        assert_eq!(store.stats().spilled, 3, "between 80% and 100%: no spill");
+        store.put(TaskId(13), bytes(100, 0)).unwrap();
+        assert_eq!(store.stats().spilled, 6);
+        assert_eq!(store.stats().in_memory_bytes, 800);
+        store.sanity_check();
+    }
+
+    #[test]
+    fn lowering_the_threshold_spills_at_once() {
+        let (_tmp, dir) = scratch();
+        let store = Store::new(dir, None);
+        for i in 0..10 {
+            store.put(TaskId(i), bytes(100, 0)).unwrap();
+        }
+        store.set_spill_above(Some(500));
+        assert_eq!(store.stats().in_memory_bytes, 400);
+        store.set_spill_above(None);
+        store.put(TaskId(10), bytes(10_000, 0)).unwrap();
+        assert_eq!(store.stats().spilled, 6, "no threshold, no spill");
+        store.sanity_check();
+    }
+
+    #[test]
+    fn a_spill_directory_that_cannot_be_created_keeps_results_in_memory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let blocker = tmp.path().join("blocker");
+        fs::write(&blocker, b"a file, not a directory").unwrap();
+        let dir = blocker.join("spill");
+        let store = Store::new(dir.clone(), Some(100));
+
+        store.put(TaskId(1), bytes(200, 1)).unwrap(); // put still succeeds
+        assert_eq!(store.stats().in_memory, 1);
+        let err = store.spill_until(0).unwrap_err();
+        assert!(matches!(err, StoreError::CreateDir { .. }), "{err:?}");
+        assert!(err.to_string().contains(&dir.display().to_string()), "{err}");
+        assert_eq!(*store.get(TaskId(1)).unwrap().expect("held"), vec![1; 200]);
+        store.lock().sanity_check(); // no directory to list
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_result_in_memory_and_names_the_file() {
+        let (_tmp, dir) = scratch();
+        fs::create_dir(&dir).unwrap();
+        // The first spill's temporary name is taken by a directory: the write fails like a
+        // full disk would.
+        let obstacle = dir.join("t1-0.tmp");
+        fs::create_dir(&obstacle).unwrap();
+        let store = Store::new(dir.clone(), None);
+        store.put(TaskId(1), bytes(50, 1)).unwrap();
+        store.put(TaskId(2), bytes(50, 2)).unwrap();
+
+        let err = store.spill_until(0).unwrap_err();
+        assert!(matches!(err, StoreError::Write { .. }), "{err:?}");
+        assert!(err.to_string().contains("t1-0.tmp"), "{err}");
+        assert_eq!(store.stats().in_memory, 2, "t2 was not written either");
+        assert!(!store.is_spilled(TaskId(2)));
+
+        fs::remove_dir(&obstacle).unwrap();
+        assert_eq!(store.spill_until(50).unwrap(), 50);
+        assert!(store.is_spilled(TaskId(1)), "t1 kept its LRU place");
+        store.sanity_check();
+    }
+
+    #[test]
+    fn a_spill_file_gone_or_damaged_is_an_error_naming_it() {
+        let (_tmp, dir) = scratch();
+        let store = Store::new(dir.clone(), None);
+        store.put(TaskId(1), bytes(50, 1)).unwrap();
+        store.put(TaskId(2), bytes(50, 2)).unwrap();
+        store.spill_until(0).unwrap();
+
+        fs::write(dir.join("t1-0.bin"), b"short").unwrap();
+        let err = store.get(TaskId(1)).unwrap_err();
+        assert!(matches!(err, StoreError::WrongSize { .. }), "{err:?}");
+        assert!(err.to_string().contains("t1-0.bin"), "{err}");
+
+        fs::remove_file(dir.join("t2-1.bin")).unwrap();
+        let err = store.get(TaskId(2)).unwrap_err();
+        assert!(matches!(err, StoreError::Read { .. }), "{err:?}");
+        assert!(err.to_string().contains("t2-1.bin"), "{err}");
+    }
+
+    // The races of unlocked I/O, replayed step by step on the ledger.
+
+    #[test]
+    fn a_result_replaced_while_spilling_is_not_resurrected() {
+        let mut ledger = Ledger::new(None);
+        ledger.on_put(TaskId(1), bytes(60, 1));
+        let victims = ledger.pick_victims(0);
+        assert_eq!(victims.len(), 1);
+        ledger.on_put(TaskId(1), bytes(30, 2)); // meanwhile
+        assert!(
+            !ledger.on_spill_written(TaskId(1), victims[0].serial),
+            "stale: the caller deletes the file"
+        );
+        match ledger.on_get(TaskId(1)) {
+            Lookup::InMemory(data) => assert_eq!(*data, vec![2; 30]),
+            _ => panic!("the new result is in memory"),
+        }
+        ledger.sanity_check();
+    }
+
+    #[test]
+    fn a_result_removed_while_spilling_stays_removed() {
+        let mut ledger = Ledger::new(None);
+        ledger.on_put(TaskId(1), bytes(60, 1));
+        ledger.on_put(TaskId(2), bytes(60, 2));
+        let victims = ledger.pick_victims(0);
+        assert_eq!(ledger.on_remove(TaskId(1)), None, "no file of its own yet");
+        ledger.on_clear();
+        for v in &victims {
+            assert!(!ledger.on_spill_written(v.id, v.serial));
+        }
+        ledger.on_spill_failed(TaskId(1), victims[0].serial); // must not resurrect either
+        assert!(ledger.entries.is_empty());
+        ledger.sanity_check();
+    }
+
+    #[test]
+    fn a_result_respilled_after_read_back_gets_a_new_file() {
+        let mut ledger = Ledger::new(Some(1000));
+        ledger.on_put(TaskId(1), bytes(60, 1));
+        let first = ledger.pick_victims(0).remove(0).serial;
+        assert!(ledger.on_spill_written(TaskId(1), first));
+        assert!(ledger.on_read_back(TaskId(1), first, &bytes(60, 1)));
+        let second = ledger.pick_victims(0).remove(0).serial;
+        assert_ne!(first, second, "deleting the old file must not hit the new one");
+        ledger.sanity_check();
+    }
+
+    #[test]
+    fn concurrent_puts_gets_removes_and_spills_stay_consistent() {
+        const THREADS: u64 = 4;
+        const OPS: u64 = 3000;
+        const SHARED_IDS: u64 = 48;
+        const OWN_IDS: u64 = 16;
+
+        // A result names its id and version, so a reader can tell a torn or foreign one.
+        fn make(id: u64, version: u64) -> Data {
+            let len = 16 + ((id * 7 + version * 13) % 900) as usize;
+            let mut v = Vec::with_capacity(len);
+            v.extend_from_slice(&id.to_le_bytes());
+            v.extend_from_slice(&version.to_le_bytes());
+            v.resize(len, version as u8);
+            Arc::new(v)
+        }
+        fn version_of(id: u64, data: &[u8]) -> u64 {
+            let word = |at: usize| u64::from_le_bytes(data[at..at + 8].try_into().expect("8 bytes"));
+            assert_eq!(word(0), id, "result of another id");
+            let version = word(8);
+            assert_eq!(*make(id, version), data, "torn result of t{id}");
+            version
+        }
+
+        // Each thread also owns a few ids that only it puts and removes, and knows what they
+        // must hold, while the others keep spilling them: a removed or replaced result that
+        // came back would show there.
+        let (_tmp, dir) = scratch();
+        let store = Store::new(dir.clone(), Some(8 * 1024));
+        let outcomes: Vec<(HashMap<u64, u64>, u64)> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..THREADS)
+                .map(|thread| {
+                    let store = &store;
+                    s.spawn(move || {
+                        let mut expected = HashMap::new();
+                        let mut spilled = 0;
+                        let mut rng = 0x9e37_79b9_7f4a_7c15_u64 ^ (thread + 1);
+                        for op in 0..OPS {
+                            rng ^= rng << 13;
+                            rng ^= rng >> 7;
+                            rng ^= rng << 17;
+                            let own = rng & 1 == 0;
+                            let id = if own {
+                                1000 * (thread + 1) + rng % OWN_IDS
+                            } else {
+                                rng % SHARED_IDS
+                            };
+                            let version = thread * OPS + op;
+                            match (rng >> 32) % 100 {
+                                0..=39 => {
+                                    store.put(TaskId(id), make(id, version)).unwrap();
+                                    if own {
+                                        expected.insert(id, version);
+                                    }
+                                }
+                                40..=79 => {
+                                    let got = store.get(TaskId(id)).unwrap().map(|d| version_of(id, &d));
+                                    if own {
+                                        assert_eq!(got, expected.get(&id).copied(), "t{id}");
+                                    }
+                                }
+                                80..=89 => {
+                                    store.remove(TaskId(id));
+                                    if own {
+                                        expected.remove(&id);
+                                    }
+                                }
+                                90..=95 => {
+                                    spilled += store.spill_until(rng % 4096).unwrap();
+                                }
+                                96..=98 => {
+                                    assert!(!own || store.contains(TaskId(id)) == expected.contains_key(&id));
+                                    let _ = store.stats();
+                                }
+                                _ => store.set_spill_above(Some(2048 + rng % 16384)),
+                            }
+                        }
+                        (expected, spilled)
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("no worker thread panics"))
+                .collect()
+        });
+        store.sanity_check();
+        for id in 0..SHARED_IDS {
+            if let Some(data) = store.get(TaskId(id)).unwrap() {
+                version_of(id, &data);
+            }
+        }
+        for (thread, (expected, _)) in (0..THREADS).zip(&outcomes) {
+            for id in (0..OWN_IDS).map(|i| 1000 * (thread + 1) + i) {
+                let got = store.get(TaskId(id)).unwrap().map(|d| version_of(id, &d));
+                assert_eq!(got, expected.get(&id).copied(), "t{id} at the end");
+            }
+        }
+        store.sanity_check();
+        assert!(
+            outcomes.iter().map(|o| o.1).sum::<u64>() > 0,
+            "the test exercised spilling"
+        );
+        drop(store);
+        assert!(files_in(&dir).is_empty(), "no orphan files");
+    }
+
+    #[test]
+    fn a_million_tiny_results_with_a_few_spilled() {
+        const N: u64 = 1_000_000;
+        let (_tmp, dir) = scratch();
+        let store = Store::new(dir.clone(), None);
+        for i in 0..N {
+            store.put(TaskId(i), Arc::new(i.to_le_bytes().to_vec())).unwrap();
+        }
+        for i in 0..10 {
+            store.get(TaskId(i)).unwrap(); // now t10..t19 are the oldest
+        }
+        assert_eq!(store.spill_until(8 * (N - 10)).unwrap(), 80);
+        assert!((10..20).all(|i| store.is_spilled(TaskId(i))));
+        assert!(!store.is_spilled(TaskId(0)) && !store.is_spilled(TaskId(20)));
+        assert_eq!(files_in(&dir).len(), 10);
+        assert_eq!(*store.get(TaskId(15)).unwrap().expect("held"), 15u64.to_le_bytes());
+        for i in (0..N).step_by(10) {
+            store.remove(TaskId(i)); // t10 of the spilled ones
+        }
+        let stats = store.stats();
+        assert_eq!(stats.in_memory + stats.spilled, (N - N / 10) as usize);
+        assert_eq!(stats.spilled, 9);
+        assert_eq!(files_in(&dir).len(), 9);
+        store.sanity_check();
+    }
+}
