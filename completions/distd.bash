@@ -28,6 +28,12 @@ _distd() {
             distd,local)
                 cmd="distd__subcmd__local"
                 ;;
+            distd,nanny)
+                cmd="distd__subcmd__nanny"
+                ;;
+            distd,restart)
+                cmd="distd__subcmd__restart"
+                ;;
             distd,run)
                 cmd="distd__subcmd__run"
                 ;;
@@ -52,6 +58,12 @@ _distd() {
             distd__subcmd__help,local)
                 cmd="distd__subcmd__help__subcmd__local"
                 ;;
+            distd__subcmd__help,nanny)
+                cmd="distd__subcmd__help__subcmd__nanny"
+                ;;
+            distd__subcmd__help,restart)
+                cmd="distd__subcmd__help__subcmd__restart"
+                ;;
             distd__subcmd__help,run)
                 cmd="distd__subcmd__help__subcmd__run"
                 ;;
@@ -71,7 +83,7 @@ _distd() {
 
     case "${cmd}" in
         distd)
-            opts="-h -V --help --version scheduler worker local submit run info generate help"
+            opts="-h -V --help --version scheduler worker nanny local submit run info restart generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -99,7 +111,7 @@ _distd() {
             return 0
             ;;
         distd__subcmd__help)
-            opts="scheduler worker local submit run info generate help"
+            opts="scheduler worker nanny local submit run info restart generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -155,6 +167,34 @@ _distd() {
             return 0
             ;;
         distd__subcmd__help__subcmd__local)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        distd__subcmd__help__subcmd__nanny)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        distd__subcmd__help__subcmd__restart)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -239,7 +279,7 @@ _distd() {
             return 0
             ;;
         distd__subcmd__local)
-            opts="-n -h -V --nworkers --threads-per-worker --host --port --local-directory --run --no-progress --help --version"
+            opts="-n -h -V --nworkers --threads-per-worker --host --port --local-directory --run --processes --no-progress --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -273,6 +313,82 @@ _distd() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        distd__subcmd__nanny)
+            opts="-h -V --scheduler-file --nthreads --nworkers --memory-limit --shutdown-timeout --crash-limit --name --resources --local-directory --listen-address --contact-address --death-timeout --no-nanny --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --scheduler-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nthreads)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nworkers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --memory-limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --shutdown-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --crash-limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --resources)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --local-directory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --listen-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --contact-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --death-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        distd__subcmd__restart)
+            opts="-h -V --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;
@@ -383,7 +499,7 @@ _distd() {
             return 0
             ;;
         distd__subcmd__worker)
-            opts="-h -V --scheduler-file --nthreads --name --resources --local-directory --listen-address --contact-address --death-timeout --no-nanny --help --version"
+            opts="-h -V --scheduler-file --nthreads --nworkers --memory-limit --shutdown-timeout --crash-limit --name --resources --local-directory --listen-address --contact-address --death-timeout --no-nanny --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -394,6 +510,22 @@ _distd() {
                     return 0
                     ;;
                 --nthreads)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nworkers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --memory-limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --shutdown-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --crash-limit)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

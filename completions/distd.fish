@@ -27,11 +27,13 @@ end
 complete -c distd -n "__fish_distd_needs_command" -s h -l help -d 'Print help'
 complete -c distd -n "__fish_distd_needs_command" -s V -l version -d 'Print version'
 complete -c distd -n "__fish_distd_needs_command" -f -a "scheduler" -d 'Run the scheduler: the one process that knows the graph and the workers'
-complete -c distd -n "__fish_distd_needs_command" -f -a "worker" -d 'Run a worker that connects to a scheduler and runs its tasks'
+complete -c distd -n "__fish_distd_needs_command" -f -a "worker" -d 'Run workers that connect to a scheduler and run its tasks, under a nanny that restarts them (unless --no-nanny)'
+complete -c distd -n "__fish_distd_needs_command" -f -a "nanny" -d 'Run a nanny: it starts workers as its children and supervises them (as `worker`)'
 complete -c distd -n "__fish_distd_needs_command" -f -a "local" -d 'Run a scheduler and N workers in this process (a local cluster)'
 complete -c distd -n "__fish_distd_needs_command" -f -a "submit" -d 'Run one command as a task on a cluster; print its output and exit with its status'
 complete -c distd -n "__fish_distd_needs_command" -f -a "run" -d 'Run a graph file (TOML) on a cluster, or on a local cluster started for it'
 complete -c distd -n "__fish_distd_needs_command" -f -a "info" -d 'Show a cluster\'s workers and task counts'
+complete -c distd -n "__fish_distd_needs_command" -f -a "restart" -d 'Restart every nanny-supervised worker of a cluster; all tasks and results are dropped'
 complete -c distd -n "__fish_distd_needs_command" -f -a "generate" -d 'Write shell completions or man pages (used by `make completions` and `make man`)'
 complete -c distd -n "__fish_distd_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c distd -n "__fish_distd_using_subcommand scheduler" -l host -d 'Interface to listen on (0.0.0.0 for all)' -r
@@ -44,22 +46,42 @@ complete -c distd -n "__fish_distd_using_subcommand scheduler" -l heartbeat-time
 complete -c distd -n "__fish_distd_using_subcommand scheduler" -s h -l help -d 'Print help'
 complete -c distd -n "__fish_distd_using_subcommand scheduler" -s V -l version -d 'Print version'
 complete -c distd -n "__fish_distd_using_subcommand worker" -l scheduler-file -d 'Read the scheduler\'s address from this file (written by `distd scheduler --scheduler-file`)' -r -F
-complete -c distd -n "__fish_distd_using_subcommand worker" -l nthreads -d 'Tasks run at once (default: the number of cores)' -r
+complete -c distd -n "__fish_distd_using_subcommand worker" -l nthreads -d 'Tasks run at once per worker (default and 0: the number of cores / nworkers)' -r
+complete -c distd -n "__fish_distd_using_subcommand worker" -l nworkers -d 'Worker processes to start (each supervised by the nanny)' -r
+complete -c distd -n "__fish_distd_using_subcommand worker" -l memory-limit -d 'Memory per worker: bytes, 4GiB, 5GB, a fraction of system memory (0.5), auto (system memory * nthreads / cores) or 0 for no limit. Results spill to disk above 60%, new tasks wait above 80%, and the nanny restarts the worker above 95%' -r
+complete -c distd -n "__fish_distd_using_subcommand worker" -l shutdown-timeout -d 'Grace period for a worker to stop before it is killed' -r
+complete -c distd -n "__fish_distd_using_subcommand worker" -l crash-limit -d 'The nanny gives up after this many worker crashes within a minute' -r
 complete -c distd -n "__fish_distd_using_subcommand worker" -l name -d 'The worker\'s name (default: HOST-PID)' -r
 complete -c distd -n "__fish_distd_using_subcommand worker" -l resources -d 'Abstract resources, e.g. "GPU=2 MEM=8e9"' -r
 complete -c distd -n "__fish_distd_using_subcommand worker" -l local-directory -d 'Folder for scratch files (default: ~/.cache/distd)' -r -F
 complete -c distd -n "__fish_distd_using_subcommand worker" -l listen-address -d 'Address to listen on for peers, host:port (default: the interface that reaches the scheduler)' -r
 complete -c distd -n "__fish_distd_using_subcommand worker" -l contact-address -d 'Address peers should use to reach this worker, host:port' -r
 complete -c distd -n "__fish_distd_using_subcommand worker" -l death-timeout -d 'Give up after the scheduler is unreachable this long' -r
-complete -c distd -n "__fish_distd_using_subcommand worker" -l no-nanny -d 'Run the worker in this process (the only mode until the nanny lands)'
+complete -c distd -n "__fish_distd_using_subcommand worker" -l no-nanny -d 'Run the worker in this process, without a nanny (one worker only)'
 complete -c distd -n "__fish_distd_using_subcommand worker" -s h -l help -d 'Print help'
 complete -c distd -n "__fish_distd_using_subcommand worker" -s V -l version -d 'Print version'
+complete -c distd -n "__fish_distd_using_subcommand nanny" -l scheduler-file -d 'Read the scheduler\'s address from this file (written by `distd scheduler --scheduler-file`)' -r -F
+complete -c distd -n "__fish_distd_using_subcommand nanny" -l nthreads -d 'Tasks run at once per worker (default and 0: the number of cores / nworkers)' -r
+complete -c distd -n "__fish_distd_using_subcommand nanny" -l nworkers -d 'Worker processes to start (each supervised by the nanny)' -r
+complete -c distd -n "__fish_distd_using_subcommand nanny" -l memory-limit -d 'Memory per worker: bytes, 4GiB, 5GB, a fraction of system memory (0.5), auto (system memory * nthreads / cores) or 0 for no limit. Results spill to disk above 60%, new tasks wait above 80%, and the nanny restarts the worker above 95%' -r
+complete -c distd -n "__fish_distd_using_subcommand nanny" -l shutdown-timeout -d 'Grace period for a worker to stop before it is killed' -r
+complete -c distd -n "__fish_distd_using_subcommand nanny" -l crash-limit -d 'The nanny gives up after this many worker crashes within a minute' -r
+complete -c distd -n "__fish_distd_using_subcommand nanny" -l name -d 'The worker\'s name (default: HOST-PID)' -r
+complete -c distd -n "__fish_distd_using_subcommand nanny" -l resources -d 'Abstract resources, e.g. "GPU=2 MEM=8e9"' -r
+complete -c distd -n "__fish_distd_using_subcommand nanny" -l local-directory -d 'Folder for scratch files (default: ~/.cache/distd)' -r -F
+complete -c distd -n "__fish_distd_using_subcommand nanny" -l listen-address -d 'Address to listen on for peers, host:port (default: the interface that reaches the scheduler)' -r
+complete -c distd -n "__fish_distd_using_subcommand nanny" -l contact-address -d 'Address peers should use to reach this worker, host:port' -r
+complete -c distd -n "__fish_distd_using_subcommand nanny" -l death-timeout -d 'Give up after the scheduler is unreachable this long' -r
+complete -c distd -n "__fish_distd_using_subcommand nanny" -l no-nanny -d 'Run the worker in this process, without a nanny (one worker only)'
+complete -c distd -n "__fish_distd_using_subcommand nanny" -s h -l help -d 'Print help'
+complete -c distd -n "__fish_distd_using_subcommand nanny" -s V -l version -d 'Print version'
 complete -c distd -n "__fish_distd_using_subcommand local" -s n -l nworkers -d 'Number of workers (default: the number of cores)' -r
 complete -c distd -n "__fish_distd_using_subcommand local" -l threads-per-worker -d 'Threads per worker' -r
 complete -c distd -n "__fish_distd_using_subcommand local" -l host -d 'Interface the scheduler listens on' -r
 complete -c distd -n "__fish_distd_using_subcommand local" -l port -d 'Scheduler port (0 picks a free one)' -r
 complete -c distd -n "__fish_distd_using_subcommand local" -l local-directory -d 'Folder for the workers\' scratch files' -r -F
 complete -c distd -n "__fish_distd_using_subcommand local" -l run -d 'Run this graph file on the cluster, then exit' -r -F
+complete -c distd -n "__fish_distd_using_subcommand local" -l processes -d 'Run the workers as separate processes under a nanny, not as threads of this one'
 complete -c distd -n "__fish_distd_using_subcommand local" -l no-progress -d 'With --run: never draw a progress bar'
 complete -c distd -n "__fish_distd_using_subcommand local" -s h -l help -d 'Print help'
 complete -c distd -n "__fish_distd_using_subcommand local" -s V -l version -d 'Print version'
@@ -78,13 +100,17 @@ complete -c distd -n "__fish_distd_using_subcommand run" -s V -l version -d 'Pri
 complete -c distd -n "__fish_distd_using_subcommand info" -l json -d 'Print JSON instead of a table'
 complete -c distd -n "__fish_distd_using_subcommand info" -s h -l help -d 'Print help'
 complete -c distd -n "__fish_distd_using_subcommand info" -s V -l version -d 'Print version'
+complete -c distd -n "__fish_distd_using_subcommand restart" -s h -l help -d 'Print help'
+complete -c distd -n "__fish_distd_using_subcommand restart" -s V -l version -d 'Print version'
 complete -c distd -n "__fish_distd_using_subcommand generate" -s h -l help -d 'Print help'
 complete -c distd -n "__fish_distd_using_subcommand generate" -s V -l version -d 'Print version'
-complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker local submit run info generate help" -f -a "scheduler" -d 'Run the scheduler: the one process that knows the graph and the workers'
-complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker local submit run info generate help" -f -a "worker" -d 'Run a worker that connects to a scheduler and runs its tasks'
-complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker local submit run info generate help" -f -a "local" -d 'Run a scheduler and N workers in this process (a local cluster)'
-complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker local submit run info generate help" -f -a "submit" -d 'Run one command as a task on a cluster; print its output and exit with its status'
-complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker local submit run info generate help" -f -a "run" -d 'Run a graph file (TOML) on a cluster, or on a local cluster started for it'
-complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker local submit run info generate help" -f -a "info" -d 'Show a cluster\'s workers and task counts'
-complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker local submit run info generate help" -f -a "generate" -d 'Write shell completions or man pages (used by `make completions` and `make man`)'
-complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker local submit run info generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local submit run info restart generate help" -f -a "scheduler" -d 'Run the scheduler: the one process that knows the graph and the workers'
+complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local submit run info restart generate help" -f -a "worker" -d 'Run workers that connect to a scheduler and run its tasks, under a nanny that restarts them (unless --no-nanny)'
+complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local submit run info restart generate help" -f -a "nanny" -d 'Run a nanny: it starts workers as its children and supervises them (as `worker`)'
+complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local submit run info restart generate help" -f -a "local" -d 'Run a scheduler and N workers in this process (a local cluster)'
+complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local submit run info restart generate help" -f -a "submit" -d 'Run one command as a task on a cluster; print its output and exit with its status'
+complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local submit run info restart generate help" -f -a "run" -d 'Run a graph file (TOML) on a cluster, or on a local cluster started for it'
+complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local submit run info restart generate help" -f -a "info" -d 'Show a cluster\'s workers and task counts'
+complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local submit run info restart generate help" -f -a "restart" -d 'Restart every nanny-supervised worker of a cluster; all tasks and results are dropped'
+complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local submit run info restart generate help" -f -a "generate" -d 'Write shell completions or man pages (used by `make completions` and `make man`)'
+complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local submit run info restart generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
