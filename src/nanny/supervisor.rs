@@ -180,7 +180,7 @@ impl Supervisor {
 
     /// The child could not even be spawned (the executable is gone, fork failed).
     pub fn on_spawn_failed(&mut self, reason: &str, now: Instant) {
-        self.on_exit_reason(format!("could not start: {reason}"), false, now);
+        self.on_exit_reason(format!("could not start: {reason}"), false, true, now);
     }
 
     /// The child exited.
@@ -218,7 +218,7 @@ impl Supervisor {
                     .kill_reason
                     .take()
                     .unwrap_or_else(|| format!("worker process {how}"));
-                self.on_exit_reason(reason, false, now);
+                self.on_exit_reason(reason, false, false, now);
             }
             (_, ExitKind::Code(0)) if self.kill_reason.is_none() => {
                 // The worker ended by itself, as asked by its scheduler: nothing to restart.
@@ -237,13 +237,16 @@ impl Supervisor {
                     None => format!("worker process {how}"),
                 };
                 let stable = matches!(self.phase, Phase::Running { since } if now.duration_since(since) >= self.policy.stable_after);
-                self.on_exit_reason(reason, stable, now);
+                self.on_exit_reason(reason, stable, true, now);
             }
         }
     }
 
-    fn on_exit_reason(&mut self, reason: String, stable: bool, now: Instant) {
-        self.actions.push(Action::ReportDeath { reason: reason.clone() });
+    /// A crash: counted, reported unless `reported` already, and restarted after backoff.
+    fn on_exit_reason(&mut self, reason: String, stable: bool, report: bool, now: Instant) {
+        if report {
+            self.actions.push(Action::ReportDeath { reason: reason.clone() });
+        }
         if stable {
             self.backoff = self.policy.backoff_start;
         }
@@ -281,6 +284,11 @@ impl Supervisor {
             crate::units::format_bytes(rss),
             crate::units::format_bytes(limit)
         ));
+        // The scheduler hears why before the worker's connection drops, so the tasks it was
+        // running are charged with the reason.
+        self.actions.push(Action::ReportDeath {
+            reason: self.kill_reason.clone().expect("set above"),
+        });
         // Memory runs away fast: little grace before SIGKILL.
         self.phase = Phase::Stopping {
             kill_at: now + Duration::from_millis(500).min(self.policy.shutdown_timeout),
@@ -438,13 +446,14 @@ mod tests {
         s.on_memory(999, t0);
         assert!(s.take_actions().is_empty());
         s.on_memory(2000, t0);
-        assert_eq!(s.take_actions(), vec![Action::Terminate]);
-        s.on_exit(ExitKind::Signal(15), t0);
         let a = s.take_actions();
         assert!(
             matches!(&a[0], Action::ReportDeath { reason } if reason.contains("memory")),
             "{a:?}"
         );
+        assert_eq!(a[1], Action::Terminate);
+        s.on_exit(ExitKind::Signal(15), t0);
+        assert!(s.take_actions().is_empty(), "reported once, before the kill");
         assert!(s.next_deadline().is_some(), "restarts after backoff");
     }
 

@@ -43,6 +43,9 @@ impl Default for CoreConfig {
     }
 }
 
+/// The loss reason the shell gives when a worker's connection simply ended.
+pub const CONNECTION_CLOSED: &str = "connection closed";
+
 /// A message the scheduler decided to send; the server shell delivers it.
 #[derive(Debug, PartialEq)]
 pub enum Outgoing {
@@ -366,7 +369,13 @@ impl Core {
                 continue;
             }
             if started && !ws.leaving {
-                task.suspicious.push(ws.info.name.clone());
+                // A reason beyond the connection dropping (a nanny's report, such as memory)
+                // is worth carrying into the eventual "killed worker" error.
+                task.suspicious.push(if reason == CONNECTION_CLOSED {
+                    ws.info.name.clone()
+                } else {
+                    format!("{} ({})", ws.info.name, reason)
+                });
                 if task.suspicious.len() > allowed {
                     let workers = task.suspicious.clone();
                     erred.push((t, TaskError::KilledWorker { workers }));

@@ -35,7 +35,6 @@ impl Core {
                     .map(|(w, _)| *w)
                     .collect();
                 for w in found {
-                    let reason = format!("{worker}: {reason}");
                     self.outbox.push(Outgoing::CloseWorker(w, reason.clone()));
                     self.on_worker_lost(w, &reason);
                 }

@@ -205,7 +205,7 @@ impl Cluster {
     /// The worker's connection dropped.
     fn lose_worker(&mut self, worker: &str) {
         let id = self.worker(worker);
-        self.core.on_worker_lost(id, "connection reset");
+        self.core.on_worker_lost(id, crate::scheduler::core::CONNECTION_CLOSED);
         self.step();
     }
 

@@ -4,7 +4,7 @@
 //! A connection that sends garbage, a truncated or oversized frame, or speaks another
 //! version is closed with a logged reason; the others are not disturbed.
 
-use super::core::{Core, CoreConfig, Outgoing};
+use super::core::{Core, CoreConfig, Outgoing, CONNECTION_CLOSED};
 use crate::protocol::{
     accept_handshake, write_loop, ClientId, FrameError, FrameReader, FromClient, FromNanny, FromWorker, HandshakeError,
     NannyId, Outbound, Role, ToClient, ToNanny, ToWorker, WorkerId, WorkerInfo,
@@ -288,7 +288,7 @@ async fn serve_connection(
             let _ = events
                 .send(Event::WorkerLost(
                     id,
-                    ended.clone().err().unwrap_or_else(|| "connection closed".into()),
+                    ended.clone().err().unwrap_or_else(|| CONNECTION_CLOSED.into()),
                 ))
                 .await;
             drop(writer);
