@@ -28,6 +28,8 @@ pub enum Command {
     Nanny(WorkerArgs),
     /// Run a scheduler and N workers in this process (a local cluster)
     Local(LocalArgs),
+    /// Start a scheduler and nanny-supervised workers on a list of hosts over SSH
+    Ssh(SshArgs),
     /// Run one command as a task on a cluster; print its output and exit with its status
     Submit(SubmitArgs),
     /// Run a graph file (TOML) on a cluster, or on a local cluster started for it
@@ -191,6 +193,61 @@ pub struct InfoArgs {
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SshArgs {
+    /// Host patterns: user@host:port, [v6], node{1..4}, 10.0.0.{1,2}, node[01-16,20], 10.0.0.<1,2>
+    #[arg(value_name = "HOST", required_unless_present = "hostfile")]
+    pub hosts: Vec<String>,
+    /// Read host patterns from this file (one per line, # comments)
+    #[arg(long, value_name = "FILE")]
+    pub hostfile: Option<PathBuf>,
+    /// Host of the scheduler (default: the first host)
+    #[arg(long, value_name = "HOST")]
+    pub scheduler: Option<String>,
+    /// Scheduler port (0 picks a free one)
+    #[arg(long, default_value_t = 8786)]
+    pub scheduler_port: u16,
+    /// Threads per worker (default: the remote cores / nworkers)
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub nthreads: usize,
+    /// Worker processes per host
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub nworkers: usize,
+    /// Memory per worker (as `distd worker --memory-limit`)
+    #[arg(long, default_value = "auto", value_name = "LIMIT")]
+    pub memory_limit: String,
+    /// User name for SSH
+    #[arg(long, value_name = "USER")]
+    pub ssh_username: Option<String>,
+    /// SSH port
+    #[arg(long, value_name = "PORT")]
+    pub ssh_port: Option<u16>,
+    /// SSH private key
+    #[arg(long, value_name = "FILE")]
+    pub ssh_private_key: Option<PathBuf>,
+    /// An ssh configuration file to use instead of ~/.ssh/config (ssh -F)
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+    /// The distd to run on the hosts (its version must equal this one's)
+    #[arg(long, default_value = "distd", value_name = "PATH", conflicts_with = "upload")]
+    pub remote_distd: String,
+    /// Copy this distd binary to each host (checksummed; reused when already there)
+    #[arg(long)]
+    pub upload: bool,
+    /// With --upload: where the binary goes on each host (relative to the remote home)
+    #[arg(long, default_value = ".cache/distd", value_name = "DIR")]
+    pub remote_dir: String,
+    /// Scratch folder of the workers on each host
+    #[arg(long, value_name = "DIR")]
+    pub local_directory: Option<String>,
+    /// Also write every remote process's output to files in this local folder
+    #[arg(long, value_name = "DIR")]
+    pub log_directory: Option<PathBuf>,
+    /// Give up on a host that does not answer within this long
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub connect_timeout: String,
 }
 
 #[derive(Debug, Args)]

@@ -44,6 +44,8 @@ pub enum CliError {
     OwnExecutable(std::io::Error),
     #[error(transparent)]
     Nanny(#[from] NannyError),
+    #[error(transparent)]
+    Ssh(#[from] crate::ssh::SshError),
     #[error("only {have} of {want} workers registered in time")]
     WorkersMissing { have: usize, want: usize },
 }
@@ -72,6 +74,10 @@ pub fn dispatch(command: Command, registry: Registry) -> Result<u8, CliError> {
         Command::Worker(a) => worker(a, registry),
         Command::Nanny(a) => nanny(config::worker(&a)?),
         Command::Restart(a) => restart(a),
+        Command::Ssh(a) => {
+            crate::ssh::run_ssh(config::ssh(&a)?)?;
+            Ok(0)
+        }
         Command::Local(a) => local(a, registry),
         Command::Submit(a) => submit(a),
         Command::Run(a) => run(a, registry),

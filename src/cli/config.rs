@@ -154,6 +154,85 @@ pub fn scheduler(args: &SchedulerArgs) -> Result<SchedulerSetup, ConfigError> {
     })
 }
 
+/// `distd ssh`'s hosts expanded and its flags checked.
+pub fn ssh(args: &super::args::SshArgs) -> Result<crate::ssh::SshConfig, ConfigError> {
+    use crate::ssh::pattern::{expand_all, expand_pattern, parse_hostfile, DEFAULT_HOST_CAP};
+    let bad = |flag: &'static str, reason: String| ConfigError::Value { flag, reason };
+    let mut expansion =
+        expand_all(args.hosts.iter().map(|s| s.as_str()), DEFAULT_HOST_CAP).map_err(|e| bad("HOST", e.to_string()))?;
+    if let Some(f) = &args.hostfile {
+        let text =
+            std::fs::read_to_string(f).map_err(|e| bad("--hostfile", format!("cannot read {}: {e}", f.display())))?;
+        let more = parse_hostfile(
+            &text,
+            &f.display().to_string(),
+            DEFAULT_HOST_CAP - expansion.hosts.len(),
+        )
+        .map_err(|e| bad("--hostfile", e.to_string()))?;
+        for h in more.hosts {
+            if expansion.hosts.contains(&h) {
+                expansion.duplicates.push(h);
+            } else {
+                expansion.hosts.push(h);
+            }
+        }
+        expansion.duplicates.extend(more.duplicates);
+    }
+    for d in &expansion.duplicates {
+        log::warn!("host {d} is listed more than once; using it once");
+    }
+    if expansion.hosts.is_empty() {
+        return Err(bad("HOST", "no hosts given".into()));
+    }
+    let scheduler = match &args.scheduler {
+        None => expansion.hosts[0].clone(),
+        Some(s) => {
+            let mut v = expand_pattern(s).map_err(|e| bad("--scheduler", e.to_string()))?;
+            if v.len() != 1 {
+                return Err(bad("--scheduler", format!("{s:?} names {} hosts, not one", v.len())));
+            }
+            v.remove(0)
+        }
+    };
+    if args.nworkers == 0 {
+        return Err(bad("--nworkers", "must be at least 1".into()));
+    }
+    // Checked here so a typo fails before any connection; the remote side resolves `auto`.
+    parse_memory_limit("--memory-limit", &args.memory_limit, args.nthreads.max(1))?;
+    let mut worker_args = vec![
+        "--nworkers".to_string(),
+        args.nworkers.to_string(),
+        "--nthreads".into(),
+        args.nthreads.to_string(),
+        "--memory-limit".into(),
+        args.memory_limit.clone(),
+    ];
+    if let Some(d) = &args.local_directory {
+        worker_args.push("--local-directory".into());
+        worker_args.push(d.clone());
+    }
+    Ok(crate::ssh::SshConfig {
+        hosts: expansion.hosts,
+        scheduler,
+        scheduler_port: args.scheduler_port,
+        worker_args,
+        nworkers: args.nworkers,
+        ssh_user: args.ssh_username.clone(),
+        ssh_port: args.ssh_port,
+        ssh_key: args.ssh_private_key.clone(),
+        ssh_config: args.ssh_config.clone(),
+        remote: if args.upload {
+            crate::ssh::RemoteDistd::Upload {
+                dir: args.remote_dir.clone(),
+            }
+        } else {
+            crate::ssh::RemoteDistd::Path(args.remote_distd.clone())
+        },
+        log_directory: args.log_directory.clone(),
+        connect_timeout: duration("--connect-timeout", &args.connect_timeout)?,
+    })
+}
+
 /// Reads the address from a scheduler file.
 pub fn read_scheduler_file(path: &Path) -> Result<String, ConfigError> {
     let fail = |reason: String| ConfigError::SchedulerFile {

@@ -429,6 +429,7 @@ fn spawn_worker(
     // The worker leads its own process group, so a terminal's Ctrl-C reaches only the nanny,
     // which then stops the worker in order.
     cmd.process_group(0);
+    cmd.env_remove(crate::ssh::WATCH_STDIN_ENV);
     // SAFETY: the closure only calls prctl, which is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {

@@ -1,0 +1,587 @@
+//! `distd ssh`: starts a scheduler on one host and nanny-supervised workers on every host,
+//! over OpenSSH (the system's ssh, through the `openssh` crate: ~/.ssh/config, agents and
+//! ProxyJump work), and tears it all down on Ctrl-C.
+//!
+//! openssh runs on tokio; this module alone wraps its futures in `async_compat::Compat` so the
+//! rest of distd stays on smol. Remote processes run with `DISTD_WATCH_STDIN=1`: each keeps
+//! its stdin open to us and stops when it closes, so no remote process outlives `distd ssh`,
+//! however it ends.
+
+use super::pattern::HostSpec;
+use crate::client::AsyncClient;
+use async_compat::Compat;
+use futures_lite::{AsyncBufReadExt, AsyncWriteExt, StreamExt};
+use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
+use smol::Task;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The environment variable that makes a remote distd stop when its stdin closes.
+pub const WATCH_STDIN_ENV: &str = "DISTD_WATCH_STDIN";
+
+/// Which distd the remote hosts run.
+#[derive(Clone, Debug)]
+pub enum RemoteDistd {
+    /// A program on the remote PATH (or a path); its version must equal ours.
+    Path(String),
+    /// Copy this very binary into this folder on each host (relative to the remote home).
+    Upload { dir: String },
+}
+
+/// Everything `distd ssh` needs, validated.
+#[derive(Clone, Debug)]
+pub struct SshConfig {
+    pub hosts: Vec<HostSpec>,
+    pub scheduler: HostSpec,
+    pub scheduler_port: u16,
+    /// Flags for every `distd worker` (after the scheduler address).
+    pub worker_args: Vec<String>,
+    pub nworkers: usize,
+    pub ssh_user: Option<String>,
+    pub ssh_port: Option<u16>,
+    pub ssh_key: Option<PathBuf>,
+    pub ssh_config: Option<PathBuf>,
+    pub remote: RemoteDistd,
+    /// Where each remote process's output is also written, one file per host and role.
+    pub log_directory: Option<PathBuf>,
+    pub connect_timeout: Duration,
+}
+
+/// Why `distd ssh` could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    #[error("scheduler host {host} unreachable: {reason}")]
+    SchedulerHost { host: String, reason: String },
+    #[error("host {host}: {reason}")]
+    Host { host: String, reason: String },
+    #[error("no host could be reached")]
+    NoHosts,
+    #[error("the scheduler on {host} did not start: {reason}")]
+    SchedulerStart { host: String, reason: String },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("cannot read this program's own executable: {0}")]
+    OwnExecutable(std::io::Error),
+    #[error("cannot write logs to {path}: {source}")]
+    Log { path: String, source: std::io::Error },
+}
+
+/// One line of ssh's own error, with its causes.
+fn describe(e: &openssh::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(c) = src {
+        let t = c.to_string();
+        if !t.is_empty() && !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(t.trim());
+        }
+        src = c.source();
+    }
+    s.replace('\n', " ")
+}
+
+impl SshConfig {
+    fn builder(&self, host: &HostSpec) -> SessionBuilder {
+        let mut b = SessionBuilder::default();
+        b.known_hosts_check(KnownHosts::Add)
+            .connect_timeout(self.connect_timeout)
+            .server_alive_interval(Duration::from_secs(5))
+            // The master exits by itself once no command uses it, e.g. after we are killed.
+            .control_persist(openssh::ControlPersist::IdleFor(
+                std::num::NonZeroUsize::new(10).expect("10 is not zero"),
+            ));
+        if let Some(u) = host.user.clone().or_else(|| self.ssh_user.clone()) {
+            b.user(u);
+        }
+        if let Some(p) = host.port.or(self.ssh_port) {
+            b.port(p);
+        }
+        if let Some(k) = &self.ssh_key {
+            b.keyfile(k);
+        }
+        if let Some(c) = &self.ssh_config {
+            b.config_file(c);
+        }
+        b
+    }
+
+    async fn connect(&self, host: &HostSpec) -> Result<Arc<Session>, String> {
+        let b = self.builder(host);
+        let dest = host.host.clone();
+        Compat::new(async move { b.connect(dest).await })
+            .await
+            .map(Arc::new)
+            .map_err(|e| describe(&e))
+    }
+}
+
+/// Runs a command to completion on `session`; its stdout, or an error with its stderr.
+async fn run_remote(session: &Session, program: &str, args: &[&str], input: Option<&[u8]>) -> Result<String, String> {
+    Compat::new(async {
+        let mut cmd = session.command(program);
+        cmd.args(args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() });
+        let mut child = cmd.spawn().await.map_err(|e| describe(&e))?;
+        if let (Some(bytes), Some(stdin)) = (input, child.stdin().take()) {
+            let mut stdin = Compat::new(stdin);
+            stdin.write_all(bytes).await.map_err(|e| format!("sending data: {e}"))?;
+            stdin.close().await.map_err(|e| format!("sending data: {e}"))?;
+        }
+        let out = child.wait_with_output().await.map_err(|e| describe(&e))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "`{program} {}` failed ({}): {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim().replace('\n', " | ")
+            ))
+        }
+    })
+    .await
+}
+
+/// Makes sure `host` runs our distd; returns the program to run there.
+async fn prepare_remote(config: &SshConfig, session: &Session, local_sha: Option<&str>) -> Result<String, String> {
+    let ours = format!("distd {}", crate::protocol::DISTD_VERSION);
+    match &config.remote {
+        RemoteDistd::Path(p) => {
+            let out = run_remote(session, p, &["--version"], None).await?;
+            let theirs = out.trim();
+            if theirs != ours {
+                return Err(format!(
+                    "remote {p:?} is {theirs:?}, this is {ours:?}; every host must run the same distd (try --upload)"
+                ));
+            }
+            Ok(p.clone())
+        }
+        RemoteDistd::Upload { dir } => {
+            let arch = run_remote(session, "uname", &["-m"], None).await?;
+            let arch = arch.trim();
+            if arch != std::env::consts::ARCH {
+                return Err(format!(
+                    "remote architecture is {arch}, this binary is for {}; --upload cannot help",
+                    std::env::consts::ARCH
+                ));
+            }
+            let sha = local_sha.expect("computed for --upload");
+            let dir = run_remote(
+                session,
+                "sh",
+                &["-c", "mkdir -p \"$1\" && cd \"$1\" && pwd", "sh", dir],
+                None,
+            )
+            .await?;
+            let path = format!("{}/distd-{}-{}", dir.trim(), crate::protocol::DISTD_VERSION, &sha[..16]);
+            let remote_sha = |out: &str| out.split_whitespace().next().unwrap_or("").to_string();
+            if let Ok(out) = run_remote(session, "sha256sum", &[&path], None).await {
+                if remote_sha(&out) == sha {
+                    return Ok(path);
+                }
+            }
+            let exe = std::env::current_exe().map_err(|e| format!("cannot read this binary: {e}"))?;
+            let bytes = blocking::unblock(move || std::fs::read(exe))
+                .await
+                .map_err(|e| format!("cannot read this binary: {e}"))?;
+            let script = "t=\"$1.tmp.$$\" && cat > \"$t\" && chmod 755 \"$t\" && mv \"$t\" \"$1\"";
+            run_remote(session, "sh", &["-c", script, "sh", &path], Some(&bytes)).await?;
+            let out = run_remote(session, "sha256sum", &[&path], None).await?;
+            if remote_sha(&out) != sha {
+                return Err(format!("uploaded {path} but its checksum differs"));
+            }
+            Ok(path)
+        }
+    }
+}
+
+fn sha256_of_self() -> Result<String, SshError> {
+    use sha2::Digest;
+    let exe = std::env::current_exe().map_err(SshError::OwnExecutable)?;
+    let bytes = std::fs::read(exe).map_err(SshError::OwnExecutable)?;
+    Ok(sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Where a remote process's output goes: our stdout/stderr with a `[host]` prefix, and a
+/// log file when asked.
+#[derive(Clone)]
+struct Output {
+    prefix: String,
+    file: Option<Arc<Mutex<std::fs::File>>>,
+}
+
+impl Output {
+    fn new(config: &SshConfig, host: &HostSpec, role: &str) -> Result<Output, SshError> {
+        let file = match &config.log_directory {
+            None => None,
+            Some(d) => {
+                let path = d.join(format!("{}-{role}.log", host.host.replace([':', '/'], "_")));
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(|source| SshError::Log {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+                Some(Arc::new(Mutex::new(f)))
+            }
+        };
+        Ok(Output {
+            prefix: format!("[{}]", host.host),
+            file,
+        })
+    }
+
+    fn line(&self, stdout: bool, line: &str) {
+        if stdout {
+            println!("{} {line}", self.prefix);
+        } else {
+            eprintln!("{} {line}", self.prefix);
+        }
+        if let Some(f) = &self.file {
+            let _ = writeln!(f.lock().expect("log lock"), "{line}");
+        }
+    }
+}
+
+/// A remote distd process: its stdin is held open until we want it to stop.
+struct RemoteProc {
+    /// Dropping it closes the remote stdin, which stops the process.
+    stdin: Option<openssh::ChildStdin>,
+    done: Task<String>,
+}
+
+/// Starts `program args...` on the host with its output forwarded; `first_line` receives
+/// the first stdout line (the scheduler announces its address that way).
+async fn spawn_remote(
+    session: Arc<Session>,
+    program: String,
+    args: Vec<String>,
+    out: Output,
+    first_line: Option<async_channel::Sender<String>>,
+) -> Result<RemoteProc, String> {
+    let mut child = Compat::new(async {
+        let mut cmd = Session::to_command(session, "env");
+        cmd.arg(format!("{WATCH_STDIN_ENV}=1")).arg(&program).args(&args);
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.spawn().await
+    })
+    .await
+    .map_err(|e| describe(&e))?;
+    let stdin = child.stdin().take();
+    let stdout = child.stdout().take().expect("stdout was piped");
+    let stderr = child.stderr().take().expect("stderr was piped");
+    let o = out.clone();
+    let forward_out = async move {
+        let mut lines = futures_lite::io::BufReader::new(Compat::new(stdout)).lines();
+        let mut first = first_line;
+        while let Some(Ok(line)) = lines.next().await {
+            if let Some(tx) = first.take() {
+                let _ = tx.try_send(line.clone());
+            }
+            o.line(true, &line);
+        }
+    };
+    let o = out.clone();
+    let forward_err = async move {
+        let mut lines = futures_lite::io::BufReader::new(Compat::new(stderr)).lines();
+        while let Some(Ok(line)) = lines.next().await {
+            o.line(false, &line);
+        }
+    };
+    let done = smol::spawn(async move {
+        futures_lite::future::zip(forward_out, forward_err).await;
+        match Compat::new(child.wait()).await {
+            Ok(st) => format!("exited with {st}"),
+            Err(e) => describe(&e),
+        }
+    });
+    Ok(RemoteProc { stdin, done })
+}
+
+/// Runs the cluster until SIGINT/SIGTERM; returns once every remote process has stopped.
+pub fn run_ssh(config: SshConfig) -> Result<(), SshError> {
+    let mut signals = async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])
+        .map_err(SshError::Signals)?;
+    let local_sha = match config.remote {
+        RemoteDistd::Upload { .. } => Some(sha256_of_self()?),
+        RemoteDistd::Path(_) => None,
+    };
+    if let Some(d) = &config.log_directory {
+        std::fs::create_dir_all(d).map_err(|source| SshError::Log {
+            path: d.display().to_string(),
+            source,
+        })?;
+    }
+    smol::block_on(async {
+        // Connect to every host at once; the scheduler host must answer.
+        let mut all = config.hosts.clone();
+        if !all.contains(&config.scheduler) {
+            all.insert(0, config.scheduler.clone());
+        }
+        let attempts: Vec<(HostSpec, Task<Result<(Arc<Session>, String), String>>)> = all
+            .iter()
+            .map(|h| {
+                let (c, h2, sha) = (config.clone(), h.clone(), local_sha.clone());
+                (
+                    h.clone(),
+                    smol::spawn(async move {
+                        let s = c.connect(&h2).await?;
+                        let program = prepare_remote(&c, &s, sha.as_deref()).await?;
+                        Ok((s, program))
+                    }),
+                )
+            })
+            .collect();
+        let mut ready: HashMap<HostSpec, (Arc<Session>, String)> = HashMap::new();
+        for (h, t) in attempts {
+            match t.await {
+                Ok(x) => {
+                    ready.insert(h, x);
+                }
+                Err(reason) if h == config.scheduler => {
+                    return Err(SshError::SchedulerHost {
+                        host: h.to_string(),
+                        reason,
+                    })
+                }
+                Err(reason) => eprintln!("distd ssh: [{}] unreachable, skipped: {reason}", h.host),
+            }
+        }
+        let worker_hosts: Vec<HostSpec> = config.hosts.iter().filter(|h| ready.contains_key(h)).cloned().collect();
+        if worker_hosts.is_empty() {
+            return Err(SshError::NoHosts);
+        }
+
+        // The scheduler announces its address on its first stdout line.
+        let (session, program) = ready[&config.scheduler].clone();
+        let (tx, rx) = async_channel::bounded(1);
+        let sched_out = Output::new(&config, &config.scheduler, "scheduler")?;
+        let scheduler = spawn_remote(
+            session,
+            program,
+            vec![
+                "scheduler".into(),
+                "--host".into(),
+                "0.0.0.0".into(),
+                "--port".into(),
+                config.scheduler_port.to_string(),
+            ],
+            sched_out,
+            Some(tx),
+        )
+        .await
+        .map_err(|reason| SshError::SchedulerStart {
+            host: config.scheduler.to_string(),
+            reason,
+        })?;
+        let first = futures_lite::future::or(async { rx.recv().await.ok() }, async {
+            async_io::Timer::after(Duration::from_secs(30)).await;
+            None
+        })
+        .await;
+        let port = first
+            .as_deref()
+            .and_then(|l| l.strip_prefix("scheduler at tcp://"))
+            .and_then(|a| a.rsplit(':').next())
+            .and_then(|p| p.parse::<u16>().ok())
+            .ok_or_else(|| SshError::SchedulerStart {
+                host: config.scheduler.to_string(),
+                reason: match &first {
+                    Some(l) => format!("unexpected first line {l:?}"),
+                    None => "it printed no address within 30 s".into(),
+                },
+            })?;
+        let sched_host = if config.scheduler.host.contains(':') {
+            format!("[{}]", config.scheduler.host)
+        } else {
+            config.scheduler.host.clone()
+        };
+        let address = format!("{sched_host}:{port}");
+
+        // Workers, each host supervised: a dropped connection is retried with backoff.
+        let (stop_tx, stop_rx) = async_channel::unbounded::<()>();
+        let mut supervisors = Vec::new();
+        for h in &worker_hosts {
+            let (session, program) = ready[h].clone();
+            let out = Output::new(&config, h, "worker")?;
+            let mut args = vec!["worker".to_string(), address.clone()];
+            args.extend(config.worker_args.iter().cloned());
+            supervisors.push(smol::spawn(supervise_host(
+                config.clone(),
+                h.clone(),
+                session,
+                program,
+                args,
+                out,
+                stop_rx.clone(),
+            )));
+        }
+
+        // One summary line once every worker has registered.
+        let want = worker_hosts.len() * config.nworkers;
+        let summary = async {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let Ok(client) = AsyncClient::connect(&address).await else {
+                eprintln!("distd ssh: cannot reach the scheduler at {address} from here to count workers");
+                return;
+            };
+            while Instant::now() < deadline {
+                if let Ok(info) = client.info().await {
+                    if info.workers.len() >= want {
+                        println!(
+                            "distd ssh: scheduler at tcp://{address}, {} workers on {} hosts",
+                            info.workers.len(),
+                            worker_hosts.len()
+                        );
+                        let _ = std::io::stdout().flush();
+                        return;
+                    }
+                }
+                async_io::Timer::after(Duration::from_millis(50)).await;
+            }
+            eprintln!("distd ssh: not every worker registered within 60 s");
+        };
+        let mut scheduler = scheduler;
+        let scheduler_ended = futures_lite::future::or(
+            async {
+                summary.await;
+                futures_lite::future::pending::<Option<String>>().await
+            },
+            futures_lite::future::or(
+                async {
+                    signals.next().await;
+                    None
+                },
+                async { Some((&mut scheduler.done).await) },
+            ),
+        )
+        .await;
+
+        // Stop: close every remote stdin, so each remote distd stops gracefully.
+        eprintln!("distd ssh: stopping the cluster");
+        drop(stop_tx);
+        for s in supervisors {
+            s.await;
+        }
+        let RemoteProc { stdin, done } = scheduler;
+        close_stdin(stdin).await;
+        if scheduler_ended.is_none() {
+            let _ = futures_lite::future::or(async { Some(done.await) }, async {
+                async_io::Timer::after(Duration::from_secs(15)).await;
+                None
+            })
+            .await;
+        }
+        for (_, (session, _)) in ready {
+            if let Ok(s) = Arc::try_unwrap(session) {
+                let _ = Compat::new(s.close()).await;
+            }
+        }
+        match scheduler_ended {
+            None => Ok(()),
+            Some(how) => Err(SshError::SchedulerStart {
+                host: config.scheduler.to_string(),
+                reason: format!("the scheduler {how}"),
+            }),
+        }
+    })
+}
+
+async fn close_stdin(stdin: Option<openssh::ChildStdin>) {
+    if let Some(s) = stdin {
+        let _ = Compat::new(s).close().await;
+    }
+}
+
+/// Keeps `distd worker` running on one host until `stop` closes; restarts it with backoff
+/// when it ends (a dropped connection), reconnecting the session first.
+async fn supervise_host(
+    config: SshConfig,
+    host: HostSpec,
+    mut session: Arc<Session>,
+    program: String,
+    args: Vec<String>,
+    out: Output,
+    stop: async_channel::Receiver<()>,
+) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let proc = match spawn_remote(session.clone(), program.clone(), args.clone(), out.clone(), None).await {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("distd ssh: [{}] cannot start the worker: {e}", host.host);
+                if wait_or_stop(&stop, backoff).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                if let Ok(s) = config.connect(&host).await {
+                    session = s;
+                }
+                continue;
+            }
+        };
+        let RemoteProc { stdin, done } = proc;
+        let started = Instant::now();
+        let stopped = futures_lite::future::or(
+            async {
+                let _ = stop.recv().await;
+                true
+            },
+            async {
+                let how = done.await;
+                eprintln!("distd ssh: [{}] worker {how}", host.host);
+                false
+            },
+        )
+        .await;
+        if stopped {
+            close_stdin(stdin).await;
+            // The remote nanny stops its workers; give it its grace period.
+            async_io::Timer::after(Duration::from_millis(200)).await;
+            return;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            backoff = Duration::from_millis(500);
+        }
+        eprintln!(
+            "distd ssh: [{}] restarting the worker in {:.1} s",
+            host.host,
+            backoff.as_secs_f64()
+        );
+        if wait_or_stop(&stop, backoff).await {
+            return;
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+        if Compat::new(session.check()).await.is_err() {
+            match config.connect(&host).await {
+                Ok(s) => session = s,
+                Err(e) => eprintln!("distd ssh: [{}] reconnect failed: {e}", host.host),
+            }
+        }
+    }
+}
+
+/// Sleeps `d`; true if `stop` closed meanwhile.
+async fn wait_or_stop(stop: &async_channel::Receiver<()>, d: Duration) -> bool {
+    futures_lite::future::or(
+        async {
+            let _ = stop.recv().await;
+            true
+        },
+        async {
+            async_io::Timer::after(d).await;
+            false
+        },
+    )
+    .await
+}
