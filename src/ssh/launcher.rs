@@ -55,6 +55,8 @@ pub struct SshConfig {
 pub enum SshError {
     #[error("scheduler host {host} unreachable: {reason}")]
     SchedulerHost { host: String, reason: String },
+    #[error("host {host} cannot run this distd: {reason}")]
+    Unfit { host: String, reason: String },
     #[error("host {host}: {reason}")]
     Host { host: String, reason: String },
     #[error("no host could be reached")]
@@ -67,6 +69,14 @@ pub enum SshError {
     OwnExecutable(std::io::Error),
     #[error("cannot write logs to {path}: {source}")]
     Log { path: String, source: std::io::Error },
+}
+
+/// Why one host is not part of the cluster.
+enum HostFailure {
+    /// ssh could not reach it: the cluster starts without it.
+    Unreachable(String),
+    /// It answers but cannot run our distd (version, architecture, upload).
+    Unfit(String),
 }
 
 /// One line of ssh's own error, with its causes.
@@ -328,15 +338,17 @@ pub fn run_ssh(config: SshConfig) -> Result<(), SshError> {
         if !all.contains(&config.scheduler) {
             all.insert(0, config.scheduler.clone());
         }
-        let attempts: Vec<(HostSpec, Task<Result<(Arc<Session>, String), String>>)> = all
+        let attempts: Vec<(HostSpec, Task<Result<(Arc<Session>, String), HostFailure>>)> = all
             .iter()
             .map(|h| {
                 let (c, h2, sha) = (config.clone(), h.clone(), local_sha.clone());
                 (
                     h.clone(),
                     smol::spawn(async move {
-                        let s = c.connect(&h2).await?;
-                        let program = prepare_remote(&c, &s, sha.as_deref()).await?;
+                        let s = c.connect(&h2).await.map_err(HostFailure::Unreachable)?;
+                        let program = prepare_remote(&c, &s, sha.as_deref())
+                            .await
+                            .map_err(HostFailure::Unfit)?;
                         Ok((s, program))
                     }),
                 )
@@ -348,13 +360,23 @@ pub fn run_ssh(config: SshConfig) -> Result<(), SshError> {
                 Ok(x) => {
                     ready.insert(h, x);
                 }
-                Err(reason) if h == config.scheduler => {
+                // A host that cannot run our distd stops everything before anything starts:
+                // one software environment across the cluster.
+                Err(HostFailure::Unfit(reason)) => {
+                    return Err(SshError::Unfit {
+                        host: h.to_string(),
+                        reason,
+                    })
+                }
+                Err(HostFailure::Unreachable(reason)) if h == config.scheduler => {
                     return Err(SshError::SchedulerHost {
                         host: h.to_string(),
                         reason,
                     })
                 }
-                Err(reason) => eprintln!("distd ssh: [{}] unreachable, skipped: {reason}", h.host),
+                Err(HostFailure::Unreachable(reason)) => {
+                    eprintln!("distd ssh: [{}] unreachable, skipped: {reason}", h.host)
+                }
             }
         }
         let worker_hosts: Vec<HostSpec> = config.hosts.iter().filter(|h| ready.contains_key(h)).cloned().collect();
