@@ -40,6 +40,9 @@ _distd() {
             distd,scheduler)
                 cmd="distd__subcmd__scheduler"
                 ;;
+            distd,ssh)
+                cmd="distd__subcmd__ssh"
+                ;;
             distd,submit)
                 cmd="distd__subcmd__submit"
                 ;;
@@ -70,6 +73,9 @@ _distd() {
             distd__subcmd__help,scheduler)
                 cmd="distd__subcmd__help__subcmd__scheduler"
                 ;;
+            distd__subcmd__help,ssh)
+                cmd="distd__subcmd__help__subcmd__ssh"
+                ;;
             distd__subcmd__help,submit)
                 cmd="distd__subcmd__help__subcmd__submit"
                 ;;
@@ -83,7 +89,7 @@ _distd() {
 
     case "${cmd}" in
         distd)
-            opts="-h -V --help --version scheduler worker nanny local submit run info restart generate help"
+            opts="-h -V --help --version scheduler worker nanny local ssh submit run info restart generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -111,7 +117,7 @@ _distd() {
             return 0
             ;;
         distd__subcmd__help)
-            opts="scheduler worker nanny local submit run info restart generate help"
+            opts="scheduler worker nanny local ssh submit run info restart generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -223,6 +229,20 @@ _distd() {
             return 0
             ;;
         distd__subcmd__help__subcmd__scheduler)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        distd__subcmd__help__subcmd__ssh)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -458,6 +478,80 @@ _distd() {
                     return 0
                     ;;
                 --heartbeat-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        distd__subcmd__ssh)
+            opts="-h -V --hostfile --scheduler --scheduler-port --nthreads --nworkers --memory-limit --ssh-username --ssh-port --ssh-private-key --ssh-config --remote-distd --upload --remote-dir --local-directory --log-directory --connect-timeout --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --hostfile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheduler)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheduler-port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nthreads)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nworkers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --memory-limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ssh-username)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ssh-port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ssh-private-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ssh-config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --remote-distd)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --remote-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --local-directory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-directory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -30,6 +30,7 @@ complete -c distd -n "__fish_distd_needs_command" -f -a "scheduler" -d 'Run the 
 complete -c distd -n "__fish_distd_needs_command" -f -a "worker" -d 'Run workers that connect to a scheduler and run its tasks, under a nanny that restarts them (unless --no-nanny)'
 complete -c distd -n "__fish_distd_needs_command" -f -a "nanny" -d 'Run a nanny: it starts workers as its children and supervises them (as `worker`)'
 complete -c distd -n "__fish_distd_needs_command" -f -a "local" -d 'Run a scheduler and N workers in this process (a local cluster)'
+complete -c distd -n "__fish_distd_needs_command" -f -a "ssh" -d 'Start a scheduler and nanny-supervised workers on a list of hosts over SSH'
 complete -c distd -n "__fish_distd_needs_command" -f -a "submit" -d 'Run one command as a task on a cluster; print its output and exit with its status'
 complete -c distd -n "__fish_distd_needs_command" -f -a "run" -d 'Run a graph file (TOML) on a cluster, or on a local cluster started for it'
 complete -c distd -n "__fish_distd_needs_command" -f -a "info" -d 'Show a cluster\'s workers and task counts'
@@ -85,6 +86,24 @@ complete -c distd -n "__fish_distd_using_subcommand local" -l processes -d 'Run 
 complete -c distd -n "__fish_distd_using_subcommand local" -l no-progress -d 'With --run: never draw a progress bar'
 complete -c distd -n "__fish_distd_using_subcommand local" -s h -l help -d 'Print help'
 complete -c distd -n "__fish_distd_using_subcommand local" -s V -l version -d 'Print version'
+complete -c distd -n "__fish_distd_using_subcommand ssh" -l hostfile -d 'Read host patterns from this file (one per line, # comments)' -r -F
+complete -c distd -n "__fish_distd_using_subcommand ssh" -l scheduler -d 'Host of the scheduler (default: the first host)' -r
+complete -c distd -n "__fish_distd_using_subcommand ssh" -l scheduler-port -d 'Scheduler port (0 picks a free one)' -r
+complete -c distd -n "__fish_distd_using_subcommand ssh" -l nthreads -d 'Threads per worker (default: the remote cores / nworkers)' -r
+complete -c distd -n "__fish_distd_using_subcommand ssh" -l nworkers -d 'Worker processes per host' -r
+complete -c distd -n "__fish_distd_using_subcommand ssh" -l memory-limit -d 'Memory per worker (as `distd worker --memory-limit`)' -r
+complete -c distd -n "__fish_distd_using_subcommand ssh" -l ssh-username -d 'User name for SSH' -r
+complete -c distd -n "__fish_distd_using_subcommand ssh" -l ssh-port -d 'SSH port' -r
+complete -c distd -n "__fish_distd_using_subcommand ssh" -l ssh-private-key -d 'SSH private key' -r -F
+complete -c distd -n "__fish_distd_using_subcommand ssh" -l ssh-config -d 'An ssh configuration file to use instead of ~/.ssh/config (ssh -F)' -r -F
+complete -c distd -n "__fish_distd_using_subcommand ssh" -l remote-distd -d 'The distd to run on the hosts (its version must equal this one\'s)' -r
+complete -c distd -n "__fish_distd_using_subcommand ssh" -l remote-dir -d 'With --upload: where the binary goes on each host (relative to the remote home)' -r
+complete -c distd -n "__fish_distd_using_subcommand ssh" -l local-directory -d 'Scratch folder of the workers on each host' -r
+complete -c distd -n "__fish_distd_using_subcommand ssh" -l log-directory -d 'Also write every remote process\'s output to files in this local folder' -r -F
+complete -c distd -n "__fish_distd_using_subcommand ssh" -l connect-timeout -d 'Give up on a host that does not answer within this long' -r
+complete -c distd -n "__fish_distd_using_subcommand ssh" -l upload -d 'Copy this distd binary to each host (checksummed; reused when already there)'
+complete -c distd -n "__fish_distd_using_subcommand ssh" -s h -l help -d 'Print help'
+complete -c distd -n "__fish_distd_using_subcommand ssh" -s V -l version -d 'Print version'
 complete -c distd -n "__fish_distd_using_subcommand submit" -l key -d 'The task\'s key (default: a unique one)' -r
 complete -c distd -n "__fish_distd_using_subcommand submit" -l timeout -d 'Kill the command after this long' -r
 complete -c distd -n "__fish_distd_using_subcommand submit" -l cwd -d 'Working directory of the command on the worker' -r
@@ -104,13 +123,14 @@ complete -c distd -n "__fish_distd_using_subcommand restart" -s h -l help -d 'Pr
 complete -c distd -n "__fish_distd_using_subcommand restart" -s V -l version -d 'Print version'
 complete -c distd -n "__fish_distd_using_subcommand generate" -s h -l help -d 'Print help'
 complete -c distd -n "__fish_distd_using_subcommand generate" -s V -l version -d 'Print version'
-complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local submit run info restart generate help" -f -a "scheduler" -d 'Run the scheduler: the one process that knows the graph and the workers'
-complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local submit run info restart generate help" -f -a "worker" -d 'Run workers that connect to a scheduler and run its tasks, under a nanny that restarts them (unless --no-nanny)'
-complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local submit run info restart generate help" -f -a "nanny" -d 'Run a nanny: it starts workers as its children and supervises them (as `worker`)'
-complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local submit run info restart generate help" -f -a "local" -d 'Run a scheduler and N workers in this process (a local cluster)'
-complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local submit run info restart generate help" -f -a "submit" -d 'Run one command as a task on a cluster; print its output and exit with its status'
-complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local submit run info restart generate help" -f -a "run" -d 'Run a graph file (TOML) on a cluster, or on a local cluster started for it'
-complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local submit run info restart generate help" -f -a "info" -d 'Show a cluster\'s workers and task counts'
-complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local submit run info restart generate help" -f -a "restart" -d 'Restart every nanny-supervised worker of a cluster; all tasks and results are dropped'
-complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local submit run info restart generate help" -f -a "generate" -d 'Write shell completions or man pages (used by `make completions` and `make man`)'
-complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local submit run info restart generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local ssh submit run info restart generate help" -f -a "scheduler" -d 'Run the scheduler: the one process that knows the graph and the workers'
+complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local ssh submit run info restart generate help" -f -a "worker" -d 'Run workers that connect to a scheduler and run its tasks, under a nanny that restarts them (unless --no-nanny)'
+complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local ssh submit run info restart generate help" -f -a "nanny" -d 'Run a nanny: it starts workers as its children and supervises them (as `worker`)'
+complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local ssh submit run info restart generate help" -f -a "local" -d 'Run a scheduler and N workers in this process (a local cluster)'
+complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local ssh submit run info restart generate help" -f -a "ssh" -d 'Start a scheduler and nanny-supervised workers on a list of hosts over SSH'
+complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local ssh submit run info restart generate help" -f -a "submit" -d 'Run one command as a task on a cluster; print its output and exit with its status'
+complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local ssh submit run info restart generate help" -f -a "run" -d 'Run a graph file (TOML) on a cluster, or on a local cluster started for it'
+complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local ssh submit run info restart generate help" -f -a "info" -d 'Show a cluster\'s workers and task counts'
+complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local ssh submit run info restart generate help" -f -a "restart" -d 'Restart every nanny-supervised worker of a cluster; all tasks and results are dropped'
+complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local ssh submit run info restart generate help" -f -a "generate" -d 'Write shell completions or man pages (used by `make completions` and `make man`)'
+complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local ssh submit run info restart generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
