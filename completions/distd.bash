@@ -341,7 +341,7 @@ _distd() {
             return 0
             ;;
         distd__subcmd__nanny)
-            opts="-h -V --scheduler-file --nthreads --nworkers --memory-limit --shutdown-timeout --crash-limit --name --resources --local-directory --listen-address --contact-address --death-timeout --no-nanny --help --version"
+            opts="-h -V --scheduler-file --nthreads --nworkers --memory-limit --shutdown-timeout --drain --lifetime --lifetime-stagger --lifetime-restart --crash-limit --name --resources --local-directory --listen-address --contact-address --death-timeout --no-nanny --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -364,6 +364,14 @@ _distd() {
                     return 0
                     ;;
                 --shutdown-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lifetime)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lifetime-stagger)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -593,7 +601,7 @@ _distd() {
             return 0
             ;;
         distd__subcmd__worker)
-            opts="-h -V --scheduler-file --nthreads --nworkers --memory-limit --shutdown-timeout --crash-limit --name --resources --local-directory --listen-address --contact-address --death-timeout --no-nanny --help --version"
+            opts="-h -V --scheduler-file --nthreads --nworkers --memory-limit --shutdown-timeout --drain --lifetime --lifetime-stagger --lifetime-restart --crash-limit --name --resources --local-directory --listen-address --contact-address --death-timeout --no-nanny --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -616,6 +624,14 @@ _distd() {
                     return 0
                     ;;
                 --shutdown-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lifetime)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lifetime-stagger)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

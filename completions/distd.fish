@@ -51,6 +51,8 @@ complete -c distd -n "__fish_distd_using_subcommand worker" -l nthreads -d 'Task
 complete -c distd -n "__fish_distd_using_subcommand worker" -l nworkers -d 'Worker processes to start (each supervised by the nanny)' -r
 complete -c distd -n "__fish_distd_using_subcommand worker" -l memory-limit -d 'Memory per worker: bytes, 4GiB, 5GB, a fraction of system memory (0.5), auto (system memory * nthreads / cores) or 0 for no limit. Results spill to disk above 60%, new tasks wait above 80%, and the nanny restarts the worker above 95%' -r
 complete -c distd -n "__fish_distd_using_subcommand worker" -l shutdown-timeout -d 'Grace period for a worker to stop before it is killed' -r
+complete -c distd -n "__fish_distd_using_subcommand worker" -l lifetime -d 'Retire each worker after this long (its results are moved to other workers first)' -r
+complete -c distd -n "__fish_distd_using_subcommand worker" -l lifetime-stagger -d 'Spread retirements: each worker\'s lifetime varies by up to this much either way' -r
 complete -c distd -n "__fish_distd_using_subcommand worker" -l crash-limit -d 'The nanny gives up after this many worker crashes within a minute' -r
 complete -c distd -n "__fish_distd_using_subcommand worker" -l name -d 'The worker\'s name (default: HOST-PID)' -r
 complete -c distd -n "__fish_distd_using_subcommand worker" -l resources -d 'Abstract resources, e.g. "GPU=2 MEM=8e9"' -r
@@ -58,6 +60,8 @@ complete -c distd -n "__fish_distd_using_subcommand worker" -l local-directory -
 complete -c distd -n "__fish_distd_using_subcommand worker" -l listen-address -d 'Address to listen on for peers, host:port (default: the interface that reaches the scheduler)' -r
 complete -c distd -n "__fish_distd_using_subcommand worker" -l contact-address -d 'Address peers should use to reach this worker, host:port' -r
 complete -c distd -n "__fish_distd_using_subcommand worker" -l death-timeout -d 'Give up after the scheduler is unreachable this long' -r
+complete -c distd -n "__fish_distd_using_subcommand worker" -l drain -d 'On SIGINT/SIGTERM, finish running tasks and hand results over before leaving'
+complete -c distd -n "__fish_distd_using_subcommand worker" -l lifetime-restart -d 'Start a new worker after one retires (under a nanny)'
 complete -c distd -n "__fish_distd_using_subcommand worker" -l no-nanny -d 'Run the worker in this process, without a nanny (one worker only)'
 complete -c distd -n "__fish_distd_using_subcommand worker" -s h -l help -d 'Print help'
 complete -c distd -n "__fish_distd_using_subcommand worker" -s V -l version -d 'Print version'
@@ -66,6 +70,8 @@ complete -c distd -n "__fish_distd_using_subcommand nanny" -l nthreads -d 'Tasks
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l nworkers -d 'Worker processes to start (each supervised by the nanny)' -r
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l memory-limit -d 'Memory per worker: bytes, 4GiB, 5GB, a fraction of system memory (0.5), auto (system memory * nthreads / cores) or 0 for no limit. Results spill to disk above 60%, new tasks wait above 80%, and the nanny restarts the worker above 95%' -r
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l shutdown-timeout -d 'Grace period for a worker to stop before it is killed' -r
+complete -c distd -n "__fish_distd_using_subcommand nanny" -l lifetime -d 'Retire each worker after this long (its results are moved to other workers first)' -r
+complete -c distd -n "__fish_distd_using_subcommand nanny" -l lifetime-stagger -d 'Spread retirements: each worker\'s lifetime varies by up to this much either way' -r
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l crash-limit -d 'The nanny gives up after this many worker crashes within a minute' -r
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l name -d 'The worker\'s name (default: HOST-PID)' -r
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l resources -d 'Abstract resources, e.g. "GPU=2 MEM=8e9"' -r
@@ -73,6 +79,8 @@ complete -c distd -n "__fish_distd_using_subcommand nanny" -l local-directory -d
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l listen-address -d 'Address to listen on for peers, host:port (default: the interface that reaches the scheduler)' -r
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l contact-address -d 'Address peers should use to reach this worker, host:port' -r
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l death-timeout -d 'Give up after the scheduler is unreachable this long' -r
+complete -c distd -n "__fish_distd_using_subcommand nanny" -l drain -d 'On SIGINT/SIGTERM, finish running tasks and hand results over before leaving'
+complete -c distd -n "__fish_distd_using_subcommand nanny" -l lifetime-restart -d 'Start a new worker after one retires (under a nanny)'
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l no-nanny -d 'Run the worker in this process, without a nanny (one worker only)'
 complete -c distd -n "__fish_distd_using_subcommand nanny" -s h -l help -d 'Print help'
 complete -c distd -n "__fish_distd_using_subcommand nanny" -s V -l version -d 'Print version'

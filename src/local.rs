@@ -85,6 +85,8 @@ impl LocalCluster {
                 contact_address: None,
                 death_timeout: Duration::from_secs(10),
                 memory_limit: 0,
+                lifetime: None,
+                drain: false,
             };
             let w = Worker::start(wc, config.registry.clone())
                 .await

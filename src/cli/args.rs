@@ -90,6 +90,18 @@ pub struct WorkerArgs {
     /// Grace period for a worker to stop before it is killed
     #[arg(long, default_value = "10s", value_name = "DURATION")]
     pub shutdown_timeout: String,
+    /// On SIGINT/SIGTERM, finish running tasks and hand results over before leaving
+    #[arg(long)]
+    pub drain: bool,
+    /// Retire each worker after this long (its results are moved to other workers first)
+    #[arg(long, value_name = "DURATION")]
+    pub lifetime: Option<String>,
+    /// Spread retirements: each worker's lifetime varies by up to this much either way
+    #[arg(long, value_name = "DURATION", requires = "lifetime")]
+    pub lifetime_stagger: Option<String>,
+    /// Start a new worker after one retires (under a nanny)
+    #[arg(long, requires = "lifetime")]
+    pub lifetime_restart: bool,
     /// The nanny gives up after this many worker crashes within a minute
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub crash_limit: usize,

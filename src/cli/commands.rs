@@ -9,10 +9,11 @@ use crate::client::graph::{load_graph, GraphError};
 use crate::client::run::{run_graph, RunError, RunReport};
 use crate::client::{AsyncClient, ClientError, KeyStatus};
 use crate::local::{LocalCluster, LocalError};
-use crate::nanny::{run_nanny, supervise, NannyError, EXIT_FATAL};
+use crate::nanny::{run_nanny, supervise, NannyError, EXIT_FATAL, EXIT_RETIRED};
 use crate::protocol::{CommandSpec, TaskDesc, TaskError, TaskSpec};
 use crate::scheduler::{Scheduler, StopReason};
 use crate::units::parse_duration;
+use crate::worker::WorkerExit;
 use crate::worker::{Registry, Worker, WorkerError};
 use futures_lite::StreamExt;
 use std::io::{IsTerminal, Write};
@@ -179,8 +180,11 @@ fn worker(args: WorkerArgs, registry: Registry) -> Result<u8, CliError> {
             log::info!("signal received; stopping the worker");
             stopper.stop().await;
         });
-        w.join().await?;
-        Ok(0)
+        let exit = w.join().await?;
+        Ok(match exit {
+            WorkerExit::Retired if setup.lifetime_restart => EXIT_RETIRED as u8,
+            _ => 0,
+        })
     })
 }
 
@@ -269,9 +273,13 @@ fn local_processes(
                 contact_address: None,
                 death_timeout: Duration::from_secs(10),
                 memory_limit: 0,
+                lifetime: None,
+                drain: false,
             },
             nworkers: cfg.workers,
             no_nanny: false,
+            lifetime_restart: false,
+            lifetime_flags: Vec::new(),
             shutdown_timeout: Duration::from_secs(10),
             crash_limit: 5,
         };

@@ -252,6 +252,20 @@ pub fn default_threads() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
+/// `base` moved by a random amount within `stagger` either way, so workers started together
+/// do not all retire together.
+fn staggered(base: Duration, stagger: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    if stagger.is_zero() {
+        return base;
+    }
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    let unit = (h.finish() % 2_000_001) as f64 / 1_000_000.0 - 1.0;
+    let shifted = base.as_secs_f64() + unit * stagger.as_secs_f64();
+    Duration::from_secs_f64(shifted.max(0.001))
+}
+
 /// Total memory of this machine, from `/proc/meminfo`.
 pub fn system_memory() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
@@ -292,6 +306,11 @@ pub struct WorkerSetup {
     pub no_nanny: bool,
     pub shutdown_timeout: Duration,
     pub crash_limit: usize,
+    /// A retired worker exits with `EXIT_RETIRED`, so its nanny starts a new one.
+    pub lifetime_restart: bool,
+    /// `--lifetime` and `--lifetime-stagger` as given, for the nanny's children to draw
+    /// their own staggered lifetimes.
+    pub lifetime_flags: Vec<String>,
 }
 
 impl WorkerSetup {
@@ -320,6 +339,13 @@ impl WorkerSetup {
         if let Some(c) = &w.contact_address {
             args.push("--contact-address".into());
             args.push(c.into());
+        }
+        args.extend(self.lifetime_flags.iter().map(Into::into));
+        if self.lifetime_restart {
+            args.push("--lifetime-restart".into());
+        }
+        if w.drain {
+            args.push("--drain".into());
         }
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         crate::nanny::NannyConfig {
@@ -416,6 +442,20 @@ pub fn worker(args: &WorkerArgs) -> Result<WorkerSetup, ConfigError> {
         contact_address,
         death_timeout: duration("--death-timeout", &args.death_timeout)?,
         memory_limit: parse_memory_limit("--memory-limit", &args.memory_limit, nthreads)?,
+        lifetime: match &args.lifetime {
+            None => None,
+            Some(l) => {
+                let base = duration("--lifetime", l)?;
+                let stagger = args
+                    .lifetime_stagger
+                    .as_deref()
+                    .map(|s| duration("--lifetime-stagger", s))
+                    .transpose()?
+                    .unwrap_or_default();
+                Some(staggered(base, stagger))
+            }
+        },
+        drain: args.drain,
     };
     Ok(WorkerSetup {
         worker,
@@ -423,6 +463,15 @@ pub fn worker(args: &WorkerArgs) -> Result<WorkerSetup, ConfigError> {
         no_nanny: args.no_nanny,
         shutdown_timeout: duration("--shutdown-timeout", &args.shutdown_timeout)?,
         crash_limit: args.crash_limit,
+        lifetime_restart: args.lifetime_restart,
+        lifetime_flags: [
+            ("--lifetime", &args.lifetime),
+            ("--lifetime-stagger", &args.lifetime_stagger),
+        ]
+        .into_iter()
+        .filter_map(|(flag, v)| v.as_ref().map(|v| [flag.to_string(), v.clone()]))
+        .flatten()
+        .collect(),
     })
 }
 

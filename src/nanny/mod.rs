@@ -6,4 +6,4 @@ pub mod server;
 pub mod supervisor;
 
 pub use server::{run_nanny, supervise, NannyConfig, NannyError};
-pub use supervisor::{Policy, EXIT_FATAL};
+pub use supervisor::{Policy, EXIT_FATAL, EXIT_RETIRED};

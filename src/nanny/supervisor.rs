@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 /// flag, port taken, scheduler unreachable past its death timeout).
 pub const EXIT_FATAL: i32 = 78;
 
+/// Exit status of a worker that retired (its lifetime was up) and wants a successor.
+pub const EXIT_RETIRED: i32 = 75;
+
 /// Restart and memory policy.
 #[derive(Clone, Debug)]
 pub struct Policy {
@@ -224,6 +227,11 @@ impl Supervisor {
                 // The worker ended by itself, as asked by its scheduler: nothing to restart.
                 self.phase = Phase::Done;
                 self.actions.push(Action::Finished(Ok(())));
+            }
+            (_, ExitKind::Code(EXIT_RETIRED)) if self.kill_reason.is_none() => {
+                log::info!("the worker retired; starting its successor");
+                self.phase = Phase::Waiting { at: now };
+                self.on_tick(now);
             }
             (_, ExitKind::Code(EXIT_FATAL)) => {
                 self.phase = Phase::Done;

@@ -53,6 +53,11 @@ pub enum ToWorker {
     Steal {
         tasks: Vec<TaskId>,
     },
+    /// Fetch the result `task` from the peer at `from` and keep a copy; answer `Replicated`.
+    Replicate {
+        task: TaskId,
+        from: String,
+    },
     /// Keep these bytes as the result of `task` (scattered by a client); answer `DataStored`.
     PutData {
         task: TaskId,
@@ -105,6 +110,17 @@ pub enum FromWorker {
     /// suspicious. It closes the connection right after.
     Leaving {
         reason: String,
+    },
+    /// The worker wants to retire (its lifetime is up, or it drains on a signal): it takes
+    /// no new task, gives back what it has not started, finishes what runs, and its results
+    /// are copied to other workers; then the scheduler tells it to shut down.
+    Retire {
+        reason: String,
+    },
+    /// A `Replicate` ended: the copy is stored (`Some(nbytes)`) or could not be fetched.
+    Replicated {
+        task: TaskId,
+        nbytes: Option<u64>,
     },
 }
 

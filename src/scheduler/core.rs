@@ -219,6 +219,8 @@ pub struct Core {
     scatters: Vec<PendingScatter>,
     nannies: HashMap<NannyId, nanny::NannyState>,
     restart: Option<PendingRestart>,
+    /// Retiring workers, with the copies of their results under way: task -> target worker.
+    retiring: HashMap<WorkerId, HashMap<TaskId, WorkerId>>,
     next_task: u64,
     next_seq: u64,
     outbox: Vec<Outgoing>,
@@ -239,6 +241,7 @@ impl Core {
             outbox: Vec::new(),
             nannies: HashMap::new(),
             restart: None,
+            retiring: HashMap::new(),
         }
     }
 
@@ -341,8 +344,98 @@ impl Core {
                     ws.leaving = true;
                 }
             }
+            FromWorker::Retire { reason } => self.on_retire(id, &reason),
+            FromWorker::Replicated { task, nbytes } => self.on_replicated(id, task, nbytes),
         }
         self.schedule();
+        let retiring: Vec<WorkerId> = self.retiring.keys().copied().collect();
+        for w in retiring {
+            self.retire_step(w);
+        }
+    }
+
+    /// The worker wants to retire: no new tasks; its unstarted ones are taken back.
+    fn on_retire(&mut self, w: WorkerId, reason: &str) {
+        let Some(ws) = self.workers.get_mut(&w) else { return };
+        log::info!("worker {} ({w}) retires: {reason}", ws.info.name);
+        ws.leaving = true;
+        self.retiring.entry(w).or_default();
+        let unstarted: Vec<TaskId> = ws
+            .processing
+            .iter()
+            .copied()
+            .filter(|t| matches!(self.tasks[t].state, TaskState::Processing { started: false, .. }))
+            .collect();
+        if !unstarted.is_empty() {
+            self.outbox
+                .push(Outgoing::Worker(w, ToWorker::Steal { tasks: unstarted }));
+        }
+    }
+
+    /// A copy for a retiring worker arrived at `target` (or failed).
+    fn on_replicated(&mut self, target: WorkerId, t: TaskId, nbytes: Option<u64>) {
+        for pending in self.retiring.values_mut() {
+            if pending.get(&t) == Some(&target) {
+                pending.remove(&t);
+            }
+        }
+        let in_memory = matches!(self.tasks.get(&t), Some(task) if task.state == TaskState::Memory);
+        match nbytes {
+            Some(_) if in_memory => self.add_holder(t, target),
+            Some(_) => self
+                .outbox
+                .push(Outgoing::Worker(target, ToWorker::ReleaseData { tasks: vec![t] })),
+            None => log::warn!("copying {t} to {target} failed; it may be computed again"),
+        }
+    }
+
+    /// Once a retiring worker runs nothing, copies its only-here results that are still
+    /// needed to other workers; once those are copied, tells it to shut down.
+    fn retire_step(&mut self, w: WorkerId) {
+        let Some(ws) = self.workers.get(&w) else {
+            self.retiring.remove(&w);
+            return;
+        };
+        if !ws.processing.is_empty() {
+            return;
+        }
+        let from = ws.info.peer_address.clone();
+        let mut sends = Vec::new();
+        let pending = self.retiring.get(&w).expect("called for retiring workers");
+        for &t in &ws.has_data {
+            let task = &self.tasks[&t];
+            if task.who_has == [w] && !pending.contains_key(&t) && self.needed(t) {
+                let target = self
+                    .workers
+                    .iter()
+                    .filter(|(id, other)| **id != w && !other.leaving)
+                    .min_by_key(|(_, other)| other.stored_bytes)
+                    .map(|(id, _)| *id);
+                if let Some(target) = target {
+                    sends.push((t, target));
+                }
+            }
+        }
+        let pending = self.retiring.get_mut(&w).expect("called for retiring workers");
+        for (t, target) in sends {
+            pending.insert(t, target);
+            self.outbox.push(Outgoing::Worker(
+                target,
+                ToWorker::Replicate {
+                    task: t,
+                    from: from.clone(),
+                },
+            ));
+        }
+        if pending.is_empty() {
+            self.retiring.remove(&w);
+            self.outbox.push(Outgoing::Worker(
+                w,
+                ToWorker::Shutdown {
+                    reason: "retired".into(),
+                },
+            ));
+        }
     }
 
     /// The worker's connection dropped, or it missed its heartbeats.
@@ -351,6 +444,11 @@ impl Core {
             return;
         };
         log::warn!("worker {} ({}) lost: {}", ws.info.name, id, reason);
+        // Copies it was to receive will not come; retiring workers pick other targets.
+        self.retiring.remove(&id);
+        for pending in self.retiring.values_mut() {
+            pending.retain(|_, target| *target != id);
+        }
         // The worker leaves every table before any transition runs: erring a task releases
         // its inputs and may stop its siblings, and none of that may meet a task processing
         // on, or a result held by, a worker that is gone.

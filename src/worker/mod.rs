@@ -10,4 +10,4 @@ pub mod state;
 pub mod store;
 
 pub use registry::Registry;
-pub use server::{Worker, WorkerConfig, WorkerError, WorkerStopper};
+pub use server::{Worker, WorkerConfig, WorkerError, WorkerExit, WorkerStopper};

@@ -40,6 +40,20 @@ pub struct WorkerConfig {
     /// How long the scheduler may stay unreachable before the worker gives up.
     pub death_timeout: Duration,
     pub memory_limit: u64,
+    /// Retire after this long (results copied to other workers first).
+    pub lifetime: Option<Duration>,
+    /// On a stop request, finish running tasks and hand over results instead of leaving at
+    /// once; a second request stops at once.
+    pub drain: bool,
+}
+
+/// How a worker ended without error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkerExit {
+    /// Stopped on request, or the scheduler shut down.
+    Stopped,
+    /// Retired (lifetime or drain): its work was handed over.
+    Retired,
 }
 
 /// Why a worker stopped other than by request.
@@ -64,6 +78,8 @@ enum Event {
     Fetched(TaskId, Result<Data, String>),
     Executed(TaskId, Result<Data, TaskError>),
     Heartbeat,
+    /// Hand the work over and leave (lifetime up, or draining).
+    Retire(String),
     /// Time to compare this process's memory with its limit.
     MemoryCheck,
     Stop,
@@ -85,7 +101,7 @@ pub struct Worker {
     pub name: String,
     pub scheduler: String,
     stop: async_channel::Sender<Event>,
-    main: Task<Result<(), WorkerError>>,
+    main: Task<Result<WorkerExit, WorkerError>>,
 }
 
 impl Worker {
@@ -158,6 +174,7 @@ impl Worker {
             events_tx: events_tx.clone(),
             executions: HashMap::new(),
             spilling: None,
+            retiring: false,
             fetchers: HashMap::new(),
             _peers: peers,
         };
@@ -176,12 +193,12 @@ impl Worker {
     }
 
     /// Waits until the worker ends: told to by the scheduler (Ok), or lost it for good.
-    pub async fn join(self) -> Result<(), WorkerError> {
+    pub async fn join(self) -> Result<WorkerExit, WorkerError> {
         self.main.await
     }
 
     /// Stops the worker: running tasks are killed, and the scheduler sees it leave.
-    pub async fn stop(self) -> Result<(), WorkerError> {
+    pub async fn stop(self) -> Result<WorkerExit, WorkerError> {
         let _ = self.stop.send(Event::Stop).await;
         self.main.await
     }
@@ -320,6 +337,8 @@ struct Shell {
     events_tx: async_channel::Sender<Event>,
     /// Running executions; dropping one kills it.
     executions: HashMap<TaskId, Task<()>>,
+    /// Retiring: the scheduler's next `Shutdown` ends the worker as retired.
+    retiring: bool,
     /// A forced spill running on a blocking thread, when memory is high.
     spilling: Option<Task<()>>,
     /// One fetcher per peer address, fed task ids to fetch.
@@ -328,7 +347,18 @@ struct Shell {
 }
 
 impl Shell {
-    async fn run(mut self, mut session: Session, events: async_channel::Receiver<Event>) -> Result<(), WorkerError> {
+    async fn run(
+        mut self,
+        mut session: Session,
+        events: async_channel::Receiver<Event>,
+    ) -> Result<WorkerExit, WorkerError> {
+        let _lifetime = self.config.lifetime.map(|d| {
+            let tx = self.events_tx.clone();
+            smol::spawn(async move {
+                async_io::Timer::after(d).await;
+                let _ = tx.send(Event::Retire("its lifetime is up".into())).await;
+            })
+        });
         loop {
             self.core = WorkerCore::new(self.config.nthreads);
             let heartbeat = {
@@ -362,7 +392,7 @@ impl Shell {
             self.fetchers.clear();
             self.store.clear();
             match ended {
-                Ended::Stop => {
+                Ended::Stop | Ended::Retired => {
                     // Flush the goodbye before the connection closes.
                     let Session { tx, _writer, .. } = session;
                     drop(tx);
@@ -371,7 +401,11 @@ impl Shell {
                             async_io::Timer::after(Duration::from_secs(2)).await;
                         })
                         .await;
-                    return Ok(());
+                    return Ok(if matches!(ended, Ended::Retired) {
+                        WorkerExit::Retired
+                    } else {
+                        WorkerExit::Stopped
+                    });
                 }
                 Ended::Lost(reason) => {
                     drop(session);
@@ -416,12 +450,17 @@ impl Shell {
                     self.store_put(task, Arc::new(data));
                     self.core.on_put_data(task, n);
                 }
+                ToWorker::Replicate { task, from } => self.core.on_replicate(task, from),
                 ToWorker::Shutdown { reason } => {
                     log::info!("scheduler asked this worker to stop: {reason}");
-                    return Some(Ended::Stop);
+                    return Some(if self.retiring { Ended::Retired } else { Ended::Stop });
                 }
             },
             Event::SchedulerLost(reason) => return Some(Ended::Lost(reason)),
+            Event::Retire(reason) => self.retire(reason, session),
+            Event::Stop if self.config.drain && !self.retiring => {
+                self.retire("draining on a stop request".into(), session)
+            }
             Event::Stop => {
                 let _ = session.tx.try_send(Outbound::Msg(FromWorker::Leaving {
                     reason: "the worker was asked to stop".into(),
@@ -493,6 +532,15 @@ impl Shell {
                 }
             }));
         }
+    }
+
+    fn retire(&mut self, reason: String, session: &Session) {
+        if self.retiring {
+            return;
+        }
+        log::info!("retiring: {reason}");
+        self.retiring = true;
+        let _ = session.tx.try_send(Outbound::Msg(FromWorker::Retire { reason }));
     }
 
     fn store_put(&self, task: TaskId, data: Data) {
@@ -574,6 +622,7 @@ fn gather_inputs(store: &Store, inputs: Vec<(TaskId, String)>) -> Result<Vec<(St
 /// How a session with the scheduler ended.
 enum Ended {
     Stop,
+    Retired,
     Lost(String),
 }
 

@@ -87,6 +87,8 @@ pub struct WorkerCore {
     effects: Vec<Effect>,
     /// Memory is near the limit: no new task starts until it falls.
     paused: bool,
+    /// Results being copied here from a retiring worker.
+    replicating: std::collections::HashSet<TaskId>,
 }
 
 impl WorkerCore {
@@ -101,6 +103,7 @@ impl WorkerCore {
             next_seq: 0,
             effects: Vec::new(),
             paused: false,
+            replicating: Default::default(),
         }
     }
 
@@ -182,8 +185,45 @@ impl WorkerCore {
         self.start_ready();
     }
 
+    /// Copy a retiring worker's result here.
+    pub fn on_replicate(&mut self, task: TaskId, from: String) {
+        if let Some(h) = self.held.get_mut(&task) {
+            h.reported = true;
+            let nbytes = h.nbytes;
+            self.effects.push(Effect::Send(FromWorker::Replicated {
+                task,
+                nbytes: Some(nbytes),
+            }));
+            return;
+        }
+        self.replicating.insert(task);
+        if !self.fetching.contains_key(&task) {
+            self.effects.push(Effect::Fetch {
+                task,
+                from: from.clone(),
+            });
+            self.fetching.insert(
+                task,
+                Fetching {
+                    holders: vec![from],
+                    trying: 0,
+                    attempts: 1,
+                    waiters: Vec::new(),
+                },
+            );
+        }
+    }
+
     /// An input arrived (the shell stored it) or could not be fetched.
     pub fn on_fetched(&mut self, dep: TaskId, outcome: Result<u64, String>) {
+        // A copy for a retiring worker is kept and reported, whatever local tasks do with it.
+        let replicated = self.replicating.remove(&dep);
+        if replicated {
+            self.effects.push(Effect::Send(FromWorker::Replicated {
+                task: dep,
+                nbytes: outcome.as_ref().ok().copied(),
+            }));
+        }
         let Some(mut f) = self.fetching.remove(&dep) else {
             if outcome.is_ok() {
                 self.effects.push(Effect::Drop(vec![dep]));
@@ -196,10 +236,10 @@ impl WorkerCore {
                     dep,
                     Held {
                         nbytes,
-                        reported: false,
+                        reported: replicated,
                     },
                 );
-                let mut alive = false;
+                let mut alive = replicated;
                 for w in f.waiters {
                     if let Some(t) = self.tasks.get_mut(&w) {
                         if let Phase::Fetching { missing } = &mut t.phase {
