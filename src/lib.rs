@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod client;
+mod idmap;
 pub mod local;
 pub mod nanny;
 pub mod protocol;

@@ -1,6 +1,7 @@
 //! The command line as clap structs. They only parse text into fields; checking values
 //! (durations, sizes, addresses) is the job of [`super::config`].
 
+use crate::scheduler::CoreConfig;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -66,6 +67,9 @@ pub struct SchedulerArgs {
     /// A worker silent for this long is considered lost
     #[arg(long, default_value = "10s", value_name = "DURATION")]
     pub heartbeat_timeout: String,
+    /// Tasks queued on a worker per thread, beyond the running ones
+    #[arg(long, default_value_t = CoreConfig::default().queue_per_thread, value_name = "N")]
+    pub worker_queue: u32,
 }
 
 #[derive(Debug, Args)]

@@ -284,10 +284,36 @@ fn local_processes(
             crash_limit: 5,
         };
         let (stop_tx, stop_rx) = async_channel::unbounded();
-        let nanny = smol::spawn(supervise(setup.nanny(exe), stop_rx));
+        let mut nanny_config = setup.nanny(exe);
+        nanny_config.worker_stdout_to_stderr = true;
+        let mut nanny = smol::spawn(supervise(nanny_config, stop_rx));
         let client = AsyncClient::connect(&address).await?;
-        wait_for_workers(&client, cfg.workers, Duration::from_secs(30)).await?;
+        // A nanny that gives up (the workers cannot start) is the error to show, not the wait.
+        let ready = futures_lite::future::or(
+            async { Some(wait_for_workers(&client, cfg.workers, Duration::from_secs(30)).await) },
+            async {
+                match (&mut nanny).await {
+                    Err(e) => Some(Err(CliError::Nanny(e))),
+                    Ok(()) => None,
+                }
+            },
+        )
+        .await;
         drop(client);
+        match ready {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                sched.stop().await;
+                return Err(e);
+            }
+            None => {
+                sched.stop().await;
+                return Err(CliError::WorkersMissing {
+                    have: 0,
+                    want: cfg.workers,
+                });
+            }
+        }
         let code = match graph {
             None => {
                 println!("scheduler at tcp://{address}");

@@ -67,7 +67,8 @@ pub fn parse_address(flag: &'static str, s: &str, default_port: u16) -> Result<S
     let port = match port {
         None => default_port,
         Some(p) => match p.parse::<u16>() {
-            Ok(n) if n > 0 => n,
+            // Port 0 (any free port) only where the address is one to listen on.
+            Ok(n) if n > 0 || default_port == 0 => n,
             _ => return Err(bad(format!("{s:?}: port {p:?} is not a number from 1 to 65535"))),
         },
     };
@@ -145,7 +146,7 @@ pub fn scheduler(args: &SchedulerArgs) -> Result<SchedulerSetup, ConfigError> {
                 allowed_failures: args.allowed_failures,
                 heartbeat_timeout,
                 heartbeat_interval: (heartbeat_timeout / 5).min(Duration::from_secs(1)),
-                ..CoreConfig::default()
+                queue_per_thread: args.worker_queue,
             },
             idle_timeout,
         },
@@ -364,6 +365,7 @@ impl WorkerSetup {
                 ..crate::nanny::Policy::default()
             },
             death_timeout: w.death_timeout,
+            worker_stdout_to_stderr: false,
         }
     }
 }

@@ -39,6 +39,9 @@ pub struct NannyConfig {
     pub policy: Policy,
     /// How long the scheduler may be unreachable when the nanny starts.
     pub death_timeout: Duration,
+    /// Send the workers' stdout to our stderr: when stdout carries something else (the
+    /// results of `distd local --processes --run`).
+    pub worker_stdout_to_stderr: bool,
 }
 
 /// Why a nanny stopped other than by request.
@@ -447,10 +450,15 @@ fn spawn_worker(
     let pid = child.id();
     let stdout = child.stdout.take().expect("stdout was piped");
     let stderr = child.stderr.take().expect("stderr was piped");
+    let to_stderr = config.worker_stdout_to_stderr;
     let stdout_task = smol::spawn(async move {
         let mut lines = futures_lite::io::BufReader::new(stdout).lines();
         while let Some(Ok(line)) = lines.next().await {
-            println!("{line}");
+            if to_stderr {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
+            }
         }
     });
     let stderr_task = smol::spawn(async move {

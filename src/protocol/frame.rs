@@ -51,45 +51,42 @@ pub fn encode_frame<T: Serialize>(buf: &mut Vec<u8>, msg: &T) -> Result<(), Fram
 pub struct FrameReader<R> {
     /// The socket's read half.
     inner: R,
-    /// Bytes read from the socket and not yet consumed; `buf[pos..]` is unread.
+    /// Bytes read from the socket; `buf[pos..end]` is not consumed yet.
     buf: Vec<u8>,
     /// Where the unread bytes in `buf` start.
     pos: usize,
+    /// Where they end; `buf[end..]` is free space for the next read.
+    end: usize,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(inner: R) -> Self {
         FrameReader {
             inner,
-            buf: Vec::with_capacity(READ_CHUNK),
+            buf: vec![0; READ_CHUNK],
             pos: 0,
+            end: 0,
         }
     }
 
     fn unread(&self) -> usize {
-        self.buf.len() - self.pos
+        self.end - self.pos
     }
 
     /// Reads from the socket until at least `want` bytes are unread. Returns false on a clean
     /// end of stream with nothing unread.
     async fn fill(&mut self, want: usize) -> Result<bool, FrameError> {
-        if self.pos > 0 && self.unread() < want {
-            self.buf.drain(..self.pos);
+        if self.pos + want > self.buf.len() {
+            // Move the unread bytes to the front, and grow (zeroing once) if still short.
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
             self.pos = 0;
+            if want > self.buf.len() {
+                self.buf.resize(want.max(READ_CHUNK), 0);
+            }
         }
         while self.unread() < want {
-            let have = self.buf.len();
-            let grow = (want - self.unread()).max(READ_CHUNK);
-            self.buf.resize(have + grow, 0);
-            let n = self.inner.read(&mut self.buf[have..]).await;
-            let n = match n {
-                Ok(n) => n,
-                Err(e) => {
-                    self.buf.truncate(have);
-                    return Err(e.into());
-                }
-            };
-            self.buf.truncate(have + n);
+            let n = self.inner.read(&mut self.buf[self.end..]).await?;
             if n == 0 {
                 if self.unread() == 0 {
                     return Ok(false);
@@ -99,6 +96,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     expected: want,
                 });
             }
+            self.end += n;
         }
         Ok(true)
     }
@@ -131,6 +129,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let body = &self.buf[self.pos + 4..self.pos + 4 + len];
         let decoded = postcard::take_from_bytes::<T>(body);
         self.pos += 4 + len;
+        if self.pos == self.end {
+            self.pos = 0;
+            self.end = 0;
+        }
         match decoded {
             Ok((msg, rest)) if rest.is_empty() => Ok(Some(msg)),
             Ok((_, rest)) => Err(FrameError::Malformed(format!(
@@ -149,6 +151,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let take = self.unread().min(len);
         out.extend_from_slice(&self.buf[self.pos..self.pos + take]);
         self.pos += take;
+        if self.pos == self.end {
+            self.pos = 0;
+            self.end = 0;
+        }
         if out.len() < len {
             let have = out.len();
             out.resize(len, 0);

@@ -14,6 +14,7 @@ use crate::protocol::{
 
 #[path = "core_nanny.rs"]
 mod nanny;
+use crate::idmap::{IdMap, IdSet};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -36,7 +37,7 @@ impl Default for CoreConfig {
     fn default() -> Self {
         CoreConfig {
             allowed_failures: 3,
-            queue_per_thread: 4,
+            queue_per_thread: 16,
             heartbeat_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_millis(1000),
         }
@@ -135,11 +136,11 @@ struct Task {
 struct WorkerState {
     info: WorkerInfo,
     /// Tasks assigned to it (queued or running).
-    processing: HashSet<TaskId>,
+    processing: IdSet<TaskId>,
     /// How many of `processing` it said it started.
     running: usize,
     /// Results it holds.
-    has_data: HashSet<TaskId>,
+    has_data: IdSet<TaskId>,
     stored_bytes: u64,
     /// Resources not held by its assigned tasks.
     resources_free: Vec<(String, f64)>,
@@ -186,7 +187,7 @@ impl WorkerState {
 #[derive(Debug, Default)]
 struct ClientState {
     /// Tasks this client wants; released when it disconnects.
-    wanted: HashSet<TaskId>,
+    wanted: IdSet<TaskId>,
 }
 
 /// A scatter waiting for its workers to confirm they stored the data.
@@ -194,7 +195,7 @@ struct ClientState {
 struct PendingScatter {
     client: ClientId,
     req: RequestId,
-    remaining: HashSet<TaskId>,
+    remaining: IdSet<TaskId>,
 }
 
 /// Why a ready task could not be placed right now.
@@ -209,18 +210,18 @@ enum Placement {
 /// The scheduler's state. One owner; see the module doc.
 pub struct Core {
     config: CoreConfig,
-    tasks: HashMap<TaskId, Task>,
+    tasks: IdMap<TaskId, Task>,
     keys: HashMap<String, TaskId>,
     /// Ordered so placement ties are broken the same way every run.
     workers: BTreeMap<WorkerId, WorkerState>,
-    clients: HashMap<ClientId, ClientState>,
+    clients: IdMap<ClientId, ClientState>,
     /// Tasks in `Ready`, best first. Entries whose task left `Ready` are skipped when popped.
     ready: BinaryHeap<(i32, Reverse<u64>, TaskId)>,
     scatters: Vec<PendingScatter>,
-    nannies: HashMap<NannyId, nanny::NannyState>,
+    nannies: IdMap<NannyId, nanny::NannyState>,
     restart: Option<PendingRestart>,
     /// Retiring workers, with the copies of their results under way: task -> target worker.
-    retiring: HashMap<WorkerId, HashMap<TaskId, WorkerId>>,
+    retiring: IdMap<WorkerId, IdMap<TaskId, WorkerId>>,
     next_task: u64,
     next_seq: u64,
     outbox: Vec<Outgoing>,
@@ -230,18 +231,18 @@ impl Core {
     pub fn new(config: CoreConfig) -> Core {
         Core {
             config,
-            tasks: HashMap::new(),
+            tasks: IdMap::default(),
             keys: HashMap::new(),
             workers: BTreeMap::new(),
-            clients: HashMap::new(),
+            clients: IdMap::default(),
             ready: BinaryHeap::new(),
             scatters: Vec::new(),
             next_task: 0,
             next_seq: 0,
             outbox: Vec::new(),
-            nannies: HashMap::new(),
+            nannies: IdMap::default(),
             restart: None,
-            retiring: HashMap::new(),
+            retiring: IdMap::default(),
         }
     }
 
@@ -294,9 +295,9 @@ impl Core {
         let ws = WorkerState {
             resources_free: info.resources.clone(),
             info,
-            processing: HashSet::new(),
+            processing: IdSet::default(),
             running: 0,
-            has_data: HashSet::new(),
+            has_data: IdSet::default(),
             stored_bytes: 0,
             last_seen: now,
             memory: 0,
@@ -1053,7 +1054,7 @@ impl Core {
             self.outbox.push(reply(format!("key {k:?} given twice")));
             return;
         }
-        let mut remaining = HashSet::new();
+        let mut remaining = IdSet::default();
         for (key, data) in items {
             let w = *self
                 .workers

@@ -37,18 +37,8 @@ pub async fn execute(
 ) -> Result<Vec<u8>, TaskError> {
     match spec {
         TaskSpec::Function { name, args } => {
-            let Some(f) = ctx.registry.get(&name) else {
-                return Err(TaskError::UnknownFunction { name });
-            };
-            let datas: Vec<Data> = inputs.into_iter().map(|(_, d)| d).collect();
-            let outcome = blocking::unblock(move || {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&args, &datas)))
-                    .map_err(|p| panic_message(&p))
-                    .and_then(|r| r)
-                    .map_err(|message| (name, message))
-            })
-            .await;
-            outcome.map_err(|(name, message)| TaskError::Function { name, message })
+            let registry = ctx.registry.clone();
+            blocking::unblock(move || call_function(&registry, &name, &args, inputs)).await
         }
         TaskSpec::Command(cmd) => {
             let dir = ctx.local_dir.join(format!("task-{}", task.0));
@@ -56,6 +46,56 @@ pub async fn execute(
             let _ = std::fs::remove_dir_all(&dir);
             result
         }
+    }
+}
+
+/// Runs a registry function on this thread, a panic becoming the task's error.
+pub fn call_function(registry: &Registry, name: &str, args: &[u8], inputs: Vec<Input>) -> Result<Vec<u8>, TaskError> {
+    let Some(f) = registry.get(name) else {
+        return Err(TaskError::UnknownFunction { name: name.to_string() });
+    };
+    let datas: Vec<Data> = inputs.into_iter().map(|(_, d)| d).collect();
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(args, &datas)))
+        .map_err(|p| panic_message(&p))
+        .and_then(|r| r)
+        .map_err(|message| TaskError::Function {
+            name: name.to_string(),
+            message,
+        })
+}
+
+/// A job for the function threads.
+pub type Job = Box<dyn FnOnce() + Send>;
+
+/// The worker's `nthreads` threads for function tasks: a job goes straight to an idle thread,
+/// without an async task or a thread-pool hop per task.
+pub struct FunctionThreads {
+    /// Closed when the pool is dropped; the threads end after their current job.
+    tx: async_channel::Sender<Job>,
+}
+
+impl FunctionThreads {
+    pub fn new(n: usize) -> FunctionThreads {
+        let (tx, rx) = async_channel::unbounded::<Job>();
+        for i in 0..n.max(1) {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("distd-fn-{i}"))
+                .spawn(move || {
+                    while let Ok(job) = rx.recv_blocking() {
+                        job();
+                    }
+                });
+            if let Err(e) = spawned {
+                log::warn!("cannot start function thread {i}: {e}");
+            }
+        }
+        FunctionThreads { tx }
+    }
+
+    /// Queues a job; false if the threads are gone.
+    pub fn submit(&self, job: Job) -> bool {
+        self.tx.try_send(job).is_ok()
     }
 }
 

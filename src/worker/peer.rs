@@ -6,8 +6,7 @@
 
 use super::store::Store;
 use crate::protocol::{
-    accept_handshake, connect_handshake, encode_frame, write_loop, Data, FrameReader, FromPeer, Outbound, Role, TaskId,
-    ToPeer,
+    accept_handshake, connect_handshake, encode_frame, Data, FrameReader, FromPeer, Role, TaskId, ToPeer,
 };
 use futures_lite::AsyncWriteExt;
 use smol::net::{TcpListener, TcpStream};
@@ -41,36 +40,53 @@ async fn serve_one(mut stream: TcpStream, store: Arc<Store>) -> Result<(), Strin
     accept_handshake(&mut stream, Role::Worker, &[Role::Peer, Role::Client])
         .await
         .map_err(|e| e.to_string())?;
-    let (tx, rx) = async_channel::unbounded::<Outbound<FromPeer>>();
-    let writer = smol::spawn(write_loop(rx, stream.clone()));
+    let mut writer = stream.clone();
     let mut reader = FrameReader::new(stream);
+    let mut buf = Vec::with_capacity(64 * 1024);
     while let Some(req) = reader.next::<ToPeer>().await.map_err(|e| e.to_string())? {
         let ToPeer::Fetch { tasks } = req;
+        // One result at a time: a spilled result is read back only when its turn comes, and
+        // large ones go straight from the store to the socket.
         for t in tasks {
-            let data = match store.get(t) {
-                Ok(d) => d,
-                Err(e) => {
-                    log::warn!("cannot serve {t}: {e}");
-                    None
-                }
+            let data = if store.stats().spilled == 0 {
+                store.get(t)
+            } else {
+                let store = store.clone();
+                blocking::unblock(move || store.get(t)).await
             };
-            let item = match data {
-                Some(d) => Outbound::WithPayload(
-                    FromPeer::Data {
+            let data = data.unwrap_or_else(|e| {
+                log::warn!("cannot serve {t}: {e}");
+                None
+            });
+            let write = |e: std::io::Error| e.to_string();
+            match data {
+                None => encode_frame(&mut buf, &FromPeer::Missing { task: t }).map_err(|e| e.to_string())?,
+                Some(d) => {
+                    let header = FromPeer::Data {
                         task: t,
                         len: d.len() as u64,
-                    },
-                    d,
-                ),
-                None => Outbound::Msg(FromPeer::Missing { task: t }),
-            };
-            if tx.send(item).await.is_err() {
-                break;
+                    };
+                    encode_frame(&mut buf, &header).map_err(|e| e.to_string())?;
+                    if d.len() < 64 * 1024 {
+                        buf.extend_from_slice(&d);
+                    } else {
+                        writer.write_all(&buf).await.map_err(write)?;
+                        buf.clear();
+                        writer.write_all(&d).await.map_err(write)?;
+                    }
+                }
+            }
+            if buf.len() >= 1024 * 1024 {
+                writer.write_all(&buf).await.map_err(write)?;
+                buf.clear();
             }
         }
+        if !buf.is_empty() {
+            writer.write_all(&buf).await.map_err(|e| e.to_string())?;
+            buf.clear();
+        }
     }
-    drop(tx);
-    writer.await.map_err(|e| e.to_string())
+    Ok(())
 }
 
 /// A connection to one worker's peer port.

@@ -1,14 +1,14 @@
 //! The worker process's async shell: the scheduler connection, the peer port, fetchers and
 //! executions, all feeding one loop that owns the [`WorkerCore`] and carries out its effects.
 
-use super::exec::{execute, ExecContext};
+use super::exec::{call_function, execute, ExecContext, FunctionThreads};
 use super::peer::{serve_peers, PeerClient};
 use super::registry::Registry;
 use super::state::{Effect, WorkerCore};
 use super::store::Store;
 use crate::protocol::{
     connect_handshake, write_loop, Data, FrameReader, FromWorker, HandshakeError, Outbound, Role, TaskError, TaskId,
-    ToWorker, WorkerInfo,
+    TaskSpec, ToWorker, WorkerInfo,
 };
 use futures_lite::FutureExt;
 use smol::net::{TcpListener, TcpStream};
@@ -165,6 +165,7 @@ impl Worker {
             registry: Arc::new(registry),
             local_dir: work_dir.clone(),
         };
+        let functions = FunctionThreads::new(config.nthreads);
         let shell = Shell {
             config,
             info,
@@ -175,6 +176,7 @@ impl Worker {
             executions: HashMap::new(),
             spilling: None,
             retiring: false,
+            functions,
             fetchers: HashMap::new(),
             _peers: peers,
         };
@@ -337,6 +339,8 @@ struct Shell {
     events_tx: async_channel::Sender<Event>,
     /// Running executions; dropping one kills it.
     executions: HashMap<TaskId, Task<()>>,
+    /// Where function tasks run.
+    functions: FunctionThreads,
     /// Retiring: the scheduler's next `Shutdown` ends the worker as retired.
     retiring: bool,
     /// A forced spill running on a blocking thread, when memory is high.
@@ -561,6 +565,33 @@ impl Shell {
                     (tx, smol::spawn(fetcher(from, rx, events)))
                 });
                 let _ = entry.0.try_send(task);
+            }
+            Effect::Execute {
+                task,
+                key: _,
+                spec: TaskSpec::Function { name, args },
+                inputs,
+            } if self.store.stats().spilled == 0 => {
+                // The fast path: inputs in memory, run on a function thread, answer directly.
+                let inputs = match gather_inputs(&self.store, inputs) {
+                    Ok(i) => i,
+                    Err(e) => {
+                        let _ = self.events_tx.try_send(Event::Executed(task, Err(e)));
+                        return;
+                    }
+                };
+                let registry = self.ctx.registry.clone();
+                let events = self.events_tx.clone();
+                let queued = self.functions.submit(Box::new(move || {
+                    let outcome = call_function(&registry, &name, &args, inputs).map(Arc::new);
+                    let _ = events.send_blocking(Event::Executed(task, outcome));
+                }));
+                if !queued {
+                    let _ = self.events_tx.try_send(Event::Executed(
+                        task,
+                        Err(TaskError::Other("the worker's function threads are gone".into())),
+                    ));
+                }
             }
             Effect::Execute {
                 task,

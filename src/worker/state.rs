@@ -6,9 +6,10 @@
 //! messages to the scheduler, fetches from peers, executions, kills, and results to drop.
 //! It never awaits, opens a socket, spawns a process or holds result bytes.
 
+use crate::idmap::{IdMap, IdSet};
 use crate::protocol::{ComputeTask, DepLocation, FromWorker, TaskError, TaskId, TaskSpec};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 
 /// Something the shell must do.
 #[derive(Debug, PartialEq)]
@@ -78,28 +79,28 @@ struct Fetching {
 /// The worker's state. One owner; see the module doc.
 pub struct WorkerCore {
     nthreads: usize,
-    tasks: HashMap<TaskId, Assigned>,
+    tasks: IdMap<TaskId, Assigned>,
     ready: BinaryHeap<(i32, Reverse<u64>, TaskId)>,
     running: usize,
-    held: HashMap<TaskId, Held>,
-    fetching: HashMap<TaskId, Fetching>,
+    held: IdMap<TaskId, Held>,
+    fetching: IdMap<TaskId, Fetching>,
     next_seq: u64,
     effects: Vec<Effect>,
     /// Memory is near the limit: no new task starts until it falls.
     paused: bool,
     /// Results being copied here from a retiring worker.
-    replicating: std::collections::HashSet<TaskId>,
+    replicating: IdSet<TaskId>,
 }
 
 impl WorkerCore {
     pub fn new(nthreads: usize) -> WorkerCore {
         WorkerCore {
             nthreads: nthreads.max(1),
-            tasks: HashMap::new(),
+            tasks: IdMap::default(),
             ready: BinaryHeap::new(),
             running: 0,
-            held: HashMap::new(),
-            fetching: HashMap::new(),
+            held: IdMap::default(),
+            fetching: IdMap::default(),
             next_seq: 0,
             effects: Vec::new(),
             paused: false,
