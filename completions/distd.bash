@@ -455,7 +455,7 @@ _distd() {
             return 0
             ;;
         distd__subcmd__scheduler)
-            opts="-h -V --host --port --scheduler-file --pid-file --idle-timeout --allowed-failures --heartbeat-timeout --help --version"
+            opts="-h -V --host --port --scheduler-file --pid-file --idle-timeout --allowed-failures --heartbeat-timeout --worker-queue --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -486,6 +486,10 @@ _distd() {
                     return 0
                     ;;
                 --heartbeat-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --worker-queue)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

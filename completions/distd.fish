@@ -44,6 +44,7 @@ complete -c distd -n "__fish_distd_using_subcommand scheduler" -l pid-file -d 'W
 complete -c distd -n "__fish_distd_using_subcommand scheduler" -l idle-timeout -d 'Exit after this long with no client and no task (e.g. 30s, 5m)' -r
 complete -c distd -n "__fish_distd_using_subcommand scheduler" -l allowed-failures -d 'A task errs as "killed worker" after this many workers died running it' -r
 complete -c distd -n "__fish_distd_using_subcommand scheduler" -l heartbeat-timeout -d 'A worker silent for this long is considered lost' -r
+complete -c distd -n "__fish_distd_using_subcommand scheduler" -l worker-queue -d 'Tasks queued on a worker per thread, beyond the running ones' -r
 complete -c distd -n "__fish_distd_using_subcommand scheduler" -s h -l help -d 'Print help'
 complete -c distd -n "__fish_distd_using_subcommand scheduler" -s V -l version -d 'Print version'
 complete -c distd -n "__fish_distd_using_subcommand worker" -l scheduler-file -d 'Read the scheduler\'s address from this file (written by `distd scheduler --scheduler-file`)' -r -F

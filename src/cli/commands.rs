@@ -170,15 +170,31 @@ fn worker(args: WorkerArgs, registry: Registry) -> Result<u8, CliError> {
     }
     let stop_signal = termination_signal()?;
     smol::block_on(async {
-        let w = Worker::start(setup.worker, registry).await?;
+        // A signal while the worker still waits for its scheduler stops it too.
+        let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+        let _on_signal = smol::spawn(async move {
+            stop_signal.await;
+            let _ = stop_tx.send(()).await;
+        });
+        let started = futures_lite::future::or(async { Some(Worker::start(setup.worker, registry).await) }, async {
+            let _ = stop_rx.recv().await;
+            None
+        })
+        .await;
+        let Some(w) = started else {
+            log::info!("signal received before the worker registered; exiting");
+            return Ok(0);
+        };
+        let w = w?;
         println!("worker at tcp://{}", w.peer_address);
         println!("registered with tcp://{}", w.scheduler);
         let _ = std::io::stdout().flush();
         let stopper = w.stopper();
-        let _on_signal = smol::spawn(async move {
-            stop_signal.await;
-            log::info!("signal received; stopping the worker");
-            stopper.stop().await;
+        let _forward = smol::spawn(async move {
+            while stop_rx.recv().await.is_ok() {
+                log::info!("signal received; stopping the worker");
+                stopper.stop().await;
+            }
         });
         let exit = w.join().await?;
         Ok(match exit {
@@ -469,23 +485,31 @@ fn submit(args: SubmitArgs) -> Result<u8, CliError> {
 fn info(args: InfoArgs) -> Result<u8, CliError> {
     let addr = config::parse_address("ADDR", &args.address, DEFAULT_PORT)?;
     let info = smol::block_on(async { AsyncClient::connect(&addr).await?.info().await })?;
+    // Printing stops quietly when stdout is closed (`distd info | head`).
+    let stdout = std::io::stdout();
+    let mut o = stdout.lock();
+    macro_rules! say {
+        ($($t:tt)*) => {
+            let _ = writeln!(o, $($t)*);
+        };
+    }
     if args.json {
-        println!(
+        say!(
             "{}",
             serde_json::to_string_pretty(&info).expect("cluster info is plain data")
         );
         return Ok(0);
     }
-    println!("scheduler tcp://{addr} (distd {})", info.scheduler_version);
-    println!("clients: {}", info.clients);
-    println!("workers: {}", info.workers.len());
+    say!("scheduler tcp://{addr} (distd {})", info.scheduler_version);
+    say!("clients: {}", info.clients);
+    say!("workers: {}", info.workers.len());
     if !info.workers.is_empty() {
-        println!(
+        say!(
             "  {:<20} {:<22} {:>7} {:>10} {:>10} {:>8} {:>10}",
             "NAME", "ADDRESS", "THREADS", "MEMORY", "PROCESSING", "RESULTS", "BYTES"
         );
         for w in &info.workers {
-            println!(
+            say!(
                 "  {:<20} {:<22} {:>7} {:>10} {:>10} {:>8} {:>10}",
                 w.name,
                 w.address,
@@ -498,7 +522,7 @@ fn info(args: InfoArgs) -> Result<u8, CliError> {
         }
     }
     let counts: Vec<String> = info.tasks.iter().map(|(s, n)| format!("{s}={n}")).collect();
-    println!(
+    say!(
         "tasks: {}",
         if counts.is_empty() {
             "none".to_string()

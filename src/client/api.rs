@@ -38,6 +38,13 @@ pub enum ClientError {
     Codec(#[from] codec::CodecError),
 }
 
+/// How many fetch attempts may fail (a holder died and the scheduler has not noticed yet)
+/// before a gather gives up; 50 ms apart.
+const GATHER_LIMBO_ROUNDS: usize = 400;
+
+/// The scheduler's `WhoHas` problem for a key it does not know.
+pub const UNKNOWN_KEY: &str = "unknown key";
+
 /// What the client knows of a key it submitted or asked about.
 #[derive(Clone, Debug, PartialEq)]
 pub enum KeyStatus {
@@ -320,68 +327,115 @@ impl AsyncClient {
 
     /// Waits for the keys and fetches their results from the workers that hold them.
     pub async fn gather(&self, keys: &[String]) -> Result<Vec<Vec<u8>>, ClientError> {
-        self.wait(keys).await?;
-        {
-            let s = self.inner.lock();
-            for k in keys {
-                if let Some(KeyStatus::Erred(e)) = s.status.get(k) {
-                    return Err(ClientError::Task {
-                        key: k.clone(),
-                        error: e.clone(),
-                    });
+        let mut out: Vec<Option<Vec<u8>>> = vec![None; keys.len()];
+        // A holder may die between "finished" and the fetch: the scheduler then says the key
+        // is lost (and computes it again), so the missing ones are waited for and fetched
+        // again. Only the time a dead holder goes unnoticed counts against this budget.
+        let mut limbo_rounds = 0;
+        loop {
+            let todo: Vec<usize> = (0..keys.len()).filter(|&i| out[i].is_none()).collect();
+            if todo.is_empty() {
+                break;
+            }
+            let want: Vec<String> = todo.iter().map(|&i| keys[i].clone()).collect();
+            self.wait(&want).await?;
+            {
+                let s = self.inner.lock();
+                for k in &want {
+                    if let Some(KeyStatus::Erred(e)) = s.status.get(k) {
+                        return Err(ClientError::Task {
+                            key: k.clone(),
+                            error: e.clone(),
+                        });
+                    }
                 }
             }
+            let missing = self.fetch_round(&want).await?;
+            let mut retry = false;
+            for (&i, got) in todo.iter().zip(missing) {
+                match got {
+                    Ok(d) => out[i] = Some(d),
+                    Err(reason) => {
+                        retry = true;
+                        limbo_rounds += 1;
+                        if limbo_rounds > GATHER_LIMBO_ROUNDS {
+                            return Err(ClientError::Gather {
+                                key: keys[i].clone(),
+                                reason,
+                            });
+                        }
+                    }
+                }
+            }
+            if retry {
+                async_io::Timer::after(std::time::Duration::from_millis(50)).await;
+            }
         }
+        Ok(out.into_iter().map(|d| d.expect("every key was fetched")).collect())
+    }
+
+    /// One attempt at fetching `keys` from their holders: each result, or why not (yet).
+    async fn fetch_round(&self, keys: &[String]) -> Result<Vec<Result<Vec<u8>, String>>, ClientError> {
         let locations = self.who_has(keys).await?;
+        let mut out: Vec<Result<Vec<u8>, String>> = Vec::with_capacity(keys.len());
         let mut by_holder: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, loc) in locations.iter().enumerate() {
-            if let Some(p) = &loc.problem {
-                return Err(ClientError::Gather {
-                    key: loc.key.clone(),
-                    reason: p.clone(),
-                });
+            out.push(Err("not fetched".into()));
+            match (&loc.problem, loc.holders.first()) {
+                (Some(p), _) if p == UNKNOWN_KEY => {
+                    return Err(ClientError::Gather {
+                        key: loc.key.clone(),
+                        reason: p.clone(),
+                    })
+                }
+                (Some(p), _) => {
+                    out[i] = Err(p.clone());
+                    // Lost and being computed again: wait for it as for a new key (an
+                    // erred one is already known as such and ends the gather).
+                    let mut sh = self.inner.lock();
+                    if let Some(st @ KeyStatus::Finished { .. }) = sh.status.get_mut(&loc.key) {
+                        *st = KeyStatus::Pending;
+                    }
+                }
+                (None, None) => out[i] = Err("no worker holds it".into()),
+                (None, Some(h)) => by_holder.entry(h.clone()).or_default().push(i),
             }
-            let Some(h) = loc.holders.first() else {
-                return Err(ClientError::Gather {
-                    key: loc.key.clone(),
-                    reason: "no worker holds it".into(),
-                });
-            };
-            by_holder.entry(h.clone()).or_default().push(i);
         }
-        let mut out: Vec<Option<Vec<u8>>> = vec![None; keys.len()];
         let mut peers = self.peers.lock().await;
         for (holder, idx) in by_holder {
             if !peers.contains_key(&holder) {
-                let c = PeerClient::connect(&holder, Role::Client)
-                    .await
-                    .map_err(|reason| ClientError::Gather {
-                        key: locations[idx[0]].key.clone(),
-                        reason,
-                    })?;
-                peers.insert(holder.clone(), c);
+                match PeerClient::connect(&holder, Role::Client).await {
+                    Ok(c) => {
+                        peers.insert(holder.clone(), c);
+                    }
+                    Err(reason) => {
+                        for &i in &idx {
+                            out[i] = Err(reason.clone());
+                        }
+                        continue;
+                    }
+                }
             }
             let conn = peers.get_mut(&holder).expect("inserted above");
             let ids: Vec<_> = idx.iter().map(|&i| locations[i].id).collect();
-            let got = match conn.fetch(&ids).await {
-                Ok(g) => g,
+            match conn.fetch(&ids).await {
+                Ok(got) => {
+                    for (&i, d) in idx.iter().zip(got) {
+                        out[i] = match d {
+                            Some(d) => Ok(Arc::try_unwrap(d).unwrap_or_else(|d| d.to_vec())),
+                            None => Err(format!("{holder} no longer holds it")),
+                        };
+                    }
+                }
                 Err(reason) => {
                     peers.remove(&holder);
-                    return Err(ClientError::Gather {
-                        key: locations[idx[0]].key.clone(),
-                        reason,
-                    });
+                    for &i in &idx {
+                        out[i] = Err(reason.clone());
+                    }
                 }
-            };
-            for (&i, d) in idx.iter().zip(got) {
-                let d = d.ok_or_else(|| ClientError::Gather {
-                    key: locations[i].key.clone(),
-                    reason: format!("{holder} no longer holds it"),
-                })?;
-                out[i] = Some(Arc::try_unwrap(d).unwrap_or_else(|d| d.to_vec()));
             }
         }
-        Ok(out.into_iter().map(|d| d.expect("every index was fetched")).collect())
+        Ok(out)
     }
 
     /// [`gather`](Self::gather), decoding each result as a `T`.
@@ -471,6 +525,11 @@ fn dispatch(inner: &Inner, msg: ToClient) {
     match msg {
         ToClient::KeyFinished { key, nbytes } => s.settle(key, KeyStatus::Finished { nbytes }),
         ToClient::KeyErred { key, error } => s.settle(key, KeyStatus::Erred(error)),
+        ToClient::KeyLost { key } => {
+            if let Some(st) = s.status.get_mut(&key) {
+                *st = KeyStatus::Pending;
+            }
+        }
         ToClient::WhoHas { req, .. }
         | ToClient::Info { req, .. }
         | ToClient::Scattered { req, .. }

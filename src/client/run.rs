@@ -81,7 +81,43 @@ pub async fn run_graph(client: &AsyncClient, graph: Graph, progress: bool) -> Re
         client.wait(&wanted).await?;
     }
 
+    // Outputs are gathered before failures are counted: a result lost with its worker is
+    // computed again meanwhile, and may still succeed or fail.
     let mut report = RunReport::default();
+    let results = loop {
+        let ready: Vec<_> = graph
+            .outputs
+            .iter()
+            .filter(|o| !matches!(client.status(&o.key), Some(KeyStatus::Erred(_))))
+            .collect();
+        let keys: Vec<String> = ready.iter().map(|o| o.key.clone()).collect();
+        match client.gather(&keys).await {
+            Ok(results) => break ready.into_iter().zip(results).collect::<Vec<_>>(),
+            // One of them erred after all: gather the others.
+            Err(ClientError::Task { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for (o, bytes) in results {
+        match &o.target {
+            OutputTarget::Stdout => {
+                let _ = out.write_all(&bytes);
+                if !bytes.ends_with(b"\n") && !bytes.is_empty() {
+                    let _ = out.write_all(b"\n");
+                }
+            }
+            OutputTarget::File(path) => std::fs::write(path, &bytes).map_err(|source| RunError::Output {
+                key: o.key.clone(),
+                path: path.display().to_string(),
+                source,
+            })?,
+        }
+        report.delivered.push(o.key.clone());
+    }
+    let _ = out.flush();
+
     let mut roots: BTreeMap<String, (TaskError, usize)> = BTreeMap::new();
     for k in &wanted {
         if let Some(KeyStatus::Erred(e)) = client.status(k) {
@@ -100,33 +136,6 @@ pub async fn run_graph(client: &AsyncClient, graph: Graph, progress: bool) -> Re
         .into_iter()
         .map(|(key, (error, downstream))| Failure { key, error, downstream })
         .collect();
-
-    let ready: Vec<_> = graph
-        .outputs
-        .iter()
-        .filter(|o| matches!(client.status(&o.key), Some(KeyStatus::Finished { .. })))
-        .collect();
-    let keys: Vec<String> = ready.iter().map(|o| o.key.clone()).collect();
-    let results = client.gather(&keys).await?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    for (o, bytes) in ready.into_iter().zip(results) {
-        match &o.target {
-            OutputTarget::Stdout => {
-                let _ = out.write_all(&bytes);
-                if !bytes.ends_with(b"\n") && !bytes.is_empty() {
-                    let _ = out.write_all(b"\n");
-                }
-            }
-            OutputTarget::File(path) => std::fs::write(path, &bytes).map_err(|source| RunError::Output {
-                key: o.key.clone(),
-                path: path.display().to_string(),
-                source,
-            })?,
-        }
-        report.delivered.push(o.key.clone());
-    }
-    let _ = out.flush();
     client.release(&wanted)?;
     Ok(report)
 }

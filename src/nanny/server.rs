@@ -47,7 +47,7 @@ pub struct NannyConfig {
 /// Why a nanny stopped other than by request.
 #[derive(Debug, thiserror::Error)]
 pub enum NannyError {
-    #[error("worker {worker}: {reason}{}", log_tail(.log))]
+    #[error("worker {worker}: {reason}{}", said(.log))]
     GaveUp {
         worker: String,
         reason: String,
@@ -57,17 +57,18 @@ pub enum NannyError {
     Signals(std::io::Error),
 }
 
-fn log_tail(log: &[String]) -> String {
-    if log.is_empty() {
-        String::new()
-    } else {
-        format!("; its last log lines: {}", log.join(" | "))
+fn said(log: &[String]) -> String {
+    match log {
+        [] => String::new(),
+        [one] => format!(": {one}"),
+        many => format!("; its last log lines: {}", many.join(" | ")),
     }
 }
 
 /// What the nanny's loop reacts to.
 enum Event {
     Exited(usize, ExitKind),
+    Linked(Link),
     FromScheduler(ToNanny),
     SchedulerLost(String),
     Signal,
@@ -153,7 +154,17 @@ pub async fn supervise(config: NannyConfig, stop: async_channel::Receiver<()>) -
     } else {
         (0..config.nworkers).map(|i| format!("{}-{i}", config.name)).collect()
     };
-    let link = connect(&config, &names, tx.clone()).await;
+    // The scheduler link comes up in the background: the workers start at once and wait for
+    // the scheduler themselves, under their own death timeout.
+    let _linking = {
+        let (c, n, tx) = (config.clone(), names.clone(), tx.clone());
+        smol::spawn(async move {
+            if let Some(link) = connect(&c, &n, tx.clone()).await {
+                let _ = tx.send(Event::Linked(link)).await;
+            }
+        })
+    };
+    let link = None;
     let mut nanny = Nanny {
         slots: names
             .into_iter()
@@ -258,6 +269,7 @@ impl Nanny {
                 self.slots[i].supervisor.on_exit(how, now);
                 self.reap_orphans();
             }
+            Event::Linked(link) => self.link = Some(link),
             Event::FromScheduler(ToNanny::Registered) => {}
             Event::FromScheduler(ToNanny::Restart) => {
                 log::info!("nanny: restarting workers as the scheduler asked");
@@ -325,7 +337,10 @@ impl Nanny {
                 }
             }
             Action::ReportDeath { reason } => {
-                log::warn!("nanny: worker {} died: {reason}", slot.name);
+                match last_error(&slot.log) {
+                    Some(said) => log::warn!("nanny: worker {} died: {reason} ({said})", slot.name),
+                    None => log::warn!("nanny: worker {} died: {reason}", slot.name),
+                }
                 if let Some(link) = &self.link {
                     let _ = link.tx.try_send(Outbound::Msg(FromNanny::WorkerDied {
                         worker: slot.name.clone(),
@@ -335,7 +350,14 @@ impl Nanny {
             }
             Action::Finished(Ok(())) => {}
             Action::Finished(Err(reason)) => {
-                let log: Vec<String> = slot.log.lock().expect("log lock").iter().cloned().collect();
+                // The worker's own error line says it best; else the tail of its log.
+                let log: Vec<String> = match last_error(&slot.log) {
+                    Some(said) => vec![said],
+                    None => {
+                        let tail = slot.log.lock().expect("log lock");
+                        tail.iter().skip(tail.len().saturating_sub(3)).cloned().collect()
+                    }
+                };
                 if self.failure.is_none() {
                     self.failure = Some(NannyError::GaveUp {
                         worker: slot.name.clone(),
@@ -385,6 +407,18 @@ impl Nanny {
         }
     }
 }
+
+/// The last `distd: error: ...` line a worker printed, without that prefix.
+fn last_error(log: &Mutex<VecDeque<String>>) -> Option<String> {
+    log.lock()
+        .expect("log lock")
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix(ERROR_PREFIX).map(str::to_string))
+}
+
+/// How the CLI starts its one error line.
+const ERROR_PREFIX: &str = "distd: error: ";
 
 /// Parent pid and process group of `pid`, from `/proc/PID/stat`.
 fn parent_and_group(pid: u32) -> Option<(u32, i32)> {
@@ -464,7 +498,10 @@ fn spawn_worker(
     let stderr_task = smol::spawn(async move {
         let mut lines = futures_lite::io::BufReader::new(stderr).lines();
         while let Some(Ok(line)) = lines.next().await {
-            eprintln!("{line}");
+            // A worker's error line is not repeated: the nanny reports it, once.
+            if !line.starts_with(ERROR_PREFIX) {
+                eprintln!("{line}");
+            }
             let mut tail = log.lock().expect("log lock");
             if tail.len() == LOG_TAIL {
                 tail.pop_front();

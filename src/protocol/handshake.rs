@@ -160,9 +160,19 @@ pub async fn connect_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     let mut reason = vec![0u8; u16::from_le_bytes([verdict[1], verdict[2]]) as usize];
     stream.read_exact(&mut reason).await?;
     if verdict[0] != 0 {
+        let reason = String::from_utf8_lossy(&reason).into_owned();
+        // Whatever the peer said, a version difference is named here, with both versions.
+        if let Some(m) = mismatch(&ours, &theirs) {
+            if !reason.contains(&theirs.version) {
+                return Err(HandshakeError::VersionMismatch(format!(
+                    "{m} (the {} said: {reason})",
+                    theirs.role
+                )));
+            }
+        }
         return Err(HandshakeError::Refused {
             by: theirs.role,
-            reason: String::from_utf8_lossy(&reason).into_owned(),
+            reason,
         });
     }
     if let Some(m) = mismatch(&ours, &theirs) {

@@ -217,6 +217,11 @@ pub enum ToClient {
         key: String,
         nbytes: u64,
     },
+    /// A finished key's result was lost with its worker; it is being computed again and a
+    /// new `KeyFinished` (or `KeyErred`) follows.
+    KeyLost {
+        key: String,
+    },
     KeyErred {
         key: String,
         error: TaskError,

@@ -746,6 +746,10 @@ impl Core {
         for &t in &lost {
             let task = self.tasks.get_mut(&t).expect("lost tasks are known");
             task.state = TaskState::Released;
+            for c in &task.wanted_by {
+                self.outbox
+                    .push(Outgoing::Client(*c, ToClient::KeyLost { key: task.key.clone() }));
+            }
             if task.scattered {
                 self.set_erred(
                     t,
@@ -859,7 +863,7 @@ impl Core {
             problem: None,
         };
         match self.keys.get(&loc.key) {
-            None => loc.problem = Some("unknown key".into()),
+            None => loc.problem = Some(crate::client::UNKNOWN_KEY.into()),
             Some(&t) => {
                 let task = &self.tasks[&t];
                 loc.id = t;

@@ -156,7 +156,7 @@ impl Worker {
             host,
         };
         let (events_tx, events_rx) = async_channel::unbounded();
-        let session = register(stream, &config.scheduler, &info, events_tx.clone()).await?;
+        let session = register_patiently(Some(stream), &config, &info, events_tx.clone()).await?;
         // Results spill to disk above 60% of the memory limit.
         let spill_above = (config.memory_limit > 0).then(|| config.memory_limit / 10 * 6);
         let store: Arc<Store> = Arc::new(Store::new(work_dir.join("spill"), spill_above));
@@ -263,6 +263,45 @@ async fn connect_scheduler(addr: &str, patience: Duration) -> Result<(TcpStream,
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
+    }
+}
+
+/// Connects (unless `stream` is already connected) and registers, trying again until the
+/// death timeout while the failure may pass (a scheduler restarting resets connections).
+/// A refusal by a scheduler of another version is final at once.
+async fn register_patiently(
+    mut stream: Option<TcpStream>,
+    config: &WorkerConfig,
+    info: &WorkerInfo,
+    events: async_channel::Sender<Event>,
+) -> Result<Session, WorkerError> {
+    let start = Instant::now();
+    loop {
+        let s = match stream.take() {
+            Some(s) => s,
+            None => {
+                let patience = config.death_timeout.saturating_sub(start.elapsed());
+                connect_scheduler(&config.scheduler, patience).await?.0
+            }
+        };
+        let last = match register(s, &config.scheduler, info, events.clone()).await {
+            Ok(session) => return Ok(session),
+            Err(WorkerError::Refused {
+                source: HandshakeError::Io(e),
+                ..
+            }) => e.to_string(),
+            Err(WorkerError::Protocol { reason, .. }) => reason,
+            Err(e) => return Err(e),
+        };
+        if start.elapsed() >= config.death_timeout {
+            return Err(WorkerError::Unreachable {
+                addr: config.scheduler.clone(),
+                waited: start.elapsed().as_secs_f64(),
+                last,
+            });
+        }
+        log::info!("registration with {} failed ({last}); retrying", config.scheduler);
+        async_io::Timer::after(Duration::from_millis(100)).await;
     }
 }
 
@@ -418,8 +457,23 @@ impl Shell {
                         self.config.scheduler,
                         self.config.death_timeout.as_secs_f64()
                     );
-                    let (stream, _) = connect_scheduler(&self.config.scheduler, self.config.death_timeout).await?;
-                    session = register(stream, &self.config.scheduler, &self.info, self.events_tx.clone()).await?;
+                    // A stop request while reconnecting ends the worker at once; whatever else
+                    // arrives belongs to the lost session.
+                    let stopped = async {
+                        loop {
+                            match events.recv().await {
+                                Ok(Event::Stop) | Err(_) => return None,
+                                Ok(_) => continue,
+                            }
+                        }
+                    };
+                    let again = async {
+                        Some(register_patiently(None, &self.config, &self.info, self.events_tx.clone()).await)
+                    };
+                    match again.or(stopped).await {
+                        None => return Ok(WorkerExit::Stopped),
+                        Some(s) => session = s?,
+                    }
                     log::info!("registered again with {}", self.config.scheduler);
                 }
             }
