@@ -1,145 +1,303 @@
-//! `make bench`: starts a real cluster (`distd scheduler` and 2 `distd worker --nthreads 1`
-//! processes on 127.0.0.1), runs each workload a few times through the Rust client, and
-//! prints one JSON line per workload.
+//! `make bench`: distd's benchmark suite. Each workload starts its own real cluster on
+//! 127.0.0.1 (`distd scheduler` and `distd worker` processes, or a nanny, or `distd local`),
+//! runs several times, and prints ONE JSON line to stdout:
+//! `{"name", "params", "unit", "median", "min", "max", "runs", "cores", ...}`.
+//! Progress and diagnostics go to stderr. A workload that fails prints
+//! `{"name", "error"}` instead, the others still run, and the suite exits 1.
+//!
+//! Usage: `bench [--quick] [--only NAME[,NAME...]] [--list]`; `BENCH_QUICK=1` is `--quick`
+//! (much smaller sizes, a sanity run). `DISTD_BIN` overrides the distd executable, which is
+//! otherwise `distd` next to this example's directory (target/release/distd).
+//!
+//! Every wait is bounded, and every process is killed with its process group and reaped when
+//! its workload ends (or when the bench dies: children get `PR_SET_PDEATHSIG`).
 
-use distd::{Client, TaskDesc};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+#[path = "bench/cluster.rs"]
+mod cluster;
+#[path = "bench/procs.rs"]
+mod procs;
+#[path = "bench/report.rs"]
+mod report;
+#[path = "bench/standins.rs"]
+mod standins;
+#[path = "bench/system.rs"]
+mod system;
+#[path = "bench/tasks.rs"]
+mod tasks;
+#[path = "bench/transfer.rs"]
+mod transfer;
+
+use cluster::Env;
+use report::{fail, failure_line, Context, Failure, Outcome, Report};
+use std::cell::Cell;
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-const RUNS: usize = 3;
+/// How big each workload is.
+#[derive(Clone, Debug)]
+pub struct Sizes {
+    /// Runs of each workload (startup and restart-time have their own).
+    pub runs: usize,
+    pub startup_runs: usize,
+    pub restart_runs: usize,
+    pub map_noop: usize,
+    pub chain: usize,
+    /// A power of two.
+    pub tree_leaves: usize,
+    pub latency: usize,
+    pub map_cmd: usize,
+    /// Spawns of `true` per reference measurement of map-cmd.
+    pub spawn_reference: usize,
+    pub transfer_bytes: u64,
+    pub memory_tasks: usize,
+    pub memory_batch: usize,
+    pub standins: usize,
+    pub standin_tasks: usize,
+}
 
-/// The cluster's processes, killed when dropped.
-struct Procs(Vec<Child>);
+impl Sizes {
+    fn full() -> Sizes {
+        Sizes {
+            runs: 3,
+            startup_runs: 5,
+            restart_runs: 5,
+            map_noop: 100_000,
+            chain: 10_000,
+            tree_leaves: 65_536,
+            latency: 1_000,
+            map_cmd: 10_000,
+            spawn_reference: 2_000,
+            transfer_bytes: 1 << 30,
+            memory_tasks: 1_000_000,
+            memory_batch: 100_000,
+            standins: 1_000,
+            standin_tasks: 100_000,
+        }
+    }
 
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
+    fn quick() -> Sizes {
+        Sizes {
+            runs: 3,
+            startup_runs: 5,
+            restart_runs: 5,
+            map_noop: 2_000,
+            chain: 200,
+            tree_leaves: 1_024,
+            latency: 100,
+            map_cmd: 100,
+            spawn_reference: 100,
+            transfer_bytes: 16 << 20,
+            memory_tasks: 20_000,
+            memory_batch: 5_000,
+            standins: 50,
+            standin_tasks: 2_000,
         }
     }
 }
 
-fn distd_bin() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("own path");
-    // target/release/examples/bench -> target/release/distd
-    exe.parent().and_then(|p| p.parent()).expect("target dir").join("distd")
+/// What every workload gets: where distd is, the sizes, and the process limits.
+pub struct Bench {
+    pub env: Env,
+    pub sizes: Sizes,
+    /// RLIMIT_NOFILE (soft, hard) after raising the soft limit.
+    pub open_files: (u64, u64),
+    next_cluster: Cell<usize>,
 }
 
-fn start_cluster() -> (Procs, String) {
-    let bin = distd_bin();
-    let mut sched = Command::new(&bin)
-        .args(["scheduler", "--host", "127.0.0.1", "--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start scheduler");
-    let mut line = String::new();
-    BufReader::new(sched.stdout.take().expect("piped"))
-        .read_line(&mut line)
-        .expect("scheduler address");
-    let addr = line
-        .trim()
-        .strip_prefix("scheduler at ")
-        .expect("address line")
-        .to_string();
-    let mut procs = Procs(vec![sched]);
-    let dir = std::env::temp_dir().join("distd-bench");
-    for i in 0..2 {
-        let w = Command::new(&bin)
-            .args(["worker", &addr, "--nthreads", "1", "--name", &format!("bench-{i}")])
-            .arg("--local-directory")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start worker");
-        procs.0.push(w);
+impl Bench {
+    /// A unique label for a cluster (its folder and its worker names).
+    pub fn cluster_label(&self, workload: &str) -> String {
+        let n = self.next_cluster.get();
+        self.next_cluster.set(n + 1);
+        format!("{workload}-{n}")
     }
-    let client = Client::connect(&addr).expect("connect");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client.info().expect("info").workers.len() < 2 {
-        assert!(Instant::now() < deadline, "workers did not register");
-        std::thread::sleep(Duration::from_millis(10));
+
+    /// One line of progress on stderr.
+    pub fn progress(&self, workload: &str, run: usize, text: &str) {
+        eprintln!("bench: {workload} run {}: {text}", run + 1);
     }
-    (procs, addr)
 }
 
-fn report(name: &str, params: &str, unit: &str, samples: &mut [f64]) {
-    samples.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    let median = samples[samples.len() / 2];
-    println!(
-        "{{\"name\":\"{name}\",\"params\":{params},\"unit\":\"{unit}\",\"median\":{median:.1},\"min\":{:.1},\"max\":{:.1},\"runs\":{},\"cores\":{}}}",
-        samples[0],
-        samples[samples.len() - 1],
-        samples.len(),
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+type Workload = fn(&Bench) -> Outcome<Report>;
+
+/// Every workload, in the order they run.
+const WORKLOADS: &[(&str, Workload)] = &[
+    ("map-noop", |b| tasks::map_noop(b, false)),
+    ("map-noop-nanny", |b| tasks::map_noop(b, true)),
+    ("chain", tasks::chain),
+    ("tree", tasks::tree),
+    ("latency", tasks::latency),
+    ("map-cmd", tasks::map_cmd),
+    ("transfer", transfer::transfer),
+    ("memory", system::memory),
+    ("startup", system::startup),
+    ("scale-workers", standins::scale_workers),
+    ("restart-time", system::restart_time),
+];
+
+/// The command line, parsed.
+struct Options {
+    quick: bool,
+    only: Option<Vec<String>>,
+    list: bool,
+}
+
+fn parse_options() -> Outcome<Options> {
+    let mut opts = Options {
+        quick: std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0"),
+        only: None,
+        list: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--quick" => opts.quick = true,
+            "--list" => opts.list = true,
+            "--only" => {
+                let names = args
+                    .next()
+                    .context("--only needs a comma-separated list of workloads")?;
+                opts.only = Some(names.split(',').map(str::to_string).collect());
+            }
+            other => {
+                return fail(format!(
+                    "unknown argument {other:?} (try --quick, --only NAMES, --list)"
+                ))
+            }
+        }
+    }
+    if let Some(only) = &opts.only {
+        for name in only {
+            if !WORKLOADS.iter().any(|(n, _)| n == name) {
+                let known: Vec<&str> = WORKLOADS.iter().map(|(n, _)| *n).collect();
+                return fail(format!("unknown workload {name:?}; known: {}", known.join(", ")));
+            }
+        }
+    }
+    Ok(opts)
+}
+
+/// target/release/examples/bench -> target/release/distd, unless DISTD_BIN says otherwise.
+fn find_distd() -> Outcome<PathBuf> {
+    if let Some(p) = std::env::var_os("DISTD_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().context("cannot find the bench's own executable")?;
+    let bin = exe
+        .parent()
+        .and_then(|examples| examples.parent())
+        .map(|dir| dir.join("distd"))
+        .context(format!("{} has no parent folder", exe.display()))?;
+    if !bin.is_file() {
+        return fail(format!(
+            "no distd executable at {}: build it first (`cargo build --release`; `make bench` does)",
+            bin.display()
+        ));
+    }
+    Ok(bin)
+}
+
+fn setup(quick: bool) -> Outcome<Bench> {
+    procs::become_subreaper()?;
+    let open_files = match procs::raise_open_files_limit() {
+        Ok(limits) => limits,
+        Err(e) => {
+            eprintln!("bench: WARNING: cannot raise the open files limit ({e}); scale-workers may fail");
+            (0, 0)
+        }
+    };
+    let distd = find_distd()?;
+    let dir = std::env::temp_dir().join(format!("distd-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).context(format!("cannot create {}", dir.display()))?;
+    Ok(Bench {
+        env: Env { distd, dir },
+        sizes: if quick { Sizes::quick() } else { Sizes::full() },
+        open_files,
+        next_cluster: Cell::new(0),
+    })
+}
+
+/// Runs one workload, turning a panic into a failure so the others still run.
+fn run_one(bench: &Bench, workload: Workload) -> Outcome<Report> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| workload(bench))).unwrap_or_else(|panic| {
+        let text = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "a panic".into());
+        Err(Failure(format!("panicked: {text}")))
+    })
+}
+
+fn main() -> ExitCode {
+    let opts = match parse_options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if opts.list {
+        for (name, _) in WORKLOADS {
+            println!("{name}");
+        }
+        return ExitCode::SUCCESS;
+    }
+    let bench = match setup(opts.quick) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!(
+        "bench: distd at {}, {} mode, logs in {}, open files limit {} (hard {})",
+        bench.env.distd.display(),
+        if opts.quick { "quick" } else { "full" },
+        bench.env.dir.display(),
+        bench.open_files.0,
+        bench.open_files.1
     );
-}
-
-fn map_noop(client: &Client, n: usize) -> f64 {
-    let tasks: Vec<TaskDesc> = (0..n)
-        .map(|_| TaskDesc::function(client.unique_key("noop"), "noop", Vec::new()))
-        .collect();
-    let start = Instant::now();
-    let keys = client.submit(tasks).expect("submit");
-    client.gather(&keys).expect("gather");
-    let rate = n as f64 / start.elapsed().as_secs_f64();
-    client.release(&keys).expect("release");
-    rate
-}
-
-fn chain(client: &Client, n: usize) -> f64 {
-    let mut tasks = Vec::with_capacity(n);
-    let mut prev: Option<String> = None;
-    for _ in 0..n {
-        let key = client.unique_key("chain");
-        let mut t = TaskDesc::function(key.clone(), "noop", Vec::new());
-        if let Some(p) = prev.take() {
-            t = t.with_deps([p]);
+    let suite = Instant::now();
+    let mut failed = Vec::new();
+    for (name, workload) in WORKLOADS {
+        if opts.only.as_ref().is_some_and(|only| !only.iter().any(|o| o == name)) {
+            continue;
         }
-        prev = Some(key);
-        tasks.push(t);
-    }
-    let last = prev.expect("n > 0");
-    let start = Instant::now();
-    client.submit_wanting(tasks, vec![last.clone()]).expect("submit");
-    client.wait(std::slice::from_ref(&last)).expect("wait");
-    let rate = n as f64 / start.elapsed().as_secs_f64();
-    client.release(&[last]).expect("release");
-    rate
-}
-
-fn latency(client: &Client, n: usize) -> (f64, f64) {
-    let mut lat = Vec::with_capacity(n);
-    for _ in 0..n {
-        let key = client.unique_key("lat");
+        eprintln!("bench: {name} ...");
         let start = Instant::now();
-        client
-            .submit(vec![TaskDesc::function(key.clone(), "noop", Vec::new())])
-            .expect("submit");
-        client.wait(std::slice::from_ref(&key)).expect("wait");
-        lat.push(start.elapsed().as_secs_f64() * 1e6);
-        client.release(&[key]).expect("release");
+        match run_one(&bench, *workload) {
+            Ok(report) => {
+                println!("{}", report.to_line());
+                eprintln!(
+                    "bench: {name} done in {:.1} s (median {:.1})",
+                    start.elapsed().as_secs_f64(),
+                    report.median()
+                );
+            }
+            Err(e) => {
+                eprintln!("bench: {name} FAILED after {:.1} s: {e}", start.elapsed().as_secs_f64());
+                println!("{}", failure_line(name, &e));
+                failed.push(*name);
+            }
+        }
     }
-    lat.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    (lat[n / 2], lat[n * 99 / 100])
-}
-
-fn main() {
-    let (_procs, addr) = start_cluster();
-    let client = Client::connect(&addr).expect("connect");
-    let n = 100_000;
-    let mut s: Vec<f64> = (0..RUNS).map(|_| map_noop(&client, n)).collect();
-    report("map-noop", &format!("{{\"tasks\":{n}}}"), "tasks/s", &mut s);
-    let n = 10_000;
-    let mut s: Vec<f64> = (0..RUNS).map(|_| chain(&client, n)).collect();
-    report("chain", &format!("{{\"tasks\":{n}}}"), "tasks/s", &mut s);
-    let n = 1_000;
-    let runs: Vec<(f64, f64)> = (0..RUNS).map(|_| latency(&client, n)).collect();
-    let mut p50: Vec<f64> = runs.iter().map(|r| r.0).collect();
-    let mut p99: Vec<f64> = runs.iter().map(|r| r.1).collect();
-    report("latency-p50", &format!("{{\"tasks\":{n}}}"), "us", &mut p50);
-    report("latency-p99", &format!("{{\"tasks\":{n}}}"), "us", &mut p99);
+    let left = procs::reap_orphans(&[], Duration::from_secs(5));
+    if !left.is_empty() {
+        eprintln!("bench: WARNING: child processes {left:?} were still alive at the end");
+    }
+    eprintln!("bench: suite took {:.1} s", suite.elapsed().as_secs_f64());
+    if failed.is_empty() {
+        let _ = std::fs::remove_dir_all(&bench.env.dir);
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "bench: {} workloads failed ({}); logs kept in {}",
+            failed.len(),
+            failed.join(", "),
+            bench.env.dir.display()
+        );
+        ExitCode::FAILURE
+    }
 }

@@ -354,16 +354,7 @@ deps = ["slow"]
 "#,
     );
     let start = Instant::now();
-    let out = sb.run(
-        "run slow",
-        &[
-            "run",
-            graph.to_str().expect("UTF-8 path"),
-            "--scheduler",
-            &address,
-            "--no-progress",
-        ],
-    );
+    let out = sb.run_graph("run slow", &graph, &address);
     out.assert_success();
     assert_eq!(out.stdout, "done\n");
     assert!(start.elapsed() > Duration::from_secs(2));

@@ -457,16 +457,7 @@ fn a_worker_rejoins_a_restarted_scheduler_and_gives_up_on_a_dead_one() {
     let info = harness::info(&mut sb, &address);
     assert!(worker_entry(&info, "loyal").is_some(), "{info}");
     let graph = sb.write("after.toml", "[[task]]\nkey = \"x\"\ncommand = [\"echo\", \"back\"]\n");
-    let out = sb.run(
-        "run after restart",
-        &[
-            "run",
-            graph.to_str().expect("UTF-8 path"),
-            "--scheduler",
-            &address,
-            "--no-progress",
-        ],
-    );
+    let out = sb.run_graph("run after restart", &graph, &address);
     out.assert_success();
     assert_eq!(out.stdout, "back\n");
 

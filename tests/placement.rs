@@ -32,16 +32,7 @@ fn restrictions_and_resources_decide_where_tasks_run() {
         ));
     }
     let path = sb.write("placed.toml", &graph);
-    let out = sb.run(
-        "run placed",
-        &[
-            "run",
-            path.to_str().expect("UTF-8 path"),
-            "--scheduler",
-            &address,
-            "--no-progress",
-        ],
-    );
+    let out = sb.run_graph("run placed", &path, &address);
     out.assert_success();
     let pids: Vec<i32> = out
         .stdout

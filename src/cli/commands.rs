@@ -506,7 +506,13 @@ fn info(args: InfoArgs) -> Result<u8, CliError> {
     if !info.workers.is_empty() {
         say!(
             "  {:<20} {:<22} {:>7} {:>10} {:>10} {:>8} {:>10}",
-            "NAME", "ADDRESS", "THREADS", "MEMORY", "PROCESSING", "RESULTS", "BYTES"
+            "NAME",
+            "ADDRESS",
+            "THREADS",
+            "MEMORY",
+            "PROCESSING",
+            "RESULTS",
+            "BYTES"
         );
         for w in &info.workers {
             say!(

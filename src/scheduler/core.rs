@@ -574,23 +574,8 @@ impl Core {
             }
             return;
         }
-        self.unassign(w, t);
-        let task = self.tasks.get_mut(&t).expect("checked above");
-        task.state = TaskState::Memory;
-        task.nbytes = nbytes;
-        task.who_has.clear();
-        self.add_holder(t, w);
-        let task = &self.tasks[&t];
-        for c in &task.wanted_by {
-            self.outbox.push(Outgoing::Client(
-                *c,
-                ToClient::KeyFinished {
-                    key: task.key.clone(),
-                    nbytes,
-                },
-            ));
-        }
-        let deps = task.deps.clone();
+        self.to_memory(w, t, nbytes);
+        let deps = self.tasks[&t].deps.clone();
         self.wake_dependents(t);
         for d in deps {
             self.maybe_release(d);
@@ -695,19 +680,13 @@ impl Core {
         }
     }
 
-    fn on_data_stored(&mut self, w: WorkerId, t: TaskId, nbytes: u64) {
-        if !self.processing_on(t, w) {
-            // The scatter was cancelled or its client left: nobody will ask for these bytes.
-            if !matches!(self.tasks.get(&t), Some(task) if task.who_has.contains(&w)) {
-                self.outbox
-                    .push(Outgoing::Worker(w, ToWorker::ReleaseData { tasks: vec![t] }));
-            }
-            return;
-        }
+    /// `t`, processing on `w`, now has its result there: clients that want it are told.
+    fn to_memory(&mut self, w: WorkerId, t: TaskId, nbytes: u64) {
         self.unassign(w, t);
-        let task = self.tasks.get_mut(&t).expect("checked above");
+        let task = self.tasks.get_mut(&t).expect("to_memory of a processing task");
         task.state = TaskState::Memory;
         task.nbytes = nbytes;
+        task.who_has.clear();
         self.add_holder(t, w);
         let task = &self.tasks[&t];
         for c in &task.wanted_by {
@@ -719,6 +698,18 @@ impl Core {
                 },
             ));
         }
+    }
+
+    fn on_data_stored(&mut self, w: WorkerId, t: TaskId, nbytes: u64) {
+        if !self.processing_on(t, w) {
+            // The scatter was cancelled or its client left: nobody will ask for these bytes.
+            if !matches!(self.tasks.get(&t), Some(task) if task.who_has.contains(&w)) {
+                self.outbox
+                    .push(Outgoing::Worker(w, ToWorker::ReleaseData { tasks: vec![t] }));
+            }
+            return;
+        }
+        self.to_memory(w, t, nbytes);
         // A client may have submitted tasks on this key before its data arrived.
         self.wake_dependents(t);
         let mut done = Vec::new();

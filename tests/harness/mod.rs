@@ -293,6 +293,12 @@ impl Sandbox {
         self.wait_exit(id, DEADLINE)
     }
 
+    /// `distd run GRAPH --scheduler ADDRESS --no-progress` to completion.
+    pub fn run_graph(&mut self, name: &str, graph: &std::path::Path, address: &str) -> Outcome {
+        let graph = graph.to_str().expect("UTF-8 path");
+        self.run(name, &["run", graph, "--scheduler", address, "--no-progress"])
+    }
+
     /// Runs `distd ARGS` to completion with its stdout a pipe nobody reads: the read end is
     /// closed before the process starts, so its first write fails (as under `| head -0`).
     pub fn run_with_closed_stdout(&mut self, name: &str, args: &[&str]) -> Outcome {
