@@ -183,7 +183,20 @@ pub async fn supervise(config: NannyConfig, stop: async_channel::Receiver<()>) -
     };
     nanny.step(Instant::now());
     while !nanny.slots.iter().all(|s| s.supervisor.is_done()) {
-        let Ok(ev) = rx.recv().await else { break };
+        // Wake for the earliest restart or kill deadline, not just on the polling tick.
+        let deadline = nanny.slots.iter().filter_map(|s| s.supervisor.next_deadline()).min();
+        let ev = match deadline {
+            Some(at) => {
+                rx.recv()
+                    .or(async {
+                        async_io::Timer::at(at).await;
+                        Ok(Event::Tick)
+                    })
+                    .await
+            }
+            None => rx.recv().await,
+        };
+        let Ok(ev) = ev else { break };
         nanny.handle(ev);
     }
     nanny.reap_orphans();

@@ -18,7 +18,7 @@ pub const EXIT_RETIRED: i32 = 75;
 /// Restart and memory policy.
 #[derive(Clone, Debug)]
 pub struct Policy {
-    /// First restart delay; doubles on each crash.
+    /// Second restart delay (the first restart is immediate); doubles on each crash.
     pub backoff_start: Duration,
     pub backoff_max: Duration,
     /// A child that ran this long resets the backoff.
@@ -125,7 +125,8 @@ pub struct Supervisor {
 impl Supervisor {
     /// A supervisor that starts its child at once.
     pub fn new(policy: Policy, now: Instant) -> Supervisor {
-        let backoff = policy.backoff_start;
+        // The first crash restarts at once: one death is no loop.
+        let backoff = Duration::ZERO;
         Supervisor {
             policy,
             phase: Phase::Waiting { at: now },
@@ -256,7 +257,7 @@ impl Supervisor {
             self.actions.push(Action::ReportDeath { reason: reason.clone() });
         }
         if stable {
-            self.backoff = self.policy.backoff_start;
+            self.backoff = Duration::ZERO;
         }
         self.crashes.push_back((now, reason));
         while let Some((t, _)) = self.crashes.front() {
@@ -278,7 +279,11 @@ impl Supervisor {
             return;
         }
         self.phase = Phase::Waiting { at: now + self.backoff };
-        self.backoff = (self.backoff * 2).min(self.policy.backoff_max);
+        self.backoff = if self.backoff.is_zero() {
+            self.policy.backoff_start
+        } else {
+            (self.backoff * 2).min(self.policy.backoff_max)
+        };
     }
 
     /// A memory sample of the running child.
@@ -386,13 +391,20 @@ mod tests {
             matches!(&a[0], Action::ReportDeath { reason } if reason.contains("signal 9")),
             "{a:?}"
         );
-        assert_eq!(s.next_deadline(), Some(t0 + Duration::from_millis(100)));
-        s.on_tick(t0 + Duration::from_millis(100));
+        // The first restart is immediate, the next ones back off from 0.1 s, doubling.
+        assert_eq!(s.next_deadline(), Some(t0));
+        s.on_tick(t0);
         assert_eq!(s.take_actions(), vec![Action::Spawn]);
-        let t1 = t0 + Duration::from_millis(150);
+        let t1 = t0 + Duration::from_millis(50);
         s.on_exit(ExitKind::Code(101), t1);
         s.take_actions();
-        assert_eq!(s.next_deadline(), Some(t1 + Duration::from_millis(200)));
+        assert_eq!(s.next_deadline(), Some(t1 + Duration::from_millis(100)));
+        s.on_tick(t1 + Duration::from_millis(100));
+        s.take_actions();
+        let t2 = t1 + Duration::from_millis(150);
+        s.on_exit(ExitKind::Code(101), t2);
+        s.take_actions();
+        assert_eq!(s.next_deadline(), Some(t2 + Duration::from_millis(200)));
     }
 
     #[test]

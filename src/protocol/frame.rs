@@ -155,19 +155,19 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             self.pos = 0;
             self.end = 0;
         }
-        if out.len() < len {
-            let have = out.len();
-            out.resize(len, 0);
-            let mut filled = have;
-            while filled < len {
-                let n = self.inner.read(&mut out[filled..]).await?;
+        // Grown (and zeroed) a chunk at a time just ahead of the reads, so a large payload is
+        // written once by the zeroing and once by the socket while still in cache.
+        const STEP: usize = 1 << 20;
+        while out.len() < len {
+            let filled = out.len();
+            out.resize((filled + STEP).min(len), 0);
+            let mut at = filled;
+            while at < out.len() {
+                let n = self.inner.read(&mut out[at..]).await?;
                 if n == 0 {
-                    return Err(FrameError::Truncated {
-                        got: filled,
-                        expected: len,
-                    });
+                    return Err(FrameError::Truncated { got: at, expected: len });
                 }
-                filled += n;
+                at += n;
             }
         }
         Ok(out)
