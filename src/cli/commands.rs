@@ -133,8 +133,6 @@ fn scheduler(args: SchedulerArgs) -> Result<u8, CliError> {
             source,
         })?;
         let address = announced(sched.address);
-        println!("scheduler at {address}");
-        let _ = std::io::stdout().flush();
         if let Some(f) = &setup.pid_file {
             write_atomic(f, &format!("{}\n", std::process::id()))?;
         }
@@ -146,6 +144,9 @@ fn scheduler(args: SchedulerArgs) -> Result<u8, CliError> {
             });
             write_atomic(f, &format!("{json}\n"))?;
         }
+        // Announced once the files are written: whoever reads the line may rely on them.
+        println!("scheduler at {address}");
+        let _ = std::io::stdout().flush();
         let stopper = sched.stopper();
         let _on_signal = smol::spawn(async move {
             stop_signal.await;

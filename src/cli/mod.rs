@@ -38,10 +38,15 @@ fn stop_when_stdin_closes() {
 /// Errors are printed once, here, as `distd: error: ...`.
 pub fn main_with_registry(registry: Registry) -> ExitCode {
     let cli = args::Cli::parse();
-    let daemon = matches!(
-        cli.command,
-        args::Command::Scheduler(_) | args::Command::Worker(_) | args::Command::Local(_)
-    );
+    // Long-running services log what they do; a command that runs something and ends
+    // (including `local --run`) only warns.
+    let daemon = match &cli.command {
+        args::Command::Scheduler(_) | args::Command::Worker(_) | args::Command::Nanny(_) | args::Command::Ssh(_) => {
+            true
+        }
+        args::Command::Local(a) => a.run.is_none(),
+        _ => false,
+    };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(if daemon { "info" } else { "warn" }))
         .format_timestamp_millis()
         .init();

@@ -444,7 +444,11 @@ impl Core {
         let Some(ws) = self.workers.remove(&id) else {
             return;
         };
-        log::warn!("worker {} ({}) lost: {}", ws.info.name, id, reason);
+        if ws.leaving {
+            log::info!("worker {} ({}) left", ws.info.name, id);
+        } else {
+            log::warn!("worker {} ({}) lost: {}", ws.info.name, id, reason);
+        }
         // Copies it was to receive will not come; retiring workers pick other targets.
         self.retiring.remove(&id);
         for pending in self.retiring.values_mut() {
