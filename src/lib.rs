@@ -14,6 +14,7 @@ pub mod nanny;
 pub mod protocol;
 pub mod scheduler;
 pub mod ssh;
+mod ticker;
 pub mod units;
 pub mod worker;
 

@@ -137,17 +137,7 @@ pub async fn supervise(config: NannyConfig, stop: async_channel::Receiver<()>) -
             }
         })
     };
-    let _ticker = {
-        let tx = tx.clone();
-        smol::spawn(async move {
-            loop {
-                async_io::Timer::after(MEMORY_POLL).await;
-                if tx.send(Event::Tick).await.is_err() {
-                    return;
-                }
-            }
-        })
-    };
+    let _ticker = crate::ticker::ticker(MEMORY_POLL, tx.clone(), || Event::Tick);
     let now = Instant::now();
     let names: Vec<String> = if config.nworkers == 1 {
         vec![config.name.clone()]

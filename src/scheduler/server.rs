@@ -67,17 +67,7 @@ impl Scheduler {
         let address = listener.local_addr()?;
         let (tx, rx) = async_channel::unbounded();
         let accept = smol::spawn(accept_loop(listener, tx.clone()));
-        let ticker = {
-            let tx = tx.clone();
-            smol::spawn(async move {
-                loop {
-                    async_io::Timer::after(TICK).await;
-                    if tx.send(Event::Tick).await.is_err() {
-                        return;
-                    }
-                }
-            })
-        };
+        let ticker = crate::ticker::ticker(TICK, tx.clone(), || Event::Tick);
         let main = smol::spawn(core_loop(config, rx, accept, ticker));
         log::info!("scheduler listening at tcp://{address}");
         Ok(Scheduler {

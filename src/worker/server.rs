@@ -10,6 +10,7 @@ use crate::protocol::{
     connect_handshake, write_loop, Data, FrameReader, FromWorker, HandshakeError, Outbound, Role, TaskError, TaskId,
     TaskSpec, ToWorker, WorkerInfo,
 };
+use crate::ticker::ticker;
 use futures_lite::FutureExt;
 use smol::net::{TcpListener, TcpStream};
 use smol::Task;
@@ -404,29 +405,9 @@ impl Shell {
         });
         loop {
             self.core = WorkerCore::new(self.config.nthreads);
-            let heartbeat = {
-                let tx = self.events_tx.clone();
-                let every = session.heartbeat;
-                smol::spawn(async move {
-                    loop {
-                        async_io::Timer::after(every).await;
-                        if tx.send(Event::Heartbeat).await.is_err() {
-                            return;
-                        }
-                    }
-                })
-            };
-            let memory_watch = (self.config.memory_limit > 0).then(|| {
-                let tx = self.events_tx.clone();
-                smol::spawn(async move {
-                    loop {
-                        async_io::Timer::after(MEMORY_CHECK).await;
-                        if tx.send(Event::MemoryCheck).await.is_err() {
-                            return;
-                        }
-                    }
-                })
-            });
+            let heartbeat = ticker(session.heartbeat, self.events_tx.clone(), || Event::Heartbeat);
+            let memory_watch = (self.config.memory_limit > 0)
+                .then(|| ticker(MEMORY_CHECK, self.events_tx.clone(), || Event::MemoryCheck));
             let ended = self.serve(&session, &events).await;
             drop(heartbeat);
             drop(memory_watch);
