@@ -12,6 +12,7 @@ mod idmap;
 pub mod local;
 pub mod nanny;
 pub mod protocol;
+pub mod rt;
 pub mod scheduler;
 pub mod ssh;
 mod ticker;

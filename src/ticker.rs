@@ -10,7 +10,7 @@ pub fn ticker<E: Send + 'static>(
     tx: async_channel::Sender<E>,
     make: impl Fn() -> E + Send + 'static,
 ) -> Task<()> {
-    smol::spawn(async move {
+    crate::rt::spawn(async move {
         loop {
             async_io::Timer::after(every).await;
             if tx.send(make()).await.is_err() {

@@ -126,7 +126,7 @@ fn announced(addr: std::net::SocketAddr) -> String {
 fn scheduler(args: SchedulerArgs) -> Result<u8, CliError> {
     let setup = config::scheduler(&args)?;
     let stop_signal = termination_signal()?;
-    smol::block_on(async {
+    crate::rt::block_on(async {
         let listen = setup.config.listen;
         let sched = Scheduler::start(setup.config).await.map_err(|source| CliError::Bind {
             addr: listen.to_string(),
@@ -148,7 +148,7 @@ fn scheduler(args: SchedulerArgs) -> Result<u8, CliError> {
         println!("scheduler at {address}");
         let _ = std::io::stdout().flush();
         let stopper = sched.stopper();
-        let _on_signal = smol::spawn(async move {
+        let _on_signal = crate::rt::spawn(async move {
             stop_signal.await;
             log::info!("signal received; shutting down");
             stopper.stop("scheduler interrupted").await;
@@ -170,10 +170,10 @@ fn worker(args: WorkerArgs, registry: Registry) -> Result<u8, CliError> {
         return nanny(setup);
     }
     let stop_signal = termination_signal()?;
-    smol::block_on(async {
+    crate::rt::block_on(async {
         // A signal while the worker still waits for its scheduler stops it too.
         let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
-        let _on_signal = smol::spawn(async move {
+        let _on_signal = crate::rt::spawn(async move {
             stop_signal.await;
             let _ = stop_tx.send(()).await;
         });
@@ -191,7 +191,7 @@ fn worker(args: WorkerArgs, registry: Registry) -> Result<u8, CliError> {
         println!("registered with tcp://{}", w.scheduler);
         let _ = std::io::stdout().flush();
         let stopper = w.stopper();
-        let _forward = smol::spawn(async move {
+        let _forward = crate::rt::spawn(async move {
             while stop_rx.recv().await.is_ok() {
                 log::info!("signal received; stopping the worker");
                 stopper.stop().await;
@@ -234,7 +234,7 @@ fn local(args: LocalArgs, registry: Registry) -> Result<u8, CliError> {
     if args.processes {
         return local_processes(cfg, graph, stop_signal, !args.no_progress);
     }
-    smol::block_on(async {
+    crate::rt::block_on(async {
         let n = cfg.workers;
         let cluster = LocalCluster::start(cfg).await?;
         let address = cluster.address();
@@ -266,7 +266,7 @@ fn local_processes(
     progress: bool,
 ) -> Result<u8, CliError> {
     let exe = std::env::current_exe().map_err(CliError::OwnExecutable)?;
-    smol::block_on(async {
+    crate::rt::block_on(async {
         let listen = cfg.listen;
         let sched = Scheduler::start(crate::scheduler::SchedulerConfig {
             listen,
@@ -303,7 +303,7 @@ fn local_processes(
         let (stop_tx, stop_rx) = async_channel::unbounded();
         let mut nanny_config = setup.nanny(exe);
         nanny_config.worker_stdout_to_stderr = true;
-        let mut nanny = smol::spawn(supervise(nanny_config, stop_rx));
+        let mut nanny = crate::rt::spawn(supervise(nanny_config, stop_rx));
         let client = AsyncClient::connect(&address).await?;
         // A nanny that gives up (the workers cannot start) is the error to show, not the wait.
         let ready = futures_lite::future::or(
@@ -351,7 +351,7 @@ fn local_processes(
 
 fn restart(args: RestartArgs) -> Result<u8, CliError> {
     let addr = config::parse_address("ADDR", &args.address, DEFAULT_PORT)?;
-    smol::block_on(async {
+    crate::rt::block_on(async {
         let client = AsyncClient::connect(&addr).await?;
         let n = client.restart().await?;
         println!("restarted {n} workers");
@@ -391,7 +391,7 @@ fn run(args: RunArgs, registry: Registry) -> Result<u8, CliError> {
     match &args.scheduler {
         Some(addr) => {
             let addr = config::parse_address("--scheduler", addr, DEFAULT_PORT)?;
-            smol::block_on(run_on(&addr, graph, progress))
+            crate::rt::block_on(run_on(&addr, graph, progress))
         }
         None => {
             let local_args = LocalArgs {
@@ -405,7 +405,7 @@ fn run(args: RunArgs, registry: Registry) -> Result<u8, CliError> {
                 processes: false,
             };
             let cfg = config::local(&local_args, registry)?;
-            smol::block_on(async {
+            crate::rt::block_on(async {
                 let cluster = LocalCluster::start(cfg).await?;
                 let code = run_on(&cluster.address(), graph, progress).await;
                 cluster.stop().await;
@@ -437,7 +437,7 @@ fn submit(args: SubmitArgs) -> Result<u8, CliError> {
         })?;
         env.push((k.to_string(), v.to_string()));
     }
-    smol::block_on(async {
+    crate::rt::block_on(async {
         let client = AsyncClient::connect(&addr).await?;
         let key = args.key.clone().unwrap_or_else(|| client.unique_key("submit"));
         let task = TaskDesc {
@@ -485,7 +485,7 @@ fn submit(args: SubmitArgs) -> Result<u8, CliError> {
 
 fn info(args: InfoArgs) -> Result<u8, CliError> {
     let addr = config::parse_address("ADDR", &args.address, DEFAULT_PORT)?;
-    let info = smol::block_on(async { AsyncClient::connect(&addr).await?.info().await })?;
+    let info = crate::rt::block_on(async { AsyncClient::connect(&addr).await?.info().await })?;
     // Printing stops quietly when stdout is closed (`distd info | head`).
     let stdout = std::io::stdout();
     let mut o = stdout.lock();

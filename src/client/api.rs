@@ -172,12 +172,12 @@ impl AsyncClient {
             next_req: AtomicU64::new(0),
         });
         let writer_stream = stream.clone();
-        let writer = smol::spawn(async move {
+        let writer = crate::rt::spawn(async move {
             let _ = write_loop(rx, writer_stream.clone()).await;
             let _ = writer_stream.shutdown(std::net::Shutdown::Both);
         });
         let reader_inner = inner.clone();
-        let reader = smol::spawn(async move {
+        let reader = crate::rt::spawn(async move {
             let reason = loop {
                 match reader.next::<ToClient>().await {
                     Ok(Some(msg)) => dispatch(&reader_inner, msg),

@@ -105,8 +105,8 @@ pub fn run_nanny(config: NannyConfig) -> Result<(), NannyError> {
     let (stop_tx, stop_rx) = async_channel::unbounded();
     // Children are spawned from this (the main) thread: PR_SET_PDEATHSIG fires when the
     // thread that forked them exits, so it must live as long as the nanny.
-    smol::block_on(async {
-        let _signals = smol::spawn(async move {
+    crate::rt::block_on(async {
+        let _signals = crate::rt::spawn(async move {
             while signals.next().await.is_some() {
                 if stop_tx.send(()).await.is_err() {
                     return;
@@ -129,7 +129,7 @@ pub async fn supervise(config: NannyConfig, stop: async_channel::Receiver<()>) -
     let (tx, rx) = async_channel::unbounded::<Event>();
     let _stops = {
         let tx = tx.clone();
-        smol::spawn(async move {
+        crate::rt::spawn(async move {
             while stop.recv().await.is_ok() {
                 if tx.send(Event::Signal).await.is_err() {
                     return;
@@ -148,7 +148,7 @@ pub async fn supervise(config: NannyConfig, stop: async_channel::Receiver<()>) -
     // the scheduler themselves, under their own death timeout.
     let _linking = {
         let (c, n, tx) = (config.clone(), names.clone(), tx.clone());
-        smol::spawn(async move {
+        crate::rt::spawn(async move {
             if let Some(link) = connect(&c, &n, tx.clone()).await {
                 let _ = tx.send(Event::Linked(link)).await;
             }
@@ -218,7 +218,7 @@ async fn connect(config: &NannyConfig, names: &[String], events: async_channel::
     }
     let (tx, rx) = async_channel::unbounded();
     let w = stream.clone();
-    let writer = smol::spawn(async move {
+    let writer = crate::rt::spawn(async move {
         let _ = write_loop(rx, w.clone()).await;
         let _ = w.shutdown(std::net::Shutdown::Both);
     });
@@ -231,7 +231,7 @@ async fn connect(config: &NannyConfig, names: &[String], events: async_channel::
         pid: std::process::id(),
         workers: names.to_vec(),
     }));
-    let reader = smol::spawn(async move {
+    let reader = crate::rt::spawn(async move {
         let mut r = FrameReader::new(stream);
         let reason = loop {
             match r.next::<ToNanny>().await {
@@ -488,7 +488,7 @@ fn spawn_worker(
     let stdout = child.stdout.take().expect("stdout was piped");
     let stderr = child.stderr.take().expect("stderr was piped");
     let to_stderr = config.worker_stdout_to_stderr;
-    let stdout_task = smol::spawn(async move {
+    let stdout_task = crate::rt::spawn(async move {
         let mut lines = futures_lite::io::BufReader::new(stdout).lines();
         while let Some(Ok(line)) = lines.next().await {
             if to_stderr {
@@ -498,7 +498,7 @@ fn spawn_worker(
             }
         }
     });
-    let stderr_task = smol::spawn(async move {
+    let stderr_task = crate::rt::spawn(async move {
         let mut lines = futures_lite::io::BufReader::new(stderr).lines();
         while let Some(Ok(line)) = lines.next().await {
             // A worker's error line is not repeated: the nanny reports it, once.
@@ -512,7 +512,7 @@ fn spawn_worker(
             tail.push_back(line);
         }
     });
-    let waiter = smol::spawn(async move {
+    let waiter = crate::rt::spawn(async move {
         let status = child.status().await;
         // Its last words (often the reason it died) are read before its exit is reported.
         let drained = async {

@@ -66,9 +66,9 @@ impl Scheduler {
         let listener = TcpListener::bind(config.listen).await?;
         let address = listener.local_addr()?;
         let (tx, rx) = async_channel::unbounded();
-        let accept = smol::spawn(accept_loop(listener, tx.clone()));
+        let accept = crate::rt::spawn(accept_loop(listener, tx.clone()));
         let ticker = crate::ticker::ticker(TICK, tx.clone(), || Event::Tick);
-        let main = smol::spawn(core_loop(config, rx, accept, ticker));
+        let main = crate::rt::spawn(core_loop(config, rx, accept, ticker));
         log::info!("scheduler listening at tcp://{address}");
         Ok(Scheduler {
             address,
@@ -233,7 +233,7 @@ async fn accept_loop(listener: TcpListener, events: async_channel::Sender<Event>
         conns.retain(|t| !t.is_finished());
         let events = events.clone();
         let ids = ids.clone();
-        conns.push(smol::spawn(async move {
+        conns.push(crate::rt::spawn(async move {
             if let Err(reason) = serve_connection(stream, events, ids).await {
                 log::warn!("connection from {from} closed: {reason}");
             }
@@ -341,7 +341,7 @@ fn spawn_writer<M: serde::Serialize + Send + 'static>(
     rx: async_channel::Receiver<Outbound<M>>,
     stream: TcpStream,
 ) -> Task<()> {
-    smol::spawn(async move {
+    crate::rt::spawn(async move {
         if let Err(e) = write_loop(rx, stream.clone()).await {
             log::debug!("write failed: {e}");
         }

@@ -308,7 +308,7 @@ async fn spawn_remote(
             o.line(false, &line);
         }
     };
-    let done = smol::spawn(async move {
+    let done = crate::rt::spawn(async move {
         futures_lite::future::zip(forward_out, forward_err).await;
         match Compat::new(child.wait()).await {
             Ok(st) => format!("exited with {st}"),
@@ -332,7 +332,7 @@ pub fn run_ssh(config: SshConfig) -> Result<(), SshError> {
             source,
         })?;
     }
-    smol::block_on(async {
+    crate::rt::block_on(async {
         // Connect to every host at once; the scheduler host must answer.
         let mut all = config.hosts.clone();
         if !all.contains(&config.scheduler) {
@@ -344,7 +344,7 @@ pub fn run_ssh(config: SshConfig) -> Result<(), SshError> {
                 let (c, h2, sha) = (config.clone(), h.clone(), local_sha.clone());
                 (
                     h.clone(),
-                    smol::spawn(async move {
+                    crate::rt::spawn(async move {
                         let s = c.connect(&h2).await.map_err(HostFailure::Unreachable)?;
                         let program = prepare_remote(&c, &s, sha.as_deref())
                             .await
@@ -438,7 +438,7 @@ pub fn run_ssh(config: SshConfig) -> Result<(), SshError> {
             let out = Output::new(&config, h, "worker")?;
             let mut args = vec!["worker".to_string(), address.clone()];
             args.extend(config.worker_args.iter().cloned());
-            supervisors.push(smol::spawn(supervise_host(
+            supervisors.push(crate::rt::spawn(supervise_host(
                 config.clone(),
                 h.clone(),
                 session,

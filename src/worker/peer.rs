@@ -27,7 +27,7 @@ pub async fn serve_peers(listener: TcpListener, store: Arc<Store>) {
         };
         conns.retain(|t| !t.is_finished());
         let store = store.clone();
-        conns.push(smol::spawn(async move {
+        conns.push(crate::rt::spawn(async move {
             if let Err(e) = serve_one(stream, store).await {
                 log::warn!("peer connection from {from} closed: {e}");
             }

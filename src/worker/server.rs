@@ -161,7 +161,7 @@ impl Worker {
         // Results spill to disk above 60% of the memory limit.
         let spill_above = (config.memory_limit > 0).then(|| config.memory_limit / 10 * 6);
         let store: Arc<Store> = Arc::new(Store::new(work_dir.join("spill"), spill_above));
-        let peers = smol::spawn(serve_peers(listener, store.clone()));
+        let peers = crate::rt::spawn(serve_peers(listener, store.clone()));
         let ctx = ExecContext {
             registry: Arc::new(registry),
             local_dir: work_dir.clone(),
@@ -181,7 +181,7 @@ impl Worker {
             fetchers: HashMap::new(),
             _peers: peers,
         };
-        let main = smol::spawn(async move {
+        let main = crate::rt::spawn(async move {
             let ended = shell.run(session, events_rx).await;
             let _ = std::fs::remove_dir_all(&work_dir);
             ended
@@ -326,7 +326,7 @@ async fn register(
     };
     let (tx, rx) = async_channel::unbounded();
     let writer_stream = stream.clone();
-    let writer = smol::spawn(async move {
+    let writer = crate::rt::spawn(async move {
         if let Err(e) = write_loop(rx, writer_stream.clone()).await {
             log::debug!("scheduler connection write failed: {e}");
         }
@@ -342,7 +342,7 @@ async fn register(
         Ok(None) => return Err(protocol("connection closed during registration".into())),
         Err(e) => return Err(protocol(e.to_string())),
     };
-    let reader = smol::spawn(async move {
+    let reader = crate::rt::spawn(async move {
         loop {
             match reader.next::<ToWorker>().await {
                 Ok(Some(msg)) => {
@@ -398,7 +398,7 @@ impl Shell {
     ) -> Result<WorkerExit, WorkerError> {
         let _lifetime = self.config.lifetime.map(|d| {
             let tx = self.events_tx.clone();
-            smol::spawn(async move {
+            crate::rt::spawn(async move {
                 async_io::Timer::after(d).await;
                 let _ = tx.send(Event::Retire("its lifetime is up".into())).await;
             })
@@ -597,7 +597,7 @@ impl Shell {
                 let events = self.events_tx.clone();
                 let entry = self.fetchers.entry(from.clone()).or_insert_with(|| {
                     let (tx, rx) = async_channel::unbounded();
-                    (tx, smol::spawn(fetcher(from, rx, events)))
+                    (tx, crate::rt::spawn(fetcher(from, rx, events)))
                 });
                 let _ = entry.0.try_send(task);
             }
@@ -637,7 +637,7 @@ impl Shell {
                 let ctx = self.ctx.clone();
                 let events = self.events_tx.clone();
                 let store = self.store.clone();
-                let handle = smol::spawn(async move {
+                let handle = crate::rt::spawn(async move {
                     // Spilled inputs are read back on a blocking thread, not in the loop.
                     let gathered = if store.stats().spilled == 0 {
                         gather_inputs(&store, inputs)
