@@ -103,10 +103,16 @@ pub async fn run_graph(client: &AsyncClient, graph: Graph, progress: bool) -> Re
     for (o, bytes) in results {
         match &o.target {
             OutputTarget::Stdout => {
-                let _ = out.write_all(&bytes);
-                if !bytes.ends_with(b"\n") && !bytes.is_empty() {
-                    let _ = out.write_all(b"\n");
-                }
+                // A closed stdout loses the results: that is an error, not a success.
+                let newline = !bytes.ends_with(b"\n") && !bytes.is_empty();
+                out.write_all(&bytes)
+                    .and_then(|()| if newline { out.write_all(b"\n") } else { Ok(()) })
+                    .and_then(|()| out.flush())
+                    .map_err(|source| RunError::Output {
+                        key: o.key.clone(),
+                        path: "stdout".into(),
+                        source,
+                    })?;
             }
             OutputTarget::File(path) => std::fs::write(path, &bytes).map_err(|source| RunError::Output {
                 key: o.key.clone(),
