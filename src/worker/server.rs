@@ -78,6 +78,8 @@ enum Event {
     SchedulerLost(String),
     Fetched(TaskId, Result<Data, String>),
     Executed(TaskId, Result<Data, TaskError>),
+    /// A function thread started a task.
+    FunctionStarted(TaskId),
     Heartbeat,
     /// Hand the work over and leave (lifetime up, or draining).
     Retire(String),
@@ -514,6 +516,7 @@ impl Shell {
                 }
                 Err(e) => self.core.on_fetched(task, Err(e)),
             },
+            Event::FunctionStarted(task) => self.core.on_function_started(task),
             Event::Executed(task, outcome) => {
                 self.executions.remove(&task);
                 match outcome {
@@ -618,6 +621,7 @@ impl Shell {
                 let registry = self.ctx.registry.clone();
                 let events = self.events_tx.clone();
                 let queued = self.functions.submit(Box::new(move || {
+                    let _ = events.send_blocking(Event::FunctionStarted(task));
                     let outcome = call_function(&registry, &name, &args, inputs).map(Arc::new);
                     let _ = events.send_blocking(Event::Executed(task, outcome));
                 }));
@@ -637,7 +641,11 @@ impl Shell {
                 let ctx = self.ctx.clone();
                 let events = self.events_tx.clone();
                 let store = self.store.clone();
+                let function = matches!(spec, TaskSpec::Function { .. });
                 let handle = crate::rt::spawn(async move {
+                    if function {
+                        let _ = events.send(Event::FunctionStarted(task)).await;
+                    }
                     // Spilled inputs are read back on a blocking thread, not in the loop.
                     let gathered = if store.stats().spilled == 0 {
                         gather_inputs(&store, inputs)

@@ -11,6 +11,9 @@ use crate::protocol::{ComputeTask, DepLocation, FromWorker, TaskError, TaskId, T
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+/// Function tasks queued to the function threads ahead of their slots, per thread.
+const FUNCTION_PREFETCH_PER_THREAD: usize = 2;
+
 /// Something the shell must do.
 #[derive(Debug, PartialEq)]
 pub enum Effect {
@@ -88,6 +91,8 @@ pub struct WorkerCore {
     effects: Vec<Effect>,
     /// Memory is near the limit: no new task starts until it falls.
     paused: bool,
+    /// How many of `running` are commands (the rest are functions on function threads).
+    running_commands: usize,
     /// Results being copied here from a retiring worker.
     replicating: IdSet<TaskId>,
 }
@@ -104,6 +109,7 @@ impl WorkerCore {
             next_seq: 0,
             effects: Vec::new(),
             paused: false,
+            running_commands: 0,
             replicating: Default::default(),
         }
     }
@@ -302,8 +308,8 @@ impl WorkerCore {
                 return;
             }
         }
-        self.running -= 1;
         let t = self.tasks.remove(&task).expect("checked above");
+        self.free_slot(&t.spec);
         match outcome {
             Ok(nbytes) => {
                 self.held.insert(task, Held { nbytes, reported: true });
@@ -366,7 +372,7 @@ impl WorkerCore {
             return;
         };
         if t.phase == Phase::Running {
-            self.running -= 1;
+            self.free_slot(&t.spec);
             self.effects.push(Effect::Kill(task));
         }
         for d in &t.deps {
@@ -406,25 +412,59 @@ impl WorkerCore {
     }
 
     fn start_ready(&mut self) {
-        while !self.paused && self.running < self.nthreads {
-            let Some((_, _, id)) = self.ready.pop() else {
+        while !self.paused {
+            let Some(&(_, _, id)) = self.ready.peek() else {
                 break;
             };
             let Some(t) = self.tasks.get_mut(&id) else {
+                self.ready.pop();
                 continue;
             };
             if t.phase != Phase::Ready {
+                self.ready.pop();
                 continue;
             }
+            // Function tasks may be handed to the function threads a little ahead of a free
+            // slot, so a thread finds its next task queued instead of sleeping between tasks;
+            // the threads still run at most `nthreads` at once. Not while a command runs: the
+            // slots are shared.
+            let function = matches!(t.spec, TaskSpec::Function { .. });
+            let room = self.running < self.nthreads
+                || (function
+                    && self.running_commands == 0
+                    && self.running < self.nthreads * (1 + FUNCTION_PREFETCH_PER_THREAD));
+            if !room {
+                break;
+            }
+            self.ready.pop();
             t.phase = Phase::Running;
             self.running += 1;
-            self.effects.push(Effect::Send(FromWorker::Started { task: id }));
+            if !function {
+                // A function reports its start when a thread really starts it.
+                self.running_commands += 1;
+                self.effects.push(Effect::Send(FromWorker::Started { task: id }));
+            }
             self.effects.push(Effect::Execute {
                 task: id,
                 key: t.key.clone(),
                 spec: t.spec.clone(),
                 inputs: t.deps.iter().map(|d| (d.id, d.key.clone())).collect(),
             });
+        }
+    }
+
+    /// A function thread started running `task`.
+    pub fn on_function_started(&mut self, task: TaskId) {
+        if matches!(self.tasks.get(&task), Some(t) if t.phase == Phase::Running) {
+            self.effects.push(Effect::Send(FromWorker::Started { task }));
+        }
+    }
+
+    /// Gives back the slot of a running task that ends or is dropped.
+    fn free_slot(&mut self, spec: &TaskSpec) {
+        self.running -= 1;
+        if !matches!(spec, TaskSpec::Function { .. }) {
+            self.running_commands -= 1;
         }
     }
 
@@ -438,6 +478,16 @@ impl WorkerCore {
 mod tests {
     use super::*;
     use crate::protocol::TaskSpec;
+
+    fn cmd(id: u64) -> ComputeTask {
+        ComputeTask {
+            spec: TaskSpec::Command(crate::protocol::CommandSpec {
+                argv: vec!["true".into()],
+                ..Default::default()
+            }),
+            ..ct(id, vec![])
+        }
+    }
 
     fn ct(id: u64, deps: Vec<(u64, &str)>) -> ComputeTask {
         ComputeTask {
@@ -471,12 +521,14 @@ mod tests {
     }
 
     #[test]
-    fn runs_at_most_nthreads_at_once_and_queues_the_rest() {
+    fn runs_at_most_nthreads_commands_at_once_and_queues_the_rest() {
         let mut w = WorkerCore::new(2);
         for i in 0..5 {
-            w.on_compute(ct(i, vec![]));
+            w.on_compute(cmd(i));
         }
-        assert_eq!(executes(&w.take_effects()), vec![TaskId(0), TaskId(1)]);
+        let e = w.take_effects();
+        assert_eq!(executes(&e), vec![TaskId(0), TaskId(1)]);
+        assert!(e.contains(&Effect::Send(FromWorker::Started { task: TaskId(0) })));
         w.on_executed(TaskId(0), Ok(3));
         let e = w.take_effects();
         assert!(e.contains(&Effect::Send(FromWorker::Finished {
@@ -485,6 +537,35 @@ mod tests {
             fetched: vec![]
         })));
         assert_eq!(executes(&e), vec![TaskId(2)]);
+    }
+
+    #[test]
+    fn functions_are_queued_to_their_threads_a_little_ahead_and_report_their_real_start() {
+        let mut w = WorkerCore::new(1);
+        for i in 0..5 {
+            w.on_compute(ct(i, vec![]));
+        }
+        let e = w.take_effects();
+        // One slot and two queued ahead; nobody is told "started" before a thread starts it.
+        assert_eq!(executes(&e), vec![TaskId(0), TaskId(1), TaskId(2)]);
+        assert!(!e.iter().any(|e| matches!(e, Effect::Send(FromWorker::Started { .. }))));
+        w.on_function_started(TaskId(0));
+        assert_eq!(
+            w.take_effects(),
+            vec![Effect::Send(FromWorker::Started { task: TaskId(0) })]
+        );
+        w.on_executed(TaskId(0), Ok(1));
+        assert_eq!(executes(&w.take_effects()), vec![TaskId(3)]);
+    }
+
+    #[test]
+    fn no_function_is_queued_ahead_while_a_command_holds_a_slot() {
+        let mut w = WorkerCore::new(1);
+        w.on_compute(cmd(0));
+        w.on_compute(ct(1, vec![]));
+        assert_eq!(executes(&w.take_effects()), vec![TaskId(0)]);
+        w.on_executed(TaskId(0), Ok(1));
+        assert_eq!(executes(&w.take_effects()), vec![TaskId(1)]);
     }
 
     #[test]
@@ -529,8 +610,8 @@ mod tests {
     #[test]
     fn cancel_kills_running_and_frees_the_slot() {
         let mut w = WorkerCore::new(1);
-        w.on_compute(ct(1, vec![]));
-        w.on_compute(ct(2, vec![]));
+        w.on_compute(cmd(1));
+        w.on_compute(cmd(2));
         w.take_effects();
         w.on_cancel(vec![TaskId(1)]);
         let e = w.take_effects();
@@ -544,8 +625,8 @@ mod tests {
     #[test]
     fn steal_gives_back_only_unstarted_tasks() {
         let mut w = WorkerCore::new(1);
-        w.on_compute(ct(1, vec![]));
-        w.on_compute(ct(2, vec![]));
+        w.on_compute(cmd(1));
+        w.on_compute(cmd(2));
         w.take_effects();
         w.on_steal(vec![TaskId(1), TaskId(2)]);
         assert_eq!(
