@@ -210,7 +210,9 @@ enum Placement {
 /// The scheduler's state. One owner; see the module doc.
 pub struct Core {
     config: CoreConfig,
-    tasks: IdMap<TaskId, Task>,
+    /// Boxed: a hash table keeps spare buckets, and a spare bucket of a 400-byte task would
+    /// cost more than the task.
+    tasks: IdMap<TaskId, Box<Task>>,
     keys: HashMap<String, TaskId>,
     /// Ordered so placement ties are broken the same way every run.
     workers: BTreeMap<WorkerId, WorkerState>,
@@ -544,7 +546,7 @@ impl Core {
     }
 
     fn processing_on(&self, t: TaskId, w: WorkerId) -> bool {
-        matches!(self.tasks.get(&t), Some(Task { state: TaskState::Processing { worker, .. }, .. }) if *worker == w)
+        matches!(self.tasks.get(&t).map(|b| &**b), Some(Task { state: TaskState::Processing { worker, .. }, .. }) if *worker == w)
     }
 
     fn add_holder(&mut self, t: TaskId, w: WorkerId) {
@@ -958,7 +960,7 @@ impl Core {
             self.keys.insert(desc.key.clone(), id);
             self.tasks.insert(
                 id,
-                Task {
+                Box::new(Task {
                     retries_left: desc.options.retries,
                     key: desc.key,
                     spec: desc.spec,
@@ -973,7 +975,7 @@ impl Core {
                     suspicious: Vec::new(),
                     scattered: false,
                     seq: 0,
-                },
+                }),
             );
             new.push((id, desc.deps));
         }
@@ -1066,7 +1068,7 @@ impl Core {
             self.keys.insert(key.clone(), id);
             self.tasks.insert(
                 id,
-                Task {
+                Box::new(Task {
                     key: key.clone(),
                     spec: TaskSpec::Function {
                         name: "scattered".into(),
@@ -1088,7 +1090,7 @@ impl Core {
                     retries_left: 0,
                     scattered: true,
                     seq: 0,
-                },
+                }),
             );
             self.clients.get_mut(&client).expect("checked").wanted.insert(id);
             let ws = self.workers.get_mut(&w).expect("chosen above");
