@@ -11,7 +11,7 @@ use crate::procs::CpuMeter;
 use crate::report::{fail, num, Context, Outcome, Report, Stats};
 use crate::Bench;
 use distd::protocol::{
-    connect_handshake, encode_frame, write_loop, FrameReader, FromWorker, Outbound, Role, ToWorker, WorkerInfo,
+    connect_handshake, encode_frame, write_loop, FrameReader, FromWorker, Role, ToWorker, WorkerInfo,
 };
 use distd::TaskDesc;
 use futures_lite::{AsyncWriteExt, FutureExt};
@@ -257,11 +257,7 @@ async fn stand_in(address: &str, name: &str, shared: &Shared, gate: &smol::lock:
         async move {
             loop {
                 smol::Timer::after(every).await;
-                if tx
-                    .send(Outbound::Msg(FromWorker::Heartbeat { memory: 0 }))
-                    .await
-                    .is_err()
-                {
+                if tx.send(FromWorker::Heartbeat { memory: 0 }).await.is_err() {
                     return Err("the writer stopped".to_string());
                 }
             }
@@ -273,7 +269,7 @@ async fn stand_in(address: &str, name: &str, shared: &Shared, gate: &smol::lock:
 /// Answers the scheduler's messages until the connection ends.
 async fn serve(
     reader: &mut FrameReader<TcpStream>,
-    tx: &async_channel::Sender<Outbound<FromWorker>>,
+    tx: &async_channel::Sender<FromWorker>,
     shared: &Shared,
 ) -> Result<(), String> {
     loop {
@@ -305,8 +301,7 @@ async fn serve(
             _ => Vec::new(),
         };
         for r in replies {
-            tx.try_send(Outbound::Msg(r))
-                .map_err(|_| "the writer stopped".to_string())?;
+            tx.try_send(r).map_err(|_| "the writer stopped".to_string())?;
         }
     }
 }

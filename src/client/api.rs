@@ -6,8 +6,8 @@
 
 use crate::protocol::codec;
 use crate::protocol::{
-    connect_handshake, write_loop, ClusterInfo, FrameReader, FromClient, HandshakeError, KeyLocation, Outbound,
-    RequestId, Role, TaskDesc, TaskError, ToClient,
+    connect_handshake, write_loop, ClusterInfo, FrameReader, FromClient, HandshakeError, KeyLocation, RequestId, Role,
+    TaskDesc, TaskError, ToClient,
 };
 use crate::worker::peer::PeerClient;
 use serde::{de::DeserializeOwned, Serialize};
@@ -98,7 +98,7 @@ impl Shared {
 }
 
 struct Inner {
-    tx: async_channel::Sender<Outbound<FromClient>>,
+    tx: async_channel::Sender<FromClient>,
     shared: Mutex<Shared>,
     next_req: AtomicU64,
 }
@@ -217,7 +217,7 @@ impl AsyncClient {
         }
         self.inner
             .tx
-            .try_send(Outbound::Msg(msg))
+            .try_send(msg)
             .map_err(|_| ClientError::Disconnected("connection closed".into()))
     }
 

@@ -7,7 +7,7 @@
 //! nanny however the nanny dies.
 
 use super::supervisor::{Action, ExitKind, Policy, Supervisor};
-use crate::protocol::{connect_handshake, write_loop, FrameReader, FromNanny, Outbound, Role, ToNanny};
+use crate::protocol::{connect_handshake, write_loop, FrameReader, FromNanny, Role, ToNanny};
 use futures_lite::{AsyncBufReadExt, FutureExt, StreamExt};
 use smol::net::TcpStream;
 use smol::Task;
@@ -92,7 +92,7 @@ struct Child {
 
 /// The nanny's link to the scheduler, if it has one.
 struct Link {
-    tx: async_channel::Sender<Outbound<FromNanny>>,
+    tx: async_channel::Sender<FromNanny>,
     _reader: Task<()>,
     _writer: Task<()>,
 }
@@ -222,7 +222,7 @@ async fn connect(config: &NannyConfig, names: &[String], events: async_channel::
         let _ = write_loop(rx, w.clone()).await;
         let _ = w.shutdown(std::net::Shutdown::Both);
     });
-    let _ = tx.try_send(Outbound::Msg(FromNanny::Register {
+    let _ = tx.try_send(FromNanny::Register {
         name: config.name.clone(),
         host: std::fs::read_to_string("/proc/sys/kernel/hostname")
             .unwrap_or_default()
@@ -230,7 +230,7 @@ async fn connect(config: &NannyConfig, names: &[String], events: async_channel::
             .to_string(),
         pid: std::process::id(),
         workers: names.to_vec(),
-    }));
+    });
     let reader = crate::rt::spawn(async move {
         let mut r = FrameReader::new(stream);
         let reason = loop {
@@ -345,10 +345,10 @@ impl Nanny {
                     None => log::warn!("nanny: worker {} died: {reason}", slot.name),
                 }
                 if let Some(link) = &self.link {
-                    let _ = link.tx.try_send(Outbound::Msg(FromNanny::WorkerDied {
+                    let _ = link.tx.try_send(FromNanny::WorkerDied {
                         worker: slot.name.clone(),
                         reason,
-                    }));
+                    });
                 }
             }
             Action::Finished(Ok(())) => {}

@@ -6,46 +6,20 @@ use futures_lite::{AsyncWrite, AsyncWriteExt};
 use serde::Serialize;
 use std::sync::Arc;
 
-/// Shared, immutable result bytes: stored once, sent to any number of peers without copies.
+/// Shared, immutable result bytes: stored once, served to any number of peers without copies.
 pub type Data = Arc<Vec<u8>>;
-
-/// One item for a connection's writer.
-#[derive(Debug)]
-pub enum Outbound<M> {
-    Msg(M),
-    /// A message followed by raw payload bytes, written straight from the shared buffer.
-    WithPayload(M, Data),
-}
-
-impl<M> From<M> for Outbound<M> {
-    fn from(m: M) -> Self {
-        Outbound::Msg(m)
-    }
-}
 
 /// Writes everything that arrives on `rx` to `w` until the channel closes (Ok) or the socket
 /// fails (Err). Messages already queued when the writer wakes go out in one write.
 pub async fn write_loop<M: Serialize, W: AsyncWrite + Unpin>(
-    rx: async_channel::Receiver<Outbound<M>>,
+    rx: async_channel::Receiver<M>,
     mut w: W,
 ) -> Result<(), FrameError> {
     let mut buf = Vec::with_capacity(64 * 1024);
     while let Ok(first) = rx.recv().await {
         let mut next = Some(first);
         while let Some(item) = next.take() {
-            match item {
-                Outbound::Msg(m) => encode_frame(&mut buf, &m)?,
-                Outbound::WithPayload(m, data) => {
-                    encode_frame(&mut buf, &m)?;
-                    if data.len() < 64 * 1024 {
-                        buf.extend_from_slice(&data);
-                    } else {
-                        w.write_all(&buf).await?;
-                        buf.clear();
-                        w.write_all(&data).await?;
-                    }
-                }
-            }
+            encode_frame(&mut buf, &item)?;
             if buf.len() >= 1024 * 1024 {
                 w.write_all(&buf).await?;
                 buf.clear();

@@ -172,11 +172,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
         Ok(out)
     }
-
-    /// Gives back the socket, for a caller that continues without frames.
-    pub fn into_inner(self) -> R {
-        self.inner
-    }
 }
 
 #[cfg(test)]

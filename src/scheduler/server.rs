@@ -7,7 +7,7 @@
 use super::core::{Core, CoreConfig, Outgoing, CONNECTION_CLOSED};
 use crate::protocol::{
     accept_handshake, write_loop, ClientId, FrameError, FrameReader, FromClient, FromNanny, FromWorker, HandshakeError,
-    NannyId, Outbound, Role, ToClient, ToNanny, ToWorker, WorkerId, WorkerInfo,
+    NannyId, Role, ToClient, ToNanny, ToWorker, WorkerId, WorkerInfo,
 };
 use smol::net::{TcpListener, TcpStream};
 use smol::Task;
@@ -34,13 +34,13 @@ const TICK: Duration = Duration::from_millis(200);
 
 /// What the loop reacts to.
 enum Event {
-    WorkerJoined(WorkerId, WorkerInfo, async_channel::Sender<Outbound<ToWorker>>),
+    WorkerJoined(WorkerId, WorkerInfo, async_channel::Sender<ToWorker>),
     Worker(WorkerId, FromWorker),
     WorkerLost(WorkerId, String),
-    ClientJoined(ClientId, async_channel::Sender<Outbound<ToClient>>),
+    ClientJoined(ClientId, async_channel::Sender<ToClient>),
     Client(ClientId, FromClient),
     ClientLost(ClientId),
-    NannyJoined(NannyId, String, Vec<String>, async_channel::Sender<Outbound<ToNanny>>),
+    NannyJoined(NannyId, String, Vec<String>, async_channel::Sender<ToNanny>),
     Nanny(NannyId, FromNanny),
     NannyLost(NannyId),
     Tick,
@@ -111,9 +111,9 @@ async fn core_loop(
     ticker: Task<()>,
 ) -> StopReason {
     let mut core = Core::new(config.core.clone());
-    let mut workers: HashMap<WorkerId, async_channel::Sender<Outbound<ToWorker>>> = HashMap::new();
-    let mut clients: HashMap<ClientId, async_channel::Sender<Outbound<ToClient>>> = HashMap::new();
-    let mut nannies: HashMap<NannyId, async_channel::Sender<Outbound<ToNanny>>> = HashMap::new();
+    let mut workers: HashMap<WorkerId, async_channel::Sender<ToWorker>> = HashMap::new();
+    let mut clients: HashMap<ClientId, async_channel::Sender<ToClient>> = HashMap::new();
+    let mut nannies: HashMap<NannyId, async_channel::Sender<ToNanny>> = HashMap::new();
     let mut idle_since = Instant::now();
     let stop = loop {
         let Ok(first) = events.recv().await else {
@@ -177,17 +177,17 @@ async fn core_loop(
             match out {
                 Outgoing::Worker(id, msg) => {
                     if let Some(tx) = workers.get(&id) {
-                        let _ = tx.try_send(Outbound::Msg(msg));
+                        let _ = tx.try_send(msg);
                     }
                 }
                 Outgoing::Client(id, msg) => {
                     if let Some(tx) = clients.get(&id) {
-                        let _ = tx.try_send(Outbound::Msg(msg));
+                        let _ = tx.try_send(msg);
                     }
                 }
                 Outgoing::Nanny(id, msg) => {
                     if let Some(tx) = nannies.get(&id) {
-                        let _ = tx.try_send(Outbound::Msg(msg));
+                        let _ = tx.try_send(msg);
                     }
                 }
                 Outgoing::CloseWorker(id, reason) => {
@@ -203,10 +203,10 @@ async fn core_loop(
     drop(ticker);
     let (reason, text) = stop;
     for tx in workers.values() {
-        let _ = tx.try_send(Outbound::Msg(ToWorker::Shutdown { reason: text.clone() }));
+        let _ = tx.try_send(ToWorker::Shutdown { reason: text.clone() });
     }
     for tx in clients.values() {
-        let _ = tx.try_send(Outbound::Msg(ToClient::Shutdown { reason: text.clone() }));
+        let _ = tx.try_send(ToClient::Shutdown { reason: text.clone() });
     }
     // Closing the channels ends each writer after it flushed the goodbye; it then shuts its
     // socket, which ends the reader. Give them a moment before the connections are dropped.
@@ -337,10 +337,7 @@ async fn pump<M: serde::de::DeserializeOwned>(
 
 /// The connection's one writer; when its channel closes it flushes and shuts the socket,
 /// which also ends the reader.
-fn spawn_writer<M: serde::Serialize + Send + 'static>(
-    rx: async_channel::Receiver<Outbound<M>>,
-    stream: TcpStream,
-) -> Task<()> {
+fn spawn_writer<M: serde::Serialize + Send + 'static>(rx: async_channel::Receiver<M>, stream: TcpStream) -> Task<()> {
     crate::rt::spawn(async move {
         if let Err(e) = write_loop(rx, stream.clone()).await {
             log::debug!("write failed: {e}");

@@ -7,8 +7,8 @@ use super::registry::Registry;
 use super::state::{Effect, WorkerCore};
 use super::store::Store;
 use crate::protocol::{
-    connect_handshake, write_loop, Data, FrameReader, FromWorker, HandshakeError, Outbound, Role, TaskError, TaskId,
-    TaskSpec, ToWorker, WorkerInfo,
+    connect_handshake, write_loop, Data, FrameReader, FromWorker, HandshakeError, Role, TaskError, TaskId, TaskSpec,
+    ToWorker, WorkerInfo,
 };
 use crate::ticker::ticker;
 use futures_lite::FutureExt;
@@ -90,7 +90,7 @@ enum Event {
 
 /// A registered connection to the scheduler.
 struct Session {
-    tx: async_channel::Sender<Outbound<FromWorker>>,
+    tx: async_channel::Sender<FromWorker>,
     /// Forwards scheduler messages into the loop; dropped with the session.
     _reader: Task<()>,
     _writer: Task<()>,
@@ -334,7 +334,7 @@ async fn register(
         }
         let _ = writer_stream.shutdown(std::net::Shutdown::Both);
     });
-    tx.send(Outbound::Msg(FromWorker::Register(info.clone())))
+    tx.send(FromWorker::Register(info.clone()))
         .await
         .map_err(|_| protocol("connection closed during registration".into()))?;
     let mut reader = FrameReader::new(stream);
@@ -503,9 +503,9 @@ impl Shell {
                 self.retire("draining on a stop request".into(), session)
             }
             Event::Stop => {
-                let _ = session.tx.try_send(Outbound::Msg(FromWorker::Leaving {
+                let _ = session.tx.try_send(FromWorker::Leaving {
                     reason: "the worker was asked to stop".into(),
-                }));
+                });
                 return Some(Ended::Stop);
             }
             Event::Fetched(task, outcome) => match outcome {
@@ -530,9 +530,7 @@ impl Shell {
             }
             Event::MemoryCheck => self.check_memory(),
             Event::Heartbeat => {
-                let _ = session
-                    .tx
-                    .try_send(Outbound::Msg(FromWorker::Heartbeat { memory: rss_bytes() }));
+                let _ = session.tx.try_send(FromWorker::Heartbeat { memory: rss_bytes() });
             }
         }
         for effect in self.core.take_effects() {
@@ -582,7 +580,7 @@ impl Shell {
         }
         log::info!("retiring: {reason}");
         self.retiring = true;
-        let _ = session.tx.try_send(Outbound::Msg(FromWorker::Retire { reason }));
+        let _ = session.tx.try_send(FromWorker::Retire { reason });
     }
 
     fn store_put(&self, task: TaskId, data: Data) {
@@ -594,7 +592,7 @@ impl Shell {
     fn apply(&mut self, effect: Effect, session: &Session) {
         match effect {
             Effect::Send(msg) => {
-                let _ = session.tx.try_send(Outbound::Msg(msg));
+                let _ = session.tx.try_send(msg);
             }
             Effect::Fetch { task, from } => {
                 let events = self.events_tx.clone();

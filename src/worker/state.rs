@@ -119,10 +119,6 @@ impl WorkerCore {
         std::mem::take(&mut self.effects)
     }
 
-    pub fn running(&self) -> usize {
-        self.running
-    }
-
     pub fn assigned(&self) -> usize {
         self.tasks.len()
     }
@@ -466,11 +462,6 @@ impl WorkerCore {
         if !matches!(spec, TaskSpec::Function { .. }) {
             self.running_commands -= 1;
         }
-    }
-
-    /// Total bytes of the results held.
-    pub fn held_bytes(&self) -> u64 {
-        self.held.values().map(|h| h.nbytes).sum()
     }
 }
 
