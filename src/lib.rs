@@ -15,6 +15,7 @@ pub mod protocol;
 pub mod rt;
 pub mod scheduler;
 pub mod ssh;
+mod sys;
 mod ticker;
 pub mod units;
 pub mod worker;

@@ -114,8 +114,7 @@ fn announced(addr: std::net::SocketAddr) -> String {
     if !addr.ip().is_unspecified() {
         return format!("tcp://{addr}");
     }
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let ip = std::net::ToSocketAddrs::to_socket_addrs(&(host.trim(), addr.port()))
+    let ip = std::net::ToSocketAddrs::to_socket_addrs(&(crate::sys::hostname().as_str(), addr.port()))
         .ok()
         .and_then(|mut it| it.find(|a| a.is_ipv4() && !a.ip().is_loopback()))
         .map(|a| a.ip())

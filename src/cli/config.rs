@@ -256,35 +256,18 @@ pub fn default_threads() -> usize {
 /// `base` moved by a random amount within `stagger` either way, so workers started together
 /// do not all retire together.
 fn staggered(base: Duration, stagger: Duration) -> Duration {
-    use std::hash::{BuildHasher, Hasher};
     if stagger.is_zero() {
         return base;
     }
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    let unit = (h.finish() % 2_000_001) as f64 / 1_000_000.0 - 1.0;
+    let unit = (crate::sys::random_u64() % 2_000_001) as f64 / 1_000_000.0 - 1.0;
     let shifted = base.as_secs_f64() + unit * stagger.as_secs_f64();
     Duration::from_secs_f64(shifted.max(0.001))
-}
-
-/// Total memory of this machine, from `/proc/meminfo`.
-pub fn system_memory() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0)
 }
 
 /// `--memory-limit`: bytes (`4GiB`, `5GB`, `8e9`), a fraction of system memory (`0.5`),
 /// `auto` (system memory * nthreads / cores) or 0 for none.
 pub fn parse_memory_limit(flag: &'static str, s: &str, nthreads: usize) -> Result<u64, ConfigError> {
-    let total = system_memory();
+    let total = crate::sys::total_memory();
     let cores = default_threads();
     let t = s.trim();
     if t.eq_ignore_ascii_case("auto") {
@@ -348,13 +331,12 @@ impl WorkerSetup {
         if w.drain {
             args.push("--drain".into());
         }
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         crate::nanny::NannyConfig {
             scheduler: w.scheduler.clone(),
             name: w
                 .name
                 .clone()
-                .unwrap_or_else(|| format!("{}-{}", host.trim(), std::process::id())),
+                .unwrap_or_else(|| format!("{}-{}", crate::sys::hostname(), std::process::id())),
             nworkers: self.nworkers,
             exe,
             worker_args: args,

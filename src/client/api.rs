@@ -125,16 +125,7 @@ pub struct AsyncClient {
 
 /// A prefix that is unique enough across processes and time.
 fn unique_prefix() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.write_u32(std::process::id());
-    format!("{:012x}", h.finish() & 0xffff_ffff_ffff)
+    format!("{:012x}", crate::sys::random_u64() & 0xffff_ffff_ffff)
 }
 
 /// Strips `tcp://` from an address.

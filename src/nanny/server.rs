@@ -224,10 +224,7 @@ async fn connect(config: &NannyConfig, names: &[String], events: async_channel::
     });
     let _ = tx.try_send(FromNanny::Register {
         name: config.name.clone(),
-        host: std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .unwrap_or_default()
-            .trim()
-            .to_string(),
+        host: crate::sys::hostname(),
         pid: std::process::id(),
         workers: names.to_vec(),
     });
@@ -297,7 +294,7 @@ impl Nanny {
             Event::Tick => {
                 for s in &mut self.slots {
                     if let Some(c) = &s.child {
-                        if let Some(rss) = rss_of(c.pid) {
+                        if let Some(rss) = crate::sys::rss(Some(c.pid)) {
                             s.supervisor.on_memory(rss, now);
                         }
                     }
@@ -433,15 +430,6 @@ fn parent_and_group(pid: u32) -> Option<(u32, i32)> {
     let ppid = f.next()?.parse().ok()?;
     let pgrp = f.next()?.parse().ok()?;
     Some((ppid, pgrp))
-}
-
-/// Resident memory of a process, from `/proc/PID/statm`.
-fn rss_of(pid: u32) -> Option<u64> {
-    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * page.max(0) as u64)
 }
 
 /// Sends `sig` to the child's process group (the child leads its own group).

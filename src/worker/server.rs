@@ -141,10 +141,7 @@ impl Worker {
             };
             SocketAddr::new(ip, bound.port()).to_string()
         });
-        let host = std::env::var("HOSTNAME")
-            .ok()
-            .or_else(hostname)
-            .unwrap_or_else(|| "localhost".into());
+        let host = crate::sys::hostname();
         let name = config
             .name
             .clone()
@@ -222,13 +219,6 @@ impl WorkerStopper {
     pub async fn stop(&self) {
         let _ = self.0.send(Event::Stop).await;
     }
-}
-
-fn hostname() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
 }
 
 /// Connects to the scheduler, retrying with backoff until `patience` runs out.
@@ -530,7 +520,9 @@ impl Shell {
             }
             Event::MemoryCheck => self.check_memory(),
             Event::Heartbeat => {
-                let _ = session.tx.try_send(FromWorker::Heartbeat { memory: rss_bytes() });
+                let _ = session.tx.try_send(FromWorker::Heartbeat {
+                    memory: crate::sys::rss(None).unwrap_or(0),
+                });
             }
         }
         for effect in self.core.take_effects() {
@@ -542,7 +534,7 @@ impl Shell {
     /// Above 60% of the limit results spill to disk; above 80% no new task starts.
     fn check_memory(&mut self) {
         let limit = self.config.memory_limit;
-        let rss = rss_bytes();
+        let rss = crate::sys::rss(None).unwrap_or(0);
         let paused = rss > limit / 10 * 8;
         if paused != self.core.is_paused() {
             if paused {
@@ -733,19 +725,4 @@ async fn fetcher(addr: String, rx: async_channel::Receiver<TaskId>, events: asyn
             }
         }
     }
-}
-
-/// This process's resident memory, for heartbeats.
-pub fn rss_bytes() -> u64 {
-    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
-        return 0;
-    };
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    pages * page.max(0) as u64
 }
