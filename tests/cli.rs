@@ -462,14 +462,9 @@ fn a_worker_waiting_for_its_scheduler_stops_promptly_on_sigterm() {
     for worker in [early, late] {
         sb.allow_exit_code(worker, 1);
         sb.signal(worker, libc::SIGTERM);
-        let start = Instant::now();
-        let out = sb.wait_exit(worker, DEADLINE);
-        let took = start.elapsed();
-        assert!(
-            took < Duration::from_secs(3),
-            "{} took {took:?} to stop",
-            sb.name(worker)
-        );
+        // Not a speed check: the bound is well under the 20 s death timeout that the bug
+        // made the worker wait for, so only that failure can miss it.
+        let out = sb.wait_exit(worker, Duration::from_secs(15));
         out.assert_success();
     }
 }
@@ -502,14 +497,9 @@ fn a_nanny_waiting_for_its_scheduler_stops_promptly_on_sigterm() {
 
     for nanny in [early, late] {
         sb.signal(nanny, libc::SIGTERM);
-        let start = Instant::now();
-        let out = sb.wait_exit(nanny, DEADLINE);
-        let took = start.elapsed();
-        assert!(
-            took < Duration::from_secs(3),
-            "{} took {took:?} to stop",
-            sb.name(nanny)
-        );
+        // Not a speed check: the bound is under the nanny's 10 s shutdown timeout, which the
+        // bug made it wait for before killing its worker.
+        let out = sb.wait_exit(nanny, Duration::from_secs(8));
         out.assert_success();
     }
 }
