@@ -59,13 +59,7 @@ async fn serve_one(mut stream: TcpStream, store: Arc<Store>) -> Result<(), Strin
         // One result at a time: a spilled result is read back only when its turn comes, and
         // large ones go straight from the store to the socket.
         for t in tasks {
-            let data = if store.stats().spilled == 0 {
-                store.get(t)
-            } else {
-                let store = store.clone();
-                blocking::unblock(move || store.get(t)).await
-            };
-            let data = data.unwrap_or_else(|e| {
+            let data = store.get_async(t).await.unwrap_or_else(|e| {
                 log::warn!("cannot serve {t}: {e}");
                 None
             });

@@ -599,7 +599,7 @@ impl Shell {
                 key: _,
                 spec: TaskSpec::Function { name, args },
                 inputs,
-            } if self.store.stats().spilled == 0 => {
+            } if self.store.all_in_memory() => {
                 // The fast path: inputs in memory, run on a function thread, answer directly.
                 let inputs = match gather_inputs(&self.store, inputs) {
                     Ok(i) => i,
@@ -636,13 +636,7 @@ impl Shell {
                     if function {
                         let _ = events.send(Event::FunctionStarted(task)).await;
                     }
-                    // Spilled inputs are read back on a blocking thread, not in the loop.
-                    let gathered = if store.stats().spilled == 0 {
-                        gather_inputs(&store, inputs)
-                    } else {
-                        blocking::unblock(move || gather_inputs(&store, inputs)).await
-                    };
-                    let gathered = match gathered {
+                    let gathered = match gather_inputs_async(&store, inputs).await {
                         Ok(g) => g,
                         Err(e) => {
                             let _ = events.send(Event::Executed(task, Err(e))).await;
@@ -670,17 +664,30 @@ impl Shell {
     }
 }
 
-/// The inputs of a task, in order, from the store.
+/// The inputs of a task, in order, from the store (all in memory: nothing blocks).
 fn gather_inputs(store: &Store, inputs: Vec<(TaskId, String)>) -> Result<Vec<(String, Data)>, TaskError> {
+    inputs.into_iter().map(|(id, key)| input(key, store.get(id))).collect()
+}
+
+/// [`gather_inputs`] for async code: spilled inputs are read on a blocking thread.
+async fn gather_inputs_async(
+    store: &Arc<Store>,
+    inputs: Vec<(TaskId, String)>,
+) -> Result<Vec<(String, Data)>, TaskError> {
     let mut out = Vec::with_capacity(inputs.len());
     for (id, key) in inputs {
-        match store.get(id) {
-            Ok(Some(d)) => out.push((key, d)),
-            Ok(None) => return Err(TaskError::Other(format!("input {key:?} vanished from the store"))),
-            Err(e) => return Err(TaskError::Other(format!("input {key:?}: {e}"))),
-        }
+        out.push(input(key, store.get_async(id).await)?);
     }
     Ok(out)
+}
+
+/// One input as the store answered for it.
+fn input(key: String, got: Result<Option<Data>, super::store::StoreError>) -> Result<(String, Data), TaskError> {
+    match got {
+        Ok(Some(d)) => Ok((key, d)),
+        Ok(None) => Err(TaskError::Other(format!("input {key:?} vanished from the store"))),
+        Err(e) => Err(TaskError::Other(format!("input {key:?}: {e}"))),
+    }
 }
 
 /// How a session with the scheduler ended.

@@ -197,6 +197,21 @@ impl Store {
     }
 
     /// Counts and bytes of what is held, by place.
+    /// Whether every result is in memory, so that `get` cannot block on a file.
+    pub fn all_in_memory(&self) -> bool {
+        self.stats().spilled == 0
+    }
+
+    /// `get` for async code: answered at once while nothing is spilled, read on a blocking
+    /// thread otherwise.
+    pub async fn get_async(self: &std::sync::Arc<Self>, id: TaskId) -> Result<Option<Data>, StoreError> {
+        if self.all_in_memory() {
+            return self.get(id);
+        }
+        let store = self.clone();
+        blocking::unblock(move || store.get(id)).await
+    }
+
     pub fn stats(&self) -> StoreStats {
         self.lock().stats()
     }
