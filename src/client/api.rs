@@ -5,6 +5,7 @@
 //! sync code. Both keep one connection to the scheduler and one per worker they gather from.
 
 use crate::protocol::codec;
+use crate::protocol::LocationProblem;
 use crate::protocol::{
     connect_handshake, write_loop, ClusterInfo, FrameReader, FromClient, HandshakeError, KeyLocation, RequestId, Role,
     TaskDesc, TaskError, ToClient,
@@ -41,9 +42,6 @@ pub enum ClientError {
 /// How many fetch attempts may fail (a holder died and the scheduler has not noticed yet)
 /// before a gather gives up; 50 ms apart.
 const GATHER_LIMBO_ROUNDS: usize = 400;
-
-/// The scheduler's `WhoHas` problem for a key it does not know.
-pub const UNKNOWN_KEY: &str = "unknown key";
 
 /// What the client knows of a key it submitted or asked about.
 #[derive(Clone, Debug, PartialEq)]
@@ -373,14 +371,14 @@ impl AsyncClient {
         for (i, loc) in locations.iter().enumerate() {
             out.push(Err("not fetched".into()));
             match (&loc.problem, loc.holders.first()) {
-                (Some(p), _) if p == UNKNOWN_KEY => {
+                (Some(p @ LocationProblem::Unknown), _) => {
                     return Err(ClientError::Gather {
                         key: loc.key.clone(),
-                        reason: p.clone(),
+                        reason: p.to_string(),
                     })
                 }
                 (Some(p), _) => {
-                    out[i] = Err(p.clone());
+                    out[i] = Err(p.to_string());
                     // Lost and being computed again: wait for it as for a new key (an
                     // erred one is already known as such and ends the gather).
                     let mut sh = self.inner.lock();

@@ -203,8 +203,20 @@ pub struct KeyLocation {
     pub id: TaskId,
     pub nbytes: u64,
     pub holders: Vec<String>,
-    /// Set when the key is not in memory: why (unknown, erred, not finished).
-    pub problem: Option<String>,
+    /// Set when the key is not in memory: why.
+    pub problem: Option<LocationProblem>,
+}
+
+/// Why a key's result cannot be fetched now.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+pub enum LocationProblem {
+    #[error("unknown key")]
+    Unknown,
+    #[error("{0}")]
+    Erred(TaskError),
+    /// Not finished (yet, or again after its result was lost), in this state.
+    #[error("not finished ({0})")]
+    NotFinished(String),
 }
 
 /// Scheduler to client.

@@ -8,8 +8,9 @@
 //! tested event by event without a network.
 
 use crate::protocol::{
-    ClientId, ClusterInfo, ComputeTask, DepLocation, FromClient, FromWorker, KeyLocation, NannyId, RequestId, TaskDesc,
-    TaskError, TaskId, TaskOptions, TaskSpec, ToClient, ToNanny, ToWorker, WorkerId, WorkerInfo, WorkerSummary,
+    ClientId, ClusterInfo, ComputeTask, DepLocation, FromClient, FromWorker, KeyLocation, LocationProblem, NannyId,
+    RequestId, TaskDesc, TaskError, TaskId, TaskOptions, TaskSpec, ToClient, ToNanny, ToWorker, WorkerId, WorkerInfo,
+    WorkerSummary,
 };
 
 #[path = "core_nanny.rs"]
@@ -860,7 +861,7 @@ impl Core {
             problem: None,
         };
         match self.keys.get(&loc.key) {
-            None => loc.problem = Some(crate::client::UNKNOWN_KEY.into()),
+            None => loc.problem = Some(LocationProblem::Unknown),
             Some(&t) => {
                 let task = &self.tasks[&t];
                 loc.id = t;
@@ -873,8 +874,8 @@ impl Core {
                             .map(|w| self.workers[w].info.peer_address.clone())
                             .collect()
                     }
-                    TaskState::Erred(e) => loc.problem = Some(e.to_string()),
-                    s => loc.problem = Some(format!("not finished ({})", s.name())),
+                    TaskState::Erred(e) => loc.problem = Some(LocationProblem::Erred(e.clone())),
+                    s => loc.problem = Some(LocationProblem::NotFinished(s.name().to_string())),
                 }
             }
         }

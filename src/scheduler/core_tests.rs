@@ -1888,8 +1888,13 @@ fn info_and_who_has_describe_the_cluster() {
     assert_eq!(locations[0].holders, [address("w1")]);
     assert_eq!(locations[0].nbytes, 42);
     assert!(locations[0].problem.is_none());
-    assert!(locations[1].problem.as_deref().unwrap().contains("processing"));
-    assert!(locations[2].problem.as_deref().unwrap().contains("unknown"));
+    assert!(locations[1]
+        .problem
+        .as_ref()
+        .unwrap()
+        .to_string()
+        .contains("processing"));
+    assert!(locations[2].problem.as_ref().unwrap().to_string().contains("unknown"));
 
     cl.client_says(c, FromClient::Info { req: RequestId(8) });
     let told = cl.to_client(c);
