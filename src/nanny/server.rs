@@ -8,8 +8,8 @@
 
 use super::supervisor::{Action, ExitKind, Policy, Supervisor};
 use crate::protocol::{connect_handshake, write_loop, FrameReader, FromNanny, Role, ToNanny};
+use crate::worker::server::connect_scheduler;
 use futures_lite::{AsyncBufReadExt, FutureExt, StreamExt};
-use smol::net::TcpStream;
 use smol::Task;
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -199,17 +199,11 @@ pub async fn supervise(config: NannyConfig, stop: async_channel::Receiver<()>) -
 /// Connects and registers with the scheduler; without it the nanny still supervises, it
 /// just cannot report deaths early.
 async fn connect(config: &NannyConfig, names: &[String], events: async_channel::Sender<Event>) -> Option<Link> {
-    let start = Instant::now();
-    let mut stream = loop {
-        match TcpStream::connect(config.scheduler.as_str()).await {
-            Ok(s) => break s,
-            Err(e) if start.elapsed() >= config.death_timeout => {
-                log::warn!("nanny: scheduler at {} unreachable: {e}", config.scheduler);
-                return None;
-            }
-            Err(_) => {
-                async_io::Timer::after(Duration::from_millis(100)).await;
-            }
+    let mut stream = match connect_scheduler(&config.scheduler, config.death_timeout).await {
+        Ok((s, _)) => s,
+        Err(e) => {
+            log::warn!("nanny: {e}");
+            return None;
         }
     };
     if let Err(e) = connect_handshake(&mut stream, Role::Nanny).await {

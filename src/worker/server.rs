@@ -222,7 +222,7 @@ impl WorkerStopper {
 }
 
 /// Connects to the scheduler, retrying with backoff until `patience` runs out.
-async fn connect_scheduler(addr: &str, patience: Duration) -> Result<(TcpStream, SocketAddr), WorkerError> {
+pub(crate) async fn connect_scheduler(addr: &str, patience: Duration) -> Result<(TcpStream, SocketAddr), WorkerError> {
     let start = Instant::now();
     let mut delay = Duration::from_millis(50);
     loop {
