@@ -12,6 +12,9 @@ use std::io;
 /// Opens every distd connection.
 pub const MAGIC: [u8; 8] = *b"DISTD\x7fHS";
 
+/// How long an accepting side waits for a peer's hello.
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Bumped on every incompatible change of any message.
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -184,6 +187,22 @@ pub async fn connect_handshake<S: AsyncRead + AsyncWrite + Unpin>(
 /// The accepting side, a `role` that admits peers of the roles in `allowed`: reads the
 /// peer's hello, checks it, answers. Returns the peer's hello when it was accepted.
 pub async fn accept_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    role: Role,
+    allowed: &[Role],
+) -> Result<Hello, HandshakeError> {
+    // A connection that says nothing must not hold a task forever.
+    futures_lite::future::or(accept_handshake_now(stream, role, allowed), async {
+        async_io::Timer::after(HANDSHAKE_TIMEOUT).await;
+        Err(HandshakeError::Io(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no handshake within {} s", HANDSHAKE_TIMEOUT.as_secs()),
+        )))
+    })
+    .await
+}
+
+async fn accept_handshake_now<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     role: Role,
     allowed: &[Role],

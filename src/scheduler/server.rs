@@ -6,8 +6,8 @@
 
 use super::core::{Core, CoreConfig, Outgoing, CONNECTION_CLOSED};
 use crate::protocol::{
-    accept_handshake, write_loop, ClientId, FrameError, FrameReader, FromClient, FromNanny, FromWorker, HandshakeError,
-    NannyId, Role, ToClient, ToNanny, ToWorker, WorkerId, WorkerInfo,
+    accept_handshake, write_loop, ClientId, FrameError, FrameReader, FromClient, FromNanny, FromWorker, NannyId, Role,
+    ToClient, ToNanny, ToWorker, WorkerId, WorkerInfo,
 };
 use smol::net::{TcpListener, TcpStream};
 use smol::Task;
@@ -25,9 +25,6 @@ pub struct SchedulerConfig {
     /// Stop after this long with no client and no task.
     pub idle_timeout: Option<Duration>,
 }
-
-/// How long a new connection may take to say hello.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often the core's clock ticks.
 const TICK: Duration = Duration::from_millis(200);
@@ -248,18 +245,9 @@ async fn serve_connection(
     ids: Arc<AtomicU64>,
 ) -> Result<(), String> {
     stream.set_nodelay(true).ok();
-    let hello = futures_lite::future::or(
-        async { accept_handshake(&mut stream, Role::Scheduler, &[Role::Worker, Role::Client, Role::Nanny]).await },
-        async {
-            async_io::Timer::after(HANDSHAKE_TIMEOUT).await;
-            Err(HandshakeError::Io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "no handshake within 10 s",
-            )))
-        },
-    )
-    .await
-    .map_err(|e| format!("handshake refused: {e}"))?;
+    let hello = accept_handshake(&mut stream, Role::Scheduler, &[Role::Worker, Role::Client, Role::Nanny])
+        .await
+        .map_err(|e| format!("handshake refused: {e}"))?;
     let id = ids.fetch_add(1, Ordering::Relaxed);
     let mut reader = FrameReader::new(stream.clone());
     match hello.role {

@@ -37,20 +37,9 @@ pub async fn serve_peers(listener: TcpListener, store: Arc<Store>) {
 
 async fn serve_one(mut stream: TcpStream, store: Arc<Store>) -> Result<(), String> {
     stream.set_nodelay(true).ok();
-    // A connection that says nothing is dropped, as on the scheduler's port.
-    futures_lite::future::or(
-        async {
-            accept_handshake(&mut stream, Role::Worker, &[Role::Peer, Role::Client])
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        },
-        async {
-            async_io::Timer::after(std::time::Duration::from_secs(10)).await;
-            Err("no handshake within 10 s".to_string())
-        },
-    )
-    .await?;
+    accept_handshake(&mut stream, Role::Worker, &[Role::Peer, Role::Client])
+        .await
+        .map_err(|e| e.to_string())?;
     let mut writer = stream.clone();
     let mut reader = FrameReader::new(stream);
     let mut buf = Vec::with_capacity(64 * 1024);
