@@ -1,4 +1,4 @@
-//! Runs one task: a function from the registry on a blocking thread, or a command as a child
+//! Runs one task: a function from the registry on the function threads, or a command as a child
 //! process in its own process group, with its inputs handed over as files or stdin.
 //!
 //! Dropping the future of a running command kills its whole process group, so cancelling a
@@ -7,10 +7,12 @@
 use super::registry::Registry;
 use crate::protocol::{CommandSpec, Data, TaskError, TaskId, TaskSpec};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+use std::collections::BinaryHeap;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// How much of a failed command's stderr is kept in its error.
@@ -67,22 +69,89 @@ pub fn call_function(registry: &Registry, name: &str, args: &[u8], inputs: Vec<I
 /// A job for the function threads.
 pub type Job = Box<dyn FnOnce() + Send>;
 
-/// The worker's `nthreads` threads for function tasks: a job goes straight to an idle thread,
-/// without an async task or a thread-pool hop per task.
+/// Who owns a queued function task: still queued, claimed by the thread that runs it, or
+/// retracted (stolen, cancelled) before any thread took it. Exactly one of claim and retract
+/// wins, so a retracted task never runs and a claimed one is never given away.
+#[derive(Debug, Default)]
+pub struct Claim(AtomicU8);
+
+const QUEUED: u8 = 0;
+const CLAIMED: u8 = 1;
+const RETRACTED: u8 = 2;
+
+impl Claim {
+    fn claim(&self) -> bool {
+        self.0
+            .compare_exchange(QUEUED, CLAIMED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Takes the task back if no thread has claimed it yet.
+    pub fn retract(&self) -> bool {
+        self.0
+            .compare_exchange(QUEUED, RETRACTED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
+
+/// A queued job, ordered by priority, then first come first served.
+struct Queued {
+    priority: i32,
+    seq: u64,
+    claim: Arc<Claim>,
+    job: Job,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.priority, self.seq) == (other.priority, other.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.priority, std::cmp::Reverse(self.seq)).cmp(&(other.priority, std::cmp::Reverse(other.seq)))
+    }
+}
+
+#[derive(Default)]
+struct PoolState {
+    queue: BinaryHeap<Queued>,
+    next_seq: u64,
+    /// Threads waiting for work: a push wakes one only when one waits, so a burst of jobs to
+    /// busy threads costs no system call.
+    idle: usize,
+    /// Set when the pool is dropped: threads end after their current job.
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Pool {
+    state: Mutex<PoolState>,
+    work: Condvar,
+}
+
+/// The worker's `nthreads` threads for function tasks. Jobs wait in one priority queue that
+/// the threads take from, so a thread with queued work runs it without waiting for the
+/// worker's loop, and a queued job can be retracted until a thread claims it.
 pub struct FunctionThreads {
-    /// Closed when the pool is dropped; the threads end after their current job.
-    tx: async_channel::Sender<Job>,
+    pool: Arc<Pool>,
 }
 
 impl FunctionThreads {
     pub fn new(n: usize) -> FunctionThreads {
-        let (tx, rx) = async_channel::unbounded::<Job>();
+        let pool = Arc::new(Pool::default());
         for i in 0..n.max(1) {
-            let rx = rx.clone();
+            let pool = pool.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("distd-fn-{i}"))
                 .spawn(move || {
-                    while let Ok(job) = rx.recv_blocking() {
+                    while let Some(job) = pool.next_job() {
                         job();
                     }
                 });
@@ -90,12 +159,57 @@ impl FunctionThreads {
                 log::warn!("cannot start function thread {i}: {e}");
             }
         }
-        FunctionThreads { tx }
+        FunctionThreads { pool }
     }
 
-    /// Queues a job; false if the threads are gone.
-    pub fn submit(&self, job: Job) -> bool {
-        self.tx.try_send(job).is_ok()
+    /// Queues a job at `priority`; its claim lets the caller take it back before it starts.
+    pub fn submit(&self, priority: i32, job: Job) -> Arc<Claim> {
+        let claim = Arc::new(Claim::default());
+        let mut st = self.pool.state.lock().unwrap_or_else(|e| e.into_inner());
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        st.queue.push(Queued {
+            priority,
+            seq,
+            claim: claim.clone(),
+            job,
+        });
+        let wake = st.idle > 0;
+        drop(st);
+        if wake {
+            self.pool.work.notify_one();
+        }
+        claim
+    }
+}
+
+impl Pool {
+    /// The next job this thread claims, or None once the pool is closed.
+    fn next_job(&self) -> Option<Job> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if st.closed {
+                return None;
+            }
+            while let Some(q) = st.queue.pop() {
+                if q.claim.claim() {
+                    return Some(q.job);
+                }
+            }
+            st.idle += 1;
+            st = self.work.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.idle -= 1;
+        }
+    }
+}
+
+impl Drop for FunctionThreads {
+    fn drop(&mut self) {
+        let mut st = self.pool.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.closed = true;
+        st.queue.clear();
+        drop(st);
+        self.pool.work.notify_all();
     }
 }
 

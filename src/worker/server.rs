@@ -1,11 +1,12 @@
 //! The worker process's async shell: the scheduler connection, the peer port, fetchers and
 //! executions, all feeding one loop that owns the [`WorkerCore`] and carries out its effects.
 
-use super::exec::{call_function, execute, ExecContext, FunctionThreads};
+use super::exec::{call_function, execute, Claim, ExecContext, FunctionThreads};
 use super::peer::{serve_peers, PeerClient};
 use super::registry::Registry;
 use super::state::{Effect, WorkerCore};
 use super::store::Store;
+use crate::idmap::IdMap;
 use crate::protocol::{
     connect_handshake, write_loop, Data, FrameReader, FromWorker, HandshakeError, Role, TaskError, TaskId, TaskSpec,
     ToWorker, WorkerInfo,
@@ -177,6 +178,7 @@ impl Worker {
             spilling: None,
             retiring: false,
             functions,
+            claims: IdMap::default(),
             fetchers: HashMap::new(),
             _peers: peers,
         };
@@ -373,6 +375,9 @@ struct Shell {
     executions: HashMap<TaskId, Task<()>>,
     /// Where function tasks run.
     functions: FunctionThreads,
+    /// Function tasks queued to `functions` that no thread has started: a steal or a cancel
+    /// retracts them through their claim.
+    claims: IdMap<TaskId, Arc<Claim>>,
     /// Retiring: the scheduler's next `Shutdown` ends the worker as retired.
     retiring: bool,
     /// A forced spill running on a blocking thread, when memory is high.
@@ -405,6 +410,9 @@ impl Shell {
             drop(memory_watch);
             // Whatever ended the session, nothing of it may keep running.
             self.executions.clear();
+            for (_, claim) in self.claims.drain() {
+                claim.retract();
+            }
             self.fetchers.clear();
             self.store.clear();
             match ended {
@@ -465,6 +473,8 @@ impl Shell {
                 }
                 next = events.try_recv().ok();
             }
+            self.core.report_starts();
+            self.apply_effects(session);
         }
     }
 
@@ -475,7 +485,11 @@ impl Shell {
                 ToWorker::Compute(ct) => self.core.on_compute(*ct),
                 ToWorker::ReleaseData { tasks } => self.core.on_release_data(tasks),
                 ToWorker::Cancel { tasks } => self.core.on_cancel(tasks),
-                ToWorker::Steal { tasks } => self.core.on_steal(tasks),
+                ToWorker::Steal { tasks } => {
+                    let claims = &mut self.claims;
+                    self.core
+                        .on_steal(tasks, |t| claims.remove(&t).is_some_and(|c| c.retract()))
+                }
                 ToWorker::PutData { task, data, .. } => {
                     let n = data.len() as u64;
                     self.store_put(task, Arc::new(data));
@@ -506,9 +520,13 @@ impl Shell {
                 }
                 Err(e) => self.core.on_fetched(task, Err(e)),
             },
-            Event::FunctionStarted(task) => self.core.on_function_started(task),
+            Event::FunctionStarted(task) => {
+                self.claims.remove(&task);
+                self.core.on_function_started(task)
+            }
             Event::Executed(task, outcome) => {
                 self.executions.remove(&task);
+                self.claims.remove(&task);
                 match outcome {
                     Ok(data) => {
                         let n = data.len() as u64;
@@ -525,10 +543,14 @@ impl Shell {
                 });
             }
         }
+        self.apply_effects(session);
+        None
+    }
+
+    fn apply_effects(&mut self, session: &Session) {
         for effect in self.core.take_effects() {
             self.apply(effect, session);
         }
-        None
     }
 
     /// Above 60% of the limit results spill to disk; above 80% no new task starts.
@@ -596,6 +618,7 @@ impl Shell {
             }
             Effect::Execute {
                 task,
+                priority,
                 key: _,
                 spec: TaskSpec::Function { name, args },
                 inputs,
@@ -610,20 +633,19 @@ impl Shell {
                 };
                 let registry = self.ctx.registry.clone();
                 let events = self.events_tx.clone();
-                let queued = self.functions.submit(Box::new(move || {
-                    let _ = events.send_blocking(Event::FunctionStarted(task));
-                    let outcome = call_function(&registry, &name, &args, inputs).map(Arc::new);
-                    let _ = events.send_blocking(Event::Executed(task, outcome));
-                }));
-                if !queued {
-                    let _ = self.events_tx.try_send(Event::Executed(
-                        task,
-                        Err(TaskError::Other("the worker's function threads are gone".into())),
-                    ));
-                }
+                let claim = self.functions.submit(
+                    priority,
+                    Box::new(move || {
+                        let _ = events.send_blocking(Event::FunctionStarted(task));
+                        let outcome = call_function(&registry, &name, &args, inputs).map(Arc::new);
+                        let _ = events.send_blocking(Event::Executed(task, outcome));
+                    }),
+                );
+                self.claims.insert(task, claim);
             }
             Effect::Execute {
                 task,
+                priority: _,
                 key,
                 spec,
                 inputs,
@@ -654,6 +676,9 @@ impl Shell {
             }
             Effect::Kill(task) => {
                 self.executions.remove(&task);
+                if let Some(claim) = self.claims.remove(&task) {
+                    claim.retract();
+                }
             }
             Effect::Drop(tasks) => {
                 for t in tasks {

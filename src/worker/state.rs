@@ -11,8 +11,11 @@ use crate::protocol::{ComputeTask, DepLocation, FromWorker, TaskError, TaskId, T
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-/// Function tasks queued to the function threads ahead of their slots, per thread.
-const FUNCTION_PREFETCH_PER_THREAD: usize = 2;
+/// Function tasks queued to the function threads ahead of their slots, per thread. Deep
+/// enough that a thread running tasks of microseconds finds its next one queued instead of
+/// sleeping until the worker's loop wakes; queued tasks can still be retracted (stolen or
+/// cancelled) until a thread claims them.
+const FUNCTION_PREFETCH_PER_THREAD: usize = 64;
 
 /// Something the shell must do.
 #[derive(Debug, PartialEq)]
@@ -26,6 +29,8 @@ pub enum Effect {
     /// Run a task; its inputs are in the store under these ids, in this order.
     Execute {
         task: TaskId,
+        /// Higher runs first among tasks queued to the function threads.
+        priority: i32,
         key: String,
         spec: TaskSpec,
         inputs: Vec<(TaskId, String)>,
@@ -43,6 +48,8 @@ enum Phase {
         missing: usize,
     },
     Ready,
+    /// A function task queued to the function threads, which have not started it yet.
+    Handed,
     Running,
 }
 
@@ -95,6 +102,9 @@ pub struct WorkerCore {
     running_commands: usize,
     /// Results being copied here from a retiring worker.
     replicating: IdSet<TaskId>,
+    /// Function tasks that started but whose `Started` is not sent yet: sent by
+    /// [`WorkerCore::report_starts`] unless their `Finished` goes first and says it all.
+    unreported_starts: IdSet<TaskId>,
 }
 
 impl WorkerCore {
@@ -111,6 +121,7 @@ impl WorkerCore {
             paused: false,
             running_commands: 0,
             replicating: Default::default(),
+            unreported_starts: Default::default(),
         }
     }
 
@@ -295,8 +306,9 @@ impl WorkerCore {
 
     /// A task's execution ended; on success the shell stored its result.
     pub fn on_executed(&mut self, task: TaskId, outcome: Result<u64, TaskError>) {
+        self.unreported_starts.remove(&task);
         match self.tasks.get(&task) {
-            Some(t) if t.phase == Phase::Running => {}
+            Some(t) if matches!(t.phase, Phase::Running | Phase::Handed) => {}
             _ => {
                 if outcome.is_ok() {
                     self.effects.push(Effect::Drop(vec![task]));
@@ -345,13 +357,25 @@ impl WorkerCore {
         self.start_ready();
     }
 
-    pub fn on_steal(&mut self, tasks: Vec<TaskId>) {
+    /// The scheduler wants these tasks back, if they have not started. `retract` takes a
+    /// task queued to the function threads back, or says a thread claimed it first.
+    pub fn on_steal(&mut self, tasks: Vec<TaskId>, mut retract: impl FnMut(TaskId) -> bool) {
         let mut stolen = Vec::new();
         for t in tasks {
-            if matches!(self.tasks.get(&t), Some(a) if a.phase != Phase::Running) {
-                self.forget(t);
-                stolen.push(t);
+            let Some(a) = self.tasks.get_mut(&t) else {
+                continue;
+            };
+            match a.phase {
+                Phase::Running => continue,
+                Phase::Handed if !retract(t) => {
+                    // A thread has it: its start is on the way.
+                    a.phase = Phase::Running;
+                    continue;
+                }
+                _ => {}
             }
+            self.forget(t);
+            stolen.push(t);
         }
         self.effects.push(Effect::Send(FromWorker::Stolen { tasks: stolen }));
     }
@@ -367,7 +391,8 @@ impl WorkerCore {
         let Some(t) = self.tasks.remove(&task) else {
             return;
         };
-        if t.phase == Phase::Running {
+        self.unreported_starts.remove(&task);
+        if matches!(t.phase, Phase::Running | Phase::Handed) {
             self.free_slot(&t.spec);
             self.effects.push(Effect::Kill(task));
         }
@@ -433,7 +458,7 @@ impl WorkerCore {
                 break;
             }
             self.ready.pop();
-            t.phase = Phase::Running;
+            t.phase = if function { Phase::Handed } else { Phase::Running };
             self.running += 1;
             if !function {
                 // A function reports its start when a thread really starts it.
@@ -442,6 +467,7 @@ impl WorkerCore {
             }
             self.effects.push(Effect::Execute {
                 task: id,
+                priority: t.priority,
                 key: t.key.clone(),
                 spec: t.spec.clone(),
                 inputs: t.deps.iter().map(|d| (d.id, d.key.clone())).collect(),
@@ -449,10 +475,30 @@ impl WorkerCore {
         }
     }
 
-    /// A function thread started running `task`.
+    /// A function thread started running `task`. The scheduler hears of it from
+    /// [`WorkerCore::report_starts`], or from the task's `Finished` if that comes first.
     pub fn on_function_started(&mut self, task: TaskId) {
-        if matches!(self.tasks.get(&task), Some(t) if t.phase == Phase::Running) {
-            self.effects.push(Effect::Send(FromWorker::Started { task }));
+        if let Some(t) = self.tasks.get_mut(&task) {
+            if matches!(t.phase, Phase::Handed | Phase::Running) {
+                t.phase = Phase::Running;
+                self.unreported_starts.insert(task);
+            }
+        }
+    }
+
+    /// Sends `Started` for function tasks that started and are still running. The shell calls
+    /// it once it has handled every event that was waiting, so a task that started and
+    /// finished in one batch of events costs the scheduler one message, not two.
+    pub fn report_starts(&mut self) {
+        if self.unreported_starts.is_empty() {
+            return;
+        }
+        let mut started: Vec<TaskId> = self.unreported_starts.drain().collect();
+        started.sort_unstable();
+        for task in started {
+            if matches!(self.tasks.get(&task), Some(t) if t.phase == Phase::Running) {
+                self.effects.push(Effect::Send(FromWorker::Started { task }));
+            }
         }
     }
 
@@ -531,22 +577,86 @@ mod tests {
     }
 
     #[test]
-    fn functions_are_queued_to_their_threads_a_little_ahead_and_report_their_real_start() {
+    fn functions_are_queued_to_their_threads_ahead_and_report_their_real_start() {
         let mut w = WorkerCore::new(1);
-        for i in 0..5 {
+        let n = 1 + FUNCTION_PREFETCH_PER_THREAD as u64;
+        for i in 0..n + 2 {
             w.on_compute(ct(i, vec![]));
         }
         let e = w.take_effects();
-        // One slot and two queued ahead; nobody is told "started" before a thread starts it.
-        assert_eq!(executes(&e), vec![TaskId(0), TaskId(1), TaskId(2)]);
+        // One slot and the prefetch queued ahead; nobody is told "started" before a thread
+        // starts it.
+        assert_eq!(executes(&e), (0..n).map(TaskId).collect::<Vec<_>>());
         assert!(!e.iter().any(|e| matches!(e, Effect::Send(FromWorker::Started { .. }))));
         w.on_function_started(TaskId(0));
+        assert!(
+            w.take_effects().is_empty(),
+            "starts are reported once the events are handled"
+        );
+        w.report_starts();
         assert_eq!(
             w.take_effects(),
             vec![Effect::Send(FromWorker::Started { task: TaskId(0) })]
         );
         w.on_executed(TaskId(0), Ok(1));
-        assert_eq!(executes(&w.take_effects()), vec![TaskId(3)]);
+        assert_eq!(executes(&w.take_effects()), vec![TaskId(n)]);
+    }
+
+    #[test]
+    fn a_task_that_started_and_finished_in_one_batch_sends_only_finished() {
+        let mut w = WorkerCore::new(1);
+        w.on_compute(ct(1, vec![]));
+        w.on_compute(ct(2, vec![]));
+        w.take_effects();
+        w.on_function_started(TaskId(1));
+        w.on_executed(TaskId(1), Ok(0));
+        w.on_function_started(TaskId(2));
+        w.report_starts();
+        let sent: Vec<Effect> = w
+            .take_effects()
+            .into_iter()
+            .filter(|e| matches!(e, Effect::Send(_)))
+            .collect();
+        assert_eq!(
+            sent,
+            vec![
+                Effect::Send(FromWorker::Finished {
+                    task: TaskId(1),
+                    nbytes: 0,
+                    fetched: vec![]
+                }),
+                Effect::Send(FromWorker::Started { task: TaskId(2) }),
+            ]
+        );
+    }
+
+    #[test]
+    fn steal_takes_back_queued_functions_unless_a_thread_claimed_them() {
+        let mut w = WorkerCore::new(1);
+        for i in 1..=3 {
+            w.on_compute(ct(i, vec![]));
+        }
+        w.take_effects();
+        // Task 1 is claimed by a thread (its start event not handled yet), 2 and 3 are queued.
+        let mut asked = Vec::new();
+        w.on_steal(vec![TaskId(1), TaskId(2), TaskId(3)], |t| {
+            asked.push(t);
+            t != TaskId(1)
+        });
+        assert_eq!(asked, vec![TaskId(1), TaskId(2), TaskId(3)]);
+        let e = w.take_effects();
+        assert!(e.contains(&Effect::Send(FromWorker::Stolen {
+            tasks: vec![TaskId(2), TaskId(3)]
+        })));
+        assert_eq!(w.assigned(), 1);
+        // The claimed one runs to the end and is reported.
+        w.on_function_started(TaskId(1));
+        w.on_executed(TaskId(1), Ok(2));
+        assert!(w.take_effects().contains(&Effect::Send(FromWorker::Finished {
+            task: TaskId(1),
+            nbytes: 2,
+            fetched: vec![]
+        })));
     }
 
     #[test]
@@ -619,7 +729,9 @@ mod tests {
         w.on_compute(cmd(1));
         w.on_compute(cmd(2));
         w.take_effects();
-        w.on_steal(vec![TaskId(1), TaskId(2)]);
+        w.on_steal(vec![TaskId(1), TaskId(2)], |_| {
+            unreachable!("commands are never queued to threads")
+        });
         assert_eq!(
             w.take_effects(),
             vec![Effect::Send(FromWorker::Stolen { tasks: vec![TaskId(2)] })]
