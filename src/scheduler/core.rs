@@ -38,7 +38,7 @@ impl Default for CoreConfig {
     fn default() -> Self {
         CoreConfig {
             allowed_failures: 3,
-            queue_per_thread: 16,
+            queue_per_thread: 64,
             heartbeat_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_millis(1000),
         }
