@@ -147,6 +147,7 @@ pub fn scheduler(args: &SchedulerArgs) -> Result<SchedulerSetup, ConfigError> {
                 heartbeat_timeout,
                 heartbeat_interval: (heartbeat_timeout / 5).min(Duration::from_secs(1)),
                 queue_per_thread: args.worker_queue,
+                ..CoreConfig::default()
             },
             idle_timeout,
         },

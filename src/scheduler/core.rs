@@ -32,6 +32,10 @@ pub struct CoreConfig {
     pub heartbeat_timeout: Duration,
     /// How often workers are asked to send a heartbeat.
     pub heartbeat_interval: Duration,
+    /// Queue a waiting task on the worker computing its inputs, so it starts there without a
+    /// round trip (see [`Core::queue_dependents`]). Off only in tests that pin down how ready
+    /// tasks are placed.
+    pub queue_behind_inputs: bool,
 }
 
 impl Default for CoreConfig {
@@ -41,6 +45,7 @@ impl Default for CoreConfig {
             queue_per_thread: 64,
             heartbeat_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_millis(1000),
+            queue_behind_inputs: true,
         }
     }
 }
@@ -149,6 +154,9 @@ struct WorkerState {
     memory: u64,
     /// It said it is leaving on purpose: it gets no new tasks, and its death is no crash.
     leaving: bool,
+    /// Tasks processing here whose dependents could have been queued behind them but for
+    /// the worker's room: tried again when a task here finishes.
+    queue_later: Vec<TaskId>,
 }
 
 impl WorkerState {
@@ -198,6 +206,16 @@ struct PendingScatter {
     req: RequestId,
     remaining: IdSet<TaskId>,
 }
+
+/// A waiting task with more inputs than this is not queued behind them on their worker:
+/// checking its inputs on every assignment of one of them would cost too much, and such a
+/// task gathers from many workers anyway.
+const MAX_QUEUED_BEHIND_DEPS: usize = 16;
+
+/// A waiting task is queued behind inputs computing on a worker only if the inputs it would
+/// fetch from other workers total at most this: past it, waiting to place it where most of
+/// its input bytes are is worth the round trip.
+const QUEUE_BEHIND_MAX_FETCH: u64 = 64 * 1024;
 
 /// Why a ready task could not be placed right now.
 enum Placement {
@@ -305,6 +323,7 @@ impl Core {
             last_seen: now,
             memory: 0,
             leaving: false,
+            queue_later: Vec::new(),
         };
         self.workers.insert(id, ws);
         self.outbox.push(Outgoing::Worker(
@@ -584,6 +603,7 @@ impl Core {
         self.to_memory(w, t, nbytes);
         let deps = self.tasks[&t].deps.clone();
         self.wake_dependents(t);
+        self.queue_dependents_later(w);
         for d in deps {
             self.maybe_release(d);
         }
@@ -597,11 +617,18 @@ impl Core {
     fn wake_dependents(&mut self, t: TaskId) {
         for d in self.tasks[&t].dependents.clone() {
             let dt = self.tasks.get_mut(&d).expect("dependents are known");
-            if dt.state == TaskState::Waiting {
-                dt.waiting_on -= 1;
-                if dt.waiting_on == 0 {
-                    self.make_ready(d);
+            match dt.state {
+                TaskState::Waiting => {
+                    dt.waiting_on -= 1;
+                    if dt.waiting_on == 0 {
+                        self.make_ready(d);
+                    } else {
+                        self.queue_behind_remaining_inputs(d);
+                    }
                 }
+                // Queued behind its inputs on their worker: it runs there once they are done.
+                TaskState::Processing { .. } if dt.waiting_on > 0 => dt.waiting_on -= 1,
+                _ => {}
             }
         }
     }
@@ -621,8 +648,14 @@ impl Core {
                 task.retries_left
             );
             task.state = TaskState::Released;
+            let queued = self.unqueue_dependents(t, w);
             self.compute(t);
+            for d in queued {
+                self.compute(d);
+            }
         } else {
+            // Its worker reported it: no need to tell it to stop.
+            task.state = TaskState::Released;
             self.set_erred(t, error);
         }
     }
@@ -649,7 +682,11 @@ impl Core {
         if self.processing_on(t, w) {
             self.unassign(w, t);
             self.tasks.get_mut(&t).expect("processing").state = TaskState::Released;
+            let queued = self.unqueue_dependents(t, w);
             self.compute(t);
+            for d in queued {
+                self.compute(d);
+            }
         }
     }
 
@@ -662,6 +699,17 @@ impl Core {
                 unreachable!("processing_on checked the state")
             };
             self.unassign(w, t);
+            let queued = self.unqueue_dependents(t, w);
+            if self.tasks[&t].waiting_on > 0 || !queued.is_empty() {
+                // It was queued behind inputs still computing there (or had dependents
+                // queued behind it): back to waiting for them, like its dependents.
+                self.tasks.get_mut(&t).expect("processing").state = TaskState::Released;
+                self.compute(t);
+                for d in queued {
+                    self.compute(d);
+                }
+                continue;
+            }
             self.tasks.get_mut(&t).expect("processing").state = TaskState::Ready;
             match stealing_to {
                 Some(thief)
@@ -771,6 +819,7 @@ impl Core {
                             .push(Outgoing::Worker(worker, ToWorker::Cancel { tasks: vec![d] }));
                         self.tasks.get_mut(&d).expect("known").state = TaskState::Released;
                         reset.push(d);
+                        reset.extend(self.unqueue_dependents(d, worker));
                     }
                     _ => {}
                 }
@@ -1211,6 +1260,7 @@ impl Core {
     fn make_ready(&mut self, t: TaskId) {
         let task = self.tasks.get_mut(&t).expect("make_ready of a known task");
         task.state = TaskState::Ready;
+        task.waiting_on = 0;
         self.ready.push((task.options.priority, Reverse(task.seq), t));
     }
 
@@ -1308,6 +1358,124 @@ impl Core {
                 priority: task.options.priority,
             })),
         ));
+        self.queue_dependents(t, w);
+    }
+
+    /// Queues on `w`, behind `t`, the dependents of `t` whose inputs are all in memory or
+    /// processing on `w`: `w` starts each as soon as its inputs are done there, without a
+    /// round trip to the scheduler. A chain of such tasks is queued as deep as `w` has room;
+    /// the rest follow as its tasks finish (`queue_later`).
+    fn queue_dependents(&mut self, t: TaskId, w: WorkerId) {
+        let mut stack = vec![t];
+        while let Some(t) = stack.pop() {
+            for d in self.tasks[&t].dependents.clone() {
+                if !self.may_queue_behind(d, w) {
+                    continue;
+                }
+                let ws = &self.workers[&w];
+                if ws.processing.len() >= ws.capacity(self.config.queue_per_thread) {
+                    let ws = self.workers.get_mut(&w).expect("checked");
+                    for t in stack.into_iter().chain([t]) {
+                        if !ws.queue_later.contains(&t) {
+                            ws.queue_later.push(t);
+                        }
+                    }
+                    return;
+                }
+                self.assign_queued(d, w);
+                stack.push(d);
+            }
+        }
+    }
+
+    /// Queues waiting `d` on the worker computing its remaining inputs, if one worker computes
+    /// them all and has room.
+    fn queue_behind_remaining_inputs(&mut self, d: TaskId) {
+        let task = &self.tasks[&d];
+        if !self.config.queue_behind_inputs || task.deps.len() > MAX_QUEUED_BEHIND_DEPS {
+            return;
+        }
+        let computing_on = task.deps.iter().find_map(|x| match self.tasks[x].state {
+            TaskState::Processing { worker, .. } => Some(worker),
+            _ => None,
+        });
+        let Some(w) = computing_on else { return };
+        let ws = &self.workers[&w];
+        if ws.processing.len() < ws.capacity(self.config.queue_per_thread) && self.may_queue_behind(d, w) {
+            self.assign(d, w);
+        }
+    }
+
+    /// Whether waiting `d` may be queued on `w` behind inputs processing there.
+    fn may_queue_behind(&self, d: TaskId, w: WorkerId) -> bool {
+        let task = &self.tasks[&d];
+        let ws = &self.workers[&w];
+        self.config.queue_behind_inputs
+            && task.state == TaskState::Waiting
+            && task.deps.len() <= MAX_QUEUED_BEHIND_DEPS
+            && !ws.leaving
+            && ws.fits(&task.options)
+            && task.deps.iter().all(|x| match self.tasks[x].state {
+                TaskState::Memory => true,
+                TaskState::Processing { worker, .. } => worker == w,
+                _ => false,
+            })
+            && task
+                .deps
+                .iter()
+                .filter(|x| self.tasks[x].state == TaskState::Memory && !ws.has_data.contains(x))
+                .map(|x| self.tasks[x].nbytes)
+                .sum::<u64>()
+                <= QUEUE_BEHIND_MAX_FETCH
+    }
+
+    /// [`Core::assign`] without the dependents: the caller walks them.
+    fn assign_queued(&mut self, t: TaskId, w: WorkerId) {
+        let dependents_first = std::mem::take(&mut self.tasks.get_mut(&t).expect("known").dependents);
+        self.assign(t, w);
+        self.tasks.get_mut(&t).expect("known").dependents = dependents_first;
+    }
+
+    /// Whether dependents of `t` are queued on `w` behind it.
+    fn has_queued_dependents(&self, t: TaskId, w: WorkerId) -> bool {
+        self.tasks[&t]
+            .dependents
+            .iter()
+            .any(|d| self.processing_on(*d, w) && self.tasks[d].waiting_on > 0)
+    }
+
+    /// A task finished on `w`: dependents that found no room behind their inputs there may
+    /// find it now.
+    fn queue_dependents_later(&mut self, w: WorkerId) {
+        let Some(ws) = self.workers.get_mut(&w) else { return };
+        for t in std::mem::take(&mut ws.queue_later) {
+            if self.processing_on(t, w) {
+                self.queue_dependents(t, w);
+            }
+        }
+    }
+
+    /// `t` stopped processing on `w` without a result: the dependents queued behind it there
+    /// (and behind those, and so on) are taken back, released, and returned so the caller
+    /// computes them again once `t` is settled.
+    fn unqueue_dependents(&mut self, t: TaskId, w: WorkerId) -> Vec<TaskId> {
+        let mut unqueued = Vec::new();
+        let mut stack = vec![t];
+        while let Some(t) = stack.pop() {
+            for d in self.tasks[&t].dependents.clone() {
+                let queued = self.processing_on(d, w) && self.tasks[&d].waiting_on > 0;
+                if !queued {
+                    continue;
+                }
+                self.unassign(w, d);
+                self.outbox
+                    .push(Outgoing::Worker(w, ToWorker::Cancel { tasks: vec![d] }));
+                self.tasks.get_mut(&d).expect("known").state = TaskState::Released;
+                unqueued.push(d);
+                stack.push(d);
+            }
+        }
+        unqueued
     }
 
     /// Moves queued, unstarted tasks from busy workers to workers with free threads.
@@ -1353,7 +1521,8 @@ impl Core {
                             stealing_to: None,
                             ..
                         }
-                    )
+                    ) && self.tasks[t].waiting_on == 0
+                        && !self.has_queued_dependents(*t, v)
                 })
                 .collect();
             candidates.sort_by_key(|t| self.tasks[t].seq);
@@ -1561,6 +1730,22 @@ impl Core {
                         .count();
                     assert_eq!(missing, task.waiting_on, "waiting count of {}", task.key);
                     assert!(missing > 0, "{} waits on nothing", task.key);
+                }
+                TaskState::Processing { worker, .. } if task.waiting_on > 0 => {
+                    // Queued behind inputs that are computing on the same worker.
+                    let mut missing = 0;
+                    for d in &task.deps {
+                        match self.tasks[d].state {
+                            TaskState::Memory => {}
+                            TaskState::Processing { worker: w, .. } => {
+                                assert_eq!(w, *worker, "{} is queued behind an input elsewhere", task.key);
+                                missing += 1;
+                            }
+                            ref s => panic!("{} is queued behind an input that is {}", task.key, s.name()),
+                        }
+                    }
+                    assert_eq!(missing, task.waiting_on, "queued count of {}", task.key);
+                    assert!(self.workers[worker].processing.contains(id));
                 }
                 TaskState::Ready | TaskState::Processing { .. } => {
                     for d in &task.deps {

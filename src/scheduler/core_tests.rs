@@ -39,6 +39,15 @@ impl Cluster {
         Cluster::with_config(CoreConfig::default())
     }
 
+    /// A core that places only ready tasks (no queueing behind inputs), for the tests that
+    /// pin down each placement step by step.
+    fn ready_only() -> Cluster {
+        Cluster::with_config(CoreConfig {
+            queue_behind_inputs: false,
+            ..CoreConfig::default()
+        })
+    }
+
     fn with_config(config: CoreConfig) -> Cluster {
         let core = Core::new(config);
         core.sanity_check();
@@ -466,7 +475,7 @@ fn rejected_reason(error: &TaskError) -> &str {
 
 #[test]
 fn chain_runs_to_completion_and_releases_intermediates() {
-    let mut cl = Cluster::new();
+    let mut cl = Cluster::ready_only();
     cl.add_worker("w1", 1);
     let c = cl.add_client();
     cl.submit(c, vec![task("a"), task_on("b", &["a"]), task_on("c", &["b"])], &["c"]);
@@ -504,7 +513,7 @@ fn chain_runs_to_completion_and_releases_intermediates() {
 
 #[test]
 fn diamond_runs_to_completion_and_releases_the_root_after_both_branches() {
-    let mut cl = Cluster::new();
+    let mut cl = Cluster::ready_only();
     cl.add_worker("w1", 2);
     cl.add_worker("w2", 2);
     let c = cl.add_client();
@@ -583,7 +592,7 @@ fn released_key_can_be_submitted_and_run_again() {
 
 #[test]
 fn task_goes_to_the_worker_holding_most_of_its_input_bytes() {
-    let mut cl = Cluster::new();
+    let mut cl = Cluster::ready_only();
     cl.add_worker("w1", 1);
     cl.add_worker("w2", 1);
     let c = cl.add_client();
@@ -814,7 +823,7 @@ fn failed_task_with_retries_runs_again_then_succeeds() {
 
 #[test]
 fn exhausted_retries_err_the_task_and_every_dependent() {
-    let mut cl = Cluster::new();
+    let mut cl = Cluster::ready_only();
     cl.add_worker("w1", 1);
     let c = cl.add_client();
     cl.submit(
@@ -881,7 +890,7 @@ fn erred_wanted_key_is_reported_to_a_client_that_asks_later() {
 
 #[test]
 fn cancelling_a_waiting_task_leaves_wanted_inputs_running() {
-    let mut cl = Cluster::new();
+    let mut cl = Cluster::ready_only();
     cl.add_worker("w1", 1);
     let c = cl.add_client();
     cl.submit(c, vec![task("a"), task_on("b", &["a"])], &["a", "b"]);
@@ -899,7 +908,7 @@ fn cancelling_a_waiting_task_leaves_wanted_inputs_running() {
 
 #[test]
 fn cancelling_a_waiting_task_stops_inputs_nobody_needs() {
-    let mut cl = Cluster::new();
+    let mut cl = Cluster::ready_only();
     cl.add_worker("w1", 1);
     let c = cl.add_client();
     cl.submit(c, vec![task("a"), task_on("b", &["a"])], &["b"]);
@@ -916,7 +925,7 @@ fn cancelling_a_waiting_task_stops_inputs_nobody_needs() {
 
 #[test]
 fn cancelling_a_processing_task_tells_its_worker_and_errs_dependents() {
-    let mut cl = Cluster::new();
+    let mut cl = Cluster::ready_only();
     cl.add_worker("w1", 1);
     let c = cl.add_client();
     cl.submit(
@@ -997,7 +1006,7 @@ fn tasks_of_the_only_worker_wait_for_a_new_one() {
 
 #[test]
 fn result_only_the_lost_worker_held_is_recomputed_for_a_waiting_dependent() {
-    let mut cl = Cluster::new();
+    let mut cl = Cluster::ready_only();
     cl.add_worker("w1", 1);
     cl.add_worker("w2", 1);
     let c = cl.add_client();
@@ -1019,7 +1028,7 @@ fn result_only_the_lost_worker_held_is_recomputed_for_a_waiting_dependent() {
 
 #[test]
 fn running_dependent_whose_input_was_lost_is_stopped_until_the_input_is_recomputed() {
-    let mut cl = Cluster::new();
+    let mut cl = Cluster::ready_only();
     cl.add_worker("w1", 1);
     cl.add_worker("w2", 1);
     let c = cl.add_client();
@@ -1041,7 +1050,7 @@ fn running_dependent_whose_input_was_lost_is_stopped_until_the_input_is_recomput
 
 #[test]
 fn lost_wanted_result_is_recomputed_with_its_released_inputs() {
-    let mut cl = Cluster::new();
+    let mut cl = Cluster::ready_only();
     cl.add_worker("w1", 1);
     cl.add_worker("w2", 1);
     let c = cl.add_client();
@@ -1080,7 +1089,7 @@ fn consumed_input_is_not_recomputed_when_its_worker_dies() {
 
 #[test]
 fn result_held_by_another_worker_too_is_not_recomputed() {
-    let mut cl = Cluster::new();
+    let mut cl = Cluster::ready_only();
     cl.add_worker("w1", 1);
     cl.add_worker("w2", 1);
     let c = cl.add_client();
@@ -1103,7 +1112,10 @@ fn result_held_by_another_worker_too_is_not_recomputed() {
 
 #[test]
 fn task_started_on_too_many_workers_that_died_errs_as_killed_worker() {
-    let mut cl = Cluster::with_config(config(|c| c.allowed_failures = 1));
+    let mut cl = Cluster::with_config(config(|c| {
+        c.allowed_failures = 1;
+        c.queue_behind_inputs = false;
+    }));
     for w in ["w1", "w2", "w3"] {
         cl.add_worker(w, 1);
     }
@@ -1695,7 +1707,7 @@ fn dependent_submitted_before_the_scatter_is_stored_runs_after_it() {
 
 #[test]
 fn losing_the_holder_of_scattered_data_errs_its_dependents_with_lost_data() {
-    let mut cl = Cluster::new();
+    let mut cl = Cluster::ready_only();
     cl.add_worker("w1", 1);
     cl.add_worker("w2", 1);
     let c = cl.add_client();
@@ -1748,7 +1760,7 @@ fn scatter_is_answered_when_its_worker_dies_before_storing() {
 
 #[test]
 fn client_disconnect_releases_results_and_cancels_work_nobody_needs() {
-    let mut cl = Cluster::new();
+    let mut cl = Cluster::ready_only();
     cl.add_worker("w1", 1);
     let c = cl.add_client();
     cl.submit(
@@ -1769,7 +1781,7 @@ fn client_disconnect_releases_results_and_cancels_work_nobody_needs() {
 
 #[test]
 fn results_shared_by_two_clients_survive_one_leaving() {
-    let mut cl = Cluster::new();
+    let mut cl = Cluster::ready_only();
     cl.add_worker("w1", 1);
     let c1 = cl.add_client();
     let c2 = cl.add_client();
@@ -2044,4 +2056,195 @@ fn a_retiring_worker_with_no_one_to_take_its_results_just_leaves() {
     cl.finish("w1", "x", 1);
     cl.worker_says("w1", FromWorker::Retire { reason: "drain".into() });
     assert_eq!(shutdowns_sent_to(&mut cl, "w1"), 1);
+}
+
+// ----- dependents queued behind their inputs on the worker computing them -----
+
+#[test]
+fn a_chain_is_queued_on_the_worker_computing_its_head_and_finishes_without_new_placements() {
+    let mut cl = Cluster::new();
+    cl.add_worker("w1", 1);
+    let c = cl.add_client();
+    cl.submit(c, vec![task("a"), task_on("b", &["a"]), task_on("c", &["b"])], &["c"]);
+    let sent = cl.compute_msgs_to("w1");
+    assert_eq!(sent.iter().map(|m| m.key.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+    // b's input is being computed there: no holder to fetch from.
+    assert!(sent[1].deps[0].holders.is_empty());
+    assert_eq!(cl.processing_on("b"), "w1");
+    cl.finish("w1", "a", 10);
+    cl.finish("w1", "b", 20);
+    assert!(cl.computes_sent_to("w1").is_empty(), "everything was queued already");
+    assert_eq!(cl.releases_sent_to("w1"), ["a"]);
+    cl.finish("w1", "c", 30);
+    assert_eq!(cl.finished_to_client(c), ["c"]);
+    assert_eq!(cl.releases_sent_to("w1"), ["b"]);
+}
+
+#[test]
+fn a_dependent_with_inputs_on_two_workers_waits_until_one_is_done() {
+    let mut cl = Cluster::new();
+    cl.add_worker("w1", 1);
+    cl.add_worker("w2", 1);
+    let c = cl.add_client();
+    cl.submit(c, vec![task("a"), task("b"), task_on("s", &["a", "b"])], &["s"]);
+    assert_eq!(cl.state("s"), TaskState::Waiting);
+    let (on_a, on_b) = (cl.processing_on("a"), cl.processing_on("b"));
+    assert_ne!(on_a, on_b);
+    cl.finish(&on_a, "a", 1);
+    // Its other input is computing on the other worker: it is queued there.
+    assert_eq!(cl.processing_on("s"), on_b);
+    assert_eq!(cl.computes_sent_to(&on_b).last().map(String::as_str), Some("s"));
+    cl.finish(&on_b, "b", 1);
+    cl.finish_fetched(&on_b, "s", 1, &["a"]);
+    assert_eq!(cl.finished_to_client(c), ["s"]);
+}
+
+#[test]
+fn a_failed_input_with_retries_takes_back_what_was_queued_behind_it() {
+    let mut cl = Cluster::new();
+    cl.add_worker("w1", 1);
+    let c = cl.add_client();
+    cl.submit(
+        c,
+        vec![task("a").retries(1), task_on("b", &["a"]), task_on("c", &["b"])],
+        &["c"],
+    );
+    assert_eq!(cl.computes_sent_to("w1"), ["a", "b", "c"]);
+    cl.fail("w1", "a", TaskError::Other("flaky".into()));
+    let mut cancelled = cl.cancels_sent_to("w1");
+    cancelled.sort();
+    assert_eq!(cancelled, ["b", "c"]);
+    // Placed again, and the chain queued behind it again.
+    assert_eq!(cl.computes_sent_to("w1"), ["a", "b", "c"]);
+    cl.finish("w1", "a", 1);
+    cl.finish("w1", "b", 1);
+    cl.finish("w1", "c", 1);
+    assert_eq!(cl.finished_to_client(c), ["c"]);
+}
+
+#[test]
+fn a_failed_input_errs_what_was_queued_behind_it() {
+    let mut cl = Cluster::new();
+    cl.add_worker("w1", 1);
+    let c = cl.add_client();
+    cl.submit(c, vec![task("a"), task_on("b", &["a"])], &["b"]);
+    assert_eq!(cl.computes_sent_to("w1"), ["a", "b"]);
+    cl.fail("w1", "a", TaskError::Other("boom".into()));
+    assert_eq!(cl.cancels_sent_to("w1"), ["b"]);
+    let erred = cl.erred_to_client(c);
+    assert_eq!(erred.len(), 1);
+    assert_eq!(erred[0].0, "b");
+}
+
+#[test]
+fn losing_the_worker_sends_a_queued_chain_back_to_waiting_and_places_it_again() {
+    let mut cl = Cluster::new();
+    cl.add_worker("w1", 1);
+    let c = cl.add_client();
+    cl.submit(c, vec![task("a"), task_on("b", &["a"]), task_on("c", &["b"])], &["c"]);
+    assert_eq!(cl.computes_sent_to("w1"), ["a", "b", "c"]);
+    cl.start("w1", "a");
+    cl.add_worker("w2", 1);
+    cl.lose_worker("w1");
+    assert_eq!(cl.computes_sent_to("w2"), ["a", "b", "c"]);
+    cl.finish("w2", "a", 1);
+    cl.finish("w2", "b", 1);
+    cl.finish("w2", "c", 1);
+    assert_eq!(cl.finished_to_client(c), ["c"]);
+}
+
+#[test]
+fn an_idle_worker_never_steals_a_task_queued_behind_inputs_or_one_with_tasks_queued_behind_it() {
+    let mut cl = Cluster::with_config(config(|c| c.queue_per_thread = 8));
+    cl.add_worker("w1", 1);
+    let c = cl.add_client();
+    // A long chain and nothing else: w1 has everything.
+    let mut tasks = vec![task("k0")];
+    for i in 1..6 {
+        tasks.push(task_on(&format!("k{i}"), &[&format!("k{}", i - 1)]));
+    }
+    cl.submit(c, tasks, &["k5"]);
+    assert_eq!(cl.computes_sent_to("w1").len(), 6);
+    cl.start("w1", "k0");
+    cl.add_worker("w2", 1);
+    cl.tick();
+    assert!(cl.steals_sent_to("w1").is_empty(), "nothing in the chain may move");
+}
+
+#[test]
+fn a_stolen_task_with_tasks_queued_behind_it_takes_them_back_too() {
+    // A retiring worker gives back its unstarted tasks, including queued ones.
+    let mut cl = Cluster::new();
+    cl.add_worker("w1", 1);
+    let c = cl.add_client();
+    cl.submit(c, vec![task("a"), task_on("b", &["a"])], &["b"]);
+    assert_eq!(cl.computes_sent_to("w1"), ["a", "b"]);
+    cl.add_worker("w2", 1);
+    cl.worker_says(
+        "w1",
+        FromWorker::Retire {
+            reason: "lifetime".into(),
+        },
+    );
+    let mut asked = cl.steals_sent_to("w1");
+    asked.sort();
+    assert_eq!(asked, ["a", "b"]);
+    cl.stolen("w1", &["a", "b"]);
+    assert_eq!(cl.computes_sent_to("w2"), ["a", "b"]);
+    cl.finish("w2", "a", 1);
+    cl.finish("w2", "b", 1);
+    assert_eq!(cl.finished_to_client(c), ["b"]);
+}
+
+#[test]
+fn a_chain_longer_than_the_queue_follows_as_room_frees() {
+    let mut cl = Cluster::with_config(config(|c| c.queue_per_thread = 2));
+    cl.add_worker("w1", 1);
+    let c = cl.add_client();
+    let mut tasks = vec![task("k0")];
+    for i in 1..6 {
+        tasks.push(task_on(&format!("k{i}"), &[&format!("k{}", i - 1)]));
+    }
+    cl.submit(c, tasks, &["k5"]);
+    assert_eq!(cl.computes_sent_to("w1"), ["k0", "k1", "k2"]);
+    cl.finish("w1", "k0", 1);
+    assert_eq!(cl.computes_sent_to("w1"), ["k3"]);
+    for i in 1..6 {
+        cl.finish("w1", &format!("k{i}"), 1);
+    }
+    assert_eq!(cl.finished_to_client(c), ["k5"]);
+}
+
+#[test]
+fn cancelling_a_queued_task_tells_its_worker_and_keeps_the_input_running_for_others() {
+    let mut cl = Cluster::new();
+    cl.add_worker("w1", 1);
+    let c = cl.add_client();
+    cl.submit(c, vec![task("a"), task_on("b", &["a"])], &["a", "b"]);
+    assert_eq!(cl.computes_sent_to("w1"), ["a", "b"]);
+    cl.cancel(c, &["b"]);
+    assert_eq!(cl.cancels_sent_to("w1"), ["b"]);
+    assert!(matches!(cl.state("a"), TaskState::Processing { .. }));
+    cl.finish("w1", "a", 1);
+    assert_eq!(cl.finished_to_client(c), ["a"]);
+}
+
+#[test]
+fn a_dependent_is_not_queued_behind_a_small_input_when_a_big_one_is_held_elsewhere() {
+    let mut cl = Cluster::new();
+    cl.add_worker("w1", 1);
+    cl.add_worker("w2", 1);
+    let c = cl.add_client();
+    cl.submit(
+        c,
+        vec![task("big"), task("small"), task_on("c", &["big", "small"])],
+        &["c"],
+    );
+    assert_eq!(cl.computes_sent_to("w1"), ["big"]);
+    assert_eq!(cl.computes_sent_to("w2"), ["small"]);
+    cl.finish("w1", "big", 10 << 20);
+    // Moving 10 MiB to w2 to save a round trip is not worth it: c waits, then goes to w1.
+    assert_eq!(cl.state("c"), TaskState::Waiting);
+    cl.finish("w2", "small", 10);
+    assert_eq!(cl.computes_sent_to("w1"), ["c"]);
 }

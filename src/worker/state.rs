@@ -43,7 +43,7 @@ pub enum Effect {
 
 #[derive(Debug, PartialEq)]
 enum Phase {
-    /// Waiting for `missing` inputs to arrive from peers.
+    /// Waiting for `missing` inputs: from peers, or being computed on this worker.
     Fetching {
         missing: usize,
     },
@@ -102,6 +102,8 @@ pub struct WorkerCore {
     running_commands: usize,
     /// Results being copied here from a retiring worker.
     replicating: IdSet<TaskId>,
+    /// Tasks queued behind inputs this worker is computing: input -> the tasks waiting for it.
+    behind: IdMap<TaskId, Vec<TaskId>>,
     /// Function tasks that started but whose `Started` is not sent yet: sent by
     /// [`WorkerCore::report_starts`] unless their `Finished` goes first and says it all.
     unreported_starts: IdSet<TaskId>,
@@ -122,6 +124,7 @@ impl WorkerCore {
             running_commands: 0,
             replicating: Default::default(),
             unreported_starts: Default::default(),
+            behind: Default::default(),
         }
     }
 
@@ -150,6 +153,11 @@ impl WorkerCore {
             missing += 1;
             if let Some(f) = self.fetching.get_mut(&dep.id) {
                 f.waiters.push(ct.id);
+                continue;
+            }
+            if dep.holders.is_empty() && self.tasks.contains_key(&dep.id) {
+                // Queued behind an input this worker is computing: it starts once that is done.
+                self.behind.entry(dep.id).or_default().push(ct.id);
                 continue;
             }
             if dep.holders.is_empty() {
@@ -332,6 +340,17 @@ impl WorkerCore {
                 }
                 self.effects
                     .push(Effect::Send(FromWorker::Finished { task, nbytes, fetched }));
+                for w in self.behind.remove(&task).unwrap_or_default() {
+                    if let Some(t) = self.tasks.get_mut(&w) {
+                        if let Phase::Fetching { missing } = &mut t.phase {
+                            *missing -= 1;
+                            if *missing == 0 {
+                                t.phase = Phase::Ready;
+                                self.ready.push((t.priority, Reverse(t.seq), w));
+                            }
+                        }
+                    }
+                }
             }
             Err(error) => {
                 self.effects.push(Effect::Send(FromWorker::Failed { task, error }));
@@ -399,6 +418,12 @@ impl WorkerCore {
         for d in &t.deps {
             if let Some(f) = self.fetching.get_mut(&d.id) {
                 f.waiters.retain(|w| *w != task);
+            }
+            if let Some(waiters) = self.behind.get_mut(&d.id) {
+                waiters.retain(|w| *w != task);
+                if waiters.is_empty() {
+                    self.behind.remove(&d.id);
+                }
             }
         }
         self.drop_unused_inputs(&t.deps);
@@ -736,5 +761,41 @@ mod tests {
             w.take_effects(),
             vec![Effect::Send(FromWorker::Stolen { tasks: vec![TaskId(2)] })]
         );
+    }
+
+    #[test]
+    fn a_task_queued_behind_an_input_computing_here_starts_when_it_is_done() {
+        let mut w = WorkerCore::new(1);
+        w.on_compute(cmd(1));
+        // Its input is being computed here: no holder to fetch from, no fetch.
+        w.on_compute(ComputeTask {
+            spec: cmd(2).spec,
+            ..ct(2, vec![(1, "")])
+        });
+        let e = w.take_effects();
+        assert_eq!(executes(&e), vec![TaskId(1)]);
+        assert!(!e
+            .iter()
+            .any(|e| matches!(e, Effect::Fetch { .. } | Effect::Send(FromWorker::FetchFailed { .. }))));
+        w.on_executed(TaskId(1), Ok(4));
+        assert_eq!(executes(&w.take_effects()), vec![TaskId(2)]);
+        w.on_executed(TaskId(2), Ok(1));
+        assert!(w.take_effects().contains(&Effect::Send(FromWorker::Finished {
+            task: TaskId(2),
+            nbytes: 1,
+            fetched: vec![]
+        })));
+    }
+
+    #[test]
+    fn a_cancelled_task_queued_behind_an_input_is_not_started_by_it() {
+        let mut w = WorkerCore::new(1);
+        w.on_compute(cmd(1));
+        w.on_compute(ct(2, vec![(1, "")]));
+        w.take_effects();
+        w.on_cancel(vec![TaskId(2)]);
+        w.on_executed(TaskId(1), Ok(4));
+        assert!(executes(&w.take_effects()).is_empty());
+        assert_eq!(w.assigned(), 0);
     }
 }
