@@ -17,7 +17,7 @@ use crate::protocol::{
 mod nanny;
 use crate::idmap::{IdMap, IdSet};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// Tunables of the scheduling policy.
@@ -192,6 +192,40 @@ impl WorkerState {
     }
 }
 
+/// A worker's load (assigned tasks per thread), ordered for the placement index.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Load(f64);
+
+impl Eq for Load {}
+impl PartialOrd for Load {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Load {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+/// Changes `ws` (worker `w`) through `change`, keeping its place in the placement index in
+/// step with its load.
+fn change_load<R>(
+    by_load: &mut BTreeSet<(Load, WorkerId)>,
+    w: WorkerId,
+    ws: &mut WorkerState,
+    change: impl FnOnce(&mut WorkerState) -> R,
+) -> R {
+    let before = Load(ws.load());
+    let r = change(ws);
+    let after = Load(ws.load());
+    if !ws.leaving && after != before {
+        by_load.remove(&(before, w));
+        by_load.insert((after, w));
+    }
+    r
+}
+
 /// A client's bookkeeping.
 #[derive(Debug, Default)]
 struct ClientState {
@@ -235,6 +269,10 @@ pub struct Core {
     keys: HashMap<String, TaskId>,
     /// Ordered so placement ties are broken the same way every run.
     workers: BTreeMap<WorkerId, WorkerState>,
+    /// Workers that take new tasks (not leaving), least loaded first, ties by id: placement
+    /// finds the least loaded worker with room without looking at every worker. Kept by
+    /// [`Core::set_processing`] and the few places that add, remove or retire a worker.
+    by_load: BTreeSet<(Load, WorkerId)>,
     clients: IdMap<ClientId, ClientState>,
     /// Tasks in `Ready`, best first. Entries whose task left `Ready` are skipped when popped.
     ready: BinaryHeap<(i32, Reverse<u64>, TaskId)>,
@@ -255,6 +293,7 @@ impl Core {
             tasks: IdMap::default(),
             keys: HashMap::new(),
             workers: BTreeMap::new(),
+            by_load: BTreeSet::new(),
             clients: IdMap::default(),
             ready: BinaryHeap::new(),
             scatters: Vec::new(),
@@ -325,6 +364,7 @@ impl Core {
             leaving: false,
             queue_later: Vec::new(),
         };
+        self.by_load.insert((Load(ws.load()), id));
         self.workers.insert(id, ws);
         self.outbox.push(Outgoing::Worker(
             id,
@@ -363,9 +403,7 @@ impl Core {
             }
             FromWorker::Leaving { reason } => {
                 log::info!("worker {id} is leaving: {reason}");
-                if let Some(ws) = self.workers.get_mut(&id) {
-                    ws.leaving = true;
-                }
+                self.set_leaving(id);
             }
             FromWorker::Retire { reason } => self.on_retire(id, &reason),
             FromWorker::Replicated { task, nbytes } => self.on_replicated(id, task, nbytes),
@@ -379,9 +417,10 @@ impl Core {
 
     /// The worker wants to retire: no new tasks; its unstarted ones are taken back.
     fn on_retire(&mut self, w: WorkerId, reason: &str) {
-        let Some(ws) = self.workers.get_mut(&w) else { return };
+        let Some(ws) = self.workers.get(&w) else { return };
         log::info!("worker {} ({w}) retires: {reason}", ws.info.name);
-        ws.leaving = true;
+        self.set_leaving(w);
+        let ws = &self.workers[&w];
         self.retiring.entry(w).or_default();
         let unstarted: Vec<TaskId> = ws
             .processing
@@ -466,6 +505,7 @@ impl Core {
         let Some(ws) = self.workers.remove(&id) else {
             return;
         };
+        self.by_load.remove(&(Load(ws.load()), id));
         if ws.leaving {
             log::info!("worker {} ({}) left", ws.info.name, id);
         } else {
@@ -555,14 +595,15 @@ impl Core {
     fn unassign(&mut self, w: WorkerId, t: TaskId) {
         let task = &self.tasks[&t];
         let started = matches!(task.state, TaskState::Processing { started: true, .. });
-        if let Some(ws) = self.workers.get_mut(&w) {
+        let Some(ws) = self.workers.get_mut(&w) else { return };
+        change_load(&mut self.by_load, w, ws, |ws| {
             if ws.processing.remove(&t) {
                 ws.take_resources(&task.options, -1.0);
                 if started {
                     ws.running -= 1;
                 }
             }
-        }
+        });
     }
 
     fn processing_on(&self, t: TaskId, w: WorkerId) -> bool {
@@ -1144,8 +1185,10 @@ impl Core {
             );
             self.clients.get_mut(&client).expect("checked").wanted.insert(id);
             let ws = self.workers.get_mut(&w).expect("chosen above");
-            ws.processing.insert(id);
-            ws.running += 1;
+            change_load(&mut self.by_load, w, ws, |ws| {
+                ws.processing.insert(id);
+                ws.running += 1;
+            });
             remaining.insert(id);
             self.outbox
                 .push(Outgoing::Worker(w, ToWorker::PutData { task: id, key, data }));
@@ -1288,6 +1331,38 @@ impl Core {
     /// bytes, then the least loaded.
     fn choose_worker(&self, t: TaskId) -> Placement {
         let task = &self.tasks[&t];
+        let q = self.config.queue_per_thread;
+        let Some(&(_, least)) = self.by_load.first() else {
+            return Placement::NoRoom;
+        };
+        if self.workers[&least].processing.len() >= self.workers[&least].capacity(q) {
+            // The least loaded worker is full, so every worker is.
+            return Placement::NoRoom;
+        }
+        if task.options.workers.is_empty() && task.options.resources.is_empty() {
+            // Any worker may run it: the holders of its inputs compete on bytes held, and
+            // the rest on load alone, where the least loaded one wins.
+            let mut holders: Vec<WorkerId> = task
+                .deps
+                .iter()
+                .flat_map(|d| self.tasks[d].who_has.iter().copied())
+                .collect();
+            holders.sort_unstable();
+            holders.dedup();
+            let mut best: Option<(WorkerId, u64, f64)> = None;
+            for id in holders {
+                let ws = &self.workers[&id];
+                if ws.leaving || ws.processing.len() >= ws.capacity(q) {
+                    continue;
+                }
+                let held = self.held_bytes(task, ws);
+                let load = ws.load();
+                if best.is_none_or(|(_, bh, bl)| held > bh || (held == bh && load < bl)) {
+                    best = Some((id, held, load));
+                }
+            }
+            return Placement::On(best.map_or(least, |(w, _, _)| w));
+        }
         let mut any_room = false;
         let mut best: Option<(WorkerId, u64, f64)> = None;
         for (id, ws) in &self.workers {
@@ -1298,12 +1373,7 @@ impl Core {
             if !ws.fits(&task.options) {
                 continue;
             }
-            let held: u64 = task
-                .deps
-                .iter()
-                .filter(|d| ws.has_data.contains(d))
-                .map(|d| self.tasks[d].nbytes.max(1))
-                .sum();
+            let held = self.held_bytes(task, ws);
             let load = ws.load();
             let better = match best {
                 None => true,
@@ -1320,6 +1390,15 @@ impl Core {
         }
     }
 
+    /// How many of `task`'s input bytes `ws` holds (an empty input counts as one byte).
+    fn held_bytes(&self, task: &Task, ws: &WorkerState) -> u64 {
+        task.deps
+            .iter()
+            .filter(|d| ws.has_data.contains(d))
+            .map(|d| self.tasks[d].nbytes.max(1))
+            .sum()
+    }
+
     fn assign(&mut self, t: TaskId, w: WorkerId) {
         let task = self.tasks.get_mut(&t).expect("assign of a known task");
         task.state = TaskState::Processing {
@@ -1328,8 +1407,10 @@ impl Core {
             stealing_to: None,
         };
         let ws = self.workers.get_mut(&w).expect("assign to a known worker");
-        ws.processing.insert(t);
-        ws.take_resources(&task.options, 1.0);
+        change_load(&mut self.by_load, w, ws, |ws| {
+            ws.processing.insert(t);
+            ws.take_resources(&task.options, 1.0);
+        });
         let task = &self.tasks[&t];
         let deps = task
             .deps
@@ -1434,6 +1515,16 @@ impl Core {
         let dependents_first = std::mem::take(&mut self.tasks.get_mut(&t).expect("known").dependents);
         self.assign(t, w);
         self.tasks.get_mut(&t).expect("known").dependents = dependents_first;
+    }
+
+    /// `w` takes no new tasks: it leaves the placement index.
+    fn set_leaving(&mut self, w: WorkerId) {
+        if let Some(ws) = self.workers.get_mut(&w) {
+            if !ws.leaving {
+                ws.leaving = true;
+                self.by_load.remove(&(Load(ws.load()), w));
+            }
+        }
     }
 
     /// Whether dependents of `t` are queued on `w` behind it.
@@ -1679,6 +1770,13 @@ impl Core {
 
     /// Checks every invariant that ties the tables together. Tests call it after each event.
     pub fn sanity_check(&self) {
+        let indexed: BTreeSet<(Load, WorkerId)> = self
+            .workers
+            .iter()
+            .filter(|(_, ws)| !ws.leaving)
+            .map(|(id, ws)| (Load(ws.load()), *id))
+            .collect();
+        assert_eq!(indexed, self.by_load, "the placement index is stale");
         for (id, ws) in &self.workers {
             let mut running = 0;
             for t in &ws.processing {

@@ -2,7 +2,7 @@
 //! before a connection times out, and the cluster-wide restart. A child module of `core`, so
 //! it works on the same tables, under the same rules: no I/O, `now` passed in.
 
-use super::{Core, Outgoing, PendingRestart};
+use super::{Core, Load, Outgoing, PendingRestart};
 use crate::protocol::{ClientId, FromNanny, NannyId, RequestId, TaskError, ToClient, ToNanny, WorkerId};
 use std::time::{Duration, Instant};
 
@@ -93,12 +93,16 @@ impl Core {
         for c in self.clients.values_mut() {
             c.wanted.clear();
         }
-        for ws in self.workers.values_mut() {
+        self.by_load.clear();
+        for (id, ws) in self.workers.iter_mut() {
             ws.processing.clear();
             ws.running = 0;
             ws.has_data.clear();
             ws.stored_bytes = 0;
             ws.resources_free = ws.info.resources.clone();
+            if !ws.leaving {
+                self.by_load.insert((Load(ws.load()), *id));
+            }
         }
         let mut expect = Vec::new();
         for (id, n) in &self.nannies {
