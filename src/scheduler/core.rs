@@ -1571,34 +1571,37 @@ impl Core {
 
     /// Moves queued, unstarted tasks from busy workers to workers with free threads.
     fn balance(&mut self) {
+        // An idle worker that may take a ready task gets it from `schedule` rather than
+        // stealing. What stays ready after it fits no worker with room, so no thief either.
+        self.schedule();
         let q = self.config.queue_per_thread;
+        // Workers with fewer tasks than threads (load under 1), least loaded first; leaving
+        // workers are not in the index, so they neither steal nor are stolen from.
         let mut thieves: Vec<(WorkerId, usize)> = self
-            .workers
+            .by_load
             .iter()
-            .filter(|(_, ws)| ws.processing.len() < ws.info.nthreads as usize)
-            .map(|(id, ws)| (*id, ws.capacity(q) - ws.processing.len()))
+            .take_while(|(load, _)| load.0 < 1.0)
+            .map(|&(_, id)| {
+                let ws = &self.workers[&id];
+                (id, ws.capacity(q) - ws.processing.len())
+            })
             .collect();
         if thieves.is_empty() {
             return;
         }
-        // An idle worker that may take a ready task gets it from `schedule` rather than
-        // stealing. Ready tasks that none of the idle workers may run (a resource or a
-        // worker nobody idle has) must not stop the others from stealing.
-        let thief_can_take_ready = self.ready.iter().any(|&(_, _, t)| {
-            self.tasks.get(&t).is_some_and(|task| {
-                task.state == TaskState::Ready && thieves.iter().any(|(w, _)| self.workers[w].fits(&task.options))
-            })
-        });
-        if thief_can_take_ready {
-            return;
-        }
+        // Workers with tasks queued beyond their threads, most loaded first.
         let victims: Vec<WorkerId> = self
-            .workers
+            .by_load
             .iter()
-            .filter(|(_, ws)| ws.processing.len() > ws.info.nthreads as usize)
-            .map(|(id, _)| *id)
+            .rev()
+            .take_while(|(load, _)| load.0 > 1.0)
+            .map(|&(_, id)| id)
             .collect();
+        let mut thief = 0;
         for v in victims {
+            if thief == thieves.len() {
+                break;
+            }
             let ws = &self.workers[&v];
             let mut candidates: Vec<TaskId> = ws
                 .processing
@@ -1620,19 +1623,20 @@ impl Core {
             let spare = ws.processing.len() - ws.info.nthreads as usize;
             let mut take = candidates.len().min(spare.div_ceil(2));
             let mut chosen: Vec<TaskId> = Vec::new();
-            while take > 0 {
-                let Some((thief, room)) = thieves.iter_mut().find(|(_, room)| *room > 0) else {
-                    break;
-                };
+            while take > 0 && thief < thieves.len() {
                 let Some(t) = candidates.pop() else { break };
-                if !self.workers[thief].fits(&self.tasks[&t].options) {
+                let (to, room) = &mut thieves[thief];
+                if !self.workers[to].fits(&self.tasks[&t].options) {
                     continue;
                 }
                 *room -= 1;
                 take -= 1;
-                let thief = *thief;
+                let to = *to;
+                if *room == 0 {
+                    thief += 1;
+                }
                 if let TaskState::Processing { stealing_to, .. } = &mut self.tasks.get_mut(&t).expect("known").state {
-                    *stealing_to = Some(thief);
+                    *stealing_to = Some(to);
                 }
                 chosen.push(t);
             }
