@@ -251,6 +251,9 @@ const MAX_QUEUED_BEHIND_DEPS: usize = 16;
 /// its input bytes are is worth the round trip.
 const QUEUE_BEHIND_MAX_FETCH: u64 = 64 * 1024;
 
+/// How many of the most loaded workers one `balance` looks at for tasks to steal.
+const VICTIMS_PER_BALANCE: usize = 8;
+
 /// Why a ready task could not be placed right now.
 enum Placement {
     On(WorkerId),
@@ -1589,12 +1592,15 @@ impl Core {
         if thieves.is_empty() {
             return;
         }
-        // Workers with tasks queued beyond their threads, most loaded first.
+        // Workers with tasks queued beyond their threads, most loaded first, a few per call:
+        // with a thousand workers draining their queues, looking at every one on every idle
+        // moment would cost more than the moves save.
         let victims: Vec<WorkerId> = self
             .by_load
             .iter()
             .rev()
             .take_while(|(load, _)| load.0 > 1.0)
+            .take(VICTIMS_PER_BALANCE)
             .map(|&(_, id)| id)
             .collect();
         let mut thief = 0;
