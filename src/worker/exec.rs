@@ -8,9 +8,8 @@ use super::registry::Registry;
 use crate::protocol::{CommandSpec, Data, TaskError, TaskId, TaskSpec};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use std::collections::BinaryHeap;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -290,44 +289,20 @@ async fn run_command(cmd: CommandSpec, key: &str, inputs: &[Input], dir: &Path) 
         },
     };
     let argv: Vec<String> = cmd.argv.iter().flat_map(|a| substitute(a, &paths)).collect();
-    let mut command = std::process::Command::new(&argv[0]);
-    command.args(&argv[1..]);
-    command.env("DISTD_TASK_KEY", key);
-    command.env("DISTD_NDEPS", paths.len().to_string());
+    let mut env = vec![
+        ("DISTD_TASK_KEY".to_string(), key.to_string()),
+        ("DISTD_NDEPS".to_string(), paths.len().to_string()),
+    ];
     for (i, (_, p)) in paths.iter().enumerate() {
-        command.env(format!("DISTD_DEP_{i}"), p);
+        env.push((format!("DISTD_DEP_{i}"), p.display().to_string()));
     }
-    for (k, v) in &cmd.env {
-        command.env(k, v);
-    }
-    if let Some(cwd) = &cmd.cwd {
-        command.current_dir(cwd);
-    }
-    command.process_group(0);
-    // SAFETY: the closure only calls prctl, which is async-signal-safe. The command dies
-    // with the worker thread that started it, however the worker dies.
-    unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-            Ok(())
-        });
-    }
-    // Stdio is set on the async command: the conversion from std does not carry it over.
-    let mut command = async_process::Command::from(command);
-    command.stdin(if stdin_data.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
-    command.stdout(Stdio::piped());
-    command.stderr(Stdio::piped());
-    let mut child = command.spawn().map_err(|e| spawn_error(e.to_string()))?;
-    let mut guard = GroupGuard {
-        pgid: Some(child.id() as i32),
-    };
+    env.extend(cmd.env.iter().cloned());
+    let mut child = super::spawn::spawn(&argv, &env, cmd.cwd.as_deref().map(Path::new), stdin_data.is_some())
+        .map_err(|e| spawn_error(e.to_string()))?;
+    let mut guard = GroupGuard { pgid: Some(child.pid) };
     let stdin = child.stdin.take();
-    let mut stdout = child.stdout.take().expect("stdout was piped");
-    let mut stderr = child.stderr.take().expect("stderr was piped");
+    let mut stdout = child.stdout.take().expect("stdout is a pipe");
+    let mut stderr = child.stderr.take().expect("stderr is a pipe");
     let feed = async move {
         if let (Some(mut pipe), Some(data)) = (stdin, stdin_data) {
             // A command that does not read all of its stdin is not an error.
