@@ -203,13 +203,59 @@ pub fn latency(bench: &Bench) -> Outcome<Report> {
         cluster.wait_idle(IDLE_LIMIT)?;
     }
     let p99 = Stats::of(&p99s);
+    // The floor: one task is two round trips (client to scheduler, scheduler to worker).
+    let (rtt50, rtt99) = tcp_round_trip(n)?;
+    bench.progress(
+        "latency",
+        bench.sizes.runs,
+        &format!("raw loopback TCP round trip: p50 {rtt50:.0} us, p99 {rtt99:.0} us"),
+    );
     Ok(Report::new("latency", "us", &p50s)
         .param("tasks", n)
         .field("stat", "median/min/max are of each run's p50")
         .field("p50", num(Stats::of(&p50s).median))
         .field("p99", num(p99.median))
         .field("p99_min", num(p99.min))
-        .field("p99_max", num(p99.max)))
+        .field("p99_max", num(p99.max))
+        .field("reference_rtt_p50", num(rtt50))
+        .field("reference_rtt_p99", num(rtt99))
+        .field(
+            "reference_what",
+            "one-byte ping-pong between two threads over loopback TCP; a task needs two round trips",
+        ))
+}
+
+/// p50 and p99 in µs of `n` one-byte round trips between two threads over loopback TCP.
+fn tcp_round_trip(n: usize) -> Outcome<(f64, f64)> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding a loopback port")?;
+    let addr = listener.local_addr().context("reading the loopback port")?;
+    let echo = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut s, _) = listener.accept()?;
+        s.set_nodelay(true)?;
+        let mut b = [0u8; 1];
+        while s.read(&mut b)? == 1 {
+            s.write_all(&b)?;
+        }
+        Ok(())
+    });
+    let mut s = std::net::TcpStream::connect(addr).context("connecting over loopback")?;
+    s.set_nodelay(true).context("setting TCP_NODELAY")?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .context("setting a read timeout")?;
+    let mut micros = Vec::with_capacity(n);
+    let mut b = [7u8; 1];
+    for _ in 0..n.max(1) {
+        let start = Instant::now();
+        s.write_all(&b).context("pinging")?;
+        s.read_exact(&mut b).context("waiting for the pong")?;
+        micros.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    drop(s);
+    let _ = echo.join();
+    micros.sort_by(f64::total_cmp);
+    let len = micros.len();
+    Ok((micros[len / 2], micros[(len * 99 / 100).min(len - 1)]))
 }
 
 /// `n` `true` command tasks, and in the same run the rate at which this machine spawns and
