@@ -15,6 +15,7 @@ use crate::protocol::{
 
 #[path = "core_nanny.rs"]
 mod nanny;
+use super::table::{Keyed, TaskTable};
 use crate::idmap::{IdMap, IdSet};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
@@ -108,7 +109,8 @@ impl TaskState {
 /// Everything the scheduler keeps about one task.
 #[derive(Debug)]
 struct Task {
-    key: String,
+    /// The only copy of the key: the table's key index borrows it from here.
+    key: Box<str>,
     /// Kept until the task is forgotten, so a lost result can be computed again.
     spec: TaskSpec,
     options: TaskOptions,
@@ -130,6 +132,12 @@ struct Task {
     scattered: bool,
     /// Submission order, so equal priorities run first come, first served.
     seq: u64,
+}
+
+impl Keyed for Task {
+    fn key(&self) -> &str {
+        &self.key
+    }
 }
 
 /// Everything the scheduler keeps about one worker.
@@ -211,10 +219,8 @@ enum Placement {
 /// The scheduler's state. One owner; see the module doc.
 pub struct Core {
     config: CoreConfig,
-    /// Boxed: a hash table keeps spare buckets, and a spare bucket of a 400-byte task would
-    /// cost more than the task.
-    tasks: IdMap<TaskId, Box<Task>>,
-    keys: HashMap<String, TaskId>,
+    /// Tasks by id and by key.
+    tasks: TaskTable<Task>,
     /// Ordered so placement ties are broken the same way every run.
     workers: BTreeMap<WorkerId, WorkerState>,
     clients: IdMap<ClientId, ClientState>,
@@ -225,7 +231,6 @@ pub struct Core {
     restart: Option<PendingRestart>,
     /// Retiring workers, with the copies of their results under way: task -> target worker.
     retiring: IdMap<WorkerId, IdMap<TaskId, WorkerId>>,
-    next_task: u64,
     next_seq: u64,
     outbox: Vec<Outgoing>,
 }
@@ -234,13 +239,11 @@ impl Core {
     pub fn new(config: CoreConfig) -> Core {
         Core {
             config,
-            tasks: IdMap::default(),
-            keys: HashMap::new(),
+            tasks: TaskTable::default(),
             workers: BTreeMap::new(),
             clients: IdMap::default(),
             ready: BinaryHeap::new(),
             scatters: Vec::new(),
-            next_task: 0,
             next_seq: 0,
             outbox: Vec::new(),
             nannies: IdMap::default(),
@@ -265,15 +268,15 @@ impl Core {
 
     /// The state of a key, for tests and diagnostics.
     pub fn state_of(&self, key: &str) -> Option<&TaskState> {
-        self.keys.get(key).map(|id| &self.tasks[id].state)
+        self.tasks.id_of(key).map(|id| &self.tasks[&id].state)
     }
 
     /// The workers holding a key's result, by name.
     pub fn holders_of(&self, key: &str) -> Vec<String> {
-        let Some(id) = self.keys.get(key) else {
+        let Some(id) = self.tasks.id_of(key) else {
             return Vec::new();
         };
-        self.tasks[id]
+        self.tasks[&id]
             .who_has
             .iter()
             .map(|w| self.workers[w].info.name.clone())
@@ -547,7 +550,7 @@ impl Core {
     }
 
     fn processing_on(&self, t: TaskId, w: WorkerId) -> bool {
-        matches!(self.tasks.get(&t).map(|b| &**b), Some(Task { state: TaskState::Processing { worker, .. }, .. }) if *worker == w)
+        matches!(self.tasks.get(&t), Some(Task { state: TaskState::Processing { worker, .. }, .. }) if *worker == w)
     }
 
     fn add_holder(&mut self, t: TaskId, w: WorkerId) {
@@ -700,7 +703,7 @@ impl Core {
             self.outbox.push(Outgoing::Client(
                 *c,
                 ToClient::KeyFinished {
-                    key: task.key.clone(),
+                    key: task.key.to_string(),
                     nbytes,
                 },
             ));
@@ -745,8 +748,12 @@ impl Core {
             let task = self.tasks.get_mut(&t).expect("lost tasks are known");
             task.state = TaskState::Released;
             for c in &task.wanted_by {
-                self.outbox
-                    .push(Outgoing::Client(*c, ToClient::KeyLost { key: task.key.clone() }));
+                self.outbox.push(Outgoing::Client(
+                    *c,
+                    ToClient::KeyLost {
+                        key: task.key.to_string(),
+                    },
+                ));
             }
             if task.scattered {
                 self.set_erred(
@@ -819,7 +826,7 @@ impl Core {
             FromClient::Submit { tasks, wanted } => self.on_submit(id, tasks, wanted),
             FromClient::Release { keys } => {
                 for k in keys {
-                    if let Some(&t) = self.keys.get(&k) {
+                    if let Some(t) = self.tasks.id_of(&k) {
                         self.clients.get_mut(&id).expect("checked").wanted.remove(&t);
                         self.tasks
                             .get_mut(&t)
@@ -832,7 +839,7 @@ impl Core {
             }
             FromClient::Cancel { keys } => {
                 for k in keys {
-                    if let Some(&t) = self.keys.get(&k) {
+                    if let Some(t) = self.tasks.id_of(&k) {
                         self.cancel(t);
                     }
                 }
@@ -860,9 +867,9 @@ impl Core {
             holders: Vec::new(),
             problem: None,
         };
-        match self.keys.get(&loc.key) {
+        match self.tasks.id_of(&loc.key) {
             None => loc.problem = Some(LocationProblem::Unknown),
-            Some(&t) => {
+            Some(t) => {
                 let task = &self.tasks[&t];
                 loc.id = t;
                 loc.nbytes = task.nbytes;
@@ -897,7 +904,7 @@ impl Core {
         let mut indegree = vec![0usize; tasks.len()];
         let mut users: Vec<Vec<usize>> = vec![Vec::new(); tasks.len()];
         for (i, t) in tasks.iter().enumerate() {
-            if self.keys.contains_key(&t.key) {
+            if self.tasks.contains_key_str(&t.key) {
                 continue;
             }
             for d in &t.deps {
@@ -905,12 +912,12 @@ impl Core {
                     return Err(format!("task {:?} depends on itself", t.key));
                 }
                 match batch.get(d.as_str()) {
-                    Some(&j) if !self.keys.contains_key(d) => {
+                    Some(&j) if !self.tasks.contains_key_str(d) => {
                         indegree[i] += 1;
                         users[j].push(i);
                     }
                     Some(_) => {}
-                    None if self.keys.contains_key(d) => {}
+                    None if self.tasks.contains_key_str(d) => {}
                     None => return Err(format!("task {:?} depends on unknown key {:?}", t.key, d)),
                 }
             }
@@ -953,36 +960,30 @@ impl Core {
         }
         let mut new = Vec::new();
         for desc in tasks {
-            if self.keys.contains_key(&desc.key) {
+            if self.tasks.contains_key_str(&desc.key) {
                 continue;
             }
-            let id = TaskId(self.next_task);
-            self.next_task += 1;
-            self.keys.insert(desc.key.clone(), id);
-            self.tasks.insert(
-                id,
-                Box::new(Task {
-                    retries_left: desc.options.retries,
-                    key: desc.key,
-                    spec: desc.spec,
-                    options: desc.options,
-                    deps: Vec::new(),
-                    dependents: Vec::new(),
-                    state: TaskState::Released,
-                    waiting_on: 0,
-                    who_has: Vec::new(),
-                    nbytes: 0,
-                    wanted_by: Vec::new(),
-                    suspicious: Vec::new(),
-                    scattered: false,
-                    seq: 0,
-                }),
-            );
+            let id = self.tasks.insert(Task {
+                retries_left: desc.options.retries,
+                key: desc.key.into_boxed_str(),
+                spec: desc.spec,
+                options: desc.options,
+                deps: Vec::new(),
+                dependents: Vec::new(),
+                state: TaskState::Released,
+                waiting_on: 0,
+                who_has: Vec::new(),
+                nbytes: 0,
+                wanted_by: Vec::new(),
+                suspicious: Vec::new(),
+                scattered: false,
+                seq: 0,
+            });
             new.push((id, desc.deps));
         }
         // Link inputs once every new key has an id.
         for (id, deps) in &new {
-            let dep_ids: Vec<TaskId> = deps.iter().map(|d| self.keys[d]).collect();
+            let dep_ids: Vec<TaskId> = deps.iter().map(|d| self.tasks.id_of(d).expect("checked")).collect();
             for d in &dep_ids {
                 self.tasks.get_mut(d).expect("checked").dependents.push(*id);
             }
@@ -992,7 +993,7 @@ impl Core {
             self.next_seq += 1;
         }
         for key in wanted {
-            let Some(&t) = self.keys.get(&key) else {
+            let Some(t) = self.tasks.id_of(&key) else {
                 self.outbox.push(Outgoing::Client(
                     client,
                     ToClient::KeyErred {
@@ -1047,7 +1048,7 @@ impl Core {
             self.outbox.push(reply("no workers to hold the data".into()));
             return;
         }
-        if let Some((k, _)) = items.iter().find(|(k, _)| self.keys.contains_key(k)) {
+        if let Some((k, _)) = items.iter().find(|(k, _)| self.tasks.contains_key_str(k)) {
             self.outbox.push(reply(format!("key {k:?} already exists")));
             return;
         }
@@ -1064,35 +1065,29 @@ impl Core {
                 .min_by_key(|(_, ws)| ws.stored_bytes + ws.processing.len() as u64)
                 .expect("checked not empty")
                 .0;
-            let id = TaskId(self.next_task);
-            self.next_task += 1;
-            self.keys.insert(key.clone(), id);
-            self.tasks.insert(
-                id,
-                Box::new(Task {
-                    key: key.clone(),
-                    spec: TaskSpec::Function {
-                        name: "scattered".into(),
-                        args: Vec::new(),
-                    },
-                    options: TaskOptions::default(),
-                    deps: Vec::new(),
-                    dependents: Vec::new(),
-                    state: TaskState::Processing {
-                        worker: w,
-                        started: true,
-                        stealing_to: None,
-                    },
-                    waiting_on: 0,
-                    who_has: Vec::new(),
-                    nbytes: data.len() as u64,
-                    wanted_by: vec![client],
-                    suspicious: Vec::new(),
-                    retries_left: 0,
-                    scattered: true,
-                    seq: 0,
-                }),
-            );
+            let id = self.tasks.insert(Task {
+                key: key.as_str().into(),
+                spec: TaskSpec::Function {
+                    name: "scattered".into(),
+                    args: Vec::new(),
+                },
+                options: TaskOptions::default(),
+                deps: Vec::new(),
+                dependents: Vec::new(),
+                state: TaskState::Processing {
+                    worker: w,
+                    started: true,
+                    stealing_to: None,
+                },
+                waiting_on: 0,
+                who_has: Vec::new(),
+                nbytes: data.len() as u64,
+                wanted_by: vec![client],
+                suspicious: Vec::new(),
+                retries_left: 0,
+                scattered: true,
+                seq: 0,
+            });
             self.clients.get_mut(&client).expect("checked").wanted.insert(id);
             let ws = self.workers.get_mut(&w).expect("chosen above");
             ws.processing.insert(id);
@@ -1288,7 +1283,7 @@ impl Core {
                 let dt = &self.tasks[d];
                 DepLocation {
                     id: *d,
-                    key: dt.key.clone(),
+                    key: dt.key.to_string(),
                     nbytes: dt.nbytes,
                     holders: dt
                         .who_has
@@ -1302,7 +1297,7 @@ impl Core {
             w,
             ToWorker::Compute(Box::new(ComputeTask {
                 id: t,
-                key: task.key.clone(),
+                key: task.key.to_string(),
                 spec: task.spec.clone(),
                 deps,
                 priority: task.options.priority,
@@ -1406,7 +1401,7 @@ impl Core {
                 self.outbox.push(Outgoing::Client(
                     *c,
                     ToClient::KeyErred {
-                        key: task.key.clone(),
+                        key: task.key.to_string(),
                         error: error.clone(),
                     },
                 ));
@@ -1464,7 +1459,6 @@ impl Core {
             let task = &self.tasks[&t];
             if task.wanted_by.is_empty() && task.dependents.is_empty() {
                 let task = self.tasks.remove(&t).expect("checked");
-                self.keys.remove(&task.key);
                 for d in task.deps {
                     let dt = self.tasks.get_mut(&d).expect("inputs outlive their dependents");
                     if let Some(pos) = dt.dependents.iter().position(|x| *x == t) {
@@ -1532,8 +1526,8 @@ impl Core {
             }
             assert_eq!(bytes, ws.stored_bytes, "stored bytes of {id}");
         }
-        for (id, task) in &self.tasks {
-            assert_eq!(self.keys.get(&task.key), Some(id), "key table of {}", task.key);
+        for (id, task) in self.tasks.iter() {
+            let id = &id;
             for w in &task.who_has {
                 assert!(
                     self.workers[w].has_data.contains(id),
@@ -1590,7 +1584,7 @@ impl Core {
                 assert!(self.clients[c].wanted.contains(id), "client {c} wants {}", task.key);
             }
         }
-        assert_eq!(self.keys.len(), self.tasks.len());
+        self.tasks.sanity_check();
     }
 }
 

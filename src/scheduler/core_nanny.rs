@@ -71,7 +71,7 @@ impl Core {
                     self.outbox.push(Outgoing::Client(
                         *c,
                         ToClient::KeyErred {
-                            key: task.key.clone(),
+                            key: task.key.to_string(),
                             error: lost.clone(),
                         },
                     ));
@@ -88,7 +88,6 @@ impl Core {
             ));
         }
         self.tasks.clear();
-        self.keys.clear();
         self.ready.clear();
         for c in self.clients.values_mut() {
             c.wanted.clear();

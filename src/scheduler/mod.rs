@@ -5,6 +5,7 @@ pub mod core;
 #[cfg(test)]
 mod core_tests;
 pub mod server;
+mod table;
 
 pub use self::core::{Core, CoreConfig, Outgoing, TaskState};
 pub use server::{Scheduler, SchedulerConfig, StopReason, Stopper};
