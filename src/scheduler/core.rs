@@ -8,9 +8,9 @@
 //! tested event by event without a network.
 
 use crate::protocol::{
-    ClientId, ClusterInfo, ComputeTask, DepLocation, FromClient, FromWorker, KeyLocation, LocationProblem, NannyId,
-    RequestId, TaskDesc, TaskError, TaskId, TaskOptions, TaskSpec, ToClient, ToNanny, ToWorker, WorkerId, WorkerInfo,
-    WorkerSummary,
+    ClientId, ClusterInfo, CommandSpec, ComputeTask, DepLocation, FromClient, FromWorker, KeyLocation, LocationProblem,
+    NannyId, RequestId, TaskDesc, TaskError, TaskId, TaskOptions, TaskSpec, ToClient, ToNanny, ToWorker, WorkerId,
+    WorkerInfo, WorkerSummary,
 };
 
 #[path = "core_nanny.rs"]
@@ -19,6 +19,7 @@ use super::table::{Keyed, TaskTable};
 use crate::idmap::{IdMap, IdSet};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Tunables of the scheduling policy.
@@ -90,7 +91,8 @@ pub enum TaskState {
     },
     /// The result is held by the workers in `who_has`.
     Memory,
-    Erred(TaskError),
+    /// Boxed: an error is rare, and its size would be paid by every task's state.
+    Erred(Box<TaskError>),
 }
 
 impl TaskState {
@@ -112,26 +114,137 @@ struct Task {
     /// The only copy of the key: the table's key index borrows it from here.
     key: Box<str>,
     /// Kept until the task is forgotten, so a lost result can be computed again.
-    spec: TaskSpec,
-    options: TaskOptions,
+    spec: StoredSpec,
+    /// From the options: read by every placement, so kept inline.
+    priority: i32,
     deps: Vec<TaskId>,
     /// Tasks that take this one as input; while any is known, this one is kept.
     dependents: Vec<TaskId>,
     state: TaskState,
     /// In `Waiting`: how many inputs are not in memory.
-    waiting_on: usize,
+    waiting_on: u32,
     /// In `Memory`: the workers holding the result.
     who_has: Vec<WorkerId>,
     nbytes: u64,
     /// Clients that asked to be told about this key and keep its result.
     wanted_by: Vec<ClientId>,
-    /// Names of the workers that died while running it.
-    suspicious: Vec<String>,
-    retries_left: u32,
-    /// Data a client scattered: there is no spec to compute it again.
-    scattered: bool,
     /// Submission order, so equal priorities run first come, first served.
     seq: u64,
+    /// What few tasks have; `None` for a task with default options that nothing went wrong
+    /// with, which is most of them.
+    extras: Option<Box<TaskExtras>>,
+}
+
+/// The part of a task that most tasks do not need, kept out of line so they do not pay
+/// for it: options beyond the priority, retry and failure bookkeeping, the scattered mark.
+#[derive(Debug, Default)]
+struct TaskExtras {
+    /// Its options as submitted (resources, worker restrictions, retries).
+    options: TaskOptions,
+    retries_left: u32,
+    /// Names of the workers that died while running it.
+    suspicious: Vec<String>,
+    /// Data a client scattered: there is no spec to compute it again.
+    scattered: bool,
+}
+
+/// The extras of a task that has none.
+static NO_EXTRAS: TaskExtras = TaskExtras {
+    options: TaskOptions {
+        priority: 0,
+        retries: 0,
+        resources: Vec::new(),
+        workers: Vec::new(),
+    },
+    retries_left: 0,
+    suspicious: Vec::new(),
+    scattered: false,
+};
+
+impl Task {
+    fn extras(&self) -> &TaskExtras {
+        self.extras.as_deref().unwrap_or(&NO_EXTRAS)
+    }
+
+    fn extras_mut(&mut self) -> &mut TaskExtras {
+        self.extras.get_or_insert_with(Box::default)
+    }
+
+    fn options(&self) -> &TaskOptions {
+        &self.extras().options
+    }
+
+    fn scattered(&self) -> bool {
+        self.extras().scattered
+    }
+}
+
+/// A task's spec as the scheduler keeps it: a function's name is shared by every task that
+/// calls that function, and its arguments take no spare capacity.
+#[derive(Debug)]
+enum StoredSpec {
+    Function {
+        name: Arc<str>,
+        args: Box<[u8]>,
+    },
+    /// Boxed: commands are the rarer kind and their spec is large.
+    Command(Box<CommandSpec>),
+}
+
+impl StoredSpec {
+    /// The spec as a worker is sent it.
+    fn to_wire(&self) -> TaskSpec {
+        match self {
+            StoredSpec::Function { name, args } => TaskSpec::Function {
+                name: name.to_string(),
+                args: args.to_vec(),
+            },
+            StoredSpec::Command(c) => TaskSpec::Command((**c).clone()),
+        }
+    }
+}
+
+/// One shared copy of each function name in use.
+#[derive(Debug)]
+struct NameInterner {
+    names: HashSet<Arc<str>>,
+    /// When the set reaches this size, names no task uses any more are dropped first, so
+    /// the set stays within twice the names in use.
+    purge_at: usize,
+}
+
+impl Default for NameInterner {
+    fn default() -> Self {
+        NameInterner {
+            names: HashSet::new(),
+            purge_at: 64,
+        }
+    }
+}
+
+impl NameInterner {
+    fn intern(&mut self, name: String) -> Arc<str> {
+        if let Some(n) = self.names.get(name.as_str()) {
+            return n.clone();
+        }
+        if self.names.len() >= self.purge_at {
+            self.names.retain(|n| Arc::strong_count(n) > 1);
+            self.purge_at = (self.names.len() * 2).max(64);
+        }
+        let n: Arc<str> = name.into();
+        self.names.insert(n.clone());
+        n
+    }
+
+    fn store(&mut self, spec: TaskSpec) -> StoredSpec {
+        match spec {
+            TaskSpec::Function { name, args } => StoredSpec::Function {
+                name: self.intern(name),
+                args: args.into_boxed_slice(),
+            },
+            TaskSpec::Command(c) => StoredSpec::Command(Box::new(c)),
+        }
+    }
 }
 
 impl Keyed for Task {
@@ -221,6 +334,8 @@ pub struct Core {
     config: CoreConfig,
     /// Tasks by id and by key.
     tasks: TaskTable<Task>,
+    /// The function names the tasks' specs share.
+    function_names: NameInterner,
     /// Ordered so placement ties are broken the same way every run.
     workers: BTreeMap<WorkerId, WorkerState>,
     clients: IdMap<ClientId, ClientState>,
@@ -240,6 +355,7 @@ impl Core {
         Core {
             config,
             tasks: TaskTable::default(),
+            function_names: NameInterner::default(),
             workers: BTreeMap::new(),
             clients: IdMap::default(),
             ready: BinaryHeap::new(),
@@ -472,7 +588,7 @@ impl Core {
                 panic!("task {t} in a worker's processing set is {:?}", task.state)
             };
             task.state = TaskState::Released;
-            if task.scattered {
+            if task.scattered() {
                 let worker = ws.info.name.clone();
                 erred.push((t, TaskError::LostData { worker }));
                 continue;
@@ -480,13 +596,14 @@ impl Core {
             if started && !ws.leaving {
                 // A reason beyond the connection dropping (a nanny's report, such as memory)
                 // is worth carrying into the eventual "killed worker" error.
-                task.suspicious.push(if reason == CONNECTION_CLOSED {
+                let suspicious = &mut task.extras_mut().suspicious;
+                suspicious.push(if reason == CONNECTION_CLOSED {
                     ws.info.name.clone()
                 } else {
                     format!("{} ({})", ws.info.name, reason)
                 });
-                if task.suspicious.len() > allowed {
-                    let workers = task.suspicious.clone();
+                if suspicious.len() > allowed {
+                    let workers = suspicious.clone();
                     erred.push((t, TaskError::KilledWorker { workers }));
                     continue;
                 }
@@ -541,7 +658,7 @@ impl Core {
         let started = matches!(task.state, TaskState::Processing { started: true, .. });
         if let Some(ws) = self.workers.get_mut(&w) {
             if ws.processing.remove(&t) {
-                ws.take_resources(&task.options, -1.0);
+                ws.take_resources(task.options(), -1.0);
                 if started {
                     ws.running -= 1;
                 }
@@ -615,13 +732,13 @@ impl Core {
         }
         self.unassign(w, t);
         let task = self.tasks.get_mut(&t).expect("checked above");
-        if task.retries_left > 0 {
-            task.retries_left -= 1;
+        if task.extras().retries_left > 0 {
+            task.extras_mut().retries_left -= 1;
             log::info!(
                 "task {} failed ({}); retrying, {} retries left",
                 task.key,
                 error,
-                task.retries_left
+                task.extras().retries_left
             );
             task.state = TaskState::Released;
             self.compute(t);
@@ -670,7 +787,7 @@ impl Core {
                 Some(thief)
                     if self.workers.get(&thief).is_some_and(|ws| {
                         ws.processing.len() < ws.capacity(self.config.queue_per_thread)
-                            && ws.fits(&self.tasks[&t].options)
+                            && ws.fits(self.tasks[&t].options())
                     }) =>
                 {
                     self.assign(t, thief)
@@ -755,7 +872,7 @@ impl Core {
                     },
                 ));
             }
-            if task.scattered {
+            if task.scattered() {
                 self.set_erred(
                     t,
                     TaskError::LostData {
@@ -881,7 +998,7 @@ impl Core {
                             .map(|w| self.workers[w].info.peer_address.clone())
                             .collect()
                     }
-                    TaskState::Erred(e) => loc.problem = Some(LocationProblem::Erred(e.clone())),
+                    TaskState::Erred(e) => loc.problem = Some(LocationProblem::Erred((**e).clone())),
                     s => loc.problem = Some(LocationProblem::NotFinished(s.name().to_string())),
                 }
             }
@@ -964,10 +1081,9 @@ impl Core {
                 continue;
             }
             let id = self.tasks.insert(Task {
-                retries_left: desc.options.retries,
                 key: desc.key.into_boxed_str(),
-                spec: desc.spec,
-                options: desc.options,
+                spec: self.function_names.store(desc.spec),
+                priority: desc.options.priority,
                 deps: Vec::new(),
                 dependents: Vec::new(),
                 state: TaskState::Released,
@@ -975,9 +1091,17 @@ impl Core {
                 who_has: Vec::new(),
                 nbytes: 0,
                 wanted_by: Vec::new(),
-                suspicious: Vec::new(),
-                scattered: false,
                 seq: 0,
+                extras: (desc.options.retries > 0
+                    || !desc.options.resources.is_empty()
+                    || !desc.options.workers.is_empty())
+                .then(|| {
+                    Box::new(TaskExtras {
+                        retries_left: desc.options.retries,
+                        options: desc.options,
+                        ..TaskExtras::default()
+                    })
+                }),
             });
             new.push((id, desc.deps));
         }
@@ -1022,9 +1146,13 @@ impl Core {
                         nbytes: task.nbytes,
                     },
                 )),
-                TaskState::Erred(e) => self
-                    .outbox
-                    .push(Outgoing::Client(client, ToClient::KeyErred { key, error: e.clone() })),
+                TaskState::Erred(e) => self.outbox.push(Outgoing::Client(
+                    client,
+                    ToClient::KeyErred {
+                        key,
+                        error: (**e).clone(),
+                    },
+                )),
                 _ => self.compute(t),
             }
         }
@@ -1067,11 +1195,11 @@ impl Core {
                 .0;
             let id = self.tasks.insert(Task {
                 key: key.as_str().into(),
-                spec: TaskSpec::Function {
+                spec: self.function_names.store(TaskSpec::Function {
                     name: "scattered".into(),
                     args: Vec::new(),
-                },
-                options: TaskOptions::default(),
+                }),
+                priority: 0,
                 deps: Vec::new(),
                 dependents: Vec::new(),
                 state: TaskState::Processing {
@@ -1083,10 +1211,11 @@ impl Core {
                 who_has: Vec::new(),
                 nbytes: data.len() as u64,
                 wanted_by: vec![client],
-                suspicious: Vec::new(),
-                retries_left: 0,
-                scattered: true,
                 seq: 0,
+                extras: Some(Box::new(TaskExtras {
+                    scattered: true,
+                    ..TaskExtras::default()
+                })),
             });
             self.clients.get_mut(&client).expect("checked").wanted.insert(id);
             let ws = self.workers.get_mut(&w).expect("chosen above");
@@ -1171,7 +1300,7 @@ impl Core {
             if task.state != TaskState::Released {
                 continue;
             }
-            if task.scattered {
+            if task.scattered() {
                 // Its spec is a placeholder: once released, scattered data cannot be made again.
                 let reason = format!("scattered data {:?} was released; it cannot be computed", task.key);
                 self.set_erred(t, TaskError::Other(reason));
@@ -1182,7 +1311,7 @@ impl Core {
             for d in &task.deps {
                 match &self.tasks[d].state {
                     TaskState::Memory => {}
-                    TaskState::Erred(e) => failed = Some((*d, e.clone())),
+                    TaskState::Erred(e) => failed = Some((*d, (**e).clone())),
                     TaskState::Released => {
                         missing += 1;
                         stack.push(*d);
@@ -1206,7 +1335,7 @@ impl Core {
     fn make_ready(&mut self, t: TaskId) {
         let task = self.tasks.get_mut(&t).expect("make_ready of a known task");
         task.state = TaskState::Ready;
-        self.ready.push((task.options.priority, Reverse(task.seq), t));
+        self.ready.push((task.priority, Reverse(task.seq), t));
     }
 
     /// Places ready tasks on workers while any has room.
@@ -1240,7 +1369,7 @@ impl Core {
                 continue;
             }
             any_room = true;
-            if !ws.fits(&task.options) {
+            if !ws.fits(task.options()) {
                 continue;
             }
             let held: u64 = task
@@ -1274,7 +1403,7 @@ impl Core {
         };
         let ws = self.workers.get_mut(&w).expect("assign to a known worker");
         ws.processing.insert(t);
-        ws.take_resources(&task.options, 1.0);
+        ws.take_resources(task.options(), 1.0);
         let task = &self.tasks[&t];
         let deps = task
             .deps
@@ -1298,9 +1427,9 @@ impl Core {
             ToWorker::Compute(Box::new(ComputeTask {
                 id: t,
                 key: task.key.to_string(),
-                spec: task.spec.clone(),
+                spec: task.spec.to_wire(),
                 deps,
-                priority: task.options.priority,
+                priority: task.priority,
             })),
         ));
     }
@@ -1322,7 +1451,7 @@ impl Core {
         // worker nobody idle has) must not stop the others from stealing.
         let thief_can_take_ready = self.ready.iter().any(|&(_, _, t)| {
             self.tasks.get(&t).is_some_and(|task| {
-                task.state == TaskState::Ready && thieves.iter().any(|(w, _)| self.workers[w].fits(&task.options))
+                task.state == TaskState::Ready && thieves.iter().any(|(w, _)| self.workers[w].fits(task.options()))
             })
         });
         if thief_can_take_ready {
@@ -1360,7 +1489,7 @@ impl Core {
                     break;
                 };
                 let Some(t) = candidates.pop() else { break };
-                if !self.workers[thief].fits(&self.tasks[&t].options) {
+                if !self.workers[thief].fits(self.tasks[&t].options()) {
                     continue;
                 }
                 *room -= 1;
@@ -1391,12 +1520,12 @@ impl Core {
                 self.outbox
                     .push(Outgoing::Worker(worker, ToWorker::Cancel { tasks: vec![t] }));
             }
-            if self.tasks[&t].scattered {
+            if self.tasks[&t].scattered() {
                 self.fail_scatters(t, &error);
             }
             let task = self.tasks.get_mut(&t).expect("known");
             log::debug!("task {} erred: {}", task.key, error);
-            task.state = TaskState::Erred(error.clone());
+            task.state = TaskState::Erred(Box::new(error.clone()));
             for c in &task.wanted_by {
                 self.outbox.push(Outgoing::Client(
                     *c,
@@ -1553,7 +1682,7 @@ impl Core {
                         .iter()
                         .filter(|d| self.tasks[d].state != TaskState::Memory)
                         .count();
-                    assert_eq!(missing, task.waiting_on, "waiting count of {}", task.key);
+                    assert_eq!(missing, task.waiting_on as usize, "waiting count of {}", task.key);
                     assert!(missing > 0, "{} waits on nothing", task.key);
                 }
                 TaskState::Ready | TaskState::Processing { .. } => {
