@@ -15,6 +15,7 @@ use crate::protocol::{
 
 #[path = "core_nanny.rs"]
 mod nanny;
+use super::id_list::IdList;
 use super::table::{Keyed, TaskTable};
 use crate::idmap::{IdMap, IdSet};
 use std::cmp::Reverse;
@@ -117,17 +118,17 @@ struct Task {
     spec: StoredSpec,
     /// From the options: read by every placement, so kept inline.
     priority: i32,
-    deps: Vec<TaskId>,
+    deps: IdList<TaskId>,
     /// Tasks that take this one as input; while any is known, this one is kept.
-    dependents: Vec<TaskId>,
+    dependents: IdList<TaskId>,
     state: TaskState,
     /// In `Waiting`: how many inputs are not in memory.
     waiting_on: u32,
     /// In `Memory`: the workers holding the result.
-    who_has: Vec<WorkerId>,
+    who_has: IdList<WorkerId>,
     nbytes: u64,
     /// Clients that asked to be told about this key and keep its result.
-    wanted_by: Vec<ClientId>,
+    wanted_by: IdList<ClientId>,
     /// Submission order, so equal priorities run first come, first served.
     seq: u64,
     /// What few tasks have; `None` for a task with default options that nothing went wrong
@@ -527,7 +528,7 @@ impl Core {
         let pending = self.retiring.get(&w).expect("called for retiring workers");
         for &t in &ws.has_data {
             let task = &self.tasks[&t];
-            if task.who_has == [w] && !pending.contains_key(&t) && self.needed(t) {
+            if *task.who_has == [w] && !pending.contains_key(&t) && self.needed(t) {
                 let target = self
                     .workers
                     .iter()
@@ -755,8 +756,7 @@ impl Core {
             .find(|(_, ws)| ws.info.peer_address == holder)
             .map(|(id, _)| *id);
         if let (Some(h), Some(dt)) = (holder_id, self.tasks.get_mut(&dep)) {
-            if let Some(pos) = dt.who_has.iter().position(|x| *x == h) {
-                dt.who_has.remove(pos);
+            if dt.who_has.remove_item(h) {
                 let nbytes = dt.nbytes;
                 let ws = self.workers.get_mut(&h).expect("found above");
                 ws.has_data.remove(&dep);
@@ -1084,13 +1084,13 @@ impl Core {
                 key: desc.key.into_boxed_str(),
                 spec: self.function_names.store(desc.spec),
                 priority: desc.options.priority,
-                deps: Vec::new(),
-                dependents: Vec::new(),
+                deps: IdList::new(),
+                dependents: IdList::new(),
                 state: TaskState::Released,
                 waiting_on: 0,
-                who_has: Vec::new(),
+                who_has: IdList::new(),
                 nbytes: 0,
-                wanted_by: Vec::new(),
+                wanted_by: IdList::new(),
                 seq: 0,
                 extras: (desc.options.retries > 0
                     || !desc.options.resources.is_empty()
@@ -1112,7 +1112,7 @@ impl Core {
                 self.tasks.get_mut(d).expect("checked").dependents.push(*id);
             }
             let task = self.tasks.get_mut(id).expect("just inserted");
-            task.deps = dep_ids;
+            task.deps = dep_ids.into_iter().collect();
             task.seq = self.next_seq;
             self.next_seq += 1;
         }
@@ -1200,17 +1200,17 @@ impl Core {
                     args: Vec::new(),
                 }),
                 priority: 0,
-                deps: Vec::new(),
-                dependents: Vec::new(),
+                deps: IdList::new(),
+                dependents: IdList::new(),
                 state: TaskState::Processing {
                     worker: w,
                     started: true,
                     stealing_to: None,
                 },
                 waiting_on: 0,
-                who_has: Vec::new(),
+                who_has: IdList::new(),
                 nbytes: data.len() as u64,
-                wanted_by: vec![client],
+                wanted_by: IdList::from_iter([client]),
                 seq: 0,
                 extras: Some(Box::new(TaskExtras {
                     scattered: true,
@@ -1590,9 +1590,7 @@ impl Core {
                 let task = self.tasks.remove(&t).expect("checked");
                 for d in task.deps {
                     let dt = self.tasks.get_mut(&d).expect("inputs outlive their dependents");
-                    if let Some(pos) = dt.dependents.iter().position(|x| *x == t) {
-                        dt.dependents.swap_remove(pos);
-                    }
+                    dt.dependents.remove_item(t);
                     stack.push(d);
                 }
             }
@@ -1657,6 +1655,14 @@ impl Core {
         }
         for (id, task) in self.tasks.iter() {
             let id = &id;
+            for list in [&task.deps, &task.dependents] {
+                assert!(list.is_canonical(), "id lists of {}", task.key);
+            }
+            assert!(
+                task.who_has.is_canonical() && task.wanted_by.is_canonical(),
+                "id lists of {}",
+                task.key
+            );
             for w in &task.who_has {
                 assert!(
                     self.workers[w].has_data.contains(id),

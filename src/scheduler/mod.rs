@@ -4,6 +4,7 @@
 pub mod core;
 #[cfg(test)]
 mod core_tests;
+mod id_list;
 pub mod server;
 mod table;
 
