@@ -309,8 +309,27 @@ impl WorkerState {
 /// A client's bookkeeping.
 #[derive(Debug, Default)]
 struct ClientState {
-    /// Tasks this client wants; released when it disconnects.
-    wanted: IdSet<TaskId>,
+    /// Tasks this client asked for, so they are released when it disconnects. The tasks'
+    /// `wanted_by` is the truth: this is a log that may name tasks the client released or
+    /// that are forgotten (their ids then find nothing), compacted when it reaches twice
+    /// `wants`. A log of ids costs 8 bytes per task where a hash set costs 20 or more.
+    wanted: Vec<TaskId>,
+    /// How many tasks name this client in their `wanted_by`.
+    wants: usize,
+}
+
+impl ClientState {
+    /// Notes that task `t` now names `client` in its `wanted_by`.
+    fn log_wanted(&mut self, client: ClientId, t: TaskId, tasks: &TaskTable<Task>) {
+        self.wants += 1;
+        if self.wanted.len() >= 2 * self.wants + 16 {
+            self.wanted
+                .retain(|t| tasks.get(t).is_some_and(|task| task.wanted_by.contains(&client)));
+            self.wanted.sort_unstable();
+            self.wanted.dedup();
+        }
+        self.wanted.push(t);
+    }
 }
 
 /// A scatter waiting for its workers to confirm they stored the data.
@@ -928,8 +947,9 @@ impl Core {
         self.scatters.retain(|s| s.client != id);
         for t in cs.wanted {
             if let Some(task) = self.tasks.get_mut(&t) {
-                task.wanted_by.retain(|c| *c != id);
-                self.maybe_release(t);
+                if task.wanted_by.remove_item(id) {
+                    self.maybe_release(t);
+                }
             }
         }
         self.schedule();
@@ -944,12 +964,10 @@ impl Core {
             FromClient::Release { keys } => {
                 for k in keys {
                     if let Some(t) = self.tasks.id_of(&k) {
-                        self.clients.get_mut(&id).expect("checked").wanted.remove(&t);
-                        self.tasks
-                            .get_mut(&t)
-                            .expect("keys are known")
-                            .wanted_by
-                            .retain(|c| *c != id);
+                        let task = self.tasks.get_mut(&t).expect("keys are known");
+                        if task.wanted_by.remove_item(id) {
+                            self.clients.get_mut(&id).expect("checked").wants -= 1;
+                        }
                         self.maybe_release(t);
                     }
                 }
@@ -1129,15 +1147,15 @@ impl Core {
                 ));
                 continue;
             };
-            self.clients
-                .get_mut(&client)
-                .expect("checked by caller")
-                .wanted
-                .insert(t);
             let task = self.tasks.get_mut(&t).expect("keys are known");
             if !task.wanted_by.contains(&client) {
                 task.wanted_by.push(client);
+                self.clients
+                    .get_mut(&client)
+                    .expect("checked by caller")
+                    .log_wanted(client, t, &self.tasks);
             }
+            let task = &self.tasks[&t];
             match &task.state {
                 TaskState::Memory => self.outbox.push(Outgoing::Client(
                     client,
@@ -1217,7 +1235,10 @@ impl Core {
                     ..TaskExtras::default()
                 })),
             });
-            self.clients.get_mut(&client).expect("checked").wanted.insert(id);
+            self.clients
+                .get_mut(&client)
+                .expect("checked")
+                .log_wanted(client, id, &self.tasks);
             let ws = self.workers.get_mut(&w).expect("chosen above");
             ws.processing.insert(id);
             ws.running += 1;
@@ -1653,6 +1674,7 @@ impl Core {
             }
             assert_eq!(bytes, ws.stored_bytes, "stored bytes of {id}");
         }
+        let mut wants: IdMap<ClientId, usize> = IdMap::default();
         for (id, task) in self.tasks.iter() {
             let id = &id;
             for list in [&task.deps, &task.dependents] {
@@ -1717,7 +1739,11 @@ impl Core {
             }
             for c in &task.wanted_by {
                 assert!(self.clients[c].wanted.contains(id), "client {c} wants {}", task.key);
+                *wants.entry(*c).or_insert(0) += 1;
             }
+        }
+        for (c, cs) in &self.clients {
+            assert_eq!(cs.wants, wants.get(c).copied().unwrap_or(0), "tasks client {c} wants");
         }
         self.tasks.sanity_check();
     }

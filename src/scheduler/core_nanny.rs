@@ -91,6 +91,7 @@ impl Core {
         self.ready.clear();
         for c in self.clients.values_mut() {
             c.wanted.clear();
+            c.wants = 0;
         }
         for ws in self.workers.values_mut() {
             ws.processing.clear();

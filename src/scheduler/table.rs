@@ -26,8 +26,9 @@ pub(crate) struct TaskTable<T> {
     generations: Vec<u32>,
     /// Empty slots, reused before the table grows.
     free: Vec<u32>,
-    /// Ids by the hash of their task's key; the keys themselves live in the tasks.
-    by_key: HashTable<TaskId>,
+    /// Slots by the hash of their task's key; the keys themselves live in the tasks. Slots
+    /// rather than ids: half the size, and the slot's generation is at hand anyway.
+    by_key: HashTable<u32>,
     /// Keys come from clients: a seeded hasher keeps them from choosing collisions.
     hasher: RandomState,
     len: usize,
@@ -83,7 +84,13 @@ impl<T: Keyed> TaskTable<T> {
     pub fn id_of(&self, key: &str) -> Option<TaskId> {
         let hash = self.hasher.hash_one(key);
         let slots = &self.slots;
-        self.by_key.find(hash, |id| slot_key(slots, *id) == key).copied()
+        let slot = *self.by_key.find(hash, |slot| slot_key(slots, *slot) == key)?;
+        Some(self.id_at(slot))
+    }
+
+    /// The id of the task in `slot`.
+    fn id_at(&self, slot: u32) -> TaskId {
+        TaskId(((self.generations[slot as usize] as u64) << 32) | slot as u64)
     }
 
     pub fn contains_key_str(&self, key: &str) -> bool {
@@ -94,25 +101,24 @@ impl<T: Keyed> TaskTable<T> {
     pub fn insert(&mut self, task: T) -> TaskId {
         debug_assert!(!self.contains_key_str(task.key()), "keys are unique");
         let hash = self.hasher.hash_one(task.key());
-        let id = match self.free.pop() {
+        let slot = match self.free.pop() {
             Some(slot) => {
-                let s = slot as usize;
-                debug_assert!(self.slots[s].is_none(), "free slots are empty");
-                self.slots[s] = Some(task);
-                TaskId(((self.generations[s] as u64) << 32) | slot as u64)
+                debug_assert!(self.slots[slot as usize].is_none(), "free slots are empty");
+                self.slots[slot as usize] = Some(task);
+                slot
             }
             None => {
                 let slot = u32::try_from(self.slots.len()).expect("fewer than 2^32 tasks are known at once");
                 self.slots.push(Some(task));
                 self.generations.push(0);
-                TaskId(slot as u64)
+                slot
             }
         };
         let (slots, hasher) = (&self.slots, &self.hasher);
         self.by_key
-            .insert_unique(hash, id, |id| hasher.hash_one(slot_key(slots, *id)));
+            .insert_unique(hash, slot, |slot| hasher.hash_one(slot_key(slots, *slot)));
         self.len += 1;
-        id
+        self.id_at(slot)
     }
 
     /// Forgets a task; its id will not be given out again (until the generation wraps).
@@ -121,7 +127,7 @@ impl<T: Keyed> TaskTable<T> {
         let (slot, _) = split(*id);
         let task = self.slots[slot].take().expect("checked above");
         let hash = self.hasher.hash_one(task.key());
-        match self.by_key.find_entry(hash, |x| x == id) {
+        match self.by_key.find_entry(hash, |x| *x as usize == slot) {
             Ok(entry) => {
                 entry.remove();
             }
@@ -174,9 +180,9 @@ impl<T: Keyed> TaskTable<T> {
     }
 }
 
-/// The key of the task `id`, for the index, which only holds ids of stored tasks.
-fn slot_key<T: Keyed>(slots: &[Option<T>], id: TaskId) -> &str {
-    slots[split(id).0]
+/// The key of the task in `slot`, for the index, which only holds occupied slots.
+fn slot_key<T: Keyed>(slots: &[Option<T>], slot: u32) -> &str {
+    slots[slot as usize]
         .as_ref()
         .expect("the key index names stored tasks")
         .key()
