@@ -87,8 +87,6 @@ pub enum TaskState {
         worker: WorkerId,
         /// The worker said it started running it (so its death makes the task suspicious).
         started: bool,
-        /// A steal was requested for this worker; the task moves there if given back.
-        stealing_to: Option<WorkerId>,
     },
     /// The result is held by the workers in `who_has`.
     Memory,
@@ -185,7 +183,9 @@ impl Task {
 #[derive(Debug)]
 enum StoredSpec {
     Function {
-        name: Arc<str>,
+        /// An `Arc<String>` rather than an `Arc<str>`: a thin pointer, which makes the spec
+        /// 24 bytes instead of 32.
+        name: Arc<String>,
         args: Box<[u8]>,
     },
     /// Boxed: commands are the rarer kind and their spec is large.
@@ -197,7 +197,7 @@ impl StoredSpec {
     fn to_wire(&self) -> TaskSpec {
         match self {
             StoredSpec::Function { name, args } => TaskSpec::Function {
-                name: name.to_string(),
+                name: String::clone(name),
                 args: args.to_vec(),
             },
             StoredSpec::Command(c) => TaskSpec::Command((**c).clone()),
@@ -208,7 +208,7 @@ impl StoredSpec {
 /// One shared copy of each function name in use.
 #[derive(Debug)]
 struct NameInterner {
-    names: HashSet<Arc<str>>,
+    names: HashSet<Arc<String>>,
     /// When the set reaches this size, names no task uses any more are dropped first, so
     /// the set stays within twice the names in use.
     purge_at: usize,
@@ -224,15 +224,15 @@ impl Default for NameInterner {
 }
 
 impl NameInterner {
-    fn intern(&mut self, name: String) -> Arc<str> {
-        if let Some(n) = self.names.get(name.as_str()) {
+    fn intern(&mut self, name: String) -> Arc<String> {
+        if let Some(n) = self.names.get(&name) {
             return n.clone();
         }
         if self.names.len() >= self.purge_at {
             self.names.retain(|n| Arc::strong_count(n) > 1);
             self.purge_at = (self.names.len() * 2).max(64);
         }
-        let n: Arc<str> = name.into();
+        let n = Arc::new(name);
         self.names.insert(n.clone());
         n
     }
@@ -364,6 +364,9 @@ pub struct Core {
     scatters: Vec<PendingScatter>,
     nannies: IdMap<NannyId, nanny::NannyState>,
     restart: Option<PendingRestart>,
+    /// Steals under way: a task processing on its victim -> the worker it moves to if the
+    /// victim gives it back. Out of the tasks, since few are being stolen at any time.
+    stealing: IdMap<TaskId, WorkerId>,
     /// Retiring workers, with the copies of their results under way: task -> target worker.
     retiring: IdMap<WorkerId, IdMap<TaskId, WorkerId>>,
     next_seq: u64,
@@ -385,6 +388,7 @@ impl Core {
             nannies: IdMap::default(),
             restart: None,
             retiring: IdMap::default(),
+            stealing: IdMap::default(),
         }
     }
 
@@ -603,6 +607,7 @@ impl Core {
         let mut again = Vec::new();
         let mut erred = Vec::new();
         for t in ws.processing {
+            self.stealing.remove(&t);
             let task = self.tasks.get_mut(&t).expect("processing tasks are known");
             let TaskState::Processing { started, .. } = task.state else {
                 panic!("task {t} in a worker's processing set is {:?}", task.state)
@@ -631,17 +636,7 @@ impl Core {
             again.push(t);
         }
         // Thieves that were to receive stolen tasks are forgotten with their worker.
-        for ws2 in self.workers.values() {
-            for t in &ws2.processing {
-                if let Some(task) = self.tasks.get_mut(t) {
-                    if let TaskState::Processing { stealing_to, .. } = &mut task.state {
-                        if *stealing_to == Some(id) {
-                            *stealing_to = None;
-                        }
-                    }
-                }
-            }
-        }
+        self.stealing.retain(|_, thief| *thief != id);
         let mut lost = Vec::new();
         for t in ws.has_data {
             let task = self.tasks.get_mut(&t).expect("held results are of known tasks");
@@ -674,6 +669,7 @@ impl Core {
 
     /// Takes `t` off `w`'s list and gives back what it held there.
     fn unassign(&mut self, w: WorkerId, t: TaskId) {
+        self.stealing.remove(&t);
         let task = &self.tasks[&t];
         let started = matches!(task.state, TaskState::Processing { started: true, .. });
         if let Some(ws) = self.workers.get_mut(&w) {
@@ -797,9 +793,7 @@ impl Core {
             if !self.processing_on(t, w) {
                 continue;
             }
-            let TaskState::Processing { stealing_to, .. } = self.tasks[&t].state else {
-                unreachable!("processing_on checked the state")
-            };
+            let stealing_to = self.stealing.get(&t).copied();
             self.unassign(w, t);
             self.tasks.get_mut(&t).expect("processing").state = TaskState::Ready;
             match stealing_to {
@@ -817,11 +811,7 @@ impl Core {
         // Tasks that had started stay; clear their marks so they may be stolen later.
         if let Some(ws) = self.workers.get(&w) {
             for t in &ws.processing {
-                if let Some(task) = self.tasks.get_mut(t) {
-                    if let TaskState::Processing { stealing_to, .. } = &mut task.state {
-                        *stealing_to = None;
-                    }
-                }
+                self.stealing.remove(t);
             }
         }
     }
@@ -1223,7 +1213,6 @@ impl Core {
                 state: TaskState::Processing {
                     worker: w,
                     started: true,
-                    stealing_to: None,
                 },
                 waiting_on: 0,
                 who_has: IdList::new(),
@@ -1420,7 +1409,6 @@ impl Core {
         task.state = TaskState::Processing {
             worker: w,
             started: false,
-            stealing_to: None,
         };
         let ws = self.workers.get_mut(&w).expect("assign to a known worker");
         ws.processing.insert(t);
@@ -1491,14 +1479,8 @@ impl Core {
                 .iter()
                 .copied()
                 .filter(|t| {
-                    matches!(
-                        self.tasks[t].state,
-                        TaskState::Processing {
-                            started: false,
-                            stealing_to: None,
-                            ..
-                        }
-                    )
+                    matches!(self.tasks[t].state, TaskState::Processing { started: false, .. })
+                        && !self.stealing.contains_key(t)
                 })
                 .collect();
             candidates.sort_by_key(|t| self.tasks[t].seq);
@@ -1516,9 +1498,7 @@ impl Core {
                 *room -= 1;
                 take -= 1;
                 let thief = *thief;
-                if let TaskState::Processing { stealing_to, .. } = &mut self.tasks.get_mut(&t).expect("known").state {
-                    *stealing_to = Some(thief);
-                }
+                self.stealing.insert(t, thief);
                 chosen.push(t);
             }
             if !chosen.is_empty() {
@@ -1741,6 +1721,15 @@ impl Core {
                 assert!(self.clients[c].wanted.contains(id), "client {c} wants {}", task.key);
                 *wants.entry(*c).or_insert(0) += 1;
             }
+        }
+        for (t, thief) in &self.stealing {
+            match self.tasks.get(t).map(|task| &task.state) {
+                Some(TaskState::Processing { worker, .. }) => {
+                    assert_ne!(worker, thief, "{t} is stolen by the worker it is on")
+                }
+                s => panic!("{t} is being stolen while {s:?}"),
+            }
+            assert!(self.workers.contains_key(thief), "{t} is stolen by a lost worker");
         }
         for (c, cs) in &self.clients {
             assert_eq!(cs.wants, wants.get(c).copied().unwrap_or(0), "tasks client {c} wants");

@@ -89,6 +89,7 @@ impl Core {
         }
         self.tasks.clear();
         self.ready.clear();
+        self.stealing.clear();
         for c in self.clients.values_mut() {
             c.wanted.clear();
             c.wants = 0;

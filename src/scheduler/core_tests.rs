@@ -851,7 +851,6 @@ fn exhausted_retries_err_the_task_and_every_dependent() {
         TaskState::Processing {
             worker: cl.worker("w1"),
             started: false,
-            stealing_to: None
         }
     );
 
@@ -1326,7 +1325,6 @@ fn tasks_that_started_before_the_steal_stay_put() {
         TaskState::Processing {
             worker: cl.worker("w1"),
             started: true,
-            stealing_to: None
         }
     );
 }
