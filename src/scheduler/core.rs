@@ -1748,3 +1748,15 @@ fn dependency_error(key: &str, error: TaskError) -> TaskError {
         },
     }
 }
+
+#[cfg(test)]
+mod size_tests {
+    /// Every byte of `Task` is paid by each of a million pending tasks (the `memory`
+    /// benchmark): growing it should be a decision, not an accident.
+    #[test]
+    fn a_task_stays_small() {
+        assert!(std::mem::size_of::<Option<super::Task>>() <= 152);
+        assert_eq!(std::mem::size_of::<super::TaskState>(), 16);
+        assert_eq!(std::mem::size_of::<super::StoredSpec>(), 24);
+    }
+}
