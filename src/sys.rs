@@ -1,6 +1,6 @@
 //! What distd asks the operating system directly: this host's name, a process's resident
-//! memory, the machine's memory, and a little randomness. Linux only (`/proc`); each answers
-//! "unknown" (empty, 0, None) rather than failing.
+//! memory, the machine's memory, a little randomness, and one allocator tunable. Linux only
+//! (`/proc`); each answers "unknown" (empty, 0, None) rather than failing.
 
 use std::hash::{BuildHasher, Hasher};
 
