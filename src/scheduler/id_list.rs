@@ -18,6 +18,7 @@ enum Repr<T> {
     One(T),
     /// Boxed, so the list stays two words; the second indirection is paid only by lists of
     /// two or more.
+    #[allow(clippy::box_collection)] // on purpose: see above
     Many(Box<Vec<T>>),
 }
 
