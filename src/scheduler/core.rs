@@ -8,16 +8,19 @@
 //! tested event by event without a network.
 
 use crate::protocol::{
-    ClientId, ClusterInfo, ComputeTask, DepLocation, FromClient, FromWorker, KeyLocation, LocationProblem, NannyId,
-    RequestId, TaskDesc, TaskError, TaskId, TaskOptions, TaskSpec, ToClient, ToNanny, ToWorker, WorkerId, WorkerInfo,
-    WorkerSummary,
+    ClientId, ClusterInfo, CommandSpec, ComputeTask, DepLocation, FromClient, FromWorker, KeyLocation, LocationProblem,
+    NannyId, RequestId, TaskDesc, TaskError, TaskId, TaskOptions, TaskSpec, ToClient, ToNanny, ToWorker, WorkerId,
+    WorkerInfo, WorkerSummary,
 };
 
 #[path = "core_nanny.rs"]
 mod nanny;
+use super::id_list::IdList;
+use super::table::{Keyed, TaskTable};
 use crate::idmap::{IdMap, IdSet};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Tunables of the scheduling policy.
@@ -89,12 +92,11 @@ pub enum TaskState {
         worker: WorkerId,
         /// The worker said it started running it (so its death makes the task suspicious).
         started: bool,
-        /// A steal was requested for this worker; the task moves there if given back.
-        stealing_to: Option<WorkerId>,
     },
     /// The result is held by the workers in `who_has`.
     Memory,
-    Erred(TaskError),
+    /// Boxed: an error is rare, and its size would be paid by every task's state.
+    Erred(Box<TaskError>),
 }
 
 impl TaskState {
@@ -113,28 +115,148 @@ impl TaskState {
 /// Everything the scheduler keeps about one task.
 #[derive(Debug)]
 struct Task {
-    key: String,
+    /// The only copy of the key: the table's key index borrows it from here.
+    key: Box<str>,
     /// Kept until the task is forgotten, so a lost result can be computed again.
-    spec: TaskSpec,
-    options: TaskOptions,
-    deps: Vec<TaskId>,
+    spec: StoredSpec,
+    /// From the options: read by every placement, so kept inline.
+    priority: i32,
+    deps: IdList<TaskId>,
     /// Tasks that take this one as input; while any is known, this one is kept.
-    dependents: Vec<TaskId>,
+    dependents: IdList<TaskId>,
     state: TaskState,
     /// In `Waiting`: how many inputs are not in memory.
-    waiting_on: usize,
+    waiting_on: u32,
     /// In `Memory`: the workers holding the result.
-    who_has: Vec<WorkerId>,
+    who_has: IdList<WorkerId>,
     nbytes: u64,
     /// Clients that asked to be told about this key and keep its result.
-    wanted_by: Vec<ClientId>,
-    /// Names of the workers that died while running it.
-    suspicious: Vec<String>,
-    retries_left: u32,
-    /// Data a client scattered: there is no spec to compute it again.
-    scattered: bool,
+    wanted_by: IdList<ClientId>,
     /// Submission order, so equal priorities run first come, first served.
     seq: u64,
+    /// What few tasks have; `None` for a task with default options that nothing went wrong
+    /// with, which is most of them.
+    extras: Option<Box<TaskExtras>>,
+}
+
+/// The part of a task that most tasks do not need, kept out of line so they do not pay
+/// for it: options beyond the priority, retry and failure bookkeeping, the scattered mark.
+#[derive(Debug, Default)]
+struct TaskExtras {
+    /// Its options as submitted (resources, worker restrictions, retries).
+    options: TaskOptions,
+    retries_left: u32,
+    /// Names of the workers that died while running it.
+    suspicious: Vec<String>,
+    /// Data a client scattered: there is no spec to compute it again.
+    scattered: bool,
+}
+
+/// The extras of a task that has none.
+static NO_EXTRAS: TaskExtras = TaskExtras {
+    options: TaskOptions {
+        priority: 0,
+        retries: 0,
+        resources: Vec::new(),
+        workers: Vec::new(),
+    },
+    retries_left: 0,
+    suspicious: Vec::new(),
+    scattered: false,
+};
+
+impl Task {
+    fn extras(&self) -> &TaskExtras {
+        self.extras.as_deref().unwrap_or(&NO_EXTRAS)
+    }
+
+    fn extras_mut(&mut self) -> &mut TaskExtras {
+        self.extras.get_or_insert_with(Box::default)
+    }
+
+    fn options(&self) -> &TaskOptions {
+        &self.extras().options
+    }
+
+    fn scattered(&self) -> bool {
+        self.extras().scattered
+    }
+}
+
+/// A task's spec as the scheduler keeps it: a function's name is shared by every task that
+/// calls that function, and its arguments take no spare capacity.
+#[derive(Debug)]
+enum StoredSpec {
+    Function {
+        /// An `Arc<String>` rather than an `Arc<str>`: a thin pointer, which makes the spec
+        /// 24 bytes instead of 32.
+        name: Arc<String>,
+        args: Box<[u8]>,
+    },
+    /// Boxed: commands are the rarer kind and their spec is large.
+    Command(Box<CommandSpec>),
+}
+
+impl StoredSpec {
+    /// The spec as a worker is sent it.
+    fn to_wire(&self) -> TaskSpec {
+        match self {
+            StoredSpec::Function { name, args } => TaskSpec::Function {
+                name: String::clone(name),
+                args: args.to_vec(),
+            },
+            StoredSpec::Command(c) => TaskSpec::Command((**c).clone()),
+        }
+    }
+}
+
+/// One shared copy of each function name in use.
+#[derive(Debug)]
+struct NameInterner {
+    names: HashSet<Arc<String>>,
+    /// When the set reaches this size, names no task uses any more are dropped first, so
+    /// the set stays within twice the names in use.
+    purge_at: usize,
+}
+
+impl Default for NameInterner {
+    fn default() -> Self {
+        NameInterner {
+            names: HashSet::new(),
+            purge_at: 64,
+        }
+    }
+}
+
+impl NameInterner {
+    fn intern(&mut self, name: String) -> Arc<String> {
+        if let Some(n) = self.names.get(&name) {
+            return n.clone();
+        }
+        if self.names.len() >= self.purge_at {
+            self.names.retain(|n| Arc::strong_count(n) > 1);
+            self.purge_at = (self.names.len() * 2).max(64);
+        }
+        let n = Arc::new(name);
+        self.names.insert(n.clone());
+        n
+    }
+
+    fn store(&mut self, spec: TaskSpec) -> StoredSpec {
+        match spec {
+            TaskSpec::Function { name, args } => StoredSpec::Function {
+                name: self.intern(name),
+                args: args.into_boxed_slice(),
+            },
+            TaskSpec::Command(c) => StoredSpec::Command(Box::new(c)),
+        }
+    }
+}
+
+impl Keyed for Task {
+    fn key(&self) -> &str {
+        &self.key
+    }
 }
 
 /// Everything the scheduler keeps about one worker.
@@ -229,8 +351,27 @@ fn change_load<R>(
 /// A client's bookkeeping.
 #[derive(Debug, Default)]
 struct ClientState {
-    /// Tasks this client wants; released when it disconnects.
-    wanted: IdSet<TaskId>,
+    /// Tasks this client asked for, so they are released when it disconnects. The tasks'
+    /// `wanted_by` is the truth: this is a log that may name tasks the client released or
+    /// that are forgotten (their ids then find nothing), compacted when it reaches twice
+    /// `wants`. A log of ids costs 8 bytes per task where a hash set costs 20 or more.
+    wanted: Vec<TaskId>,
+    /// How many tasks name this client in their `wanted_by`.
+    wants: usize,
+}
+
+impl ClientState {
+    /// Notes that task `t` now names `client` in its `wanted_by`.
+    fn log_wanted(&mut self, client: ClientId, t: TaskId, tasks: &TaskTable<Task>) {
+        self.wants += 1;
+        if self.wanted.len() >= 2 * self.wants + 16 {
+            self.wanted
+                .retain(|t| tasks.get(t).is_some_and(|task| task.wanted_by.contains(&client)));
+            self.wanted.sort_unstable();
+            self.wanted.dedup();
+        }
+        self.wanted.push(t);
+    }
 }
 
 /// A scatter waiting for its workers to confirm they stored the data.
@@ -266,10 +407,10 @@ enum Placement {
 /// The scheduler's state. One owner; see the module doc.
 pub struct Core {
     config: CoreConfig,
-    /// Boxed: a hash table keeps spare buckets, and a spare bucket of a 400-byte task would
-    /// cost more than the task.
-    tasks: IdMap<TaskId, Box<Task>>,
-    keys: HashMap<String, TaskId>,
+    /// Tasks by id and by key.
+    tasks: TaskTable<Task>,
+    /// The function names the tasks' specs share.
+    function_names: NameInterner,
     /// Ordered so placement ties are broken the same way every run.
     workers: BTreeMap<WorkerId, WorkerState>,
     /// Workers that take new tasks (not leaving), least loaded first, ties by id: placement
@@ -282,9 +423,11 @@ pub struct Core {
     scatters: Vec<PendingScatter>,
     nannies: IdMap<NannyId, nanny::NannyState>,
     restart: Option<PendingRestart>,
+    /// Steals under way: a task processing on its victim -> the worker it moves to if the
+    /// victim gives it back. Out of the tasks, since few are being stolen at any time.
+    stealing: IdMap<TaskId, WorkerId>,
     /// Retiring workers, with the copies of their results under way: task -> target worker.
     retiring: IdMap<WorkerId, IdMap<TaskId, WorkerId>>,
-    next_task: u64,
     next_seq: u64,
     outbox: Vec<Outgoing>,
 }
@@ -293,19 +436,19 @@ impl Core {
     pub fn new(config: CoreConfig) -> Core {
         Core {
             config,
-            tasks: IdMap::default(),
-            keys: HashMap::new(),
+            tasks: TaskTable::default(),
+            function_names: NameInterner::default(),
             workers: BTreeMap::new(),
             by_load: BTreeSet::new(),
             clients: IdMap::default(),
             ready: BinaryHeap::new(),
             scatters: Vec::new(),
-            next_task: 0,
             next_seq: 0,
             outbox: Vec::new(),
             nannies: IdMap::default(),
             restart: None,
             retiring: IdMap::default(),
+            stealing: IdMap::default(),
         }
     }
 
@@ -325,15 +468,15 @@ impl Core {
 
     /// The state of a key, for tests and diagnostics.
     pub fn state_of(&self, key: &str) -> Option<&TaskState> {
-        self.keys.get(key).map(|id| &self.tasks[id].state)
+        self.tasks.id_of(key).map(|id| &self.tasks[&id].state)
     }
 
     /// The workers holding a key's result, by name.
     pub fn holders_of(&self, key: &str) -> Vec<String> {
-        let Some(id) = self.keys.get(key) else {
+        let Some(id) = self.tasks.id_of(key) else {
             return Vec::new();
         };
-        self.tasks[id]
+        self.tasks[&id]
             .who_has
             .iter()
             .map(|w| self.workers[w].info.name.clone())
@@ -469,7 +612,7 @@ impl Core {
         let pending = self.retiring.get(&w).expect("called for retiring workers");
         for &t in &ws.has_data {
             let task = &self.tasks[&t];
-            if task.who_has == [w] && !pending.contains_key(&t) && self.needed(t) {
+            if *task.who_has == [w] && !pending.contains_key(&t) && self.needed(t) {
                 let target = self
                     .workers
                     .iter()
@@ -526,12 +669,13 @@ impl Core {
         let mut again = Vec::new();
         let mut erred = Vec::new();
         for t in ws.processing {
+            self.stealing.remove(&t);
             let task = self.tasks.get_mut(&t).expect("processing tasks are known");
             let TaskState::Processing { started, .. } = task.state else {
                 panic!("task {t} in a worker's processing set is {:?}", task.state)
             };
             task.state = TaskState::Released;
-            if task.scattered {
+            if task.scattered() {
                 let worker = ws.info.name.clone();
                 erred.push((t, TaskError::LostData { worker }));
                 continue;
@@ -539,13 +683,14 @@ impl Core {
             if started && !ws.leaving {
                 // A reason beyond the connection dropping (a nanny's report, such as memory)
                 // is worth carrying into the eventual "killed worker" error.
-                task.suspicious.push(if reason == CONNECTION_CLOSED {
+                let suspicious = &mut task.extras_mut().suspicious;
+                suspicious.push(if reason == CONNECTION_CLOSED {
                     ws.info.name.clone()
                 } else {
                     format!("{} ({})", ws.info.name, reason)
                 });
-                if task.suspicious.len() > allowed {
-                    let workers = task.suspicious.clone();
+                if suspicious.len() > allowed {
+                    let workers = suspicious.clone();
                     erred.push((t, TaskError::KilledWorker { workers }));
                     continue;
                 }
@@ -553,17 +698,7 @@ impl Core {
             again.push(t);
         }
         // Thieves that were to receive stolen tasks are forgotten with their worker.
-        for ws2 in self.workers.values() {
-            for t in &ws2.processing {
-                if let Some(task) = self.tasks.get_mut(t) {
-                    if let TaskState::Processing { stealing_to, .. } = &mut task.state {
-                        if *stealing_to == Some(id) {
-                            *stealing_to = None;
-                        }
-                    }
-                }
-            }
-        }
+        self.stealing.retain(|_, thief| *thief != id);
         let mut lost = Vec::new();
         for t in ws.has_data {
             let task = self.tasks.get_mut(&t).expect("held results are of known tasks");
@@ -596,12 +731,13 @@ impl Core {
 
     /// Takes `t` off `w`'s list and gives back what it held there.
     fn unassign(&mut self, w: WorkerId, t: TaskId) {
+        self.stealing.remove(&t);
         let task = &self.tasks[&t];
         let started = matches!(task.state, TaskState::Processing { started: true, .. });
         let Some(ws) = self.workers.get_mut(&w) else { return };
         change_load(&mut self.by_load, w, ws, |ws| {
             if ws.processing.remove(&t) {
-                ws.take_resources(&task.options, -1.0);
+                ws.take_resources(task.options(), -1.0);
                 if started {
                     ws.running -= 1;
                 }
@@ -610,7 +746,7 @@ impl Core {
     }
 
     fn processing_on(&self, t: TaskId, w: WorkerId) -> bool {
-        matches!(self.tasks.get(&t).map(|b| &**b), Some(Task { state: TaskState::Processing { worker, .. }, .. }) if *worker == w)
+        matches!(self.tasks.get(&t), Some(Task { state: TaskState::Processing { worker, .. }, .. }) if *worker == w)
     }
 
     fn add_holder(&mut self, t: TaskId, w: WorkerId) {
@@ -683,13 +819,13 @@ impl Core {
         }
         self.unassign(w, t);
         let task = self.tasks.get_mut(&t).expect("checked above");
-        if task.retries_left > 0 {
-            task.retries_left -= 1;
+        if task.extras().retries_left > 0 {
+            task.extras_mut().retries_left -= 1;
             log::info!(
                 "task {} failed ({}); retrying, {} retries left",
                 task.key,
                 error,
-                task.retries_left
+                task.extras().retries_left
             );
             task.state = TaskState::Released;
             let queued = self.unqueue_dependents(t, w);
@@ -712,8 +848,7 @@ impl Core {
             .find(|(_, ws)| ws.info.peer_address == holder)
             .map(|(id, _)| *id);
         if let (Some(h), Some(dt)) = (holder_id, self.tasks.get_mut(&dep)) {
-            if let Some(pos) = dt.who_has.iter().position(|x| *x == h) {
-                dt.who_has.remove(pos);
+            if dt.who_has.remove_item(h) {
                 let nbytes = dt.nbytes;
                 let ws = self.workers.get_mut(&h).expect("found above");
                 ws.has_data.remove(&dep);
@@ -739,9 +874,7 @@ impl Core {
             if !self.processing_on(t, w) {
                 continue;
             }
-            let TaskState::Processing { stealing_to, .. } = self.tasks[&t].state else {
-                unreachable!("processing_on checked the state")
-            };
+            let stealing_to = self.stealing.get(&t).copied();
             self.unassign(w, t);
             let queued = self.unqueue_dependents(t, w);
             if self.tasks[&t].waiting_on > 0 || !queued.is_empty() {
@@ -758,8 +891,9 @@ impl Core {
             match stealing_to {
                 Some(thief)
                     if self.workers.get(&thief).is_some_and(|ws| {
-                        ws.processing.len() < ws.capacity(self.config.queue_per_thread)
-                            && ws.fits(&self.tasks[&t].options)
+                        !ws.leaving
+                            && ws.processing.len() < ws.capacity(self.config.queue_per_thread)
+                            && ws.fits(self.tasks[&t].options())
                     }) =>
                 {
                     self.assign(t, thief)
@@ -770,11 +904,7 @@ impl Core {
         // Tasks that had started stay; clear their marks so they may be stolen later.
         if let Some(ws) = self.workers.get(&w) {
             for t in &ws.processing {
-                if let Some(task) = self.tasks.get_mut(t) {
-                    if let TaskState::Processing { stealing_to, .. } = &mut task.state {
-                        *stealing_to = None;
-                    }
-                }
+                self.stealing.remove(t);
             }
         }
     }
@@ -792,7 +922,7 @@ impl Core {
             self.outbox.push(Outgoing::Client(
                 *c,
                 ToClient::KeyFinished {
-                    key: task.key.clone(),
+                    key: task.key.to_string(),
                     nbytes,
                 },
             ));
@@ -837,10 +967,14 @@ impl Core {
             let task = self.tasks.get_mut(&t).expect("lost tasks are known");
             task.state = TaskState::Released;
             for c in &task.wanted_by {
-                self.outbox
-                    .push(Outgoing::Client(*c, ToClient::KeyLost { key: task.key.clone() }));
+                self.outbox.push(Outgoing::Client(
+                    *c,
+                    ToClient::KeyLost {
+                        key: task.key.to_string(),
+                    },
+                ));
             }
-            if task.scattered {
+            if task.scattered() {
                 self.set_erred(
                     t,
                     TaskError::LostData {
@@ -897,8 +1031,9 @@ impl Core {
         self.scatters.retain(|s| s.client != id);
         for t in cs.wanted {
             if let Some(task) = self.tasks.get_mut(&t) {
-                task.wanted_by.retain(|c| *c != id);
-                self.maybe_release(t);
+                if task.wanted_by.remove_item(id) {
+                    self.maybe_release(t);
+                }
             }
         }
         self.schedule();
@@ -912,20 +1047,18 @@ impl Core {
             FromClient::Submit { tasks, wanted } => self.on_submit(id, tasks, wanted),
             FromClient::Release { keys } => {
                 for k in keys {
-                    if let Some(&t) = self.keys.get(&k) {
-                        self.clients.get_mut(&id).expect("checked").wanted.remove(&t);
-                        self.tasks
-                            .get_mut(&t)
-                            .expect("keys are known")
-                            .wanted_by
-                            .retain(|c| *c != id);
+                    if let Some(t) = self.tasks.id_of(&k) {
+                        let task = self.tasks.get_mut(&t).expect("keys are known");
+                        if task.wanted_by.remove_item(id) {
+                            self.clients.get_mut(&id).expect("checked").wants -= 1;
+                        }
                         self.maybe_release(t);
                     }
                 }
             }
             FromClient::Cancel { keys } => {
                 for k in keys {
-                    if let Some(&t) = self.keys.get(&k) {
+                    if let Some(t) = self.tasks.id_of(&k) {
                         self.cancel(t);
                     }
                 }
@@ -953,9 +1086,9 @@ impl Core {
             holders: Vec::new(),
             problem: None,
         };
-        match self.keys.get(&loc.key) {
+        match self.tasks.id_of(&loc.key) {
             None => loc.problem = Some(LocationProblem::Unknown),
-            Some(&t) => {
+            Some(t) => {
                 let task = &self.tasks[&t];
                 loc.id = t;
                 loc.nbytes = task.nbytes;
@@ -967,7 +1100,7 @@ impl Core {
                             .map(|w| self.workers[w].info.peer_address.clone())
                             .collect()
                     }
-                    TaskState::Erred(e) => loc.problem = Some(LocationProblem::Erred(e.clone())),
+                    TaskState::Erred(e) => loc.problem = Some(LocationProblem::Erred((**e).clone())),
                     s => loc.problem = Some(LocationProblem::NotFinished(s.name().to_string())),
                 }
             }
@@ -990,7 +1123,7 @@ impl Core {
         let mut indegree = vec![0usize; tasks.len()];
         let mut users: Vec<Vec<usize>> = vec![Vec::new(); tasks.len()];
         for (i, t) in tasks.iter().enumerate() {
-            if self.keys.contains_key(&t.key) {
+            if self.tasks.contains_key_str(&t.key) {
                 continue;
             }
             for d in &t.deps {
@@ -998,12 +1131,12 @@ impl Core {
                     return Err(format!("task {:?} depends on itself", t.key));
                 }
                 match batch.get(d.as_str()) {
-                    Some(&j) if !self.keys.contains_key(d) => {
+                    Some(&j) if !self.tasks.contains_key_str(d) => {
                         indegree[i] += 1;
                         users[j].push(i);
                     }
                     Some(_) => {}
-                    None if self.keys.contains_key(d) => {}
+                    None if self.tasks.contains_key_str(d) => {}
                     None => return Err(format!("task {:?} depends on unknown key {:?}", t.key, d)),
                 }
             }
@@ -1046,46 +1179,47 @@ impl Core {
         }
         let mut new = Vec::new();
         for desc in tasks {
-            if self.keys.contains_key(&desc.key) {
+            if self.tasks.contains_key_str(&desc.key) {
                 continue;
             }
-            let id = TaskId(self.next_task);
-            self.next_task += 1;
-            self.keys.insert(desc.key.clone(), id);
-            self.tasks.insert(
-                id,
-                Box::new(Task {
-                    retries_left: desc.options.retries,
-                    key: desc.key,
-                    spec: desc.spec,
-                    options: desc.options,
-                    deps: Vec::new(),
-                    dependents: Vec::new(),
-                    state: TaskState::Released,
-                    waiting_on: 0,
-                    who_has: Vec::new(),
-                    nbytes: 0,
-                    wanted_by: Vec::new(),
-                    suspicious: Vec::new(),
-                    scattered: false,
-                    seq: 0,
+            let id = self.tasks.insert(Task {
+                key: desc.key.into_boxed_str(),
+                spec: self.function_names.store(desc.spec),
+                priority: desc.options.priority,
+                deps: IdList::new(),
+                dependents: IdList::new(),
+                state: TaskState::Released,
+                waiting_on: 0,
+                who_has: IdList::new(),
+                nbytes: 0,
+                wanted_by: IdList::new(),
+                seq: 0,
+                extras: (desc.options.retries > 0
+                    || !desc.options.resources.is_empty()
+                    || !desc.options.workers.is_empty())
+                .then(|| {
+                    Box::new(TaskExtras {
+                        retries_left: desc.options.retries,
+                        options: desc.options,
+                        ..TaskExtras::default()
+                    })
                 }),
-            );
+            });
             new.push((id, desc.deps));
         }
         // Link inputs once every new key has an id.
         for (id, deps) in &new {
-            let dep_ids: Vec<TaskId> = deps.iter().map(|d| self.keys[d]).collect();
+            let dep_ids: Vec<TaskId> = deps.iter().map(|d| self.tasks.id_of(d).expect("checked")).collect();
             for d in &dep_ids {
                 self.tasks.get_mut(d).expect("checked").dependents.push(*id);
             }
             let task = self.tasks.get_mut(id).expect("just inserted");
-            task.deps = dep_ids;
+            task.deps = dep_ids.into_iter().collect();
             task.seq = self.next_seq;
             self.next_seq += 1;
         }
         for key in wanted {
-            let Some(&t) = self.keys.get(&key) else {
+            let Some(t) = self.tasks.id_of(&key) else {
                 self.outbox.push(Outgoing::Client(
                     client,
                     ToClient::KeyErred {
@@ -1097,15 +1231,15 @@ impl Core {
                 ));
                 continue;
             };
-            self.clients
-                .get_mut(&client)
-                .expect("checked by caller")
-                .wanted
-                .insert(t);
             let task = self.tasks.get_mut(&t).expect("keys are known");
             if !task.wanted_by.contains(&client) {
                 task.wanted_by.push(client);
+                self.clients
+                    .get_mut(&client)
+                    .expect("checked by caller")
+                    .log_wanted(client, t, &self.tasks);
             }
+            let task = &self.tasks[&t];
             match &task.state {
                 TaskState::Memory => self.outbox.push(Outgoing::Client(
                     client,
@@ -1114,9 +1248,13 @@ impl Core {
                         nbytes: task.nbytes,
                     },
                 )),
-                TaskState::Erred(e) => self
-                    .outbox
-                    .push(Outgoing::Client(client, ToClient::KeyErred { key, error: e.clone() })),
+                TaskState::Erred(e) => self.outbox.push(Outgoing::Client(
+                    client,
+                    ToClient::KeyErred {
+                        key,
+                        error: (**e).clone(),
+                    },
+                )),
                 _ => self.compute(t),
             }
         }
@@ -1140,7 +1278,7 @@ impl Core {
             self.outbox.push(reply("no workers to hold the data".into()));
             return;
         }
-        if let Some((k, _)) = items.iter().find(|(k, _)| self.keys.contains_key(k)) {
+        if let Some((k, _)) = items.iter().find(|(k, _)| self.tasks.contains_key_str(k)) {
             self.outbox.push(reply(format!("key {k:?} already exists")));
             return;
         }
@@ -1157,36 +1295,33 @@ impl Core {
                 .min_by_key(|(_, ws)| ws.stored_bytes + ws.processing.len() as u64)
                 .expect("checked not empty")
                 .0;
-            let id = TaskId(self.next_task);
-            self.next_task += 1;
-            self.keys.insert(key.clone(), id);
-            self.tasks.insert(
-                id,
-                Box::new(Task {
-                    key: key.clone(),
-                    spec: TaskSpec::Function {
-                        name: "scattered".into(),
-                        args: Vec::new(),
-                    },
-                    options: TaskOptions::default(),
-                    deps: Vec::new(),
-                    dependents: Vec::new(),
-                    state: TaskState::Processing {
-                        worker: w,
-                        started: true,
-                        stealing_to: None,
-                    },
-                    waiting_on: 0,
-                    who_has: Vec::new(),
-                    nbytes: data.len() as u64,
-                    wanted_by: vec![client],
-                    suspicious: Vec::new(),
-                    retries_left: 0,
-                    scattered: true,
-                    seq: 0,
+            let id = self.tasks.insert(Task {
+                key: key.as_str().into(),
+                spec: self.function_names.store(TaskSpec::Function {
+                    name: "scattered".into(),
+                    args: Vec::new(),
                 }),
-            );
-            self.clients.get_mut(&client).expect("checked").wanted.insert(id);
+                priority: 0,
+                deps: IdList::new(),
+                dependents: IdList::new(),
+                state: TaskState::Processing {
+                    worker: w,
+                    started: true,
+                },
+                waiting_on: 0,
+                who_has: IdList::new(),
+                nbytes: data.len() as u64,
+                wanted_by: IdList::from_iter([client]),
+                seq: 0,
+                extras: Some(Box::new(TaskExtras {
+                    scattered: true,
+                    ..TaskExtras::default()
+                })),
+            });
+            self.clients
+                .get_mut(&client)
+                .expect("checked")
+                .log_wanted(client, id, &self.tasks);
             let ws = self.workers.get_mut(&w).expect("chosen above");
             change_load(&mut self.by_load, w, ws, |ws| {
                 ws.processing.insert(id);
@@ -1271,7 +1406,7 @@ impl Core {
             if task.state != TaskState::Released {
                 continue;
             }
-            if task.scattered {
+            if task.scattered() {
                 // Its spec is a placeholder: once released, scattered data cannot be made again.
                 let reason = format!("scattered data {:?} was released; it cannot be computed", task.key);
                 self.set_erred(t, TaskError::Other(reason));
@@ -1282,7 +1417,7 @@ impl Core {
             for d in &task.deps {
                 match &self.tasks[d].state {
                     TaskState::Memory => {}
-                    TaskState::Erred(e) => failed = Some((*d, e.clone())),
+                    TaskState::Erred(e) => failed = Some((*d, (**e).clone())),
                     TaskState::Released => {
                         missing += 1;
                         stack.push(*d);
@@ -1307,7 +1442,7 @@ impl Core {
         let task = self.tasks.get_mut(&t).expect("make_ready of a known task");
         task.state = TaskState::Ready;
         task.waiting_on = 0;
-        self.ready.push((task.options.priority, Reverse(task.seq), t));
+        self.ready.push((task.priority, Reverse(task.seq), t));
     }
 
     /// Places ready tasks on workers while any has room.
@@ -1342,7 +1477,7 @@ impl Core {
             // The least loaded worker is full, so every worker is.
             return Placement::NoRoom;
         }
-        if task.options.workers.is_empty() && task.options.resources.is_empty() {
+        if task.options().workers.is_empty() && task.options().resources.is_empty() {
             // Any worker may run it: the holders of its inputs compete on bytes held, and
             // the rest on load alone, where the least loaded one wins.
             let mut holders: Vec<WorkerId> = task
@@ -1373,7 +1508,7 @@ impl Core {
                 continue;
             }
             any_room = true;
-            if !ws.fits(&task.options) {
+            if !ws.fits(task.options()) {
                 continue;
             }
             let held = self.held_bytes(task, ws);
@@ -1407,12 +1542,11 @@ impl Core {
         task.state = TaskState::Processing {
             worker: w,
             started: false,
-            stealing_to: None,
         };
         let ws = self.workers.get_mut(&w).expect("assign to a known worker");
         change_load(&mut self.by_load, w, ws, |ws| {
             ws.processing.insert(t);
-            ws.take_resources(&task.options, 1.0);
+            ws.take_resources(task.options(), 1.0);
         });
         let task = &self.tasks[&t];
         let deps = task
@@ -1422,7 +1556,7 @@ impl Core {
                 let dt = &self.tasks[d];
                 DepLocation {
                     id: *d,
-                    key: dt.key.clone(),
+                    key: dt.key.to_string(),
                     nbytes: dt.nbytes,
                     holders: dt
                         .who_has
@@ -1436,10 +1570,10 @@ impl Core {
             w,
             ToWorker::Compute(Box::new(ComputeTask {
                 id: t,
-                key: task.key.clone(),
-                spec: task.spec.clone(),
+                key: task.key.to_string(),
+                spec: task.spec.to_wire(),
                 deps,
-                priority: task.options.priority,
+                priority: task.priority,
             })),
         ));
         self.queue_dependents(t, w);
@@ -1498,7 +1632,7 @@ impl Core {
             && task.state == TaskState::Waiting
             && task.deps.len() <= MAX_QUEUED_BEHIND_DEPS
             && !ws.leaving
-            && ws.fits(&task.options)
+            && ws.fits(task.options())
             && task.deps.iter().all(|x| match self.tasks[x].state {
                 TaskState::Memory => true,
                 TaskState::Processing { worker, .. } => worker == w,
@@ -1614,14 +1748,9 @@ impl Core {
                 .iter()
                 .copied()
                 .filter(|t| {
-                    matches!(
-                        self.tasks[t].state,
-                        TaskState::Processing {
-                            started: false,
-                            stealing_to: None,
-                            ..
-                        }
-                    ) && self.tasks[t].waiting_on == 0
+                    matches!(self.tasks[t].state, TaskState::Processing { started: false, .. })
+                        && !self.stealing.contains_key(t)
+                        && self.tasks[t].waiting_on == 0
                         && !self.has_queued_dependents(*t, v)
                 })
                 .collect();
@@ -1632,7 +1761,7 @@ impl Core {
             while take > 0 && thief < thieves.len() {
                 let Some(t) = candidates.pop() else { break };
                 let (to, room) = &mut thieves[thief];
-                if !self.workers[to].fits(&self.tasks[&t].options) {
+                if !self.workers[to].fits(self.tasks[&t].options()) {
                     continue;
                 }
                 *room -= 1;
@@ -1641,9 +1770,7 @@ impl Core {
                 if *room == 0 {
                     thief += 1;
                 }
-                if let TaskState::Processing { stealing_to, .. } = &mut self.tasks.get_mut(&t).expect("known").state {
-                    *stealing_to = Some(to);
-                }
+                self.stealing.insert(t, to);
                 chosen.push(t);
             }
             if !chosen.is_empty() {
@@ -1666,17 +1793,17 @@ impl Core {
                 self.outbox
                     .push(Outgoing::Worker(worker, ToWorker::Cancel { tasks: vec![t] }));
             }
-            if self.tasks[&t].scattered {
+            if self.tasks[&t].scattered() {
                 self.fail_scatters(t, &error);
             }
             let task = self.tasks.get_mut(&t).expect("known");
             log::debug!("task {} erred: {}", task.key, error);
-            task.state = TaskState::Erred(error.clone());
+            task.state = TaskState::Erred(Box::new(error.clone()));
             for c in &task.wanted_by {
                 self.outbox.push(Outgoing::Client(
                     *c,
                     ToClient::KeyErred {
-                        key: task.key.clone(),
+                        key: task.key.to_string(),
                         error: error.clone(),
                     },
                 ));
@@ -1734,12 +1861,9 @@ impl Core {
             let task = &self.tasks[&t];
             if task.wanted_by.is_empty() && task.dependents.is_empty() {
                 let task = self.tasks.remove(&t).expect("checked");
-                self.keys.remove(&task.key);
                 for d in task.deps {
                     let dt = self.tasks.get_mut(&d).expect("inputs outlive their dependents");
-                    if let Some(pos) = dt.dependents.iter().position(|x| *x == t) {
-                        dt.dependents.swap_remove(pos);
-                    }
+                    dt.dependents.remove_item(t);
                     stack.push(d);
                 }
             }
@@ -1809,8 +1933,17 @@ impl Core {
             }
             assert_eq!(bytes, ws.stored_bytes, "stored bytes of {id}");
         }
-        for (id, task) in &self.tasks {
-            assert_eq!(self.keys.get(&task.key), Some(id), "key table of {}", task.key);
+        let mut wants: IdMap<ClientId, usize> = IdMap::default();
+        for (id, task) in self.tasks.iter() {
+            let id = &id;
+            for list in [&task.deps, &task.dependents] {
+                assert!(list.is_canonical(), "id lists of {}", task.key);
+            }
+            assert!(
+                task.who_has.is_canonical() && task.wanted_by.is_canonical(),
+                "id lists of {}",
+                task.key
+            );
             for w in &task.who_has {
                 assert!(
                     self.workers[w].has_data.contains(id),
@@ -1836,7 +1969,7 @@ impl Core {
                         .iter()
                         .filter(|d| self.tasks[d].state != TaskState::Memory)
                         .count();
-                    assert_eq!(missing, task.waiting_on, "waiting count of {}", task.key);
+                    assert_eq!(missing, task.waiting_on as usize, "waiting count of {}", task.key);
                     assert!(missing > 0, "{} waits on nothing", task.key);
                 }
                 TaskState::Processing { worker, .. } if task.waiting_on > 0 => {
@@ -1881,9 +2014,22 @@ impl Core {
             }
             for c in &task.wanted_by {
                 assert!(self.clients[c].wanted.contains(id), "client {c} wants {}", task.key);
+                *wants.entry(*c).or_insert(0) += 1;
             }
         }
-        assert_eq!(self.keys.len(), self.tasks.len());
+        for (t, thief) in &self.stealing {
+            match self.tasks.get(t).map(|task| &task.state) {
+                Some(TaskState::Processing { worker, .. }) => {
+                    assert_ne!(worker, thief, "{t} is stolen by the worker it is on")
+                }
+                s => panic!("{t} is being stolen while {s:?}"),
+            }
+            assert!(self.workers.contains_key(thief), "{t} is stolen by a lost worker");
+        }
+        for (c, cs) in &self.clients {
+            assert_eq!(cs.wants, wants.get(c).copied().unwrap_or(0), "tasks client {c} wants");
+        }
+        self.tasks.sanity_check();
     }
 }
 
@@ -1895,5 +2041,17 @@ fn dependency_error(key: &str, error: TaskError) -> TaskError {
             key: key.to_string(),
             error: Box::new(e),
         },
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    /// Every byte of `Task` is paid by each of a million pending tasks (the `memory`
+    /// benchmark): growing it should be a decision, not an accident.
+    #[test]
+    fn a_task_stays_small() {
+        assert!(std::mem::size_of::<Option<super::Task>>() <= 152);
+        assert_eq!(std::mem::size_of::<super::TaskState>(), 16);
+        assert_eq!(std::mem::size_of::<super::StoredSpec>(), 24);
     }
 }

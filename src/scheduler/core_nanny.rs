@@ -71,7 +71,7 @@ impl Core {
                     self.outbox.push(Outgoing::Client(
                         *c,
                         ToClient::KeyErred {
-                            key: task.key.clone(),
+                            key: task.key.to_string(),
                             error: lost.clone(),
                         },
                     ));
@@ -88,10 +88,11 @@ impl Core {
             ));
         }
         self.tasks.clear();
-        self.keys.clear();
         self.ready.clear();
+        self.stealing.clear();
         for c in self.clients.values_mut() {
             c.wanted.clear();
+            c.wants = 0;
         }
         self.by_load.clear();
         for (id, ws) in self.workers.iter_mut() {

@@ -843,8 +843,8 @@ fn exhausted_retries_err_the_task_and_every_dependent() {
     cl.fail("w1", "a", boom());
     assert!(cl.computes_sent_to("w1").is_empty());
 
-    assert_eq!(cl.state("a"), TaskState::Erred(boom()));
-    assert_eq!(cl.state("b"), TaskState::Erred(dependency("a", boom())));
+    assert_eq!(cl.state("a"), TaskState::Erred(Box::new(boom())));
+    assert_eq!(cl.state("b"), TaskState::Erred(Box::new(dependency("a", boom()))));
     let mut told = cl.erred_to_client(c);
     told.sort_by(|x, y| x.0.cmp(&y.0));
     assert_eq!(
@@ -860,7 +860,6 @@ fn exhausted_retries_err_the_task_and_every_dependent() {
         TaskState::Processing {
             worker: cl.worker("w1"),
             started: false,
-            stealing_to: None
         }
     );
 
@@ -897,7 +896,7 @@ fn cancelling_a_waiting_task_leaves_wanted_inputs_running() {
     assert_eq!(cl.computes_sent_to("w1"), ["a"]);
     cl.cancel(c, &["b"]);
     assert_eq!(cl.erred_to_client(c), [("b".to_string(), TaskError::Cancelled)]);
-    assert_eq!(cl.state("b"), TaskState::Erred(TaskError::Cancelled));
+    assert_eq!(cl.state("b"), TaskState::Erred(Box::new(TaskError::Cancelled)));
     cl.assert_nothing_else_sent();
     assert_eq!(cl.processing_on("a"), "w1");
 
@@ -946,7 +945,10 @@ fn cancelling_a_processing_task_tells_its_worker_and_errs_dependents() {
             ("c".to_string(), dependency("a", TaskError::Cancelled)),
         ]
     );
-    assert_eq!(cl.state("b"), TaskState::Erred(dependency("a", TaskError::Cancelled)));
+    assert_eq!(
+        cl.state("b"),
+        TaskState::Erred(Box::new(dependency("a", TaskError::Cancelled)))
+    );
     cl.assert_nothing_else_sent();
 
     // The slot is free again.
@@ -1131,7 +1133,7 @@ fn task_started_on_too_many_workers_that_died_errs_as_killed_worker() {
     let killed = TaskError::KilledWorker {
         workers: vec!["w1".into(), "w2".into()],
     };
-    assert_eq!(cl.state("a"), TaskState::Erred(killed.clone()));
+    assert_eq!(cl.state("a"), TaskState::Erred(Box::new(killed.clone())));
     assert_eq!(cl.erred_to_client(c), [("b".to_string(), dependency("a", killed))]);
     assert!(cl.computes_sent_to("w3").is_empty());
 }
@@ -1335,7 +1337,6 @@ fn tasks_that_started_before_the_steal_stay_put() {
         TaskState::Processing {
             worker: cl.worker("w1"),
             started: true,
-            stealing_to: None
         }
     );
 }
@@ -1823,7 +1824,7 @@ fn late_finished_for_a_cancelled_task_drops_the_result() {
     cl.erred_to_client(c);
     cl.finish("w1", "a", 1);
     assert_eq!(cl.releases_sent_to("w1"), ["a"]);
-    assert_eq!(cl.state("a"), TaskState::Erred(TaskError::Cancelled));
+    assert_eq!(cl.state("a"), TaskState::Erred(Box::new(TaskError::Cancelled)));
     cl.fail("w1", "a", boom());
     cl.start("w1", "a");
     cl.assert_nothing_else_sent();

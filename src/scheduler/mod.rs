@@ -4,7 +4,9 @@
 pub mod core;
 #[cfg(test)]
 mod core_tests;
+mod id_list;
 pub mod server;
+mod table;
 
 pub use self::core::{Core, CoreConfig, Outgoing, TaskState};
 pub use server::{Scheduler, SchedulerConfig, StopReason, Stopper};
