@@ -52,27 +52,3 @@ pub fn random_u64() -> u64 {
     );
     h.finish()
 }
-
-/// Keeps blocks of `bytes` and more out of the heap, in their own mappings, so freeing
-/// them gives the memory back to the system at once.
-///
-/// glibc starts with such a threshold (128 KiB) but raises it to the size of each large
-/// block freed, up to 32 MiB. A scheduler decodes a 100,000-task submission into a ~20 MB
-/// buffer and frees it; from then on its growing tables and the next submissions' buffers
-/// land in the heap, and the holes their growth leaves behind stay resident for good.
-/// Setting the threshold explicitly turns that adjustment off. Only the scheduler process
-/// calls it: a worker reuses large result buffers, which the heap serves better.
-pub fn pin_mmap_threshold(bytes: usize) {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        let bytes = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-        // SAFETY: mallopt only sets a tunable of the allocator; any value is valid input,
-        // and glibc serialises it with allocations.
-        let ok = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, bytes) };
-        if ok != 1 {
-            log::debug!("mallopt(M_MMAP_THRESHOLD, {bytes}) was refused");
-        }
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    let _ = bytes;
-}

@@ -124,8 +124,6 @@ fn announced(addr: std::net::SocketAddr) -> String {
 
 fn scheduler(args: SchedulerArgs) -> Result<u8, CliError> {
     let setup = config::scheduler(&args)?;
-    // Large transient buffers must not leave the heap fragmented for the process's life.
-    crate::sys::pin_mmap_threshold(1 << 20);
     let stop_signal = termination_signal()?;
     crate::rt::block_on(async {
         let listen = setup.config.listen;

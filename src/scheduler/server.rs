@@ -35,7 +35,10 @@ enum Event {
     Worker(WorkerId, FromWorker),
     WorkerLost(WorkerId, String),
     ClientJoined(ClientId, async_channel::Sender<ToClient>),
-    Client(ClientId, FromClient),
+    /// A client's message, and where to say it was handled: a client's reader decodes its
+    /// next message only then, so a client that submits faster than the core places keeps
+    /// one decoded submission in the scheduler's memory, not all of them.
+    Client(ClientId, FromClient, async_channel::Sender<()>),
     ClientLost(ClientId),
     NannyJoined(NannyId, String, Vec<String>, async_channel::Sender<ToNanny>),
     Nanny(NannyId, FromNanny),
@@ -135,7 +138,10 @@ async fn core_loop(
                     clients.insert(id, tx);
                     core.on_client_joined(id);
                 }
-                Event::Client(id, msg) => core.on_client_message(id, msg),
+                Event::Client(id, msg, handled) => {
+                    core.on_client_message(id, msg);
+                    let _ = handled.try_send(());
+                }
                 Event::ClientLost(id) => {
                     clients.remove(&id);
                     core.on_client_lost(id);
@@ -262,7 +268,7 @@ async fn serve_connection(
             let (tx, rx) = async_channel::unbounded();
             let writer = spawn_writer(rx, stream);
             let _ = events.send(Event::WorkerJoined(id, info, tx)).await;
-            let ended = pump(&mut reader, |m| Event::Worker(id, m), &events).await;
+            let ended = pump(&mut reader, |m| Event::Worker(id, m), &events, None).await;
             let _ = events
                 .send(Event::WorkerLost(
                     id,
@@ -277,7 +283,14 @@ async fn serve_connection(
             let (tx, rx) = async_channel::unbounded();
             let writer = spawn_writer(rx, stream);
             let _ = events.send(Event::ClientJoined(id, tx)).await;
-            let ended = pump(&mut reader, |m| Event::Client(id, m), &events).await;
+            let (handled_tx, handled) = async_channel::bounded(1);
+            let ended = pump(
+                &mut reader,
+                |m| Event::Client(id, m, handled_tx.clone()),
+                &events,
+                Some(&handled),
+            )
+            .await;
             let _ = events.send(Event::ClientLost(id)).await;
             drop(writer);
             ended
@@ -293,7 +306,7 @@ async fn serve_connection(
             let (tx, rx) = async_channel::unbounded();
             let writer = spawn_writer(rx, stream);
             let _ = events.send(Event::NannyJoined(id, name, workers, tx)).await;
-            let ended = pump(&mut reader, |m| Event::Nanny(id, m), &events).await;
+            let ended = pump(&mut reader, |m| Event::Nanny(id, m), &events, None).await;
             let _ = events.send(Event::NannyLost(id)).await;
             drop(writer);
             ended
@@ -302,17 +315,24 @@ async fn serve_connection(
     }
 }
 
-/// Forwards every frame as an event until the connection ends.
+/// Forwards every frame as an event until the connection ends; with `handled`, waits for
+/// the core to handle each before reading the next.
 async fn pump<M: serde::de::DeserializeOwned>(
     reader: &mut FrameReader<TcpStream>,
     wrap: impl Fn(M) -> Event,
     events: &async_channel::Sender<Event>,
+    handled: Option<&async_channel::Receiver<()>>,
 ) -> Result<(), String> {
     loop {
         match reader.next::<M>().await {
             Ok(Some(m)) => {
                 if events.send(wrap(m)).await.is_err() {
                     return Ok(());
+                }
+                if let Some(h) = handled {
+                    if h.recv().await.is_err() {
+                        return Ok(());
+                    }
                 }
             }
             Ok(None) => return Ok(()),
