@@ -1586,7 +1586,11 @@ impl Core {
     fn queue_dependents(&mut self, t: TaskId, w: WorkerId) {
         let mut stack = vec![t];
         while let Some(t) = stack.pop() {
-            for d in self.tasks[&t].dependents.clone() {
+            // By index, without copying the list: a task may have many dependents, and this
+            // runs again (from `queue_later`) each time a task finishes on `w`.
+            let mut i = 0;
+            while let Some(&d) = self.tasks[&t].dependents.get(i) {
+                i += 1;
                 if !self.may_queue_behind(d, w) {
                     continue;
                 }

@@ -2249,3 +2249,35 @@ fn a_dependent_is_not_queued_behind_a_small_input_when_a_big_one_is_held_elsewhe
     cl.finish("w2", "small", 10);
     assert_eq!(cl.computes_sent_to("w1"), ["c"]);
 }
+
+#[test]
+fn a_fan_out_is_queued_behind_its_root_only_as_far_as_the_worker_has_room() {
+    let mut cl = Cluster::with_config(config(|c| c.queue_per_thread = 2));
+    cl.add_worker("w1", 1);
+    let c = cl.add_client();
+    let mut tasks = vec![task("root")];
+    let keys: Vec<String> = (0..10).map(|i| format!("d{i}")).collect();
+    for k in &keys {
+        tasks.push(task_on(k, &["root"]));
+    }
+    let wanted: Vec<&str> = keys.iter().map(String::as_str).collect();
+    cl.submit(c, tasks, &wanted);
+    assert_eq!(cl.computes_sent_to("w1"), ["root", "d0", "d1"]);
+    assert_eq!(cl.state("d2"), TaskState::Waiting);
+    cl.finish("w1", "root", 1);
+    // The rest are ready now and placed as room frees.
+    cl.finish("w1", "d0", 1);
+    cl.finish("w1", "d1", 1);
+    let mut placed = cl.computes_sent_to("w1");
+    while !placed.is_empty() {
+        for k in &placed {
+            cl.finish("w1", k, 1);
+        }
+        placed = cl.computes_sent_to("w1");
+    }
+    let mut done = cl.finished_to_client(c);
+    done.sort();
+    let mut expected = keys.clone();
+    expected.sort();
+    assert_eq!(done, expected);
+}
