@@ -201,3 +201,45 @@ fn async_client_works_from_smol() {
     });
     cluster.stop_blocking();
 }
+
+/// A chain is queued behind its head on the head's worker; when the head fails and is
+/// retried, what was queued behind it is taken back and runs after the retry succeeds.
+#[test]
+fn a_chain_queued_behind_a_flaky_head_runs_once_the_retry_succeeds() {
+    let tries = Arc::new(AtomicUsize::new(0));
+    let t = tries.clone();
+    let registry = Registry::builtin().register("flaky", move |_, _| {
+        if t.fetch_add(1, Ordering::SeqCst) < 1 {
+            Err("not yet".into())
+        } else {
+            Ok(b"1".to_vec())
+        }
+    });
+    let (cluster, _dir) = cluster(2, registry);
+    let client = Client::connect(&cluster.address()).unwrap();
+    let mut head = TaskDesc::function("head", "flaky", vec![]);
+    head.options.retries = 1;
+    let mut tasks = vec![head];
+    for i in 0..50 {
+        let prev = if i == 0 {
+            "head".to_string()
+        } else {
+            format!("link-{}", i - 1)
+        };
+        tasks.push(TaskDesc::function(format!("link-{i}"), "sum", vec![]).with_deps([prev]));
+    }
+    client.submit_wanting(tasks, vec!["link-49".into()]).unwrap();
+    // A chain left queued behind the failed attempt would wait for ever: bound the wait by
+    // far more than the run takes.
+    let last = ["link-49".to_string()];
+    let gather = client.as_async().gather(&last);
+    let out = smol::block_on(futures_lite::FutureExt::or(async { Some(gather.await) }, async {
+        async_io::Timer::after(Duration::from_secs(60)).await;
+        None
+    }))
+    .expect("the chain finished within 60 s")
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out[0]).trim(), "1");
+    assert_eq!(tries.load(Ordering::SeqCst), 2);
+    cluster.stop_blocking();
+}
