@@ -287,6 +287,11 @@ impl WorkerState {
         n + n * queue_per_thread as usize
     }
 
+    /// Whether it may be assigned one more task.
+    fn has_room(&self, queue_per_thread: u32) -> bool {
+        self.processing.len() < self.capacity(queue_per_thread)
+    }
+
     fn load(&self) -> f64 {
         self.processing.len() as f64 / self.info.nthreads.max(1) as f64
     }
@@ -415,7 +420,7 @@ pub struct Core {
     workers: BTreeMap<WorkerId, WorkerState>,
     /// Workers that take new tasks (not leaving), least loaded first, ties by id: placement
     /// finds the least loaded worker with room without looking at every worker. Kept by
-    /// [`Core::set_processing`] and the few places that add, remove or retire a worker.
+    /// [`change_load`] and the few places that add, remove or retire a worker.
     by_load: BTreeSet<(Load, WorkerId)>,
     clients: IdMap<ClientId, ClientState>,
     /// Tasks in `Ready`, best first. Entries whose task left `Ready` are skipped when popped.
@@ -827,12 +832,7 @@ impl Core {
                 error,
                 task.extras().retries_left
             );
-            task.state = TaskState::Released;
-            let queued = self.unqueue_dependents(t, w);
-            self.compute(t);
-            for d in queued {
-                self.compute(d);
-            }
+            self.compute_again(t, w);
         } else {
             // Its worker reported it: no need to tell it to stop.
             task.state = TaskState::Released;
@@ -860,12 +860,7 @@ impl Core {
         }
         if self.processing_on(t, w) {
             self.unassign(w, t);
-            self.tasks.get_mut(&t).expect("processing").state = TaskState::Released;
-            let queued = self.unqueue_dependents(t, w);
-            self.compute(t);
-            for d in queued {
-                self.compute(d);
-            }
+            self.compute_again(t, w);
         }
     }
 
@@ -880,20 +875,14 @@ impl Core {
             if self.tasks[&t].waiting_on > 0 || !queued.is_empty() {
                 // It was queued behind inputs still computing there (or had dependents
                 // queued behind it): back to waiting for them, like its dependents.
-                self.tasks.get_mut(&t).expect("processing").state = TaskState::Released;
-                self.compute(t);
-                for d in queued {
-                    self.compute(d);
-                }
+                self.compute_again_with(t, queued);
                 continue;
             }
             self.tasks.get_mut(&t).expect("processing").state = TaskState::Ready;
             match stealing_to {
                 Some(thief)
                     if self.workers.get(&thief).is_some_and(|ws| {
-                        !ws.leaving
-                            && ws.processing.len() < ws.capacity(self.config.queue_per_thread)
-                            && ws.fits(self.tasks[&t].options())
+                        !ws.leaving && ws.has_room(self.config.queue_per_thread) && ws.fits(self.tasks[&t].options())
                     }) =>
                 {
                     self.assign(t, thief)
@@ -1473,7 +1462,7 @@ impl Core {
         let Some(&(_, least)) = self.by_load.first() else {
             return Placement::NoRoom;
         };
-        if self.workers[&least].processing.len() >= self.workers[&least].capacity(q) {
+        if !self.workers[&least].has_room(q) {
             // The least loaded worker is full, so every worker is.
             return Placement::NoRoom;
         }
@@ -1490,7 +1479,7 @@ impl Core {
             let mut best: Option<(WorkerId, u64, f64)> = None;
             for id in holders {
                 let ws = &self.workers[&id];
-                if ws.leaving || ws.processing.len() >= ws.capacity(q) {
+                if ws.leaving || !ws.has_room(q) {
                     continue;
                 }
                 let held = self.held_bytes(task, ws);
@@ -1504,7 +1493,7 @@ impl Core {
         let mut any_room = false;
         let mut best: Option<(WorkerId, u64, f64)> = None;
         for (id, ws) in &self.workers {
-            if ws.leaving || ws.processing.len() >= ws.capacity(self.config.queue_per_thread) {
+            if ws.leaving || !ws.has_room(self.config.queue_per_thread) {
                 continue;
             }
             any_room = true;
@@ -1594,8 +1583,7 @@ impl Core {
                 if !self.may_queue_behind(d, w) {
                     continue;
                 }
-                let ws = &self.workers[&w];
-                if ws.processing.len() >= ws.capacity(self.config.queue_per_thread) {
+                if !self.workers[&w].has_room(self.config.queue_per_thread) {
                     let ws = self.workers.get_mut(&w).expect("checked");
                     for t in stack.into_iter().chain([t]) {
                         if !ws.queue_later.contains(&t) {
@@ -1613,17 +1601,12 @@ impl Core {
     /// Queues waiting `d` on the worker computing its remaining inputs, if one worker computes
     /// them all and has room.
     fn queue_behind_remaining_inputs(&mut self, d: TaskId) {
-        let task = &self.tasks[&d];
-        if !self.config.queue_behind_inputs || task.deps.len() > MAX_QUEUED_BEHIND_DEPS {
-            return;
-        }
-        let computing_on = task.deps.iter().find_map(|x| match self.tasks[x].state {
+        let computing_on = self.tasks[&d].deps.iter().find_map(|x| match self.tasks[x].state {
             TaskState::Processing { worker, .. } => Some(worker),
             _ => None,
         });
         let Some(w) = computing_on else { return };
-        let ws = &self.workers[&w];
-        if ws.processing.len() < ws.capacity(self.config.queue_per_thread) && self.may_queue_behind(d, w) {
+        if self.workers[&w].has_room(self.config.queue_per_thread) && self.may_queue_behind(d, w) {
             self.assign(d, w);
         }
     }
@@ -1668,12 +1651,14 @@ impl Core {
         }
     }
 
+    /// Whether `d` is on `w` queued behind inputs still computing there.
+    fn queued_behind_on(&self, d: TaskId, w: WorkerId) -> bool {
+        self.processing_on(d, w) && self.tasks[&d].waiting_on > 0
+    }
+
     /// Whether dependents of `t` are queued on `w` behind it.
     fn has_queued_dependents(&self, t: TaskId, w: WorkerId) -> bool {
-        self.tasks[&t]
-            .dependents
-            .iter()
-            .any(|d| self.processing_on(*d, w) && self.tasks[d].waiting_on > 0)
+        self.tasks[&t].dependents.iter().any(|d| self.queued_behind_on(*d, w))
     }
 
     /// A task finished on `w`: dependents that found no room behind their inputs there may
@@ -1687,6 +1672,22 @@ impl Core {
         }
     }
 
+    /// `t`, taken off `w` without a result, is computed again, and so is what was queued
+    /// behind it there.
+    fn compute_again(&mut self, t: TaskId, w: WorkerId) {
+        let queued = self.unqueue_dependents(t, w);
+        self.compute_again_with(t, queued);
+    }
+
+    /// [`Core::compute_again`] once the dependents queued behind `t` are taken back.
+    fn compute_again_with(&mut self, t: TaskId, queued: Vec<TaskId>) {
+        self.tasks.get_mut(&t).expect("known").state = TaskState::Released;
+        self.compute(t);
+        for d in queued {
+            self.compute(d);
+        }
+    }
+
     /// `t` stopped processing on `w` without a result: the dependents queued behind it there
     /// (and behind those, and so on) are taken back, released, and returned so the caller
     /// computes them again once `t` is settled.
@@ -1695,8 +1696,7 @@ impl Core {
         let mut stack = vec![t];
         while let Some(t) = stack.pop() {
             for d in self.tasks[&t].dependents.clone() {
-                let queued = self.processing_on(d, w) && self.tasks[&d].waiting_on > 0;
-                if !queued {
+                if !self.queued_behind_on(d, w) {
                     continue;
                 }
                 self.unassign(w, d);

@@ -263,16 +263,7 @@ impl WorkerCore {
                 );
                 let mut alive = replicated;
                 for w in f.waiters {
-                    if let Some(t) = self.tasks.get_mut(&w) {
-                        if let Phase::Fetching { missing } = &mut t.phase {
-                            alive = true;
-                            *missing -= 1;
-                            if *missing == 0 {
-                                t.phase = Phase::Ready;
-                                self.ready.push((t.priority, Reverse(t.seq), w));
-                            }
-                        }
-                    }
+                    alive |= self.input_arrived(w);
                 }
                 if !alive {
                     self.held.remove(&dep);
@@ -312,6 +303,23 @@ impl WorkerCore {
         }
     }
 
+    /// One of the inputs `task` waits for is here: it is ready once it has them all. False if
+    /// `task` no longer waits for inputs.
+    fn input_arrived(&mut self, task: TaskId) -> bool {
+        let Some(t) = self.tasks.get_mut(&task) else {
+            return false;
+        };
+        let Phase::Fetching { missing } = &mut t.phase else {
+            return false;
+        };
+        *missing -= 1;
+        if *missing == 0 {
+            t.phase = Phase::Ready;
+            self.ready.push((t.priority, Reverse(t.seq), task));
+        }
+        true
+    }
+
     /// A task's execution ended; on success the shell stored its result.
     pub fn on_executed(&mut self, task: TaskId, outcome: Result<u64, TaskError>) {
         self.unreported_starts.remove(&task);
@@ -341,15 +349,7 @@ impl WorkerCore {
                 self.effects
                     .push(Effect::Send(FromWorker::Finished { task, nbytes, fetched }));
                 for w in self.behind.remove(&task).unwrap_or_default() {
-                    if let Some(t) = self.tasks.get_mut(&w) {
-                        if let Phase::Fetching { missing } = &mut t.phase {
-                            *missing -= 1;
-                            if *missing == 0 {
-                                t.phase = Phase::Ready;
-                                self.ready.push((t.priority, Reverse(t.seq), w));
-                            }
-                        }
-                    }
+                    self.input_arrived(w);
                 }
             }
             Err(error) => {
