@@ -1,5 +1,5 @@
 //! What distd asks the operating system directly: this host's name, a process's resident
-//! memory, the machine's memory, a little randomness, and one allocator tunable. Linux only
+//! memory, the machine's memory, and a little randomness. Linux only
 //! (`/proc`); each answers "unknown" (empty, 0, None) rather than failing.
 
 use std::hash::{BuildHasher, Hasher};

@@ -7,8 +7,8 @@
 use crate::protocol::codec;
 use crate::protocol::LocationProblem;
 use crate::protocol::{
-    connect_handshake, write_loop, ClusterInfo, FrameReader, FromClient, HandshakeError, KeyLocation, RequestId, Role,
-    TaskDesc, TaskError, ToClient,
+    connect_handshake, spawn_writer, ClusterInfo, FrameReader, FromClient, HandshakeError, KeyLocation, RequestId,
+    Role, TaskDesc, TaskError, ToClient,
 };
 use crate::worker::peer::PeerClient;
 use serde::{de::DeserializeOwned, Serialize};
@@ -160,11 +160,7 @@ impl AsyncClient {
             shared: Mutex::new(Shared::default()),
             next_req: AtomicU64::new(0),
         });
-        let writer_stream = stream.clone();
-        let writer = crate::rt::spawn(async move {
-            let _ = write_loop(rx, writer_stream.clone()).await;
-            let _ = writer_stream.shutdown(std::net::Shutdown::Both);
-        });
+        let writer = spawn_writer(rx, stream.clone());
         let reader_inner = inner.clone();
         let reader = crate::rt::spawn(async move {
             let reason = loop {

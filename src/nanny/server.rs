@@ -7,7 +7,7 @@
 //! nanny however the nanny dies.
 
 use super::supervisor::{Action, ExitKind, Policy, Supervisor};
-use crate::protocol::{connect_handshake, write_loop, FrameReader, FromNanny, Role, ToNanny};
+use crate::protocol::{connect_handshake, spawn_writer, FrameReader, FromNanny, Role, ToNanny};
 use crate::worker::server::connect_scheduler;
 use futures_lite::{AsyncBufReadExt, FutureExt, StreamExt};
 use smol::Task;
@@ -137,7 +137,12 @@ pub async fn supervise(config: NannyConfig, stop: async_channel::Receiver<()>) -
             }
         })
     };
-    let _ticker = crate::ticker::ticker(MEMORY_POLL, tx.clone(), || Event::Tick);
+    // Memory is polled only when there is a limit to enforce; deadlines have their own timer.
+    let _ticker = config
+        .policy
+        .kill_above
+        .is_some()
+        .then(|| crate::ticker::ticker(MEMORY_POLL, tx.clone(), || Event::Tick));
     let now = Instant::now();
     let names: Vec<String> = if config.nworkers == 1 {
         vec![config.name.clone()]
@@ -211,11 +216,7 @@ async fn connect(config: &NannyConfig, names: &[String], events: async_channel::
         return None;
     }
     let (tx, rx) = async_channel::unbounded();
-    let w = stream.clone();
-    let writer = crate::rt::spawn(async move {
-        let _ = write_loop(rx, w.clone()).await;
-        let _ = w.shutdown(std::net::Shutdown::Both);
-    });
+    let writer = spawn_writer(rx, stream.clone());
     let _ = tx.try_send(FromNanny::Register {
         name: config.name.clone(),
         host: crate::sys::hostname(),

@@ -145,10 +145,6 @@ impl Supervisor {
         self.phase == Phase::Done
     }
 
-    pub fn is_running(&self) -> bool {
-        matches!(self.phase, Phase::Running { .. } | Phase::Stopping { .. })
-    }
-
     /// When the shell should call [`on_tick`](Self::on_tick) next, if a deadline is pending.
     pub fn next_deadline(&self) -> Option<Instant> {
         match self.phase {

@@ -9,6 +9,20 @@ use std::sync::Arc;
 /// Shared, immutable result bytes: stored once, served to any number of peers without copies.
 pub type Data = Arc<Vec<u8>>;
 
+/// Spawns the connection's one writer ([`write_loop`]); when `rx` closes it flushes and shuts
+/// the socket, which also ends the connection's reader.
+pub fn spawn_writer<M: Serialize + Send + 'static>(
+    rx: async_channel::Receiver<M>,
+    stream: smol::net::TcpStream,
+) -> smol::Task<()> {
+    crate::rt::spawn(async move {
+        if let Err(e) = write_loop(rx, stream.clone()).await {
+            log::debug!("write failed: {e}");
+        }
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+    })
+}
+
 /// Writes everything that arrives on `rx` to `w` until the channel closes (Ok) or the socket
 /// fails (Err). Messages already queued when the writer wakes go out in one write.
 pub async fn write_loop<M: Serialize, W: AsyncWrite + Unpin>(

@@ -11,7 +11,7 @@ mod ids;
 mod messages;
 mod task;
 
-pub use conn::{write_loop, Data};
+pub use conn::{spawn_writer, write_loop, Data};
 pub use frame::{encode_frame, FrameError, FrameReader, MAX_FRAME_LEN};
 pub use handshake::{accept_handshake, connect_handshake, HandshakeError, Hello, Role, MAGIC, PROTOCOL_VERSION};
 pub use ids::{ClientId, NannyId, RequestId, TaskId, WorkerId};

@@ -6,8 +6,8 @@
 
 use super::core::{Core, CoreConfig, Outgoing, CONNECTION_CLOSED};
 use crate::protocol::{
-    accept_handshake, write_loop, ClientId, FrameError, FrameReader, FromClient, FromNanny, FromWorker, NannyId, Role,
-    ToClient, ToNanny, ToWorker, WorkerId, WorkerInfo,
+    accept_handshake, spawn_writer, ClientId, FrameError, FrameReader, FromClient, FromNanny, FromWorker, NannyId,
+    Role, ToClient, ToNanny, ToWorker, WorkerId, WorkerInfo,
 };
 use smol::net::{TcpListener, TcpStream};
 use smol::Task;
@@ -341,15 +341,4 @@ async fn pump<M: serde::de::DeserializeOwned>(
             Err(e) => return Err(e.to_string()),
         }
     }
-}
-
-/// The connection's one writer; when its channel closes it flushes and shuts the socket,
-/// which also ends the reader.
-fn spawn_writer<M: serde::Serialize + Send + 'static>(rx: async_channel::Receiver<M>, stream: TcpStream) -> Task<()> {
-    crate::rt::spawn(async move {
-        if let Err(e) = write_loop(rx, stream.clone()).await {
-            log::debug!("write failed: {e}");
-        }
-        let _ = stream.shutdown(std::net::Shutdown::Both);
-    })
 }

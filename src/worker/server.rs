@@ -8,7 +8,7 @@ use super::state::{Effect, WorkerCore};
 use super::store::Store;
 use crate::idmap::IdMap;
 use crate::protocol::{
-    connect_handshake, write_loop, Data, FrameReader, FromWorker, HandshakeError, Role, TaskError, TaskId, TaskSpec,
+    connect_handshake, spawn_writer, Data, FrameReader, FromWorker, HandshakeError, Role, TaskError, TaskId, TaskSpec,
     ToWorker, WorkerInfo,
 };
 use crate::ticker::ticker;
@@ -174,7 +174,7 @@ impl Worker {
             store,
             ctx,
             events_tx: events_tx.clone(),
-            executions: HashMap::new(),
+            executions: IdMap::default(),
             spilling: None,
             retiring: false,
             functions,
@@ -319,13 +319,7 @@ async fn register(
         reason,
     };
     let (tx, rx) = async_channel::unbounded();
-    let writer_stream = stream.clone();
-    let writer = crate::rt::spawn(async move {
-        if let Err(e) = write_loop(rx, writer_stream.clone()).await {
-            log::debug!("scheduler connection write failed: {e}");
-        }
-        let _ = writer_stream.shutdown(std::net::Shutdown::Both);
-    });
+    let writer = spawn_writer(rx, stream.clone());
     tx.send(FromWorker::Register(info.clone()))
         .await
         .map_err(|_| protocol("connection closed during registration".into()))?;
@@ -372,7 +366,7 @@ struct Shell {
     ctx: ExecContext,
     events_tx: async_channel::Sender<Event>,
     /// Running executions; dropping one kills it.
-    executions: HashMap<TaskId, Task<()>>,
+    executions: IdMap<TaskId, Task<()>>,
     /// Where function tasks run.
     functions: FunctionThreads,
     /// Function tasks queued to `functions` that no thread has started: a steal or a cancel

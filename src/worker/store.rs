@@ -31,8 +31,9 @@
 //! thread can only ever write, read or delete its own file, never a newer spill of the same
 //! result. A reader whose file vanished (removed, replaced or read back meanwhile) looks again.
 
+use crate::idmap::IdMap;
 use crate::protocol::{Data, TaskId};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::io;
@@ -196,7 +197,6 @@ impl Store {
         self.spill_down_to(in_memory_at_most)
     }
 
-    /// Counts and bytes of what is held, by place.
     /// Whether every result is in memory, so that `get` cannot block on a file.
     pub fn all_in_memory(&self) -> bool {
         self.stats().spilled == 0
@@ -212,6 +212,7 @@ impl Store {
         blocking::unblock(move || store.get(id)).await
     }
 
+    /// Counts and bytes of what is held, by place.
     pub fn stats(&self) -> StoreStats {
         self.lock().stats()
     }
@@ -339,7 +340,7 @@ impl Drop for Store {
 /// Each method is one event; the `Store` carries out the file I/O it implies.
 struct Ledger {
     /// Every result held, wherever it lives.
-    entries: HashMap<TaskId, Entry>,
+    entries: IdMap<TaskId, Entry>,
     /// Results in `Place::Memory` by last use, oldest first: spill victims in order. Keyed by
     /// each entry's unique tick so that touching and picking are O(log n), not a scan.
     lru: BTreeMap<u64, TaskId>,
@@ -407,7 +408,7 @@ struct Victim {
 impl Ledger {
     fn new(spill_above: Option<u64>) -> Ledger {
         Ledger {
-            entries: HashMap::new(),
+            entries: IdMap::default(),
             lru: BTreeMap::new(),
             next_tick: 0,
             next_serial: 0,
@@ -709,7 +710,7 @@ fn remove_file_logged(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeSet;
+    use std::collections::{BTreeSet, HashMap};
 
     impl Store {
         /// Checks the ledger and that the files on disk are exactly those of spilled results.
