@@ -177,19 +177,10 @@ fn bad_worker_flags_name_the_flag_and_the_value() {
         ],
         &[NOTHING, "unreachable"],
     );
+    // It tried for its death timeout before giving up (a lower bound: it cannot flake).
     let took = start.elapsed();
-    assert!(
-        took >= Duration::from_millis(900) && took < Duration::from_secs(10),
-        "gave up after {took:?}"
-    );
-    // Under a nanny (the default) it gives up as well, and its last word names the address.
-    let out = sb.run(
-        "distd worker",
-        &["worker", NOTHING, "--death-timeout", "1s", "--local-directory", dir],
-    );
-    out.assert_failure();
-    let last = *out.error_lines().last().expect("an error line");
-    assert!(last.contains(NOTHING) && last.contains("unreachable"), "{last}");
+    assert!(took >= Duration::from_millis(900), "gave up after {took:?}");
+    // Under a nanny (the default) it gives up as well: a_worker_under_its_nanny_reports_one_error_line.
     sb.check_no_crashes();
 }
 
@@ -287,7 +278,9 @@ fn a_taken_port_is_reported() {
 /// Regression test for a bug of the nanny (the default mode of `distd worker`): with the
 /// scheduler unreachable, the nanny first tries it itself for the whole `--death-timeout`
 /// (printing nothing), then starts a worker that tries again for another `--death-timeout`:
-/// `--death-timeout 3s` gives up after 6 s. Expected: after about the death timeout.
+/// `--death-timeout 3s` gives up after 6 s. Expected: after about the death timeout. The
+/// bound sits well between the two (8 s for 5 s, against 10 s with the bug), so a busy
+/// machine does not make it fail.
 #[test]
 fn a_worker_under_its_nanny_gives_up_after_its_death_timeout() {
     let mut sb = Sandbox::new();
@@ -299,7 +292,7 @@ fn a_worker_under_its_nanny_gives_up_after_its_death_timeout() {
             "worker",
             NOTHING,
             "--death-timeout",
-            "2s",
+            "5s",
             "--local-directory",
             dir.to_str().expect("UTF-8 path"),
         ],
@@ -307,7 +300,7 @@ fn a_worker_under_its_nanny_gives_up_after_its_death_timeout() {
     let took = start.elapsed();
     out.assert_failure();
     assert!(
-        took < Duration::from_millis(3500),
+        took < Duration::from_secs(8),
         "gave up after {took:?}:\n{}",
         out.describe()
     );

@@ -227,7 +227,6 @@ deps = ["fine"]
 #[test]
 fn each_failed_task_is_named_and_the_rest_still_prints() {
     let mut cluster = Cluster::builder().workers(2).nthreads(2).start();
-    let start = std::time::Instant::now();
     let out = cluster.run_graph(
         "failing.toml",
         r#"
@@ -270,10 +269,6 @@ output = true
 "#,
     );
     out.assert_code(1);
-    assert!(
-        start.elapsed() < std::time::Duration::from_secs(15),
-        "the timeout did not apply"
-    );
     assert_eq!(out.stdout, "fine\n", "{}", out.describe());
     let line_of = |key: &str| -> String {
         let needle = format!("task \"{key}\" failed");

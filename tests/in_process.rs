@@ -121,16 +121,22 @@ fn retries_rerun_a_failing_task() {
 fn cancel_stops_a_running_command_and_its_dependents() {
     let (cluster, dir) = cluster(1, Registry::builtin());
     let client = Client::connect(&cluster.address()).unwrap();
-    let marker = dir.path().join("still-running");
-    let script = format!("sleep 30; touch {}", marker.display());
+    let pid_file = dir.path().join("pid");
+    let script = format!("echo $$ > {}; exec sleep 30", pid_file.display());
     let slow = TaskDesc::command("slow", ["sh", "-c", script.as_str()]);
     let next = TaskDesc::function("next", "identity", vec![]).with_deps(["slow"]);
     let keys = client.submit(vec![slow, next]).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while client.info().unwrap().workers[0].processing == 0 {
-        assert!(Instant::now() < deadline);
+    let pid = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+        {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the command never started");
         std::thread::sleep(Duration::from_millis(10));
-    }
+    };
     client.cancel(&keys[..1]).unwrap();
     client.wait(&keys).unwrap();
     assert_eq!(client.status("slow"), Some(KeyStatus::Erred(TaskError::Cancelled)));
@@ -141,7 +147,14 @@ fn cancel_stops_a_running_command_and_its_dependents() {
     // The worker's slot is free again: a new task runs at once.
     let keys = client.map("identity", [1u8]).unwrap();
     client.gather(&keys).unwrap();
-    assert!(!marker.exists());
+    // The command itself is gone (killed and reaped), not just forgotten; the bound is the
+    // slow path of the bug, its 30 s sleep.
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while proc_dir.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!proc_dir.exists(), "the cancelled command (pid {pid}) is still there");
     cluster.stop_blocking();
 }
 
