@@ -56,8 +56,12 @@ enum Phase {
 /// An assigned task.
 #[derive(Debug)]
 struct Assigned {
+    /// The key, spec and input keys move into the `Execute` effect when the task starts:
+    /// a started task is never executed again here.
     key: String,
     spec: TaskSpec,
+    /// A function task (on the function threads), not a command (holding a slot).
+    function: bool,
     deps: Vec<DepLocation>,
     priority: i32,
     phase: Phase,
@@ -197,6 +201,7 @@ impl WorkerCore {
             ct.id,
             Assigned {
                 key: ct.key,
+                function: matches!(ct.spec, TaskSpec::Function { .. }),
                 spec: ct.spec,
                 deps: ct.deps,
                 priority: ct.priority,
@@ -333,7 +338,7 @@ impl WorkerCore {
             }
         }
         let t = self.tasks.remove(&task).expect("checked above");
-        self.free_slot(&t.spec);
+        self.free_slot(t.function);
         match outcome {
             Ok(nbytes) => {
                 self.held.insert(task, Held { nbytes, reported: true });
@@ -412,7 +417,7 @@ impl WorkerCore {
         };
         self.unreported_starts.remove(&task);
         if matches!(t.phase, Phase::Running | Phase::Handed) {
-            self.free_slot(&t.spec);
+            self.free_slot(t.function);
             self.effects.push(Effect::Kill(task));
         }
         for d in &t.deps {
@@ -474,7 +479,7 @@ impl WorkerCore {
             // slot, so a thread finds its next task queued instead of sleeping between tasks;
             // the threads still run at most `nthreads` at once. Not while a command runs: the
             // slots are shared.
-            let function = matches!(t.spec, TaskSpec::Function { .. });
+            let function = t.function;
             let room = self.running < self.nthreads
                 || (function
                     && self.running_commands == 0
@@ -493,9 +498,15 @@ impl WorkerCore {
             self.effects.push(Effect::Execute {
                 task: id,
                 priority: t.priority,
-                key: t.key.clone(),
-                spec: t.spec.clone(),
-                inputs: t.deps.iter().map(|d| (d.id, d.key.clone())).collect(),
+                key: std::mem::take(&mut t.key),
+                spec: std::mem::replace(
+                    &mut t.spec,
+                    TaskSpec::Function {
+                        name: String::new(),
+                        args: Vec::new(),
+                    },
+                ),
+                inputs: t.deps.iter_mut().map(|d| (d.id, std::mem::take(&mut d.key))).collect(),
             });
         }
     }
@@ -528,9 +539,9 @@ impl WorkerCore {
     }
 
     /// Gives back the slot of a running task that ends or is dropped.
-    fn free_slot(&mut self, spec: &TaskSpec) {
+    fn free_slot(&mut self, function: bool) {
         self.running -= 1;
-        if !matches!(spec, TaskSpec::Function { .. }) {
+        if !function {
             self.running_commands -= 1;
         }
     }
