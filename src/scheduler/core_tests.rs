@@ -2061,6 +2061,15 @@ fn a_retiring_worker_with_no_one_to_take_its_results_just_leaves() {
 
 // ----- dependents queued behind their inputs on the worker computing them -----
 
+/// `k0` <- `k1` <- ... <- `k{n-1}`, each task taking the previous one as input.
+fn chain(n: usize) -> Vec<TaskDesc> {
+    let mut tasks = vec![task("k0")];
+    for i in 1..n {
+        tasks.push(task_on(&format!("k{i}"), &[&format!("k{}", i - 1)]));
+    }
+    tasks
+}
+
 #[test]
 fn a_chain_is_queued_on_the_worker_computing_its_head_and_finishes_without_new_placements() {
     let mut cl = Cluster::new();
@@ -2160,11 +2169,7 @@ fn an_idle_worker_never_steals_a_task_queued_behind_inputs_or_one_with_tasks_que
     cl.add_worker("w1", 1);
     let c = cl.add_client();
     // A long chain and nothing else: w1 has everything.
-    let mut tasks = vec![task("k0")];
-    for i in 1..6 {
-        tasks.push(task_on(&format!("k{i}"), &[&format!("k{}", i - 1)]));
-    }
-    cl.submit(c, tasks, &["k5"]);
+    cl.submit(c, chain(6), &["k5"]);
     assert_eq!(cl.computes_sent_to("w1").len(), 6);
     cl.start("w1", "k0");
     cl.add_worker("w2", 1);
@@ -2202,11 +2207,7 @@ fn a_chain_longer_than_the_queue_follows_as_room_frees() {
     let mut cl = Cluster::with_config(config(|c| c.queue_per_thread = 2));
     cl.add_worker("w1", 1);
     let c = cl.add_client();
-    let mut tasks = vec![task("k0")];
-    for i in 1..6 {
-        tasks.push(task_on(&format!("k{i}"), &[&format!("k{}", i - 1)]));
-    }
-    cl.submit(c, tasks, &["k5"]);
+    cl.submit(c, chain(6), &["k5"]);
     assert_eq!(cl.computes_sent_to("w1"), ["k0", "k1", "k2"]);
     cl.finish("w1", "k0", 1);
     assert_eq!(cl.computes_sent_to("w1"), ["k3"]);
