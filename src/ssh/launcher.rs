@@ -332,6 +332,8 @@ pub fn run_ssh(config: SshConfig) -> Result<(), SshError> {
             source,
         })?;
     }
+    // Shared by every host's tasks: the host list alone may hold tens of thousands of names.
+    let config = Arc::new(config);
     crate::rt::block_on(async {
         // Connect to every host at once; the scheduler host must answer.
         let mut all = config.hosts.clone();
@@ -528,7 +530,7 @@ async fn close_stdin(stdin: Option<openssh::ChildStdin>) {
 /// Keeps `distd worker` running on one host until `stop` closes; restarts it with backoff
 /// when it ends (a dropped connection), reconnecting the session first.
 async fn supervise_host(
-    config: SshConfig,
+    config: Arc<SshConfig>,
     host: HostSpec,
     mut session: Arc<Session>,
     program: String,
