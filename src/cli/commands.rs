@@ -213,16 +213,9 @@ fn nanny(setup: config::WorkerSetup) -> Result<u8, CliError> {
 
 /// Waits until the scheduler has `n` workers.
 async fn wait_for_workers(client: &AsyncClient, n: usize, patience: Duration) -> Result<(), CliError> {
-    let start = std::time::Instant::now();
-    loop {
-        let have = client.info().await?.workers.len();
-        if have >= n {
-            return Ok(());
-        }
-        if start.elapsed() > patience {
-            return Err(CliError::WorkersMissing { have, want: n });
-        }
-        async_io::Timer::after(Duration::from_millis(10)).await;
+    match client.wait_for_workers(n, patience).await? {
+        have if have < n => Err(CliError::WorkersMissing { have, want: n }),
+        _ => Ok(()),
     }
 }
 

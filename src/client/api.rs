@@ -503,6 +503,19 @@ impl AsyncClient {
             other => Err(ClientError::Disconnected(format!("unexpected reply {other:?}"))),
         }
     }
+
+    /// Waits until the scheduler has `n` workers or `patience` runs out, and returns how many
+    /// it has then (fewer than `n` if it ran out).
+    pub async fn wait_for_workers(&self, n: usize, patience: std::time::Duration) -> Result<usize, ClientError> {
+        let start = std::time::Instant::now();
+        loop {
+            let have = self.info().await?.workers.len();
+            if have >= n || start.elapsed() > patience {
+                return Ok(have);
+            }
+            async_io::Timer::after(std::time::Duration::from_millis(10)).await;
+        }
+    }
 }
 
 fn dispatch(inner: &Inner, msg: ToClient) {

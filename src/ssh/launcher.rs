@@ -454,26 +454,20 @@ pub fn run_ssh(config: SshConfig) -> Result<(), SshError> {
         // One summary line once every worker has registered.
         let want = worker_hosts.len() * config.nworkers;
         let summary = async {
-            let deadline = Instant::now() + Duration::from_secs(60);
             let Ok(client) = AsyncClient::connect(&address).await else {
                 eprintln!("distd ssh: cannot reach the scheduler at {address} from here to count workers");
                 return;
             };
-            while Instant::now() < deadline {
-                if let Ok(info) = client.info().await {
-                    if info.workers.len() >= want {
-                        println!(
-                            "distd ssh: scheduler at tcp://{address}, {} workers on {} hosts",
-                            info.workers.len(),
-                            worker_hosts.len()
-                        );
-                        let _ = std::io::stdout().flush();
-                        return;
-                    }
+            match client.wait_for_workers(want, Duration::from_secs(60)).await {
+                Ok(have) if have >= want => {
+                    println!(
+                        "distd ssh: scheduler at tcp://{address}, {have} workers on {} hosts",
+                        worker_hosts.len()
+                    );
+                    let _ = std::io::stdout().flush();
                 }
-                async_io::Timer::after(Duration::from_millis(50)).await;
+                _ => eprintln!("distd ssh: not every worker registered within 60 s"),
             }
-            eprintln!("distd ssh: not every worker registered within 60 s");
         };
         let mut scheduler = scheduler;
         let scheduler_ended = futures_lite::future::or(
