@@ -175,11 +175,7 @@ impl WorkerCore {
             }
             // Spread the load of popular inputs over their holders.
             let trying = ct.id.0 as usize % dep.holders.len();
-            self.effects.push(Effect::Fetch {
-                task: dep.id,
-                from: dep.holders[trying].clone(),
-            });
-            self.fetching.insert(
+            self.start_fetch(
                 dep.id,
                 Fetching {
                     holders: dep.holders.clone(),
@@ -225,11 +221,7 @@ impl WorkerCore {
         }
         self.replicating.insert(task);
         if !self.fetching.contains_key(&task) {
-            self.effects.push(Effect::Fetch {
-                task,
-                from: from.clone(),
-            });
-            self.fetching.insert(
+            self.start_fetch(
                 task,
                 Fetching {
                     holders: vec![from],
@@ -239,6 +231,15 @@ impl WorkerCore {
                 },
             );
         }
+    }
+
+    /// Asks the holder `f` is trying for `task`'s result, and notes the fetch under way.
+    fn start_fetch(&mut self, task: TaskId, f: Fetching) {
+        self.effects.push(Effect::Fetch {
+            task,
+            from: f.holders[f.trying].clone(),
+        });
+        self.fetching.insert(task, f);
     }
 
     /// An input arrived (the shell stored it) or could not be fetched.
@@ -286,11 +287,7 @@ impl WorkerCore {
                         "fetch of {dep} from {holder} failed ({reason}); trying {}",
                         f.holders[f.trying]
                     );
-                    self.effects.push(Effect::Fetch {
-                        task: dep,
-                        from: f.holders[f.trying].clone(),
-                    });
-                    self.fetching.insert(dep, f);
+                    self.start_fetch(dep, f);
                     return;
                 }
                 for w in f.waiters {
