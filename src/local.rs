@@ -60,7 +60,6 @@ impl LocalCluster {
         let scheduler = Scheduler::start(SchedulerConfig {
             listen: config.listen,
             core: CoreConfig::default(),
-            idle_timeout: None,
         })
         .await
         .map_err(|source| LocalError::Scheduler {

@@ -263,7 +263,6 @@ fn local_processes(
         let sched = Scheduler::start(crate::scheduler::SchedulerConfig {
             listen,
             core: Default::default(),
-            idle_timeout: None,
         })
         .await
         .map_err(|source| CliError::Bind {

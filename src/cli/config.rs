@@ -147,9 +147,9 @@ pub fn scheduler(args: &SchedulerArgs) -> Result<SchedulerSetup, ConfigError> {
                 heartbeat_timeout,
                 heartbeat_interval: (heartbeat_timeout / 5).min(Duration::from_secs(1)),
                 queue_per_thread: args.worker_queue,
+                idle_timeout,
                 ..CoreConfig::default()
             },
-            idle_timeout,
         },
         scheduler_file: args.scheduler_file.clone(),
         pid_file: args.pid_file.clone(),

@@ -49,11 +49,12 @@ impl Cluster {
     }
 
     fn with_config(config: CoreConfig) -> Cluster {
-        let core = Core::new(config);
+        let now = Instant::now();
+        let core = Core::new(config, now);
         core.sanity_check();
         Cluster {
             core,
-            now: Instant::now(),
+            now,
             sent: Vec::new(),
             workers: BTreeMap::new(),
             ids: HashMap::new(),
@@ -113,7 +114,7 @@ impl Cluster {
     fn add_client(&mut self) -> ClientId {
         let id = ClientId(self.next_client);
         self.next_client += 1;
-        self.core.on_client_joined(id);
+        self.core.on_client_joined(id, self.now);
         self.step();
         let welcome =
             self.take(|o| matches!(o, Outgoing::Client(c, ToClient::Welcome { client }) if *c == id && *client == id));
@@ -122,7 +123,7 @@ impl Cluster {
     }
 
     fn client_says(&mut self, client: ClientId, msg: FromClient) {
-        self.core.on_client_message(client, msg);
+        self.core.on_client_message(client, msg, self.now);
         self.step();
     }
 
@@ -153,7 +154,7 @@ impl Cluster {
     }
 
     fn disconnect(&mut self, client: ClientId) {
-        self.core.on_client_lost(client);
+        self.core.on_client_lost(client, self.now);
         self.step();
     }
 
@@ -214,7 +215,8 @@ impl Cluster {
     /// The worker's connection dropped.
     fn lose_worker(&mut self, worker: &str) {
         let id = self.worker(worker);
-        self.core.on_worker_lost(id, crate::scheduler::core::CONNECTION_CLOSED);
+        self.core
+            .on_worker_lost(id, crate::scheduler::core::CONNECTION_CLOSED, self.now);
         self.step();
     }
 
@@ -222,8 +224,12 @@ impl Cluster {
         self.now += by;
     }
 
+    /// The core's next timer fires (the clock moves to it if it is still ahead).
     fn tick(&mut self) {
-        self.core.on_tick(self.now);
+        if let Some(deadline) = self.core.next_deadline() {
+            self.now = self.now.max(deadline);
+        }
+        self.core.on_timer(self.now);
         self.step();
     }
 

@@ -90,6 +90,7 @@ impl<T: Copy + PartialEq> IdList<T> {
     }
 
     /// Whether the form is canonical, for sanity checks.
+    #[cfg(test)]
     pub fn is_canonical(&self) -> bool {
         !matches!(&self.0, Repr::Many(v) if v.len() < 2)
     }

@@ -4,11 +4,12 @@
 //! A connection that sends garbage, a truncated or oversized frame, or speaks another
 //! version is closed with a logged reason; the others are not disturbed.
 
-use super::core::{Core, CoreConfig, Outgoing, CONNECTION_CLOSED};
+use super::core::{Core, CoreConfig, Outgoing, StopReason, CONNECTION_CLOSED};
 use crate::protocol::{
     accept_handshake, spawn_writer, ClientId, FrameError, FrameReader, FromClient, FromNanny, FromWorker, NannyId,
     Role, ToClient, ToNanny, ToWorker, WorkerId, WorkerInfo,
 };
+use futures_lite::FutureExt;
 use smol::net::{TcpListener, TcpStream};
 use smol::Task;
 use std::collections::HashMap;
@@ -22,12 +23,7 @@ use std::time::{Duration, Instant};
 pub struct SchedulerConfig {
     pub listen: SocketAddr,
     pub core: CoreConfig,
-    /// Stop after this long with no client and no task.
-    pub idle_timeout: Option<Duration>,
 }
-
-/// How often the core's clock ticks.
-const TICK: Duration = Duration::from_millis(200);
 
 /// What the loop reacts to.
 enum Event {
@@ -43,15 +39,16 @@ enum Event {
     NannyJoined(NannyId, String, Vec<String>, async_channel::Sender<ToNanny>),
     Nanny(NannyId, FromNanny),
     NannyLost(NannyId),
-    Tick,
     Stop(String),
 }
 
-/// Why the scheduler stopped.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StopReason {
-    Requested,
-    IdleTimeout(Duration),
+/// What woke the loop.
+enum Woke {
+    Event(Event),
+    /// The core's deadline came.
+    Timer,
+    /// Every sender is gone.
+    Closed,
 }
 
 /// A running scheduler.
@@ -67,8 +64,7 @@ impl Scheduler {
         let address = listener.local_addr()?;
         let (tx, rx) = async_channel::unbounded();
         let accept = crate::rt::spawn(accept_loop(listener, tx.clone()));
-        let ticker = crate::ticker::ticker(TICK, tx.clone(), || Event::Tick);
-        let main = crate::rt::spawn(core_loop(config, rx, accept, ticker));
+        let main = crate::rt::spawn(core_loop(config, rx, accept));
         log::info!("scheduler listening at tcp://{address}");
         Ok(Scheduler {
             address,
@@ -104,106 +100,55 @@ impl Stopper {
     }
 }
 
-async fn core_loop(
-    config: SchedulerConfig,
-    events: async_channel::Receiver<Event>,
-    accept: Task<()>,
-    ticker: Task<()>,
-) -> StopReason {
-    let mut core = Core::new(config.core.clone());
-    let mut workers: HashMap<WorkerId, async_channel::Sender<ToWorker>> = HashMap::new();
-    let mut clients: HashMap<ClientId, async_channel::Sender<ToClient>> = HashMap::new();
-    let mut nannies: HashMap<NannyId, async_channel::Sender<ToNanny>> = HashMap::new();
-    let mut idle_since = Instant::now();
+async fn core_loop(config: SchedulerConfig, events: async_channel::Receiver<Event>, accept: Task<()>) -> StopReason {
+    let mut core = Core::new(config.core.clone(), Instant::now());
+    let mut links = Links::default();
     let stop = loop {
-        let Ok(first) = events.recv().await else {
-            break (StopReason::Requested, "scheduler shut down".to_string());
+        let woke = match core.next_deadline() {
+            Some(deadline) => {
+                recv(&events)
+                    .or(async {
+                        async_io::Timer::at(deadline).await;
+                        Woke::Timer
+                    })
+                    .await
+            }
+            None => recv(&events).await,
         };
-        let mut next = Some(first);
         let mut stop = None;
-        while let Some(ev) = next.take() {
-            let now = Instant::now();
-            match ev {
-                Event::WorkerJoined(id, info, tx) => {
-                    workers.insert(id, tx);
-                    core.on_worker_joined(id, info, now);
-                }
-                Event::Worker(id, msg) => core.on_worker_message(id, msg, now),
-                Event::WorkerLost(id, reason) => {
-                    if workers.remove(&id).is_some() {
-                        core.on_worker_lost(id, &reason);
+        match woke {
+            Woke::Closed => break (StopReason::Requested, "scheduler shut down".to_string()),
+            Woke::Timer => {}
+            Woke::Event(first) => {
+                let mut next = Some(first);
+                while let Some(ev) = next.take() {
+                    if let Some(reason) = links.handle(&mut core, ev, Instant::now()) {
+                        stop = Some((StopReason::Requested, reason));
+                        break;
                     }
+                    next = events.try_recv().ok();
                 }
-                Event::ClientJoined(id, tx) => {
-                    clients.insert(id, tx);
-                    core.on_client_joined(id);
-                }
-                Event::Client(id, msg, handled) => {
-                    core.on_client_message(id, msg);
-                    let _ = handled.try_send(());
-                }
-                Event::ClientLost(id) => {
-                    clients.remove(&id);
-                    core.on_client_lost(id);
-                }
-                Event::NannyJoined(id, name, workers, tx) => {
-                    nannies.insert(id, tx);
-                    core.on_nanny_joined(id, name, workers);
-                }
-                Event::Nanny(id, msg) => core.on_nanny_message(id, msg),
-                Event::NannyLost(id) => {
-                    nannies.remove(&id);
-                    core.on_nanny_lost(id);
-                }
-                Event::Tick => {
-                    core.on_tick(now);
-                    if !core.is_idle() {
-                        idle_since = now;
-                    } else if let Some(limit) = config.idle_timeout {
-                        if now.duration_since(idle_since) >= limit {
-                            log::info!("idle for {:.1} s; stopping", limit.as_secs_f64());
-                            stop = Some((StopReason::IdleTimeout(limit), "scheduler idle timeout".to_string()));
-                        }
-                    }
-                }
-                Event::Stop(reason) => stop = Some((StopReason::Requested, reason)),
             }
-            if !core.is_idle() {
-                idle_since = now;
-            }
-            if stop.is_some() {
-                break;
-            }
-            next = events.try_recv().ok();
+        }
+        // Checked after every batch too, so a loop that is never idle still keeps its timers.
+        let now = Instant::now();
+        if core.next_deadline().is_some_and(|d| d <= now) {
+            core.on_timer(now);
         }
         for out in core.take_outbox() {
-            match out {
-                Outgoing::Worker(id, msg) => {
-                    if let Some(tx) = workers.get(&id) {
-                        let _ = tx.try_send(msg);
-                    }
-                }
-                Outgoing::Client(id, msg) => {
-                    if let Some(tx) = clients.get(&id) {
-                        let _ = tx.try_send(msg);
-                    }
-                }
-                Outgoing::Nanny(id, msg) => {
-                    if let Some(tx) = nannies.get(&id) {
-                        let _ = tx.try_send(msg);
-                    }
-                }
-                Outgoing::CloseWorker(id, reason) => {
-                    log::warn!("closing the connection of worker {id}: {reason}");
-                    workers.remove(&id);
-                }
+            if let Some(reason) = links.deliver(out) {
+                stop = stop.or(Some((reason, "scheduler idle timeout".to_string())));
             }
         }
         if let Some(s) = stop {
             break s;
         }
     };
-    drop(ticker);
+    let Links {
+        workers,
+        clients,
+        nannies,
+    } = links;
     let (reason, text) = stop;
     for tx in workers.values() {
         let _ = tx.try_send(ToWorker::Shutdown { reason: text.clone() });
@@ -241,6 +186,89 @@ async fn accept_loop(listener: TcpListener, events: async_channel::Sender<Event>
                 log::warn!("connection from {from} closed: {reason}");
             }
         }));
+    }
+}
+
+async fn recv(events: &async_channel::Receiver<Event>) -> Woke {
+    match events.recv().await {
+        Ok(ev) => Woke::Event(ev),
+        Err(_) => Woke::Closed,
+    }
+}
+
+/// The loop's connections, by id: where the core's messages go.
+#[derive(Default)]
+struct Links {
+    workers: HashMap<WorkerId, async_channel::Sender<ToWorker>>,
+    clients: HashMap<ClientId, async_channel::Sender<ToClient>>,
+    nannies: HashMap<NannyId, async_channel::Sender<ToNanny>>,
+}
+
+impl Links {
+    /// Hands one event to the core; `Some` is a stop request with its reason.
+    fn handle(&mut self, core: &mut Core, ev: Event, now: Instant) -> Option<String> {
+        match ev {
+            Event::WorkerJoined(id, info, tx) => {
+                self.workers.insert(id, tx);
+                core.on_worker_joined(id, info, now);
+            }
+            Event::Worker(id, msg) => core.on_worker_message(id, msg, now),
+            Event::WorkerLost(id, reason) => {
+                if self.workers.remove(&id).is_some() {
+                    core.on_worker_lost(id, &reason, now);
+                }
+            }
+            Event::ClientJoined(id, tx) => {
+                self.clients.insert(id, tx);
+                core.on_client_joined(id, now);
+            }
+            Event::Client(id, msg, handled) => {
+                core.on_client_message(id, msg, now);
+                let _ = handled.try_send(());
+            }
+            Event::ClientLost(id) => {
+                self.clients.remove(&id);
+                core.on_client_lost(id, now);
+            }
+            Event::NannyJoined(id, name, workers, tx) => {
+                self.nannies.insert(id, tx);
+                core.on_nanny_joined(id, name, workers, now);
+            }
+            Event::Nanny(id, msg) => core.on_nanny_message(id, msg, now),
+            Event::NannyLost(id) => {
+                self.nannies.remove(&id);
+                core.on_nanny_lost(id, now);
+            }
+            Event::Stop(reason) => return Some(reason),
+        }
+        None
+    }
+
+    /// Delivers one message of the core's outbox; `Some` when the core decided to stop.
+    fn deliver(&mut self, out: Outgoing) -> Option<StopReason> {
+        match out {
+            Outgoing::Worker(id, msg) => {
+                if let Some(tx) = self.workers.get(&id) {
+                    let _ = tx.try_send(msg);
+                }
+            }
+            Outgoing::Client(id, msg) => {
+                if let Some(tx) = self.clients.get(&id) {
+                    let _ = tx.try_send(msg);
+                }
+            }
+            Outgoing::Nanny(id, msg) => {
+                if let Some(tx) = self.nannies.get(&id) {
+                    let _ = tx.try_send(msg);
+                }
+            }
+            Outgoing::CloseWorker(id, reason) => {
+                log::warn!("closing the connection of worker {id}: {reason}");
+                self.workers.remove(&id);
+            }
+            Outgoing::Stop(reason) => return Some(reason),
+        }
+        None
     }
 }
 

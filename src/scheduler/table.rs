@@ -151,6 +151,7 @@ impl<T: Keyed> TaskTable<T> {
         self.len = 0;
     }
 
+    #[cfg(test)]
     pub fn iter(&self) -> impl Iterator<Item = (TaskId, &T)> {
         self.slots
             .iter()
@@ -167,6 +168,7 @@ impl<T: Keyed> TaskTable<T> {
     }
 
     /// Checks that the key index and the slots agree.
+    #[cfg(test)]
     pub fn sanity_check(&self) {
         assert_eq!(self.by_key.len(), self.len, "key index size");
         assert_eq!(self.slots.iter().flatten().count(), self.len, "occupied slots");

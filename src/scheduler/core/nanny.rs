@@ -2,7 +2,9 @@
 //! before a connection times out, and the cluster-wide restart. A child module of `core`, so
 //! it works on the same tables, under the same rules: no I/O, `now` passed in.
 
-use super::{Core, Load, Outgoing, PendingRestart};
+use super::task::TaskState;
+use super::workers::Load;
+use super::{Core, Outgoing};
 use crate::protocol::{ClientId, FromNanny, NannyId, RequestId, TaskError, ToClient, ToNanny, WorkerId};
 use std::time::{Duration, Instant};
 
@@ -12,19 +14,21 @@ const RESTART_PATIENCE: Duration = Duration::from_secs(60);
 /// What the scheduler keeps about a nanny.
 #[derive(Debug)]
 pub(super) struct NannyState {
-    pub(super) name: String,
+    name: String,
     /// Names of the workers it supervises.
-    pub(super) workers: Vec<String>,
+    workers: Vec<String>,
 }
 
 impl Core {
-    pub fn on_nanny_joined(&mut self, id: NannyId, name: String, workers: Vec<String>) {
+    pub fn on_nanny_joined(&mut self, id: NannyId, name: String, workers: Vec<String>, now: Instant) {
+        self.at(now);
         log::info!("nanny {name} ({id}) joined, supervising {}", workers.join(", "));
         self.nannies.insert(id, NannyState { name, workers });
         self.outbox.push(Outgoing::Nanny(id, ToNanny::Registered));
     }
 
-    pub fn on_nanny_message(&mut self, id: NannyId, msg: FromNanny) {
+    pub fn on_nanny_message(&mut self, id: NannyId, msg: FromNanny, now: Instant) {
+        self.at(now);
         match msg {
             FromNanny::Register { .. } => log::warn!("nanny {id} registered twice; ignored"),
             FromNanny::WorkerDied { worker, reason } => {
@@ -36,14 +40,15 @@ impl Core {
                     .collect();
                 for w in found {
                     self.outbox.push(Outgoing::CloseWorker(w, reason.clone()));
-                    self.on_worker_lost(w, &reason);
+                    self.lose_worker(w, &reason);
                 }
             }
         }
-        self.schedule();
+        self.want_placement();
     }
 
-    pub fn on_nanny_lost(&mut self, id: NannyId) {
+    pub fn on_nanny_lost(&mut self, id: NannyId, now: Instant) {
+        self.at(now);
         if let Some(n) = self.nannies.remove(&id) {
             log::info!("nanny {} ({id}) left", n.name);
         }
@@ -66,7 +71,7 @@ impl Core {
         log::info!("restarting every nanny-supervised worker; all tasks are dropped");
         let lost = TaskError::Lost("the cluster restarted".into());
         for task in self.tasks.values() {
-            if !matches!(task.state, super::TaskState::Memory | super::TaskState::Erred(_)) {
+            if !matches!(task.state, TaskState::Memory | TaskState::Erred(_)) {
                 for c in &task.wanted_by {
                     self.outbox.push(Outgoing::Client(
                         *c,
@@ -113,13 +118,10 @@ impl Core {
         self.restart = Some(PendingRestart {
             client,
             req,
+            total: expect.len() as u64,
             expect,
-            total: 0,
-            deadline: None,
+            deadline: self.clock + RESTART_PATIENCE,
         });
-        if let Some(r) = &mut self.restart {
-            r.total = r.expect.len() as u64;
-        }
     }
 
     /// A worker registered: part of a restart under way?
@@ -140,10 +142,9 @@ impl Core {
     }
 
     /// Gives up on a restart whose workers did not all come back in time.
-    pub(super) fn restart_on_tick(&mut self, now: Instant) {
-        let Some(r) = &mut self.restart else { return };
-        let deadline = *r.deadline.get_or_insert(now + RESTART_PATIENCE);
-        if now < deadline {
+    pub(super) fn restart_on_timer(&mut self, now: Instant) {
+        let Some(r) = &self.restart else { return };
+        if now < r.deadline {
             return;
         }
         let r = self.restart.take().expect("checked above");
@@ -161,4 +162,16 @@ impl Core {
             },
         ));
     }
+}
+
+/// A restart waiting for its workers to come back.
+#[derive(Debug)]
+pub(super) struct PendingRestart {
+    client: ClientId,
+    req: RequestId,
+    /// Names of the workers not back yet.
+    expect: Vec<String>,
+    total: u64,
+    /// When the restart is given up.
+    pub(super) deadline: Instant,
 }

@@ -1,0 +1,94 @@
+//! Retirement (`--lifetime`, `--drain`): a retiring worker gets no new task, gives back what
+//! it has not started, and once nothing runs there its only-here results that are still
+//! needed are copied to other workers before it is told to shut down.
+
+use super::task::TaskState;
+use super::{Core, Outgoing};
+use crate::protocol::{TaskId, ToWorker, WorkerId};
+
+impl Core {
+    /// The worker wants to retire: no new tasks; its unstarted ones are taken back.
+    pub(super) fn on_retire(&mut self, w: WorkerId, reason: &str) {
+        let Some(ws) = self.workers.get(&w) else { return };
+        log::info!("worker {} ({w}) retires: {reason}", ws.info.name);
+        self.set_leaving(w);
+        let ws = &self.workers[&w];
+        self.retiring.entry(w).or_default();
+        let unstarted: Vec<TaskId> = ws
+            .processing
+            .iter()
+            .copied()
+            .filter(|t| matches!(self.tasks[t].state, TaskState::Processing { started: false, .. }))
+            .collect();
+        if !unstarted.is_empty() {
+            self.outbox
+                .push(Outgoing::Worker(w, ToWorker::Steal { tasks: unstarted }));
+        }
+    }
+
+    /// A copy for a retiring worker arrived at `target` (or failed).
+    pub(super) fn on_replicated(&mut self, target: WorkerId, t: TaskId, nbytes: Option<u64>) {
+        for pending in self.retiring.values_mut() {
+            if pending.get(&t) == Some(&target) {
+                pending.remove(&t);
+            }
+        }
+        let in_memory = matches!(self.tasks.get(&t), Some(task) if task.state == TaskState::Memory);
+        match nbytes {
+            Some(_) if in_memory => self.add_holder(t, target),
+            Some(_) => self
+                .outbox
+                .push(Outgoing::Worker(target, ToWorker::ReleaseData { tasks: vec![t] })),
+            None => log::warn!("copying {t} to {target} failed; it may be computed again"),
+        }
+    }
+
+    /// Once a retiring worker runs nothing, copies its only-here results that are still
+    /// needed to other workers; once those are copied, tells it to shut down.
+    pub(super) fn retire_step(&mut self, w: WorkerId) {
+        let Some(ws) = self.workers.get(&w) else {
+            self.retiring.remove(&w);
+            return;
+        };
+        if !ws.processing.is_empty() {
+            return;
+        }
+        let from = ws.info.peer_address.clone();
+        let mut sends = Vec::new();
+        let pending = self.retiring.get(&w).expect("called for retiring workers");
+        for &t in &ws.has_data {
+            let task = &self.tasks[&t];
+            if *task.who_has == [w] && !pending.contains_key(&t) && self.needed(t) {
+                let target = self
+                    .workers
+                    .iter()
+                    .filter(|(id, other)| **id != w && !other.leaving)
+                    .min_by_key(|(_, other)| other.stored_bytes)
+                    .map(|(id, _)| *id);
+                if let Some(target) = target {
+                    sends.push((t, target));
+                }
+            }
+        }
+        let pending = self.retiring.get_mut(&w).expect("called for retiring workers");
+        for (t, target) in sends {
+            pending.insert(t, target);
+            self.outbox.push(Outgoing::Worker(
+                target,
+                ToWorker::Replicate {
+                    task: t,
+                    from: from.clone(),
+                },
+            ));
+        }
+        if pending.is_empty() {
+            self.retiring.remove(&w);
+            self.outbox.push(Outgoing::Worker(
+                w,
+                ToWorker::Shutdown {
+                    reason: "retired".into(),
+                },
+            ));
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The invariants that tie the core's tables together, checked after every step of the
+//! state-machine tests. Test-only: a release build never pays for it.
+
+use super::task::TaskState;
+use super::workers::Load;
+use super::Core;
+use crate::idmap::IdMap;
+use crate::protocol::{ClientId, WorkerId};
+use std::collections::BTreeSet;
+
+impl Core {
+    /// Checks every invariant that ties the tables together. Tests call it after each event.
+    pub(crate) fn sanity_check(&self) {
+        let indexed: BTreeSet<(Load, WorkerId)> = self
+            .workers
+            .iter()
+            .filter(|(_, ws)| !ws.leaving)
+            .map(|(id, ws)| (Load(ws.load()), *id))
+            .collect();
+        assert_eq!(indexed, self.by_load, "the placement index is stale");
+        for (id, ws) in &self.workers {
+            let mut running = 0;
+            for t in &ws.processing {
+                match &self.tasks[t].state {
+                    TaskState::Processing { worker, started, .. } => {
+                        assert_eq!(worker, id, "task {t} processing on the wrong worker");
+                        running += *started as usize;
+                    }
+                    s => panic!("task {t} in {id}'s processing set is {s:?}"),
+                }
+            }
+            assert_eq!(running, ws.running, "running count of {id}");
+            let mut bytes = 0;
+            for t in &ws.has_data {
+                assert!(
+                    self.tasks[t].who_has.contains(id),
+                    "{id} holds {t} but who_has disagrees"
+                );
+                bytes += self.tasks[t].nbytes;
+            }
+            assert_eq!(bytes, ws.stored_bytes, "stored bytes of {id}");
+        }
+        let mut wants: IdMap<ClientId, usize> = IdMap::default();
+        for (id, task) in self.tasks.iter() {
+            let id = &id;
+            for list in [&task.deps, &task.dependents] {
+                assert!(list.is_canonical(), "id lists of {}", task.key);
+            }
+            assert!(
+                task.who_has.is_canonical() && task.wanted_by.is_canonical(),
+                "id lists of {}",
+                task.key
+            );
+            for w in &task.who_has {
+                assert!(
+                    self.workers[w].has_data.contains(id),
+                    "who_has of {} names {w}",
+                    task.key
+                );
+            }
+            if task.state != TaskState::Memory {
+                assert!(
+                    task.who_has.is_empty(),
+                    "{} holds data in state {:?}",
+                    task.key,
+                    task.state
+                );
+            }
+            match &task.state {
+                TaskState::Memory => {
+                    assert!(!task.who_has.is_empty(), "{} in memory nowhere", task.key)
+                }
+                TaskState::Waiting => {
+                    let missing = task
+                        .deps
+                        .iter()
+                        .filter(|d| self.tasks[d].state != TaskState::Memory)
+                        .count();
+                    assert_eq!(missing, task.waiting_on as usize, "waiting count of {}", task.key);
+                    assert!(missing > 0, "{} waits on nothing", task.key);
+                }
+                TaskState::Processing { worker, .. } if task.waiting_on > 0 => {
+                    // Queued behind inputs that are computing on the same worker.
+                    let mut missing = 0;
+                    for d in &task.deps {
+                        match self.tasks[d].state {
+                            TaskState::Memory => {}
+                            TaskState::Processing { worker: w, .. } => {
+                                assert_eq!(w, *worker, "{} is queued behind an input elsewhere", task.key);
+                                missing += 1;
+                            }
+                            ref s => panic!("{} is queued behind an input that is {}", task.key, s.name()),
+                        }
+                    }
+                    assert_eq!(missing, task.waiting_on, "queued count of {}", task.key);
+                    assert!(self.workers[worker].processing.contains(id));
+                }
+                TaskState::Ready | TaskState::Processing { .. } => {
+                    for d in &task.deps {
+                        assert_eq!(
+                            self.tasks[d].state,
+                            TaskState::Memory,
+                            "{} is {} but its input {} is not in memory",
+                            task.key,
+                            task.state.name(),
+                            self.tasks[d].key
+                        );
+                    }
+                    if let TaskState::Processing { worker, .. } = task.state {
+                        assert!(self.workers[&worker].processing.contains(id));
+                    }
+                }
+                _ => {}
+            }
+            for d in &task.deps {
+                assert!(
+                    self.tasks[d].dependents.contains(id),
+                    "dependents of {}",
+                    self.tasks[d].key
+                );
+            }
+            for c in &task.wanted_by {
+                assert!(self.clients[c].wanted.contains(id), "client {c} wants {}", task.key);
+                *wants.entry(*c).or_insert(0) += 1;
+            }
+        }
+        for (t, thief) in &self.stealing {
+            match self.tasks.get(t).map(|task| &task.state) {
+                Some(TaskState::Processing { worker, .. }) => {
+                    assert_ne!(worker, thief, "{t} is stolen by the worker it is on")
+                }
+                s => panic!("{t} is being stolen while {s:?}"),
+            }
+            assert!(self.workers.contains_key(thief), "{t} is stolen by a lost worker");
+        }
+        for (c, cs) in &self.clients {
+            assert_eq!(cs.wants, wants.get(c).copied().unwrap_or(0), "tasks client {c} wants");
+        }
+        self.tasks.sanity_check();
+    }
+}

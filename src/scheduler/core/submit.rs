@@ -1,0 +1,166 @@
+//! Submissions: a batch is checked whole before any of it is stored (keys unique, inputs
+//! known, no cycle), then its tasks are linked and what the client wants is computed.
+
+use super::task::{Task, TaskExtras, TaskState};
+use super::{Core, Outgoing};
+use crate::protocol::{ClientId, TaskDesc, TaskError, TaskId, ToClient};
+use crate::scheduler::id_list::IdList;
+use std::collections::HashMap;
+
+impl Core {
+    /// Checks a batch before anything of it is stored: keys unique, inputs known, no cycle.
+    pub(super) fn check_batch(&self, tasks: &[TaskDesc]) -> Result<(), String> {
+        let mut batch: HashMap<&str, usize> = HashMap::with_capacity(tasks.len());
+        for (i, t) in tasks.iter().enumerate() {
+            if t.key.is_empty() {
+                return Err("a task has an empty key".into());
+            }
+            if batch.insert(&t.key, i).is_some() {
+                return Err(format!("duplicate key {:?} in one submission", t.key));
+            }
+        }
+        // Kahn's algorithm over the new tasks only; known keys are already acyclic.
+        let mut indegree = vec![0usize; tasks.len()];
+        let mut users: Vec<Vec<usize>> = vec![Vec::new(); tasks.len()];
+        for (i, t) in tasks.iter().enumerate() {
+            if self.tasks.contains_key_str(&t.key) {
+                continue;
+            }
+            for d in &t.deps {
+                if *d == t.key {
+                    return Err(format!("task {:?} depends on itself", t.key));
+                }
+                match batch.get(d.as_str()) {
+                    Some(&j) if !self.tasks.contains_key_str(d) => {
+                        indegree[i] += 1;
+                        users[j].push(i);
+                    }
+                    Some(_) => {}
+                    None if self.tasks.contains_key_str(d) => {}
+                    None => return Err(format!("task {:?} depends on unknown key {:?}", t.key, d)),
+                }
+            }
+        }
+        let mut stack: Vec<usize> = (0..tasks.len()).filter(|&i| indegree[i] == 0).collect();
+        let mut seen = 0;
+        while let Some(i) = stack.pop() {
+            seen += 1;
+            for &u in &users[i] {
+                indegree[u] -= 1;
+                if indegree[u] == 0 {
+                    stack.push(u);
+                }
+            }
+        }
+        if seen < tasks.len() {
+            let stuck: Vec<&str> = (0..tasks.len())
+                .filter(|&i| indegree[i] > 0)
+                .take(5)
+                .map(|i| tasks[i].key.as_str())
+                .collect();
+            return Err(format!("dependency cycle among {}", stuck.join(", ")));
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_submit(&mut self, client: ClientId, tasks: Vec<TaskDesc>, wanted: Vec<String>) {
+        if let Err(reason) = self.check_batch(&tasks) {
+            log::warn!("client {client}: submission rejected: {reason}");
+            for t in &tasks {
+                self.outbox.push(Outgoing::Client(
+                    client,
+                    ToClient::KeyErred {
+                        key: t.key.clone(),
+                        error: TaskError::Rejected { reason: reason.clone() },
+                    },
+                ));
+            }
+            return;
+        }
+        let mut new = Vec::new();
+        for desc in tasks {
+            if self.tasks.contains_key_str(&desc.key) {
+                continue;
+            }
+            let id = self.tasks.insert(Task {
+                key: desc.key.into_boxed_str(),
+                spec: self.function_names.store(desc.spec),
+                priority: desc.options.priority,
+                deps: IdList::new(),
+                dependents: IdList::new(),
+                state: TaskState::Released,
+                waiting_on: 0,
+                who_has: IdList::new(),
+                nbytes: 0,
+                wanted_by: IdList::new(),
+                seq: 0,
+                extras: (desc.options.retries > 0
+                    || !desc.options.resources.is_empty()
+                    || !desc.options.workers.is_empty())
+                .then(|| {
+                    Box::new(TaskExtras {
+                        retries_left: desc.options.retries,
+                        options: desc.options,
+                        ..TaskExtras::default()
+                    })
+                }),
+            });
+            new.push((id, desc.deps));
+        }
+        // Link inputs once every new key has an id.
+        for (id, deps) in &new {
+            let dep_ids: Vec<TaskId> = deps.iter().map(|d| self.tasks.id_of(d).expect("checked")).collect();
+            for d in &dep_ids {
+                self.tasks.get_mut(d).expect("checked").dependents.push(*id);
+            }
+            let task = self.tasks.get_mut(id).expect("just inserted");
+            task.deps = dep_ids.into_iter().collect();
+            task.seq = self.next_seq;
+            self.next_seq += 1;
+        }
+        for key in wanted {
+            let Some(t) = self.tasks.id_of(&key) else {
+                self.outbox.push(Outgoing::Client(
+                    client,
+                    ToClient::KeyErred {
+                        key: key.clone(),
+                        error: TaskError::Rejected {
+                            reason: format!("unknown key {key:?}"),
+                        },
+                    },
+                ));
+                continue;
+            };
+            let task = self.tasks.get_mut(&t).expect("keys are known");
+            if !task.wanted_by.contains(&client) {
+                task.wanted_by.push(client);
+                self.clients
+                    .get_mut(&client)
+                    .expect("checked by caller")
+                    .log_wanted(client, t, &self.tasks);
+            }
+            let task = &self.tasks[&t];
+            match &task.state {
+                TaskState::Memory => self.outbox.push(Outgoing::Client(
+                    client,
+                    ToClient::KeyFinished {
+                        key,
+                        nbytes: task.nbytes,
+                    },
+                )),
+                TaskState::Erred(e) => self.outbox.push(Outgoing::Client(
+                    client,
+                    ToClient::KeyErred {
+                        key,
+                        error: (**e).clone(),
+                    },
+                )),
+                _ => self.compute(t),
+            }
+        }
+        // New tasks that nothing wants are dropped at once.
+        for (id, _) in new {
+            self.maybe_release(id);
+        }
+    }
+}

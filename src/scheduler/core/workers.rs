@@ -1,0 +1,349 @@
+//! Workers: what the scheduler keeps about each, the load index placement reads, and what
+//! their messages do (a task started, finished, failed; a fetch failed; a worker leaving).
+
+use super::task::{Task, TaskState};
+use super::{Core, Outgoing};
+use crate::idmap::IdSet;
+use crate::protocol::{FromWorker, TaskError, TaskId, TaskOptions, ToClient, ToWorker, WorkerId, WorkerInfo};
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+/// Everything the scheduler keeps about one worker.
+#[derive(Debug)]
+pub(super) struct WorkerState {
+    pub(super) info: WorkerInfo,
+    /// Tasks assigned to it (queued or running).
+    pub(super) processing: IdSet<TaskId>,
+    /// How many of `processing` it said it started.
+    pub(super) running: usize,
+    /// Results it holds.
+    pub(super) has_data: IdSet<TaskId>,
+    pub(super) stored_bytes: u64,
+    /// Resources not held by its assigned tasks.
+    pub(super) resources_free: Vec<(String, f64)>,
+    pub(super) last_seen: Instant,
+    pub(super) memory: u64,
+    /// It said it is leaving on purpose: it gets no new tasks, and its death is no crash.
+    pub(super) leaving: bool,
+    /// Tasks processing here whose dependents could have been queued behind them but for
+    /// the worker's room: tried again when a task here finishes.
+    pub(super) queue_later: Vec<TaskId>,
+}
+
+impl WorkerState {
+    pub(super) fn capacity(&self, queue_per_thread: u32) -> usize {
+        let n = self.info.nthreads.max(1) as usize;
+        n + n * queue_per_thread as usize
+    }
+
+    /// Whether it may be assigned one more task.
+    pub(super) fn has_room(&self, queue_per_thread: u32) -> bool {
+        self.processing.len() < self.capacity(queue_per_thread)
+    }
+
+    pub(super) fn load(&self) -> f64 {
+        self.processing.len() as f64 / self.info.nthreads.max(1) as f64
+    }
+
+    pub(super) fn fits(&self, options: &TaskOptions) -> bool {
+        let allowed = options.workers.is_empty()
+            || options
+                .workers
+                .iter()
+                .any(|w| *w == self.info.name || *w == self.info.peer_address || *w == self.info.host);
+        allowed
+            && options.resources.iter().all(|(name, amount)| {
+                self.resources_free
+                    .iter()
+                    .any(|(n, free)| n == name && *free + 1e-9 >= *amount)
+            })
+    }
+
+    pub(super) fn take_resources(&mut self, options: &TaskOptions, sign: f64) {
+        for (name, amount) in &options.resources {
+            if let Some((_, free)) = self.resources_free.iter_mut().find(|(n, _)| n == name) {
+                *free -= sign * amount;
+            }
+        }
+    }
+}
+
+/// A worker's load (assigned tasks per thread), ordered for the placement index.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Load(pub(super) f64);
+
+impl Eq for Load {}
+impl PartialOrd for Load {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Load {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+/// Changes `ws` (worker `w`) through `change`, keeping its place in the placement index in
+/// step with its load.
+pub(super) fn change_load<R>(
+    by_load: &mut BTreeSet<(Load, WorkerId)>,
+    w: WorkerId,
+    ws: &mut WorkerState,
+    change: impl FnOnce(&mut WorkerState) -> R,
+) -> R {
+    let before = Load(ws.load());
+    let r = change(ws);
+    let after = Load(ws.load());
+    if !ws.leaving && after != before {
+        by_load.remove(&(before, w));
+        by_load.insert((after, w));
+    }
+    r
+}
+
+impl Core {
+    pub fn on_worker_joined(&mut self, id: WorkerId, info: WorkerInfo, now: Instant) {
+        self.at(now);
+        log::info!(
+            "worker {} ({}) joined at {} with {} threads",
+            info.name,
+            id,
+            info.peer_address,
+            info.nthreads
+        );
+        let name = info.name.clone();
+        let ws = WorkerState {
+            resources_free: info.resources.clone(),
+            info,
+            processing: IdSet::default(),
+            running: 0,
+            has_data: IdSet::default(),
+            stored_bytes: 0,
+            last_seen: now,
+            memory: 0,
+            leaving: false,
+            queue_later: Vec::new(),
+        };
+        self.by_load.insert((Load(ws.load()), id));
+        self.workers.insert(id, ws);
+        self.outbox.push(Outgoing::Worker(
+            id,
+            ToWorker::Registered {
+                worker: id,
+                heartbeat_ms: self.config.heartbeat_interval.as_millis() as u64,
+            },
+        ));
+        self.restart_on_worker_joined(&name);
+        self.want_balance();
+    }
+
+    pub fn on_worker_message(&mut self, id: WorkerId, msg: FromWorker, now: Instant) {
+        self.at(now);
+        let Some(ws) = self.workers.get_mut(&id) else {
+            return;
+        };
+        ws.last_seen = now;
+        match msg {
+            FromWorker::Register(_) => log::warn!("worker {id} registered twice; ignored"),
+            FromWorker::Started { task } => self.on_task_started(id, task),
+            FromWorker::Finished { task, nbytes, fetched } => self.on_task_finished(id, task, nbytes, fetched),
+            FromWorker::Failed { task, error } => self.on_task_failed(id, task, error),
+            FromWorker::FetchFailed {
+                task,
+                dep,
+                holder,
+                reason,
+            } => self.on_fetch_failed(id, task, dep, &holder, &reason),
+            FromWorker::Stolen { tasks } => self.on_stolen(id, tasks),
+            FromWorker::DataStored { task, nbytes } => self.on_data_stored(id, task, nbytes),
+            FromWorker::Heartbeat { memory } => {
+                if let Some(ws) = self.workers.get_mut(&id) {
+                    ws.memory = memory;
+                }
+            }
+            FromWorker::Leaving { reason } => {
+                log::info!("worker {id} is leaving: {reason}");
+                self.set_leaving(id);
+            }
+            FromWorker::Retire { reason } => self.on_retire(id, &reason),
+            FromWorker::Replicated { task, nbytes } => self.on_replicated(id, task, nbytes),
+        }
+        self.want_placement();
+        let retiring: Vec<WorkerId> = self.retiring.keys().copied().collect();
+        for w in retiring {
+            self.retire_step(w);
+        }
+    }
+
+    pub(super) fn on_task_started(&mut self, w: WorkerId, t: TaskId) {
+        if let Some(task) = self.tasks.get_mut(&t) {
+            if let TaskState::Processing { worker, started, .. } = &mut task.state {
+                if *worker == w && !*started {
+                    *started = true;
+                    self.workers.get_mut(&w).expect("sender is known").running += 1;
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_task_finished(&mut self, w: WorkerId, t: TaskId, nbytes: u64, fetched: Vec<TaskId>) {
+        for f in fetched {
+            if matches!(self.tasks.get(&f), Some(task) if task.state == TaskState::Memory) {
+                self.add_holder(f, w);
+                self.maybe_release(f);
+            } else {
+                self.outbox
+                    .push(Outgoing::Worker(w, ToWorker::ReleaseData { tasks: vec![f] }));
+            }
+        }
+        if !self.processing_on(t, w) {
+            // A late answer: the task was cancelled, stolen or given to another worker.
+            if matches!(self.tasks.get(&t), Some(task) if task.state == TaskState::Memory) {
+                self.add_holder(t, w);
+                self.maybe_release(t);
+            } else {
+                self.outbox
+                    .push(Outgoing::Worker(w, ToWorker::ReleaseData { tasks: vec![t] }));
+            }
+            return;
+        }
+        self.to_memory(w, t, nbytes);
+        let deps = self.tasks[&t].deps.clone();
+        self.wake_dependents(t);
+        self.queue_dependents_later(w);
+        for d in deps {
+            self.maybe_release(d);
+        }
+        self.maybe_release(t);
+        if self.workers[&w].processing.is_empty() {
+            self.want_balance();
+        }
+    }
+
+    /// `t`'s result is now in memory: its waiting dependents have one input less to wait for.
+    pub(super) fn wake_dependents(&mut self, t: TaskId) {
+        for d in self.tasks[&t].dependents.clone() {
+            let dt = self.tasks.get_mut(&d).expect("dependents are known");
+            match dt.state {
+                TaskState::Waiting => {
+                    dt.waiting_on -= 1;
+                    if dt.waiting_on == 0 {
+                        self.make_ready(d);
+                    } else {
+                        self.queue_behind_remaining_inputs(d);
+                    }
+                }
+                // Queued behind its inputs on their worker: it runs there once they are done.
+                TaskState::Processing { .. } if dt.waiting_on > 0 => dt.waiting_on -= 1,
+                _ => {}
+            }
+        }
+    }
+
+    pub(super) fn on_task_failed(&mut self, w: WorkerId, t: TaskId, error: TaskError) {
+        if !self.processing_on(t, w) {
+            return;
+        }
+        self.unassign(w, t);
+        let task = self.tasks.get_mut(&t).expect("checked above");
+        if task.extras().retries_left > 0 {
+            task.extras_mut().retries_left -= 1;
+            log::info!(
+                "task {} failed ({}); retrying, {} retries left",
+                task.key,
+                error,
+                task.extras().retries_left
+            );
+            self.compute_again(t, w);
+        } else {
+            // Its worker reported it: no need to tell it to stop.
+            task.state = TaskState::Released;
+            self.set_erred(t, error);
+        }
+    }
+
+    pub(super) fn on_fetch_failed(&mut self, w: WorkerId, t: TaskId, dep: TaskId, holder: &str, reason: &str) {
+        log::warn!("worker {w} could not fetch {dep} from {holder}: {reason}");
+        let holder_id = self
+            .workers
+            .iter()
+            .find(|(_, ws)| ws.info.peer_address == holder)
+            .map(|(id, _)| *id);
+        if let (Some(h), Some(dt)) = (holder_id, self.tasks.get_mut(&dep)) {
+            if dt.who_has.remove_item(h) {
+                let nbytes = dt.nbytes;
+                let ws = self.workers.get_mut(&h).expect("found above");
+                ws.has_data.remove(&dep);
+                ws.stored_bytes -= nbytes;
+                if dt.who_has.is_empty() && dt.state == TaskState::Memory {
+                    self.on_data_lost(vec![dep], holder);
+                }
+            }
+        }
+        if self.processing_on(t, w) {
+            self.unassign(w, t);
+            self.compute_again(t, w);
+        }
+    }
+
+    /// `t`, processing on `w`, now has its result there: clients that want it are told.
+    pub(super) fn to_memory(&mut self, w: WorkerId, t: TaskId, nbytes: u64) {
+        self.unassign(w, t);
+        let task = self.tasks.get_mut(&t).expect("to_memory of a processing task");
+        task.state = TaskState::Memory;
+        task.nbytes = nbytes;
+        task.who_has.clear();
+        self.add_holder(t, w);
+        let task = &self.tasks[&t];
+        for c in &task.wanted_by {
+            self.outbox.push(Outgoing::Client(
+                *c,
+                ToClient::KeyFinished {
+                    key: task.key.to_string(),
+                    nbytes,
+                },
+            ));
+        }
+    }
+
+    /// Takes `t` off `w`'s list and gives back what it held there.
+    pub(super) fn unassign(&mut self, w: WorkerId, t: TaskId) {
+        self.stealing.remove(&t);
+        let task = &self.tasks[&t];
+        let started = matches!(task.state, TaskState::Processing { started: true, .. });
+        let Some(ws) = self.workers.get_mut(&w) else { return };
+        change_load(&mut self.by_load, w, ws, |ws| {
+            if ws.processing.remove(&t) {
+                ws.take_resources(task.options(), -1.0);
+                if started {
+                    ws.running -= 1;
+                }
+            }
+        });
+    }
+
+    pub(super) fn processing_on(&self, t: TaskId, w: WorkerId) -> bool {
+        matches!(self.tasks.get(&t), Some(Task { state: TaskState::Processing { worker, .. }, .. }) if *worker == w)
+    }
+
+    pub(super) fn add_holder(&mut self, t: TaskId, w: WorkerId) {
+        let task = self.tasks.get_mut(&t).expect("add_holder of a known task");
+        if !task.who_has.contains(&w) {
+            task.who_has.push(w);
+            let ws = self.workers.get_mut(&w).expect("add_holder of a known worker");
+            ws.has_data.insert(t);
+            ws.stored_bytes += task.nbytes;
+        }
+    }
+
+    /// `w` takes no new tasks: it leaves the placement index.
+    pub(super) fn set_leaving(&mut self, w: WorkerId) {
+        if let Some(ws) = self.workers.get_mut(&w) {
+            if !ws.leaving {
+                ws.leaving = true;
+                self.by_load.remove(&(Load(ws.load()), w));
+            }
+        }
+    }
+}
