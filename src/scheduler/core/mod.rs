@@ -167,9 +167,6 @@ impl Core {
     /// everything decided since the last call, in order.
     pub fn take_outbox(&mut self) -> Vec<Outgoing> {
         self.run_placement();
-        if !self.is_idle() {
-            self.idle_since = self.clock;
-        }
         std::mem::take(&mut self.outbox)
     }
 
@@ -187,9 +184,13 @@ impl Core {
         [housekeeping, restart, idle].into_iter().flatten().min()
     }
 
-    /// Notes the time an event brought.
+    /// Notes the time an event brought. Called first by every event, so a core that was busy
+    /// until this event is idle from now on at the earliest.
     fn at(&mut self, now: Instant) {
         self.clock = self.clock.max(now);
+        if !self.is_idle() {
+            self.idle_since = self.clock;
+        }
     }
 
     /// No client is connected and no task is known: what `--idle-timeout` waits for.

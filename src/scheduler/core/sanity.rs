@@ -27,10 +27,17 @@ impl Core {
         self.check_placement_done();
         self.check_steals_and_retirement();
         for s in &self.scatters {
-            assert!(self.clients.contains_key(&s.client), "a scatter of a gone client is pending");
+            assert!(
+                self.clients.contains_key(&s.client),
+                "a scatter of a gone client is pending"
+            );
             for t in &s.remaining {
                 let task = &self.tasks[t];
-                assert!(task.scattered(), "scatter waits for {}, which is not scattered", task.key);
+                assert!(
+                    task.scattered(),
+                    "scatter waits for {}, which is not scattered",
+                    task.key
+                );
                 assert!(
                     matches!(task.state, TaskState::Processing { .. }),
                     "scatter waits for {}, which is {}",
@@ -72,7 +79,10 @@ impl Core {
             }
             assert_eq!(running, ws.running, "running count of {id}");
             for ((name, expected), (_, actual)) in free.iter().zip(&ws.resources_free) {
-                assert!((expected - actual).abs() < 1e-6, "free {name} of {id}: {actual}, tasks say {expected}");
+                assert!(
+                    (expected - actual).abs() < 1e-6,
+                    "free {name} of {id}: {actual}, tasks say {expected}"
+                );
             }
             let mut bytes = 0;
             for t in &ws.has_data {
