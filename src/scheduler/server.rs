@@ -6,8 +6,8 @@
 
 use super::core::{Core, CoreConfig, Outgoing, StopReason, CONNECTION_CLOSED};
 use crate::protocol::{
-    accept_handshake, spawn_writer, ClientId, FrameError, FrameReader, FromClient, FromNanny, FromWorker, NannyId,
-    Role, ToClient, ToNanny, ToWorker, WorkerId, WorkerInfo,
+    accept_handshake, spawn_writer, ClientId, FrameError, FrameReader, FromClient, FromNanny, FromWorker,
+    HandshakeError, NannyId, Role, ToClient, ToNanny, ToWorker, WorkerId, WorkerInfo,
 };
 use futures_lite::FutureExt;
 use smol::net::{TcpListener, TcpStream};
@@ -272,25 +272,41 @@ impl Links {
     }
 }
 
-/// Runs one connection from hello to close. An `Err` is the reason it closed abnormally.
+/// Why a connection to the scheduler closed abnormally.
+#[derive(Debug, thiserror::Error)]
+enum ConnectionError {
+    #[error("handshake refused: {0}")]
+    Handshake(#[from] HandshakeError),
+    #[error("{role}'s first message is {got}, not Register")]
+    NotRegister { role: Role, got: String },
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    #[error("a {0} may not connect to the scheduler")]
+    RoleRefused(Role),
+}
+
+/// Runs one connection from hello to close.
 async fn serve_connection(
     mut stream: TcpStream,
     events: async_channel::Sender<Event>,
     ids: Arc<AtomicU64>,
-) -> Result<(), String> {
+) -> Result<(), ConnectionError> {
     stream.set_nodelay(true).ok();
-    let hello = accept_handshake(&mut stream, Role::Scheduler, &[Role::Worker, Role::Client, Role::Nanny])
-        .await
-        .map_err(|e| format!("handshake refused: {e}"))?;
+    let hello = accept_handshake(&mut stream, Role::Scheduler, &[Role::Worker, Role::Client, Role::Nanny]).await?;
     let id = ids.fetch_add(1, Ordering::Relaxed);
     let mut reader = FrameReader::new(stream.clone());
     match hello.role {
         Role::Worker => {
             let info = match reader.next::<FromWorker>().await {
                 Ok(Some(FromWorker::Register(info))) => info,
-                Ok(Some(other)) => return Err(format!("worker's first message is {other:?}, not Register")),
+                Ok(Some(other)) => {
+                    return Err(ConnectionError::NotRegister {
+                        role: Role::Worker,
+                        got: format!("{other:?}"),
+                    })
+                }
                 Ok(None) => return Ok(()),
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             };
             let id = WorkerId(id);
             let (tx, rx) = async_channel::unbounded();
@@ -300,7 +316,10 @@ async fn serve_connection(
             let _ = events
                 .send(Event::WorkerLost(
                     id,
-                    ended.clone().err().unwrap_or_else(|| CONNECTION_CLOSED.into()),
+                    ended
+                        .as_ref()
+                        .err()
+                        .map_or_else(|| CONNECTION_CLOSED.to_string(), |e| e.to_string()),
                 ))
                 .await;
             drop(writer);
@@ -326,9 +345,14 @@ async fn serve_connection(
         Role::Nanny => {
             let (name, workers) = match reader.next::<FromNanny>().await {
                 Ok(Some(FromNanny::Register { name, workers, .. })) => (name, workers),
-                Ok(Some(other)) => return Err(format!("nanny's first message is {other:?}, not Register")),
+                Ok(Some(other)) => {
+                    return Err(ConnectionError::NotRegister {
+                        role: Role::Nanny,
+                        got: format!("{other:?}"),
+                    })
+                }
                 Ok(None) => return Ok(()),
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             };
             let id = NannyId(id);
             let (tx, rx) = async_channel::unbounded();
@@ -339,7 +363,7 @@ async fn serve_connection(
             drop(writer);
             ended
         }
-        other => Err(format!("a {other} may not connect to the scheduler")),
+        other => Err(ConnectionError::RoleRefused(other)),
     }
 }
 
@@ -350,7 +374,7 @@ async fn pump<M: serde::de::DeserializeOwned>(
     wrap: impl Fn(M) -> Event,
     events: &async_channel::Sender<Event>,
     handled: Option<&async_channel::Receiver<()>>,
-) -> Result<(), String> {
+) -> Result<(), ConnectionError> {
     loop {
         match reader.next::<M>().await {
             Ok(Some(m)) => {
@@ -366,7 +390,7 @@ async fn pump<M: serde::de::DeserializeOwned>(
             Ok(None) => return Ok(()),
             // A peer that exits with replies unread resets the connection: an ordinary close.
             Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         }
     }
 }

@@ -52,6 +52,7 @@ fn split(id: TaskId) -> (usize, u32) {
 }
 
 impl<T: Keyed> TaskTable<T> {
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len
     }

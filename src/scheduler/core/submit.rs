@@ -7,16 +7,32 @@ use crate::protocol::{ClientId, TaskDesc, TaskError, TaskId, ToClient};
 use crate::scheduler::id_list::IdList;
 use std::collections::HashMap;
 
+/// Why a submission was refused whole.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Rejected {
+    #[error("a task has an empty key")]
+    EmptyKey,
+    #[error("duplicate key {0:?} in one submission")]
+    DuplicateKey(String),
+    #[error("task {0:?} depends on itself")]
+    SelfDependency(String),
+    #[error("task {task:?} depends on unknown key {dep:?}")]
+    UnknownDependency { task: String, dep: String },
+    /// A few of the keys in the cycle.
+    #[error("dependency cycle among {}", .0.join(", "))]
+    Cycle(Vec<String>),
+}
+
 impl Core {
     /// Checks a batch before anything of it is stored: keys unique, inputs known, no cycle.
-    pub(super) fn check_batch(&self, tasks: &[TaskDesc]) -> Result<(), String> {
+    fn check_batch(&self, tasks: &[TaskDesc]) -> Result<(), Rejected> {
         let mut batch: HashMap<&str, usize> = HashMap::with_capacity(tasks.len());
         for (i, t) in tasks.iter().enumerate() {
             if t.key.is_empty() {
-                return Err("a task has an empty key".into());
+                return Err(Rejected::EmptyKey);
             }
             if batch.insert(&t.key, i).is_some() {
-                return Err(format!("duplicate key {:?} in one submission", t.key));
+                return Err(Rejected::DuplicateKey(t.key.clone()));
             }
         }
         // Kahn's algorithm over the new tasks only; known keys are already acyclic.
@@ -28,7 +44,7 @@ impl Core {
             }
             for d in &t.deps {
                 if *d == t.key {
-                    return Err(format!("task {:?} depends on itself", t.key));
+                    return Err(Rejected::SelfDependency(t.key.clone()));
                 }
                 match batch.get(d.as_str()) {
                     Some(&j) if !self.tasks.contains_key_str(d) => {
@@ -37,7 +53,12 @@ impl Core {
                     }
                     Some(_) => {}
                     None if self.tasks.contains_key_str(d) => {}
-                    None => return Err(format!("task {:?} depends on unknown key {:?}", t.key, d)),
+                    None => {
+                        return Err(Rejected::UnknownDependency {
+                            task: t.key.clone(),
+                            dep: d.clone(),
+                        })
+                    }
                 }
             }
         }
@@ -53,19 +74,20 @@ impl Core {
             }
         }
         if seen < tasks.len() {
-            let stuck: Vec<&str> = (0..tasks.len())
+            let stuck = (0..tasks.len())
                 .filter(|&i| indegree[i] > 0)
                 .take(5)
-                .map(|i| tasks[i].key.as_str())
+                .map(|i| tasks[i].key.clone())
                 .collect();
-            return Err(format!("dependency cycle among {}", stuck.join(", ")));
+            return Err(Rejected::Cycle(stuck));
         }
         Ok(())
     }
 
     pub(super) fn on_submit(&mut self, client: ClientId, tasks: Vec<TaskDesc>, wanted: Vec<String>) {
-        if let Err(reason) = self.check_batch(&tasks) {
-            log::warn!("client {client}: submission rejected: {reason}");
+        if let Err(rejected) = self.check_batch(&tasks) {
+            log::warn!("client {client}: submission rejected: {rejected}");
+            let reason = rejected.to_string();
             for t in &tasks {
                 self.outbox.push(Outgoing::Client(
                     client,
@@ -77,15 +99,30 @@ impl Core {
             }
             return;
         }
+        let new = self.store_new_tasks(tasks);
+        for key in wanted {
+            self.want(client, key);
+        }
+        // New tasks that nothing wants are dropped at once.
+        for id in new {
+            self.maybe_release(id);
+        }
+    }
+
+    /// Stores the tasks of a checked batch whose keys are new, linked to their inputs, in
+    /// submission order; returns their ids.
+    fn store_new_tasks(&mut self, tasks: Vec<TaskDesc>) -> Vec<TaskId> {
         let mut new = Vec::new();
         for desc in tasks {
             if self.tasks.contains_key_str(&desc.key) {
                 continue;
             }
+            let options = desc.options;
+            let rare = options.retries > 0 || !options.resources.is_empty() || !options.workers.is_empty();
             let id = self.tasks.insert(Task {
                 key: desc.key.into_boxed_str(),
                 spec: self.function_names.store(desc.spec),
-                priority: desc.options.priority,
+                priority: options.priority,
                 deps: IdList::new(),
                 dependents: IdList::new(),
                 state: TaskState::Released,
@@ -94,13 +131,10 @@ impl Core {
                 nbytes: 0,
                 wanted_by: IdList::new(),
                 seq: 0,
-                extras: (desc.options.retries > 0
-                    || !desc.options.resources.is_empty()
-                    || !desc.options.workers.is_empty())
-                .then(|| {
+                extras: rare.then(|| {
                     Box::new(TaskExtras {
-                        retries_left: desc.options.retries,
-                        options: desc.options,
+                        retries_left: options.retries,
+                        options,
                         ..TaskExtras::default()
                     })
                 }),
@@ -118,49 +152,48 @@ impl Core {
             task.seq = self.next_seq;
             self.next_seq += 1;
         }
-        for key in wanted {
-            let Some(t) = self.tasks.id_of(&key) else {
-                self.outbox.push(Outgoing::Client(
-                    client,
-                    ToClient::KeyErred {
-                        key: key.clone(),
-                        error: TaskError::Rejected {
-                            reason: format!("unknown key {key:?}"),
-                        },
+        new.into_iter().map(|(id, _)| id).collect()
+    }
+
+    /// `client` wants `key`: told now if it is done, else it is computed.
+    fn want(&mut self, client: ClientId, key: String) {
+        let Some(t) = self.tasks.id_of(&key) else {
+            self.outbox.push(Outgoing::Client(
+                client,
+                ToClient::KeyErred {
+                    key: key.clone(),
+                    error: TaskError::Rejected {
+                        reason: format!("unknown key {key:?}"),
                     },
-                ));
-                continue;
-            };
-            let task = self.tasks.get_mut(&t).expect("keys are known");
-            if !task.wanted_by.contains(&client) {
-                task.wanted_by.push(client);
-                self.clients
-                    .get_mut(&client)
-                    .expect("checked by caller")
-                    .log_wanted(client, t, &self.tasks);
-            }
-            let task = &self.tasks[&t];
-            match &task.state {
-                TaskState::Memory => self.outbox.push(Outgoing::Client(
-                    client,
-                    ToClient::KeyFinished {
-                        key,
-                        nbytes: task.nbytes,
-                    },
-                )),
-                TaskState::Erred(e) => self.outbox.push(Outgoing::Client(
-                    client,
-                    ToClient::KeyErred {
-                        key,
-                        error: (**e).clone(),
-                    },
-                )),
-                _ => self.compute(t),
-            }
+                },
+            ));
+            return;
+        };
+        let task = self.tasks.get_mut(&t).expect("keys are known");
+        if !task.wanted_by.contains(&client) {
+            task.wanted_by.push(client);
+            self.clients
+                .get_mut(&client)
+                .expect("checked by caller")
+                .log_wanted(client, t, &self.tasks);
         }
-        // New tasks that nothing wants are dropped at once.
-        for (id, _) in new {
-            self.maybe_release(id);
+        let task = &self.tasks[&t];
+        match &task.state {
+            TaskState::Memory => self.outbox.push(Outgoing::Client(
+                client,
+                ToClient::KeyFinished {
+                    key,
+                    nbytes: task.nbytes,
+                },
+            )),
+            TaskState::Erred(e) => self.outbox.push(Outgoing::Client(
+                client,
+                ToClient::KeyErred {
+                    key,
+                    error: (**e).clone(),
+                },
+            )),
+            _ => self.compute(t),
         }
     }
 }
