@@ -118,7 +118,7 @@ impl Core {
             }
             return;
         }
-        self.to_memory(w, t, nbytes);
+        self.set_in_memory(w, t, nbytes);
         // A client may have submitted tasks on this key before its data arrived.
         self.wake_dependents(t);
         let mut done = Vec::new();

@@ -208,7 +208,7 @@ impl Core {
             }
             return;
         }
-        self.to_memory(w, t, nbytes);
+        self.set_in_memory(w, t, nbytes);
         let deps = self.tasks[&t].deps.clone();
         self.wake_dependents(t);
         self.queue_dependents_later(w);
@@ -288,9 +288,9 @@ impl Core {
     }
 
     /// `t`, processing on `w`, now has its result there: clients that want it are told.
-    pub(super) fn to_memory(&mut self, w: WorkerId, t: TaskId, nbytes: u64) {
+    pub(super) fn set_in_memory(&mut self, w: WorkerId, t: TaskId, nbytes: u64) {
         self.unassign(w, t);
-        let task = self.tasks.get_mut(&t).expect("to_memory of a processing task");
+        let task = self.tasks.get_mut(&t).expect("set_in_memory of a processing task");
         task.state = TaskState::Memory;
         task.nbytes = nbytes;
         task.who_has.clear();

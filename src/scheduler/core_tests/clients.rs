@@ -14,7 +14,7 @@ fn client_disconnect_releases_results_and_cancels_work_nobody_needs() {
     );
     assert_eq!(cl.computes_sent_to("w1"), ["done", "running"]);
     cl.finish("w1", "done", 1);
-    cl.to_client(c);
+    cl.sent_to_client(c);
     cl.disconnect(c);
     assert_eq!(cl.releases_sent_to("w1"), ["done"]);
     assert_eq!(cl.cancels_sent_to("w1"), ["running"]);
@@ -38,7 +38,7 @@ fn results_shared_by_two_clients_survive_one_leaving() {
     assert_eq!(cl.computes_sent_to("w1"), ["c"]);
     cl.finish("w1", "c", 1);
     assert_eq!(cl.finished_to_client(c2), ["c"]);
-    assert!(cl.to_client(c1).is_empty());
+    assert!(cl.sent_to_client(c1).is_empty());
     assert_eq!(cl.core.task_count(), 2, "a is kept as the input of c; b is gone");
 }
 

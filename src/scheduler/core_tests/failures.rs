@@ -292,7 +292,7 @@ fn info_and_who_has_describe_the_cluster() {
             keys: strings(&["a", "b", "zz"]),
         },
     );
-    let told = cl.to_client(c);
+    let told = cl.sent_to_client(c);
     let [ToClient::WhoHas { req, locations }] = &told[..] else {
         panic!("{told:?}")
     };
@@ -309,7 +309,7 @@ fn info_and_who_has_describe_the_cluster() {
     assert!(locations[2].problem.as_ref().unwrap().to_string().contains("unknown"));
 
     cl.client_says(c, FromClient::Info { req: RequestId(8) });
-    let told = cl.to_client(c);
+    let told = cl.sent_to_client(c);
     let [ToClient::Info { info, .. }] = &told[..] else {
         panic!("{told:?}")
     };
@@ -333,7 +333,7 @@ fn released_scattered_input_is_never_sent_to_a_worker_to_compute() {
     cl.finish_fetched("w2", "b", 1, &["x"]);
     // The usual pattern: scatter, compute on it, drop the scattered input.
     cl.release(c, &["x"]);
-    cl.to_client(c);
+    cl.sent_to_client(c);
     cl.take(|_| true);
 
     cl.lose_worker("w2");
@@ -354,7 +354,7 @@ fn cancelling_a_scatter_before_it_is_stored_answers_the_scatter() {
     cl.puts_sent_to("w1");
     cl.cancel(c, &["x"]);
     assert_eq!(cl.cancels_sent_to("w1"), ["x"]);
-    let told = cl.to_client(c);
+    let told = cl.sent_to_client(c);
     assert!(
         told.iter()
             .any(|m| matches!(m, ToClient::Scattered { req: r, result: Err(_) } if *r == req)),

@@ -428,7 +428,7 @@ impl Cluster {
     }
 
     /// Everything sent to `client`, taken.
-    fn to_client(&mut self, client: ClientId) -> Vec<ToClient> {
+    fn sent_to_client(&mut self, client: ClientId) -> Vec<ToClient> {
         self.take(|o| matches!(o, Outgoing::Client(c, _) if *c == client))
             .into_iter()
             .map(|o| match o {
@@ -460,9 +460,8 @@ impl Cluster {
             .collect()
     }
 
-    /// Fails the test if anything sent is still untaken: every message must be expected.
     /// The messages sent to `nanny`.
-    fn to_nanny(&mut self, nanny: NannyId) -> Vec<ToNanny> {
+    fn sent_to_nanny(&mut self, nanny: NannyId) -> Vec<ToNanny> {
         self.take(|o| matches!(o, Outgoing::Nanny(n, _) if *n == nanny))
             .into_iter()
             .map(|o| match o {
@@ -494,6 +493,7 @@ impl Cluster {
             .collect()
     }
 
+    /// Fails the test if anything sent is still untaken: every message must be expected.
     fn assert_nothing_else_sent(&self) {
         assert!(self.sent.is_empty(), "unexpected messages: {:#?}", self.sent);
     }

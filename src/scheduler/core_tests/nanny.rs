@@ -64,7 +64,7 @@ fn a_restart_drops_every_task_and_is_answered_once_the_same_workers_are_back() {
     cl.finish("w1", "a", 1);
     assert_eq!(cl.finished_to_client(c), ["a"]);
     let req = cl.restart(c);
-    assert_eq!(cl.to_nanny(nanny), [ToNanny::Restart]);
+    assert_eq!(cl.sent_to_nanny(nanny), [ToNanny::Restart]);
     let lost: Vec<String> = cl.erred_to_client(c).into_iter().map(|(k, _)| k).collect();
     assert_eq!(
         lost,
@@ -85,13 +85,13 @@ fn a_second_restart_while_one_is_under_way_is_refused() {
     let (mut cl, c) = Cluster::new().with_workers(&[("w1", 1)]);
     let nanny = cl.add_nanny("n", &["w1"]);
     cl.restart(c);
-    assert_eq!(cl.to_nanny(nanny), [ToNanny::Restart]);
+    assert_eq!(cl.sent_to_nanny(nanny), [ToNanny::Restart]);
     let second = cl.restart(c);
     let answers = cl.restarted_to_client(c);
     assert_eq!(answers.len(), 1);
     assert_eq!(answers[0].0, second);
     assert!(answers[0].1.clone().unwrap_err().contains("already under way"));
-    assert!(cl.to_nanny(nanny).is_empty(), "the nanny is not asked twice");
+    assert!(cl.sent_to_nanny(nanny).is_empty(), "the nanny is not asked twice");
 }
 
 #[test]

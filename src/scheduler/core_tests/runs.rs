@@ -22,7 +22,7 @@ fn chain_runs_to_completion_and_releases_intermediates() {
     cl.finish("w1", "c", 30);
     assert_eq!(cl.releases_sent_to("w1"), ["b"]);
     assert_eq!(
-        cl.to_client(c),
+        cl.sent_to_client(c),
         [ToClient::KeyFinished {
             key: "c".into(),
             nbytes: 30

@@ -9,10 +9,10 @@ fn scatter_puts_data_on_a_worker_and_answers_when_stored() {
     let (mut cl, c) = Cluster::new().with_workers(&[("w1", 1)]);
     let req = cl.scatter(c, &[("x", b"hello")]);
     assert_eq!(cl.puts_sent_to("w1"), ["x"]);
-    assert!(cl.to_client(c).is_empty(), "not stored yet");
+    assert!(cl.sent_to_client(c).is_empty(), "not stored yet");
     cl.stored("w1", "x", 5);
     assert_eq!(
-        cl.to_client(c),
+        cl.sent_to_client(c),
         [
             ToClient::KeyFinished {
                 key: "x".into(),
@@ -35,7 +35,7 @@ fn scatter_spreads_items_and_is_answered_once_all_are_stored() {
     cl.assert_nothing_else_sent();
     cl.stored("w1", "x", 1);
     assert_eq!(cl.finished_to_client(c), ["x"]);
-    assert_eq!(cl.to_client(c), [ToClient::Scattered { req, result: Ok(()) }]);
+    assert_eq!(cl.sent_to_client(c), [ToClient::Scattered { req, result: Ok(()) }]);
 }
 
 #[test]
@@ -43,14 +43,14 @@ fn scatter_without_workers_or_over_a_known_key_is_refused() {
     let mut cl = Cluster::new();
     let c = cl.add_client();
     let req = cl.scatter(c, &[("x", b"1")]);
-    assert!(matches!(&cl.to_client(c)[..], [ToClient::Scattered { req: r, result: Err(_) }] if *r == req));
+    assert!(matches!(&cl.sent_to_client(c)[..], [ToClient::Scattered { req: r, result: Err(_) }] if *r == req));
 
     cl.add_worker("w1", 1);
     cl.submit(c, vec![task("a")], &["a"]);
     cl.take(|_| true);
     let req = cl.scatter(c, &[("new", b"1"), ("a", b"2")]);
     assert!(
-        matches!(&cl.to_client(c)[..], [ToClient::Scattered { req: r, result: Err(e) }] if *r == req && e.contains("\"a\""))
+        matches!(&cl.sent_to_client(c)[..], [ToClient::Scattered { req: r, result: Err(e) }] if *r == req && e.contains("\"a\""))
     );
     assert!(cl.puts_sent_to("w1").is_empty());
     assert_eq!(cl.core.task_count(), 1);
@@ -62,7 +62,7 @@ fn scatter_with_a_key_twice_is_refused() {
     let (mut cl, c) = Cluster::new().with_workers(&[("w1", 1)]);
     let req = cl.scatter(c, &[("x", b"1"), ("x", b"2")]);
     assert!(
-        matches!(&cl.to_client(c)[..], [ToClient::Scattered { req: r, result: Err(e) }] if *r == req && e.contains("\"x\""))
+        matches!(&cl.sent_to_client(c)[..], [ToClient::Scattered { req: r, result: Err(e) }] if *r == req && e.contains("\"x\""))
     );
     assert!(cl.puts_sent_to("w1").is_empty());
     assert_eq!(cl.core.task_count(), 0);
@@ -74,7 +74,7 @@ fn dependent_of_scattered_data_runs_where_the_data_is() {
     cl.scatter(c, &[("x", b"hello")]);
     assert_eq!(cl.puts_sent_to("w1"), ["x"]);
     cl.stored("w1", "x", 5);
-    cl.to_client(c);
+    cl.sent_to_client(c);
     cl.submit(c, vec![task_on("b", &["x"])], &["b"]);
     let sent = cl.compute_msgs_to("w1");
     assert_eq!(sent.len(), 1);
@@ -102,7 +102,7 @@ fn losing_the_holder_of_scattered_data_errs_its_dependents_with_lost_data() {
     cl.scatter(c, &[("x", b"hello")]);
     cl.stored("w1", "x", 5);
     cl.submit(c, vec![task("y").only_on(&["w2"]), task_on("b", &["x", "y"])], &["b"]);
-    cl.to_client(c);
+    cl.sent_to_client(c);
     assert_eq!(cl.computes_sent_to("w2"), ["y"]);
     assert_eq!(cl.state("b"), TaskState::Waiting);
 
@@ -130,7 +130,7 @@ fn scatter_is_answered_when_its_worker_dies_before_storing() {
     let (mut cl, c) = Cluster::new().with_workers(&[("w1", 1)]);
     let req = cl.scatter(c, &[("x", b"hello")]);
     cl.lose_worker("w1");
-    let told = cl.to_client(c);
+    let told = cl.sent_to_client(c);
     assert!(
         told.iter()
             .any(|m| matches!(m, ToClient::Scattered { req: r, result: Err(_) } if *r == req)),

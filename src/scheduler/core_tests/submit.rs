@@ -46,7 +46,7 @@ fn dependency_cycle_is_rejected() {
         &["z"],
     );
     assert_rejected(&mut cl, c, &["root", "x", "y", "z"], "cycle");
-    let told = cl.to_client(c);
+    let told = cl.sent_to_client(c);
     assert!(told.is_empty());
     assert!(cl.computes_sent_to("w1").is_empty());
 }
@@ -108,7 +108,7 @@ fn resubmitting_a_known_key_does_not_run_it_twice() {
     let c3 = cl.add_client();
     cl.submit(c3, vec![task("a")], &["a"]);
     assert_eq!(
-        cl.to_client(c3),
+        cl.sent_to_client(c3),
         [ToClient::KeyFinished {
             key: "a".into(),
             nbytes: 4
