@@ -168,11 +168,6 @@ impl Supervisor {
         self.phase == Phase::Done
     }
 
-    /// Whether a child process is alive (started and not yet seen to exit).
-    pub fn has_child(&self) -> bool {
-        matches!(self.phase, Phase::Running { .. } | Phase::Stopping { .. })
-    }
-
     /// When the shell should call [`on_timer`](Self::on_timer) next, if a deadline is pending.
     pub fn next_deadline(&self) -> Option<Instant> {
         match self.phase {
@@ -359,6 +354,7 @@ impl Supervisor {
     }
 
     /// Whether a stop for good is under way or over: nothing will start again.
+    #[cfg(test)]
     pub fn is_stopping_for_good(&self) -> bool {
         matches!(
             self.phase,

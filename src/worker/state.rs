@@ -1,7 +1,7 @@
 //! The worker's logic: which assigned tasks wait for inputs, which are ready, which run, and
 //! which results it holds, as a synchronous state machine with one owner. Its decisions in
-//! time (heartbeats, memory, lifetime, stop requests) are in [`super::lifecycle`], a second
-//! `impl` block of the same core.
+//! time (heartbeats, memory, lifetime, stop requests) are in `lifecycle.rs`, a second `impl`
+//! block of the same core.
 //!
 //! The state-machine contract: events are method calls named after what happened
 //! (`on_compute`, `on_fetched`, `on_executed`, `on_timer` ...), with `now` passed in where time
