@@ -10,6 +10,7 @@ pub mod cli;
 pub mod client;
 mod idmap;
 pub mod local;
+mod memory;
 pub mod nanny;
 pub mod protocol;
 pub mod rt;

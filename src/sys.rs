@@ -1,8 +1,15 @@
 //! What distd asks the operating system directly: this host's name, a process's resident
-//! memory, the machine's memory, and a little randomness. Linux only
-//! (`/proc`); each answers "unknown" (empty, 0, None) rather than failing.
+//! memory, the machine's memory, a little randomness, and the one way to start a child
+//! process that dies with its parent (and to clean up after children). Linux only (`/proc`,
+//! `prctl`); the questions answer "unknown" (empty, 0, None) rather than failing.
+//!
+//! The one place that reads `/proc`. It decides nothing: callers say what to spawn or kill.
+//! (Task commands start through `worker::spawn`'s vfork path, which needs the same death
+//! signal inside its child; it calls [`set_death_signal`].)
 
 use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::os::unix::process::CommandExt;
 
 /// This machine's host name, or "localhost" when it has none.
 pub fn hostname() -> String {
@@ -51,4 +58,139 @@ pub fn random_u64() -> u64 {
             .unwrap_or(0),
     );
     h.finish()
+}
+
+/// Gives memory the allocator holds but does not use back to the system, so a process's RSS
+/// shows what it freed (after a spill, say). A no-op where the allocator cannot.
+pub fn release_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory of the allocator.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// In a freshly forked child: asks the kernel to SIGKILL this process when the thread that
+/// forked it exits, so no child outlives its parent however the parent dies.
+/// Async-signal-safe (one system call), as code between fork and exec must be.
+pub fn set_death_signal() -> io::Result<()> {
+    // SAFETY: prctl with PR_SET_PDEATHSIG takes plain integers.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Starts `cmd` as a child tied to this process: it leads its own process group (so a
+/// terminal's Ctrl-C reaches only us, and we can signal the group), and it is killed when the
+/// thread that spawned it exits. Its stdin is empty; its stdout and stderr are pipes.
+///
+/// The death signal fires when the spawning *thread* exits: spawn from a thread that lives as
+/// long as the children should.
+pub fn spawn_tethered(mut cmd: std::process::Command) -> io::Result<async_process::Child> {
+    cmd.process_group(0);
+    let parent = std::process::id();
+    // SAFETY: the hook only makes system calls, which are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            set_death_signal()?;
+            if libc::getppid() as u32 != parent {
+                // The parent died before the death signal was armed.
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+    let mut cmd = async_process::Command::from(cmd);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    cmd.spawn()
+}
+
+/// Sends `signal` to the process group `pgid` (a tethered child's pid). A group that is gone
+/// is no error.
+pub fn signal_group(pgid: u32, signal: i32) {
+    // SAFETY: killpg has no memory-safety preconditions; a stale id at worst fails (ESRCH).
+    unsafe {
+        libc::killpg(pgid as libc::pid_t, signal);
+    }
+}
+
+/// Makes this process the reaper of its orphaned descendants: they are re-parented to it,
+/// not to init, so [`kill_children_except`] can find them.
+pub fn become_subreaper() {
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes plain integers.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
+}
+
+/// SIGKILLs every child of this process except `keep`, each with its process group (unless
+/// that is ours), and reaps it: the orphans a subreaper inherits.
+pub fn kill_children_except(keep: &[u32]) {
+    let me = std::process::id();
+    for (pid, pgrp) in children_of(me) {
+        if keep.contains(&pid) {
+            continue;
+        }
+        // SAFETY: plain signal and wait calls on a process that is our own child.
+        unsafe {
+            if pgrp as u32 != me && pgrp > 1 {
+                libc::killpg(pgrp, libc::SIGKILL);
+            }
+            libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            libc::waitpid(pid as libc::pid_t, std::ptr::null_mut(), libc::WNOHANG);
+        }
+    }
+}
+
+/// The children of `parent` with their process groups, from `/proc`.
+fn children_of(parent: u32) -> Vec<(u32, i32)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let (ppid, pgrp) = parent_and_group(pid)?;
+            (ppid == parent).then_some((pid, pgrp))
+        })
+        .collect()
+}
+
+/// Parent pid and process group of `pid`, from `/proc/PID/stat`.
+fn parent_and_group(pid: u32) -> Option<(u32, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_parent_and_group(&stat)
+}
+
+/// The parent pid and process group fields of a `/proc/PID/stat` line.
+fn parse_parent_and_group(stat: &str) -> Option<(u32, i32)> {
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let mut f = rest.split_whitespace();
+    let _state = f.next()?;
+    let ppid = f.next()?.parse().ok()?;
+    let pgrp = f.next()?.parse().ok()?;
+    Some((ppid, pgrp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_are_found_after_a_command_name_with_spaces_and_parentheses() {
+        assert_eq!(parse_parent_and_group("42 (a (b) c) S 7 42 42 0 -1"), Some((7, 42)));
+        assert_eq!(parse_parent_and_group("42 (x)"), None);
+        assert_eq!(parse_parent_and_group("garbage"), None);
+    }
+
+    #[test]
+    fn this_process_is_a_child_of_its_parent() {
+        let me = std::process::id();
+        let parent = parent_and_group(me).expect("own stat").0;
+        assert!(children_of(parent).iter().any(|(pid, _)| *pid == me));
+    }
 }

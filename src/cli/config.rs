@@ -344,7 +344,7 @@ impl WorkerSetup {
             policy: crate::nanny::Policy {
                 shutdown_timeout: self.shutdown_timeout,
                 crash_limit: self.crash_limit,
-                kill_above: (w.memory_limit > 0).then(|| w.memory_limit / 100 * 95),
+                memory: crate::memory::MemoryPolicy::new(w.memory_limit),
                 ..crate::nanny::Policy::default()
             },
             death_timeout: w.death_timeout,

@@ -1,7 +1,8 @@
 //! The nanny: a small process that starts workers as its children, watches their exit and
-//! memory, restarts them with backoff, and stops them in order. [`supervisor`] decides,
-//! [`server`] carries it out.
+//! memory, restarts them with backoff, and stops them in order. [`core`] decides for the
+//! whole nanny (one [`supervisor`] per child), [`server`] carries it out.
 
+pub mod core;
 pub mod server;
 pub mod supervisor;
 

@@ -1,28 +1,30 @@
 //! The nanny process's shell: spawns each worker child (this same executable, `worker
-//! --no-nanny`), forwards its output, watches its exit and its memory, keeps a connection to
-//! the scheduler, and carries out what each [`Supervisor`] decides.
+//! --no-nanny`), forwards its output, watches its exit, reads its memory, keeps a connection
+//! to the scheduler, and carries out what the [`NannyCore`] decides.
+//!
+//! It decides nothing (signals, restarts, kills, what to tell the scheduler and when are the
+//! core's) and keeps no periodic ticker: its loop waits for an event or the core's deadline.
 //!
 //! The nanny is a child subreaper: task processes orphaned by a dead worker are re-parented
-//! to it, and it kills them. Each worker child gets `PR_SET_PDEATHSIG`, so it dies with the
-//! nanny however the nanny dies.
+//! to it, and it kills them. Each worker child is tethered (`sys::spawn_tethered`), so it dies
+//! with the nanny however the nanny dies.
 
-use super::supervisor::{Action, ExitKind, Policy, Supervisor};
+use super::core::{NannyAction, NannyCore};
+use super::supervisor::{ExitKind, Policy};
 use crate::protocol::{connect_handshake, spawn_writer, FrameReader, FromNanny, Role, ToNanny};
 use crate::worker::server::connect_scheduler;
+use async_io::Timer;
 use futures_lite::{AsyncBufReadExt, FutureExt, StreamExt};
 use smol::Task;
 use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How many lines of each worker's stderr are kept for the crash report.
 const LOG_TAIL: usize = 20;
-
-/// How often children's memory is sampled.
-const MEMORY_POLL: Duration = Duration::from_millis(100);
 
 /// Everything a nanny needs before it starts anything.
 #[derive(Clone, Debug)]
@@ -72,13 +74,11 @@ enum Event {
     FromScheduler(ToNanny),
     SchedulerLost(String),
     Signal,
-    Tick,
 }
 
-/// One worker child slot.
+/// The I/O side of one worker slot (its decisions are the core's).
+#[derive(Default)]
 struct Slot {
-    name: String,
-    supervisor: Supervisor,
     child: Option<Child>,
     /// The last lines the child wrote to stderr.
     log: Arc<Mutex<VecDeque<String>>>,
@@ -122,10 +122,7 @@ pub fn run_nanny(config: NannyConfig) -> Result<(), NannyError> {
 /// that polls this future, which must outlive them (the main thread, or one of smol's
 /// executor threads, which live as long as the process).
 pub async fn supervise(config: NannyConfig, stop: async_channel::Receiver<()>) -> Result<(), NannyError> {
-    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes plain integers.
-    unsafe {
-        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-    }
+    crate::sys::become_subreaper();
     let (tx, rx) = async_channel::unbounded::<Event>();
     let _stops = {
         let tx = tx.clone();
@@ -137,13 +134,6 @@ pub async fn supervise(config: NannyConfig, stop: async_channel::Receiver<()>) -
             }
         })
     };
-    // Memory is polled only when there is a limit to enforce; deadlines have their own timer.
-    let _ticker = config
-        .policy
-        .kill_above
-        .is_some()
-        .then(|| crate::ticker::ticker(MEMORY_POLL, tx.clone(), || Event::Tick));
-    let now = Instant::now();
     let names: Vec<String> = if config.nworkers == 1 {
         vec![config.name.clone()]
     } else {
@@ -159,40 +149,45 @@ pub async fn supervise(config: NannyConfig, stop: async_channel::Receiver<()>) -
             }
         })
     };
-    let link = None;
+    let now = Instant::now();
     let mut nanny = Nanny {
-        slots: names
-            .into_iter()
-            .map(|name| Slot {
-                name,
-                supervisor: Supervisor::new(config.policy.clone(), now),
-                child: None,
-                log: Arc::default(),
-            })
-            .collect(),
+        slots: names.iter().map(|_| Slot::default()).collect(),
+        core: NannyCore::new(names, &config.policy, now),
         config,
         events: tx,
-        link,
-        signals_seen: 0,
+        link: None,
         failure: None,
     };
-    nanny.step(Instant::now());
-    while !nanny.slots.iter().all(|s| s.supervisor.is_done()) {
-        // Wake for the earliest restart or kill deadline, not just on the polling tick.
-        let deadline = nanny.slots.iter().filter_map(|s| s.supervisor.next_deadline()).min();
-        let ev = match deadline {
-            Some(at) => {
-                rx.recv()
-                    .or(async {
-                        async_io::Timer::at(at).await;
-                        Ok(Event::Tick)
-                    })
-                    .await
+    nanny.core.on_timer(now);
+    nanny.apply_outbox();
+    // The timer for the core's deadline, re-armed only when the deadline moves.
+    let mut timer: Option<(Instant, Timer)> = None;
+    while !nanny.core.is_done() {
+        let deadline = nanny.core.next_deadline();
+        if timer.as_ref().map(|(at, _)| *at) != deadline {
+            timer = deadline.map(|at| (at, Timer::at(at)));
+        }
+        let next = async { Some(rx.recv().await) };
+        let woke = match timer.as_mut() {
+            Some((_, t)) => {
+                next.or(async {
+                    t.await;
+                    None
+                })
+                .await
             }
-            None => rx.recv().await,
+            None => next.await,
         };
-        let Ok(ev) = ev else { break };
-        nanny.handle(ev);
+        match woke {
+            Some(Ok(ev)) => nanny.handle(ev),
+            Some(Err(_)) => break,
+            None => timer = None,
+        }
+        let now = Instant::now();
+        if nanny.core.next_deadline().is_some_and(|at| at <= now) {
+            nanny.core.on_timer(now);
+        }
+        nanny.apply_outbox();
     }
     nanny.reap_orphans();
     match nanny.failure {
@@ -245,12 +240,12 @@ async fn connect(config: &NannyConfig, names: &[String], events: async_channel::
 
 struct Nanny {
     config: NannyConfig,
+    core: NannyCore,
+    /// Indexed like the core's slots.
     slots: Vec<Slot>,
     events: async_channel::Sender<Event>,
     link: Option<Link>,
-    /// SIGINT/SIGTERM received so far: the first stops gracefully, the second kills.
-    signals_seen: usize,
-    /// The first slot that gave up, and why.
+    /// The error the nanny ends with: the first slot that gave up, and why.
     failure: Option<NannyError>,
 }
 
@@ -259,147 +254,107 @@ impl Nanny {
         let now = Instant::now();
         match ev {
             Event::Exited(i, how) => {
-                log::info!("nanny: worker {} exited ({how})", self.slots[i].name);
                 self.slots[i].child = None;
-                self.slots[i].supervisor.on_exit(how, now);
-                self.reap_orphans();
+                self.core.on_exit(i, how, now);
             }
-            Event::Linked(link) => self.link = Some(link),
-            Event::FromScheduler(ToNanny::Registered) => {}
-            Event::FromScheduler(ToNanny::Restart) => {
-                log::info!("nanny: restarting workers as the scheduler asked");
-                for s in &mut self.slots {
-                    s.supervisor.on_restart(now);
-                }
+            Event::Linked(link) => {
+                self.link = Some(link);
+                self.core.on_linked(now);
             }
+            Event::FromScheduler(msg) => self.core.on_scheduler_message(msg, now),
             Event::SchedulerLost(reason) => {
                 log::warn!("nanny: lost the scheduler ({reason}); the workers reconnect on their own");
                 self.link = None;
+                self.core.on_scheduler_lost(now);
             }
-            Event::Signal => {
-                self.signals_seen += 1;
-                for s in &mut self.slots {
-                    if self.signals_seen == 1 {
-                        s.supervisor.on_stop(now);
-                    } else {
-                        s.supervisor.on_kill_now();
-                    }
-                }
-            }
-            Event::Tick => {
-                for s in &mut self.slots {
-                    if let Some(c) = &s.child {
-                        if let Some(rss) = crate::sys::rss(Some(c.pid)) {
-                            s.supervisor.on_memory(rss, now);
-                        }
-                    }
-                }
-            }
+            Event::Signal => self.core.on_signal(now),
         }
-        self.step(now);
     }
 
-    /// Ticks every supervisor and carries out what they decided.
-    fn step(&mut self, now: Instant) {
-        for i in 0..self.slots.len() {
-            self.slots[i].supervisor.on_tick(now);
-            for action in self.slots[i].supervisor.take_actions() {
-                self.apply(i, action, now);
+    /// Carries out what the core decided, and what it decides on the way (a failed spawn, a
+    /// memory reading).
+    fn apply_outbox(&mut self) {
+        loop {
+            let outbox = self.core.take_outbox();
+            if outbox.is_empty() {
+                return;
+            }
+            for action in outbox {
+                self.apply(action);
             }
         }
     }
 
-    fn apply(&mut self, i: usize, action: Action, now: Instant) {
-        let slot = &mut self.slots[i];
+    fn apply(&mut self, action: NannyAction) {
         match action {
-            Action::Spawn => match spawn_worker(&self.config, &slot.name, i, slot.log.clone(), self.events.clone()) {
-                Ok(child) => {
-                    log::info!("nanny: started worker {} (pid {})", slot.name, child.pid);
-                    slot.child = Some(child);
-                }
-                Err(e) => {
-                    slot.supervisor.on_spawn_failed(&e.to_string(), now);
-                }
-            },
-            Action::Terminate => {
-                if let Some(c) = &slot.child {
-                    signal_group(c.pid, libc::SIGTERM);
+            NannyAction::Spawn { slot } => {
+                let name = self.core.name(slot).to_string();
+                let log = self.slots[slot].log.clone();
+                match spawn_worker(&self.config, &name, slot, log, self.events.clone()) {
+                    Ok(child) => {
+                        log::info!("nanny: started worker {name} (pid {})", child.pid);
+                        self.slots[slot].child = Some(child);
+                    }
+                    Err(e) => self.core.on_spawn_failed(slot, &e, Instant::now()),
                 }
             }
-            Action::Kill => {
-                if let Some(c) = &slot.child {
-                    signal_group(c.pid, libc::SIGKILL);
+            NannyAction::Terminate { slot } => self.signal(slot, libc::SIGTERM),
+            NannyAction::Kill { slot } => self.signal(slot, libc::SIGKILL),
+            NannyAction::Died { slot, reason } => {
+                let name = self.core.name(slot);
+                match last_error(&self.slots[slot].log) {
+                    Some(said) => log::warn!("nanny: worker {name} died: {reason} ({said})"),
+                    None => log::warn!("nanny: worker {name} died: {reason}"),
                 }
             }
-            Action::ReportDeath { reason } => {
-                match last_error(&slot.log) {
-                    Some(said) => log::warn!("nanny: worker {} died: {reason} ({said})", slot.name),
-                    None => log::warn!("nanny: worker {} died: {reason}", slot.name),
-                }
+            NannyAction::Send(msg) => {
                 if let Some(link) = &self.link {
-                    let _ = link.tx.try_send(FromNanny::WorkerDied {
-                        worker: slot.name.clone(),
-                        reason,
-                    });
+                    let _ = link.tx.try_send(msg);
                 }
             }
-            Action::Finished(Ok(())) => {}
-            Action::Finished(Err(reason)) => {
+            NannyAction::GaveUp { slot, reason } => {
                 // The worker's own error line says it best; else the tail of its log.
-                let log: Vec<String> = match last_error(&slot.log) {
+                let log: Vec<String> = match last_error(&self.slots[slot].log) {
                     Some(said) => vec![said],
                     None => {
-                        let tail = slot.log.lock().expect("log lock");
+                        let tail = self.slots[slot].log.lock().expect("log lock");
                         tail.iter().skip(tail.len().saturating_sub(3)).cloned().collect()
                     }
                 };
-                if self.failure.is_none() {
-                    self.failure = Some(NannyError::GaveUp {
-                        worker: slot.name.clone(),
-                        reason,
-                        log,
-                    });
-                }
-                // One worker giving up stops the whole nanny: a half-working node is worse
-                // than a clear error.
-                for s in &mut self.slots {
-                    s.supervisor.on_stop(now);
+                self.failure = Some(NannyError::GaveUp {
+                    worker: self.core.name(slot).to_string(),
+                    reason: reason.to_string(),
+                    log,
+                });
+            }
+            NannyAction::SampleMemory => {
+                let now = Instant::now();
+                for i in 0..self.slots.len() {
+                    let rss = self.slots[i].child.as_ref().and_then(|c| crate::sys::rss(Some(c.pid)));
+                    if let Some(rss) = rss {
+                        self.core.on_memory(i, rss, now);
+                    }
                 }
             }
+            NannyAction::ReapOrphans => self.reap_orphans(),
+        }
+    }
+
+    /// Signals the slot's worker and its process group (it leads its own).
+    fn signal(&self, slot: usize, signal: i32) {
+        if let Some(c) = &self.slots[slot].child {
+            crate::sys::signal_group(c.pid, signal);
         }
     }
 
     /// Kills processes re-parented to the nanny (orphans of dead workers' tasks).
     fn reap_orphans(&self) {
-        let me = std::process::id();
         let live: Vec<u32> = self
             .slots
             .iter()
             .filter_map(|s| s.child.as_ref().map(|c| c.pid))
             .collect();
-        let Ok(dir) = std::fs::read_dir("/proc") else { return };
-        for entry in dir.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                continue;
-            };
-            if live.contains(&pid) {
-                continue;
-            }
-            let Some((ppid, pgrp)) = parent_and_group(pid) else {
-                continue;
-            };
-            if ppid != me {
-                continue;
-            }
-            // SAFETY: plain signal and wait calls on a process that is our own child.
-            unsafe {
-                if pgrp as u32 != me && pgrp > 1 {
-                    libc::killpg(pgrp, libc::SIGKILL);
-                }
-                libc::kill(pid as i32, libc::SIGKILL);
-                libc::waitpid(pid as i32, std::ptr::null_mut(), libc::WNOHANG);
-            }
-        }
+        crate::sys::kill_children_except(&live);
     }
 }
 
@@ -415,26 +370,6 @@ fn last_error(log: &Mutex<VecDeque<String>>) -> Option<String> {
 /// How the CLI starts its one error line.
 const ERROR_PREFIX: &str = "distd: error: ";
 
-/// Parent pid and process group of `pid`, from `/proc/PID/stat`.
-fn parent_and_group(pid: u32) -> Option<(u32, i32)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let mut f = rest.split_whitespace();
-    let _state = f.next()?;
-    let ppid = f.next()?.parse().ok()?;
-    let pgrp = f.next()?.parse().ok()?;
-    Some((ppid, pgrp))
-}
-
-/// Sends `sig` to the child's process group (the child leads its own group).
-fn signal_group(pid: u32, sig: i32) {
-    // SAFETY: killpg has no memory-safety preconditions.
-    unsafe {
-        libc::killpg(pid as i32, sig);
-    }
-}
-
 fn spawn_worker(
     config: &NannyConfig,
     name: &str,
@@ -449,24 +384,11 @@ fn spawn_worker(
         .arg("--name")
         .arg(name)
         .args(&config.worker_args);
-    // The worker leads its own process group, so a terminal's Ctrl-C reaches only the nanny,
-    // which then stops the worker in order.
-    cmd.process_group(0);
+    // The nanny watches its own stdin for `distd ssh`; its workers do not.
     cmd.env_remove(crate::ssh::WATCH_STDIN_ENV);
-    // SAFETY: the closure only calls prctl, which is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut cmd = async_process::Command::from(cmd);
-    cmd.stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn()?;
+    // The worker leads its own process group, so a terminal's Ctrl-C reaches only the nanny,
+    // which then stops the worker in order; and it dies with the nanny.
+    let mut child = crate::sys::spawn_tethered(cmd)?;
     let pid = child.id();
     let stdout = child.stdout.take().expect("stdout was piped");
     let stderr = child.stderr.take().expect("stderr was piped");
@@ -504,7 +426,7 @@ fn spawn_worker(
         };
         drained
             .or(async {
-                async_io::Timer::after(Duration::from_secs(1)).await;
+                Timer::after(Duration::from_secs(1)).await;
             })
             .await;
         let how = match status {

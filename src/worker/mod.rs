@@ -1,13 +1,16 @@
-//! The worker: a synchronous state machine ([`state`]), task execution ([`exec`]), starting
-//! commands ([`spawn`]), the function registry ([`registry`]), result transfer ([`peer`]) and
-//! the async shell ([`server`]).
+//! The worker: a synchronous state machine ([`state`], with its decisions in time in
+//! `lifecycle`), task execution ([`exec`]), starting commands ([`spawn`]), the function
+//! registry ([`registry`]), result transfer ([`peer`]) and the async shell ([`server`]).
 
 pub mod exec;
+mod lifecycle;
 pub mod peer;
 pub mod registry;
 pub mod server;
 mod spawn;
 pub mod state;
+#[cfg(test)]
+mod state_tests;
 pub mod store;
 
 pub use registry::Registry;

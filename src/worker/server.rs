@@ -1,17 +1,22 @@
 //! The worker process's async shell: the scheduler connection, the peer port, fetchers and
 //! executions, all feeding one loop that owns the [`WorkerCore`] and carries out its effects.
+//!
+//! It decides nothing: heartbeats, memory pauses and spills, the lifetime and stop requests
+//! are the core's. The loop waits for an event or the core's next deadline, reads the clock
+//! and `/proc` when the core asks, and must never keep a periodic ticker of its own.
 
 use super::exec::{call_function, execute, Claim, ExecContext, FunctionThreads};
 use super::peer::{serve_peers, PeerClient};
 use super::registry::Registry;
-use super::state::{Effect, WorkerCore};
+use super::state::{Effect, FetchError, WorkerCore, WorkerSettings};
 use super::store::Store;
 use crate::idmap::IdMap;
+use crate::memory::MemoryPolicy;
 use crate::protocol::{
     connect_handshake, spawn_writer, Data, FrameReader, FromWorker, HandshakeError, Role, TaskError, TaskId, TaskSpec,
     ToWorker, WorkerInfo,
 };
-use crate::ticker::ticker;
+use async_io::Timer;
 use futures_lite::FutureExt;
 use smol::net::{TcpListener, TcpStream};
 use smol::Task;
@@ -21,8 +26,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How often memory is compared with the limit.
-const MEMORY_CHECK: Duration = Duration::from_millis(100);
+pub use super::state::WorkerExit;
 
 /// Everything a worker needs to know before it opens a socket.
 #[derive(Clone, Debug)]
@@ -49,15 +53,6 @@ pub struct WorkerConfig {
     pub drain: bool,
 }
 
-/// How a worker ended without error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WorkerExit {
-    /// Stopped on request, or the scheduler shut down.
-    Stopped,
-    /// Retired (lifetime or drain): its work was handed over.
-    Retired,
-}
-
 /// Why a worker stopped other than by request.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -81,11 +76,9 @@ enum Event {
     Executed(TaskId, Result<Data, TaskError>),
     /// A function thread started a task.
     FunctionStarted(TaskId),
-    Heartbeat,
-    /// Hand the work over and leave (lifetime up, or draining).
-    Retire(String),
-    /// Time to compare this process's memory with its limit.
-    MemoryCheck,
+    /// The spill the core asked for is over.
+    Spilled,
+    /// Someone asks the worker to stop (a signal, [`Worker::stop`]).
     Stop,
 }
 
@@ -158,25 +151,29 @@ impl Worker {
         };
         let (events_tx, events_rx) = async_channel::unbounded();
         let session = register_patiently(Some(stream), &config, &info, events_tx.clone()).await?;
-        // Results spill to disk above 60% of the memory limit.
-        let spill_above = (config.memory_limit > 0).then(|| config.memory_limit / 10 * 6);
-        let store: Arc<Store> = Arc::new(Store::new(work_dir.join("spill"), spill_above));
+        let memory = MemoryPolicy::new(config.memory_limit);
+        let store: Arc<Store> = Arc::new(Store::new(work_dir.join("spill"), memory.spill_above()));
         let peers = crate::rt::spawn(serve_peers(listener, store.clone()));
         let ctx = ExecContext {
             registry: Arc::new(registry),
             local_dir: work_dir.clone(),
         };
         let functions = FunctionThreads::new(config.nthreads);
+        let settings = WorkerSettings {
+            nthreads: config.nthreads,
+            lifetime: config.lifetime,
+            drain: config.drain,
+            memory,
+        };
         let shell = Shell {
+            core: WorkerCore::new(settings, Instant::now()),
             config,
             info,
-            core: WorkerCore::new(0),
             store,
             ctx,
             events_tx: events_tx.clone(),
             executions: IdMap::default(),
             spilling: None,
-            retiring: false,
             functions,
             claims: IdMap::default(),
             fetchers: HashMap::new(),
@@ -372,9 +369,7 @@ struct Shell {
     /// Function tasks queued to `functions` that no thread has started: a steal or a cancel
     /// retracts them through their claim.
     claims: IdMap<TaskId, Arc<Claim>>,
-    /// Retiring: the scheduler's next `Shutdown` ends the worker as retired.
-    retiring: bool,
-    /// A forced spill running on a blocking thread, when memory is high.
+    /// A forced spill running on a blocking thread, when the core asked for one.
     spilling: Option<Task<()>>,
     /// One fetcher per peer address, fed task ids to fetch.
     fetchers: HashMap<String, (async_channel::Sender<TaskId>, Task<()>)>,
@@ -387,21 +382,12 @@ impl Shell {
         mut session: Session,
         events: async_channel::Receiver<Event>,
     ) -> Result<WorkerExit, WorkerError> {
-        let _lifetime = self.config.lifetime.map(|d| {
-            let tx = self.events_tx.clone();
-            crate::rt::spawn(async move {
-                async_io::Timer::after(d).await;
-                let _ = tx.send(Event::Retire("its lifetime is up".into())).await;
-            })
-        });
         loop {
-            self.core = WorkerCore::new(self.config.nthreads);
-            let heartbeat = ticker(session.heartbeat, self.events_tx.clone(), || Event::Heartbeat);
-            let memory_watch = (self.config.memory_limit > 0)
-                .then(|| ticker(MEMORY_CHECK, self.events_tx.clone(), || Event::MemoryCheck));
-            let ended = self.serve(&session, &events).await;
-            drop(heartbeat);
-            drop(memory_watch);
+            self.core.on_registered(session.heartbeat, Instant::now());
+            let ended = match self.apply_outbox(&session) {
+                Some(end) => end,
+                None => self.serve(&session, &events).await,
+            };
             // Whatever ended the session, nothing of it may keep running.
             self.executions.clear();
             for (_, claim) in self.claims.drain() {
@@ -409,66 +395,98 @@ impl Shell {
             }
             self.fetchers.clear();
             self.store.clear();
-            match ended {
-                Ended::Stop | Ended::Retired => {
+            let reason = match ended {
+                Ended::Leave(exit) => {
                     // Flush the goodbye before the connection closes.
                     let Session { tx, _writer, .. } = session;
                     drop(tx);
                     _writer
                         .or(async {
-                            async_io::Timer::after(Duration::from_secs(2)).await;
+                            Timer::after(Duration::from_secs(2)).await;
                         })
                         .await;
-                    return Ok(if matches!(ended, Ended::Retired) {
-                        WorkerExit::Retired
-                    } else {
-                        WorkerExit::Stopped
-                    });
+                    return Ok(exit);
                 }
-                Ended::Lost(reason) => {
-                    drop(session);
-                    log::warn!(
-                        "lost the scheduler at {} ({reason}); reconnecting for up to {:.1} s",
-                        self.config.scheduler,
-                        self.config.death_timeout.as_secs_f64()
-                    );
-                    // A stop request while reconnecting ends the worker at once; whatever else
-                    // arrives belongs to the lost session.
-                    let stopped = async {
-                        loop {
-                            match events.recv().await {
-                                Ok(Event::Stop) | Err(_) => return None,
-                                Ok(_) => continue,
-                            }
-                        }
-                    };
-                    let again = async {
-                        Some(register_patiently(None, &self.config, &self.info, self.events_tx.clone()).await)
-                    };
-                    match again.or(stopped).await {
-                        None => return Ok(WorkerExit::Stopped),
-                        Some(s) => session = s?,
+                Ended::Lost(reason) => reason,
+            };
+            self.core.on_scheduler_lost(Instant::now());
+            drop(session);
+            log::warn!(
+                "lost the scheduler at {} ({reason}); reconnecting for up to {:.1} s",
+                self.config.scheduler,
+                self.config.death_timeout.as_secs_f64()
+            );
+            // A stop request while reconnecting is the core's to judge (without a scheduler
+            // it ends the worker at once); whatever else arrives belongs to the lost session.
+            let core = &mut self.core;
+            let stopped = async {
+                loop {
+                    match events.recv().await {
+                        Ok(Event::Stop) => core.on_stop_requested(Instant::now()),
+                        Ok(Event::Spilled) => core.on_spilled(),
+                        Ok(_) => {}
+                        Err(_) => return WorkerExit::Stopped,
                     }
-                    log::info!("registered again with {}", self.config.scheduler);
+                    for effect in core.take_outbox() {
+                        if let Effect::Leave(exit) = effect {
+                            return exit;
+                        }
+                    }
                 }
+            };
+            let (config, info) = (&self.config, &self.info);
+            let again = async { Ok(register_patiently(None, config, info, self.events_tx.clone()).await) };
+            match again.or(async { Err(stopped.await) }).await {
+                Err(exit) => return Ok(exit),
+                Ok(s) => session = s?,
             }
+            log::info!("registered again with {}", self.config.scheduler);
         }
     }
 
+    /// Handles events until the session ends, waking for the core's next deadline too.
     async fn serve(&mut self, session: &Session, events: &async_channel::Receiver<Event>) -> Ended {
+        // The timer for the core's deadline, re-armed only when the deadline moves: most
+        // batches of events leave it alone.
+        let mut timer: Option<(Instant, Timer)> = None;
         loop {
-            let Ok(first) = events.recv().await else {
-                return Ended::Stop;
-            };
-            let mut next = Some(first);
-            while let Some(ev) = next.take() {
-                if let Some(end) = self.handle(ev, session) {
-                    return end;
+            let deadline = self.core.next_deadline();
+            if timer.as_ref().map(|(at, _)| *at) != deadline {
+                timer = deadline.map(|at| (at, Timer::at(at)));
+            }
+            let next = async { Some(events.recv().await) };
+            let woke = match timer.as_mut() {
+                Some((_, t)) => {
+                    next.or(async {
+                        t.await;
+                        None
+                    })
+                    .await
                 }
-                next = events.try_recv().ok();
+                None => next.await,
+            };
+            match woke {
+                Some(Ok(first)) => {
+                    let mut next = Some(first);
+                    while let Some(ev) = next.take() {
+                        if let Some(end) = self.handle(ev, session) {
+                            return end;
+                        }
+                        next = events.try_recv().ok();
+                    }
+                }
+                Some(Err(_)) => return Ended::Leave(WorkerExit::Stopped),
+                None => timer = None,
+            }
+            // Checked after every batch too, so a loop busy with events cannot starve it.
+            let now = Instant::now();
+            if self.core.next_deadline().is_some_and(|at| at <= now) {
+                self.core.on_timer(now);
             }
             self.core.report_starts();
-            self.apply_effects(session);
+            if let Some(end) = self.apply_outbox(session) {
+                return end;
+            }
         }
     }
 
@@ -492,27 +510,19 @@ impl Shell {
                 ToWorker::Replicate { task, from } => self.core.on_replicate(task, from),
                 ToWorker::Shutdown { reason } => {
                     log::info!("scheduler asked this worker to stop: {reason}");
-                    return Some(if self.retiring { Ended::Retired } else { Ended::Stop });
+                    self.core.on_shutdown(Instant::now());
                 }
             },
             Event::SchedulerLost(reason) => return Some(Ended::Lost(reason)),
-            Event::Retire(reason) => self.retire(reason, session),
-            Event::Stop if self.config.drain && !self.retiring => {
-                self.retire("draining on a stop request".into(), session)
-            }
-            Event::Stop => {
-                let _ = session.tx.try_send(FromWorker::Leaving {
-                    reason: "the worker was asked to stop".into(),
-                });
-                return Some(Ended::Stop);
-            }
+            Event::Stop => self.core.on_stop_requested(Instant::now()),
+            Event::Spilled => self.core.on_spilled(),
             Event::Fetched(task, outcome) => match outcome {
                 Ok(data) => {
                     let n = data.len() as u64;
                     self.store_put(task, data);
                     self.core.on_fetched(task, Ok(n));
                 }
-                Err(e) => self.core.on_fetched(task, Err(e)),
+                Err(e) => self.core.on_fetched(task, Err(FetchError::Transfer(e))),
             },
             Event::FunctionStarted(task) => {
                 self.claims.remove(&task);
@@ -530,65 +540,41 @@ impl Shell {
                     Err(e) => self.core.on_executed(task, Err(e)),
                 }
             }
-            Event::MemoryCheck => self.check_memory(),
-            Event::Heartbeat => {
-                let _ = session.tx.try_send(FromWorker::Heartbeat {
-                    memory: crate::sys::rss(None).unwrap_or(0),
-                });
-            }
         }
-        self.apply_effects(session);
-        None
+        self.apply_outbox(session)
     }
 
-    fn apply_effects(&mut self, session: &Session) {
-        for effect in self.core.take_effects() {
-            self.apply(effect, session);
+    /// Carries out everything the core decided, including what it decides on the memory
+    /// readings it asks for; `Some` when it decided the worker ends.
+    fn apply_outbox(&mut self, session: &Session) -> Option<Ended> {
+        loop {
+            let outbox = self.core.take_outbox();
+            if outbox.is_empty() {
+                return None;
+            }
+            for effect in outbox {
+                if let Some(end) = self.apply(effect, session) {
+                    return Some(end);
+                }
+            }
         }
     }
 
-    /// Above 60% of the limit results spill to disk; above 80% no new task starts.
-    fn check_memory(&mut self) {
-        let limit = self.config.memory_limit;
-        let rss = crate::sys::rss(None).unwrap_or(0);
-        let paused = rss > limit / 10 * 8;
-        if paused != self.core.is_paused() {
-            if paused {
-                log::warn!(
-                    "memory {} above 80% of the limit {}: pausing new tasks",
-                    crate::units::format_bytes(rss),
-                    crate::units::format_bytes(limit)
-                );
-            } else {
-                log::info!("memory back under 80% of the limit: resuming");
-            }
-            self.core.set_paused(paused);
-        }
-        let spilling = self.spilling.as_ref().is_some_and(|t| !t.is_finished());
-        if rss > limit / 10 * 6 && !spilling {
-            let store = self.store.clone();
-            let keep = store.stats().in_memory_bytes / 2;
-            self.spilling = Some(blocking::unblock(move || {
+    /// Spills on a blocking thread and tells the loop when it is over.
+    fn spill(&mut self, keep: u64) {
+        let store = self.store.clone();
+        let events = self.events_tx.clone();
+        self.spilling = Some(crate::rt::spawn(async move {
+            blocking::unblock(move || {
                 if let Err(e) = store.spill_until(keep) {
                     log::warn!("spilling to disk failed: {e}");
                 }
                 // Give freed heap back to the system, or RSS would not show the spill.
-                #[cfg(target_env = "gnu")]
-                // SAFETY: malloc_trim only releases free memory of the allocator.
-                unsafe {
-                    libc::malloc_trim(0);
-                }
-            }));
-        }
-    }
-
-    fn retire(&mut self, reason: String, session: &Session) {
-        if self.retiring {
-            return;
-        }
-        log::info!("retiring: {reason}");
-        self.retiring = true;
-        let _ = session.tx.try_send(FromWorker::Retire { reason });
+                crate::sys::release_free_memory();
+            })
+            .await;
+            let _ = events.send(Event::Spilled).await;
+        }));
     }
 
     fn store_put(&self, task: TaskId, data: Data) {
@@ -597,7 +583,7 @@ impl Shell {
         }
     }
 
-    fn apply(&mut self, effect: Effect, session: &Session) {
+    fn apply(&mut self, effect: Effect, session: &Session) -> Option<Ended> {
         match effect {
             Effect::Send(msg) => {
                 let _ = session.tx.try_send(msg);
@@ -622,7 +608,7 @@ impl Shell {
                     Ok(i) => i,
                     Err(e) => {
                         let _ = self.events_tx.try_send(Event::Executed(task, Err(e)));
-                        return;
+                        return None;
                     }
                 };
                 let registry = self.ctx.registry.clone();
@@ -679,7 +665,15 @@ impl Shell {
                     self.store.remove(t);
                 }
             }
+            Effect::SampleMemory => {
+                let rss = crate::sys::rss(None).unwrap_or(0);
+                let in_memory = self.store.stats().in_memory_bytes;
+                self.core.on_memory(rss, in_memory, Instant::now());
+            }
+            Effect::Spill { keep } => self.spill(keep),
+            Effect::Leave(exit) => return Some(Ended::Leave(exit)),
         }
+        None
     }
 }
 
@@ -711,8 +705,8 @@ fn input(key: String, got: Result<Option<Data>, super::store::StoreError>) -> Re
 
 /// How a session with the scheduler ended.
 enum Ended {
-    Stop,
-    Retired,
+    /// The core decided the worker ends.
+    Leave(WorkerExit),
     Lost(String),
 }
 

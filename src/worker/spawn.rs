@@ -226,7 +226,7 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
                 libc::sigaction(sig, &dfl, std::ptr::null_mut());
             }
         }
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+        if crate::sys::set_death_signal().is_err() {
             return fail(args);
         }
         if libc::getppid() != args.parent {

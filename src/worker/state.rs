@@ -1,21 +1,29 @@
 //! The worker's logic: which assigned tasks wait for inputs, which are ready, which run, and
-//! which results it holds, as a synchronous state machine with one owner.
+//! which results it holds, as a synchronous state machine with one owner. Its decisions in
+//! time (heartbeats, memory, lifetime, stop requests) are in `lifecycle.rs`, a second `impl`
+//! block of the same core.
 //!
-//! Events are method calls named after what happened (`on_compute`, `on_fetched`,
-//! `on_executed` ...). Decisions go out as [`Effect`]s that the worker shell carries out:
-//! messages to the scheduler, fetches from peers, executions, kills, and results to drop.
-//! It never awaits, opens a socket, spawns a process or holds result bytes.
+//! The state-machine contract: events are method calls named after what happened
+//! (`on_compute`, `on_fetched`, `on_executed`, `on_timer` ...), with `now` passed in where time
+//! matters; decisions go out through [`WorkerCore::take_outbox`] as [`Effect`]s that the worker
+//! shell carries out: messages to the scheduler, fetches from peers, executions, kills,
+//! results to drop, memory to read, results to spill, the end of the worker. Its next timer
+//! is [`WorkerCore::next_deadline`]. It never awaits, opens a socket, reads a clock or
+//! `/proc`, spawns a process or holds result bytes.
 
+use super::lifecycle::Life;
 use crate::idmap::{IdMap, IdSet};
+use crate::memory::MemoryPolicy;
 use crate::protocol::{ComputeTask, DepLocation, FromWorker, TaskError, TaskId, TaskSpec};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::time::{Duration, Instant};
 
 /// Function tasks queued to the function threads ahead of their slots, per thread. Deep
 /// enough that a thread running tasks of microseconds finds its next one queued instead of
 /// sleeping until the worker's loop wakes; queued tasks can still be retracted (stolen or
 /// cancelled) until a thread claims them.
-const FUNCTION_PREFETCH_PER_THREAD: usize = 64;
+pub(crate) const FUNCTION_PREFETCH_PER_THREAD: usize = 64;
 
 /// Something the shell must do.
 #[derive(Debug, PartialEq)]
@@ -39,6 +47,57 @@ pub enum Effect {
     Kill(TaskId),
     /// Remove these results from the store.
     Drop(Vec<TaskId>),
+    /// Read this process's resident memory and the store's in-memory bytes, and hand them to
+    /// [`WorkerCore::on_memory`]: a heartbeat or a memory check is due.
+    SampleMemory,
+    /// Spill results to disk until at most `keep` bytes stay in memory, then call
+    /// [`WorkerCore::on_spilled`].
+    Spill {
+        keep: u64,
+    },
+    /// The worker ends: flush what was sent and exit.
+    Leave(WorkerExit),
+}
+
+/// How a worker ended without error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkerExit {
+    /// Stopped on request, or the scheduler shut down.
+    Stopped,
+    /// Retired (lifetime or drain): its work was handed over.
+    Retired,
+}
+
+/// Why an input could not be fetched from a peer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// The connection to the peer failed, or the peer does not hold the result; the reason
+    /// as the peer client gave it.
+    #[error("{0}")]
+    Transfer(String),
+}
+
+/// What the core is told once, when the worker starts.
+#[derive(Clone, Debug)]
+pub struct WorkerSettings {
+    pub nthreads: usize,
+    /// Retire this long after the start.
+    pub lifetime: Option<Duration>,
+    /// A stop request drains (retires) instead of leaving at once; a second one leaves.
+    pub drain: bool,
+    pub memory: MemoryPolicy,
+}
+
+impl WorkerSettings {
+    /// `nthreads` slots, no lifetime, no drain, no memory limit.
+    pub fn new(nthreads: usize) -> WorkerSettings {
+        WorkerSettings {
+            nthreads,
+            lifetime: None,
+            drain: false,
+            memory: MemoryPolicy::unlimited(),
+        }
+    }
 }
 
 #[derive(Debug, PartialEq)]
@@ -99,9 +158,10 @@ pub struct WorkerCore {
     held: IdMap<TaskId, Held>,
     fetching: IdMap<TaskId, Fetching>,
     next_seq: u64,
-    effects: Vec<Effect>,
+    /// What was decided and not yet taken by the shell, in order.
+    pub(super) outbox: Vec<Effect>,
     /// Memory is near the limit: no new task starts until it falls.
-    paused: bool,
+    pub(super) paused: bool,
     /// How many of `running` are commands (the rest are functions on function threads).
     running_commands: usize,
     /// Results being copied here from a retiring worker.
@@ -111,10 +171,19 @@ pub struct WorkerCore {
     /// Function tasks that started but whose `Started` is not sent yet: sent by
     /// [`WorkerCore::report_starts`] unless their `Finished` goes first and says it all.
     unreported_starts: IdSet<TaskId>,
+    /// Heartbeats, memory, lifetime and stopping: what outlives a scheduler session.
+    pub(super) life: Life,
 }
 
 impl WorkerCore {
-    pub fn new(nthreads: usize) -> WorkerCore {
+    /// A worker starting at `now`; its lifetime, if any, counts from here.
+    pub fn new(settings: WorkerSettings, now: Instant) -> WorkerCore {
+        let life = Life::new(&settings, now);
+        WorkerCore::with_life(settings.nthreads, life)
+    }
+
+    /// A core holding no task and no result.
+    pub(super) fn with_life(nthreads: usize, life: Life) -> WorkerCore {
         WorkerCore {
             nthreads: nthreads.max(1),
             tasks: IdMap::default(),
@@ -123,18 +192,28 @@ impl WorkerCore {
             held: IdMap::default(),
             fetching: IdMap::default(),
             next_seq: 0,
-            effects: Vec::new(),
+            outbox: Vec::new(),
             paused: false,
             running_commands: 0,
             replicating: Default::default(),
             unreported_starts: Default::default(),
             behind: Default::default(),
+            life,
         }
     }
 
     /// Everything decided since the last call, in order.
-    pub fn take_effects(&mut self) -> Vec<Effect> {
-        std::mem::take(&mut self.effects)
+    pub fn take_outbox(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Forgets every task and result of a scheduler session (the shell drops their
+    /// executions, fetches and bytes); what outlives the session stays.
+    pub(super) fn forget_session(&mut self) {
+        let life = std::mem::take(&mut self.life);
+        let paused = self.paused;
+        *self = WorkerCore::with_life(self.nthreads, life);
+        self.paused = paused;
     }
 
     pub fn assigned(&self) -> usize {
@@ -149,6 +228,23 @@ impl WorkerCore {
         if self.tasks.contains_key(&ct.id) {
             return;
         }
+        // An input nobody holds fails the task before any fetch starts for it, so no fetch
+        // waits for a task that is not here.
+        let unobtainable = ct.deps.iter().find(|d| {
+            d.holders.is_empty()
+                && !self.held.contains_key(&d.id)
+                && !self.fetching.contains_key(&d.id)
+                && !self.tasks.contains_key(&d.id)
+        });
+        if let Some(dep) = unobtainable {
+            self.outbox.push(Effect::Send(FromWorker::FetchFailed {
+                task: ct.id,
+                dep: dep.id,
+                holder: String::new(),
+                reason: "no worker holds it".into(),
+            }));
+            return;
+        }
         let mut missing = 0;
         for dep in &ct.deps {
             if self.held.contains_key(&dep.id) {
@@ -159,19 +255,11 @@ impl WorkerCore {
                 f.waiters.push(ct.id);
                 continue;
             }
-            if dep.holders.is_empty() && self.tasks.contains_key(&dep.id) {
-                // Queued behind an input this worker is computing: it starts once that is done.
+            if dep.holders.is_empty() {
+                // Queued behind an input this worker is computing (checked above): it starts
+                // once that is done.
                 self.behind.entry(dep.id).or_default().push(ct.id);
                 continue;
-            }
-            if dep.holders.is_empty() {
-                self.effects.push(Effect::Send(FromWorker::FetchFailed {
-                    task: ct.id,
-                    dep: dep.id,
-                    holder: String::new(),
-                    reason: "no worker holds it".into(),
-                }));
-                return;
             }
             // Spread the load of popular inputs over their holders.
             let trying = ct.id.0 as usize % dep.holders.len();
@@ -213,7 +301,7 @@ impl WorkerCore {
         if let Some(h) = self.held.get_mut(&task) {
             h.reported = true;
             let nbytes = h.nbytes;
-            self.effects.push(Effect::Send(FromWorker::Replicated {
+            self.outbox.push(Effect::Send(FromWorker::Replicated {
                 task,
                 nbytes: Some(nbytes),
             }));
@@ -235,7 +323,7 @@ impl WorkerCore {
 
     /// Asks the holder `f` is trying for `task`'s result, and notes the fetch under way.
     fn start_fetch(&mut self, task: TaskId, f: Fetching) {
-        self.effects.push(Effect::Fetch {
+        self.outbox.push(Effect::Fetch {
             task,
             from: f.holders[f.trying].clone(),
         });
@@ -243,18 +331,18 @@ impl WorkerCore {
     }
 
     /// An input arrived (the shell stored it) or could not be fetched.
-    pub fn on_fetched(&mut self, dep: TaskId, outcome: Result<u64, String>) {
+    pub fn on_fetched(&mut self, dep: TaskId, outcome: Result<u64, FetchError>) {
         // A copy for a retiring worker is kept and reported, whatever local tasks do with it.
         let replicated = self.replicating.remove(&dep);
         if replicated {
-            self.effects.push(Effect::Send(FromWorker::Replicated {
+            self.outbox.push(Effect::Send(FromWorker::Replicated {
                 task: dep,
                 nbytes: outcome.as_ref().ok().copied(),
             }));
         }
         let Some(mut f) = self.fetching.remove(&dep) else {
             if outcome.is_ok() {
-                self.effects.push(Effect::Drop(vec![dep]));
+                self.outbox.push(Effect::Drop(vec![dep]));
             }
             return;
         };
@@ -273,7 +361,7 @@ impl WorkerCore {
                 }
                 if !alive {
                     self.held.remove(&dep);
-                    self.effects.push(Effect::Drop(vec![dep]));
+                    self.outbox.push(Effect::Drop(vec![dep]));
                 }
                 self.start_ready();
             }
@@ -292,11 +380,11 @@ impl WorkerCore {
                 }
                 for w in f.waiters {
                     if self.tasks.contains_key(&w) {
-                        self.effects.push(Effect::Send(FromWorker::FetchFailed {
+                        self.outbox.push(Effect::Send(FromWorker::FetchFailed {
                             task: w,
                             dep,
                             holder: holder.clone(),
-                            reason: reason.clone(),
+                            reason: reason.to_string(),
                         }));
                         self.forget(w);
                     }
@@ -329,7 +417,7 @@ impl WorkerCore {
             Some(t) if matches!(t.phase, Phase::Running | Phase::Handed) => {}
             _ => {
                 if outcome.is_ok() {
-                    self.effects.push(Effect::Drop(vec![task]));
+                    self.outbox.push(Effect::Drop(vec![task]));
                 }
                 return;
             }
@@ -348,14 +436,14 @@ impl WorkerCore {
                         }
                     }
                 }
-                self.effects
+                self.outbox
                     .push(Effect::Send(FromWorker::Finished { task, nbytes, fetched }));
                 for w in self.behind.remove(&task).unwrap_or_default() {
                     self.input_arrived(w);
                 }
             }
             Err(error) => {
-                self.effects.push(Effect::Send(FromWorker::Failed { task, error }));
+                self.outbox.push(Effect::Send(FromWorker::Failed { task, error }));
                 self.drop_unused_inputs(&t.deps);
             }
         }
@@ -365,7 +453,7 @@ impl WorkerCore {
     pub fn on_release_data(&mut self, tasks: Vec<TaskId>) {
         let dropped: Vec<TaskId> = tasks.into_iter().filter(|t| self.held.remove(t).is_some()).collect();
         if !dropped.is_empty() {
-            self.effects.push(Effect::Drop(dropped));
+            self.outbox.push(Effect::Drop(dropped));
         }
     }
 
@@ -398,13 +486,13 @@ impl WorkerCore {
             self.forget(t);
             stolen.push(t);
         }
-        self.effects.push(Effect::Send(FromWorker::Stolen { tasks: stolen }));
+        self.outbox.push(Effect::Send(FromWorker::Stolen { tasks: stolen }));
     }
 
     /// A client's scattered bytes were stored under `task`.
     pub fn on_put_data(&mut self, task: TaskId, nbytes: u64) {
         self.held.insert(task, Held { nbytes, reported: true });
-        self.effects.push(Effect::Send(FromWorker::DataStored { task, nbytes }));
+        self.outbox.push(Effect::Send(FromWorker::DataStored { task, nbytes }));
     }
 
     /// Drops an assigned task wherever it is; a running one is killed.
@@ -415,7 +503,7 @@ impl WorkerCore {
         self.unreported_starts.remove(&task);
         if matches!(t.phase, Phase::Running | Phase::Handed) {
             self.free_slot(t.function);
-            self.effects.push(Effect::Kill(task));
+            self.outbox.push(Effect::Kill(task));
         }
         for d in &t.deps {
             if let Some(f) = self.fetching.get_mut(&d.id) {
@@ -443,12 +531,12 @@ impl WorkerCore {
             }
         }
         if !dropped.is_empty() {
-            self.effects.push(Effect::Drop(dropped));
+            self.outbox.push(Effect::Drop(dropped));
         }
     }
 
     /// Memory crossed the pause threshold (or fell back below it).
-    pub fn set_paused(&mut self, paused: bool) {
+    pub(super) fn set_paused(&mut self, paused: bool) {
         if self.paused != paused {
             self.paused = paused;
             self.start_ready();
@@ -490,9 +578,9 @@ impl WorkerCore {
             if !function {
                 // A function reports its start when a thread really starts it.
                 self.running_commands += 1;
-                self.effects.push(Effect::Send(FromWorker::Started { task: id }));
+                self.outbox.push(Effect::Send(FromWorker::Started { task: id }));
             }
-            self.effects.push(Effect::Execute {
+            self.outbox.push(Effect::Execute {
                 task: id,
                 priority: t.priority,
                 key: std::mem::take(&mut t.key),
@@ -530,7 +618,7 @@ impl WorkerCore {
         started.sort_unstable();
         for task in started {
             if matches!(self.tasks.get(&task), Some(t) if t.phase == Phase::Running) {
-                self.effects.push(Effect::Send(FromWorker::Started { task }));
+                self.outbox.push(Effect::Send(FromWorker::Started { task }));
             }
         }
     }
@@ -542,268 +630,82 @@ impl WorkerCore {
             self.running_commands -= 1;
         }
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::protocol::TaskSpec;
-
-    fn cmd(id: u64) -> ComputeTask {
-        ComputeTask {
-            spec: TaskSpec::Command(crate::protocol::CommandSpec {
-                argv: vec!["true".into()],
-                ..Default::default()
-            }),
-            ..ct(id, vec![])
-        }
-    }
-
-    fn ct(id: u64, deps: Vec<(u64, &str)>) -> ComputeTask {
-        ComputeTask {
-            id: TaskId(id),
-            key: format!("k{id}"),
-            spec: TaskSpec::Function {
-                name: "noop".into(),
-                args: vec![],
-            },
-            deps: deps
-                .into_iter()
-                .map(|(d, h)| DepLocation {
-                    id: TaskId(d),
-                    key: format!("k{d}"),
-                    nbytes: 1,
-                    holders: if h.is_empty() { vec![] } else { vec![h.to_string()] },
-                })
-                .collect(),
-            priority: 0,
-        }
-    }
-
-    fn executes(effects: &[Effect]) -> Vec<TaskId> {
-        effects
-            .iter()
-            .filter_map(|e| match e {
-                Effect::Execute { task, .. } => Some(*task),
-                _ => None,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn runs_at_most_nthreads_commands_at_once_and_queues_the_rest() {
-        let mut w = WorkerCore::new(2);
-        for i in 0..5 {
-            w.on_compute(cmd(i));
-        }
-        let e = w.take_effects();
-        assert_eq!(executes(&e), vec![TaskId(0), TaskId(1)]);
-        assert!(e.contains(&Effect::Send(FromWorker::Started { task: TaskId(0) })));
-        w.on_executed(TaskId(0), Ok(3));
-        let e = w.take_effects();
-        assert!(e.contains(&Effect::Send(FromWorker::Finished {
-            task: TaskId(0),
-            nbytes: 3,
-            fetched: vec![]
-        })));
-        assert_eq!(executes(&e), vec![TaskId(2)]);
-    }
-
-    #[test]
-    fn functions_are_queued_to_their_threads_ahead_and_report_their_real_start() {
-        let mut w = WorkerCore::new(1);
-        let n = 1 + FUNCTION_PREFETCH_PER_THREAD as u64;
-        for i in 0..n + 2 {
-            w.on_compute(ct(i, vec![]));
-        }
-        let e = w.take_effects();
-        // One slot and the prefetch queued ahead; nobody is told "started" before a thread
-        // starts it.
-        assert_eq!(executes(&e), (0..n).map(TaskId).collect::<Vec<_>>());
-        assert!(!e.iter().any(|e| matches!(e, Effect::Send(FromWorker::Started { .. }))));
-        w.on_function_started(TaskId(0));
-        assert!(
-            w.take_effects().is_empty(),
-            "starts are reported once the events are handled"
-        );
-        w.report_starts();
-        assert_eq!(
-            w.take_effects(),
-            vec![Effect::Send(FromWorker::Started { task: TaskId(0) })]
-        );
-        w.on_executed(TaskId(0), Ok(1));
-        assert_eq!(executes(&w.take_effects()), vec![TaskId(n)]);
-    }
-
-    #[test]
-    fn a_task_that_started_and_finished_in_one_batch_sends_only_finished() {
-        let mut w = WorkerCore::new(1);
-        w.on_compute(ct(1, vec![]));
-        w.on_compute(ct(2, vec![]));
-        w.take_effects();
-        w.on_function_started(TaskId(1));
-        w.on_executed(TaskId(1), Ok(0));
-        w.on_function_started(TaskId(2));
-        w.report_starts();
-        let sent: Vec<Effect> = w
-            .take_effects()
-            .into_iter()
-            .filter(|e| matches!(e, Effect::Send(_)))
+    /// Asserts the invariants between the tables: slots, queues, fetches in flight, held
+    /// results, the paused state and the lifecycle. The tests call it after every step.
+    #[cfg(test)]
+    pub fn sanity_check(&self) {
+        let started: Vec<&Assigned> = self
+            .tasks
+            .values()
+            .filter(|t| matches!(t.phase, Phase::Handed | Phase::Running))
             .collect();
+        assert_eq!(self.running, started.len(), "running counts the started tasks");
+        let commands = started.iter().filter(|t| !t.function).count();
         assert_eq!(
-            sent,
-            vec![
-                Effect::Send(FromWorker::Finished {
-                    task: TaskId(1),
-                    nbytes: 0,
-                    fetched: vec![]
-                }),
-                Effect::Send(FromWorker::Started { task: TaskId(2) }),
-            ]
+            self.running_commands, commands,
+            "running_commands counts started commands"
         );
-    }
-
-    #[test]
-    fn steal_takes_back_queued_functions_unless_a_thread_claimed_them() {
-        let mut w = WorkerCore::new(1);
-        for i in 1..=3 {
-            w.on_compute(ct(i, vec![]));
+        assert!(self.running_commands <= self.nthreads, "at most one command per slot");
+        assert!(
+            self.running <= self.nthreads * (1 + FUNCTION_PREFETCH_PER_THREAD),
+            "at most the slots and the prefetch are started"
+        );
+        if self.running_commands > 0 {
+            assert!(
+                self.running <= self.nthreads,
+                "no prefetch while a command holds a slot"
+            );
         }
-        w.take_effects();
-        // Task 1 is claimed by a thread (its start event not handled yet), 2 and 3 are queued.
-        let mut asked = Vec::new();
-        w.on_steal(vec![TaskId(1), TaskId(2), TaskId(3)], |t| {
-            asked.push(t);
-            t != TaskId(1)
-        });
-        assert_eq!(asked, vec![TaskId(1), TaskId(2), TaskId(3)]);
-        let e = w.take_effects();
-        assert!(e.contains(&Effect::Send(FromWorker::Stolen {
-            tasks: vec![TaskId(2), TaskId(3)]
-        })));
-        assert_eq!(w.assigned(), 1);
-        // The claimed one runs to the end and is reported.
-        w.on_function_started(TaskId(1));
-        w.on_executed(TaskId(1), Ok(2));
-        assert!(w.take_effects().contains(&Effect::Send(FromWorker::Finished {
-            task: TaskId(1),
-            nbytes: 2,
-            fetched: vec![]
-        })));
-    }
-
-    #[test]
-    fn no_function_is_queued_ahead_while_a_command_holds_a_slot() {
-        let mut w = WorkerCore::new(1);
-        w.on_compute(cmd(0));
-        w.on_compute(ct(1, vec![]));
-        assert_eq!(executes(&w.take_effects()), vec![TaskId(0)]);
-        w.on_executed(TaskId(0), Ok(1));
-        assert_eq!(executes(&w.take_effects()), vec![TaskId(1)]);
-    }
-
-    #[test]
-    fn fetches_inputs_then_reports_them_with_the_result() {
-        let mut w = WorkerCore::new(1);
-        w.on_compute(ct(5, vec![(1, "peer:1"), (2, "peer:2")]));
-        let e = w.take_effects();
-        assert_eq!(e.iter().filter(|e| matches!(e, Effect::Fetch { .. })).count(), 2);
-        w.on_fetched(TaskId(1), Ok(10));
-        assert!(executes(&w.take_effects()).is_empty());
-        w.on_fetched(TaskId(2), Ok(20));
-        assert_eq!(executes(&w.take_effects()), vec![TaskId(5)]);
-        w.on_executed(TaskId(5), Ok(1));
-        assert!(w.take_effects().contains(&Effect::Send(FromWorker::Finished {
-            task: TaskId(5),
-            nbytes: 1,
-            fetched: vec![TaskId(1), TaskId(2)]
-        })));
-    }
-
-    #[test]
-    fn failed_fetch_gives_the_task_back_and_drops_unreported_inputs() {
-        let mut w = WorkerCore::new(1);
-        w.on_compute(ct(5, vec![(1, "a"), (2, "b")]));
-        w.take_effects();
-        w.on_fetched(TaskId(1), Ok(10));
-        w.on_fetched(TaskId(2), Err("connection refused".into()));
-        let e = w.take_effects();
-        assert!(e.iter().any(|e| matches!(
-            e,
-            Effect::Send(FromWorker::FetchFailed {
-                task: TaskId(5),
-                dep: TaskId(2),
-                ..
-            })
-        )));
-        assert!(e.contains(&Effect::Drop(vec![TaskId(1)])));
-        assert_eq!(w.assigned(), 0);
-        assert_eq!(w.held(), 0);
-    }
-
-    #[test]
-    fn cancel_kills_running_and_frees_the_slot() {
-        let mut w = WorkerCore::new(1);
-        w.on_compute(cmd(1));
-        w.on_compute(cmd(2));
-        w.take_effects();
-        w.on_cancel(vec![TaskId(1)]);
-        let e = w.take_effects();
-        assert!(e.contains(&Effect::Kill(TaskId(1))));
-        assert_eq!(executes(&e), vec![TaskId(2)]);
-        // A late result of the killed run is dropped, not reported.
-        w.on_executed(TaskId(1), Ok(5));
-        assert_eq!(w.take_effects(), vec![Effect::Drop(vec![TaskId(1)])]);
-    }
-
-    #[test]
-    fn steal_gives_back_only_unstarted_tasks() {
-        let mut w = WorkerCore::new(1);
-        w.on_compute(cmd(1));
-        w.on_compute(cmd(2));
-        w.take_effects();
-        w.on_steal(vec![TaskId(1), TaskId(2)], |_| {
-            unreachable!("commands are never queued to threads")
-        });
-        assert_eq!(
-            w.take_effects(),
-            vec![Effect::Send(FromWorker::Stolen { tasks: vec![TaskId(2)] })]
-        );
-    }
-
-    #[test]
-    fn a_task_queued_behind_an_input_computing_here_starts_when_it_is_done() {
-        let mut w = WorkerCore::new(1);
-        w.on_compute(cmd(1));
-        // Its input is being computed here: no holder to fetch from, no fetch.
-        w.on_compute(ComputeTask {
-            spec: cmd(2).spec,
-            ..ct(2, vec![(1, "")])
-        });
-        let e = w.take_effects();
-        assert_eq!(executes(&e), vec![TaskId(1)]);
-        assert!(!e
-            .iter()
-            .any(|e| matches!(e, Effect::Fetch { .. } | Effect::Send(FromWorker::FetchFailed { .. }))));
-        w.on_executed(TaskId(1), Ok(4));
-        assert_eq!(executes(&w.take_effects()), vec![TaskId(2)]);
-        w.on_executed(TaskId(2), Ok(1));
-        assert!(w.take_effects().contains(&Effect::Send(FromWorker::Finished {
-            task: TaskId(2),
-            nbytes: 1,
-            fetched: vec![]
-        })));
-    }
-
-    #[test]
-    fn a_cancelled_task_queued_behind_an_input_is_not_started_by_it() {
-        let mut w = WorkerCore::new(1);
-        w.on_compute(cmd(1));
-        w.on_compute(ct(2, vec![(1, "")]));
-        w.take_effects();
-        w.on_cancel(vec![TaskId(2)]);
-        w.on_executed(TaskId(1), Ok(4));
-        assert!(executes(&w.take_effects()).is_empty());
-        assert_eq!(w.assigned(), 0);
+        for (id, t) in self.tasks.iter() {
+            match t.phase {
+                Phase::Fetching { missing } => {
+                    assert!(missing > 0, "{id} fetching nothing");
+                    // Each missing input is awaited once per listing: from a fetch in flight,
+                    // or behind a task computing it here.
+                    let awaited: usize = self
+                        .fetching
+                        .values()
+                        .map(|f| f.waiters.iter().filter(|w| *w == id).count())
+                        .chain(self.behind.values().map(|b| b.iter().filter(|w| *w == id).count()))
+                        .sum();
+                    assert_eq!(missing, awaited, "{id} waits for as many inputs as are awaited");
+                }
+                Phase::Ready => assert!(
+                    self.ready.iter().any(|(_, _, r)| r == id),
+                    "ready task {id} is in the ready queue"
+                ),
+                Phase::Handed | Phase::Running => {}
+            }
+        }
+        for (dep, f) in self.fetching.iter() {
+            assert!(!self.held.contains_key(dep), "{dep} is fetched and held at once");
+            assert!(f.trying < f.holders.len(), "fetch of {dep} asks a listed holder");
+            assert!((1..=f.holders.len()).contains(&f.attempts), "fetch of {dep} attempts");
+            for w in &f.waiters {
+                assert!(
+                    matches!(self.tasks.get(w), Some(t) if matches!(t.phase, Phase::Fetching { .. })),
+                    "fetch of {dep} waited for by {w}, which is not fetching"
+                );
+            }
+        }
+        for r in self.replicating.iter() {
+            assert!(self.fetching.contains_key(r), "replication of {r} is a fetch in flight");
+        }
+        for (dep, h) in self.held.iter() {
+            if !h.reported {
+                assert!(
+                    self.tasks.values().any(|t| t.deps.iter().any(|d| d.id == *dep)),
+                    "unreported copy of {dep} is needed by a local task"
+                );
+            }
+        }
+        for t in self.unreported_starts.iter() {
+            assert!(
+                matches!(self.tasks.get(t), Some(a) if a.phase == Phase::Running),
+                "unreported start of {t}, which is not running"
+            );
+        }
+        self.life.sanity_check(self.paused);
     }
 }

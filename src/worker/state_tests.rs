@@ -1,0 +1,600 @@
+//! Tier-1 tests of the worker core: events in, effects out, a pretend clock, no sockets or
+//! sleeps, and [`WorkerCore::sanity_check`] after every step (through [`Sim`]).
+
+use super::lifecycle::MEMORY_CHECK;
+use super::state::{Effect, FetchError, WorkerCore, WorkerExit, WorkerSettings, FUNCTION_PREFETCH_PER_THREAD};
+use crate::memory::MemoryPolicy;
+use crate::protocol::{ComputeTask, DepLocation, FromWorker, TaskError, TaskId, TaskSpec};
+use std::time::{Duration, Instant};
+
+/// A worker core whose every event is followed by its sanity check.
+struct Sim {
+    core: WorkerCore,
+}
+
+/// Forwards an event to the core, then checks its invariants.
+macro_rules! checked {
+    ($($name:ident($($arg:ident: $ty:ty),*);)*) => {
+        $(
+            fn $name(&mut self, $($arg: $ty),*) {
+                self.core.$name($($arg),*);
+                self.core.sanity_check();
+            }
+        )*
+    };
+}
+
+impl Sim {
+    /// A registered worker with `nthreads` slots and nothing else configured.
+    fn new(nthreads: usize) -> Sim {
+        Sim::with(WorkerSettings::new(nthreads), Instant::now())
+    }
+
+    /// A worker started and registered at `now`, heartbeat every second; its outbox empty.
+    fn with(settings: WorkerSettings, now: Instant) -> Sim {
+        let mut sim = Sim {
+            core: WorkerCore::new(settings, now),
+        };
+        sim.core.sanity_check();
+        sim.on_registered(HEARTBEAT, now);
+        assert_eq!(sim.take_outbox(), vec![]);
+        sim
+    }
+
+    checked! {
+        on_compute(ct: ComputeTask);
+        on_replicate(task: TaskId, from: String);
+        on_fetched(dep: TaskId, outcome: Result<u64, FetchError>);
+        on_executed(task: TaskId, outcome: Result<u64, TaskError>);
+        on_release_data(tasks: Vec<TaskId>);
+        on_cancel(tasks: Vec<TaskId>);
+        on_put_data(task: TaskId, nbytes: u64);
+        on_function_started(task: TaskId);
+        report_starts();
+        on_timer(now: Instant);
+        on_memory(rss: u64, in_memory: u64, now: Instant);
+        on_spilled();
+        on_registered(heartbeat: Duration, now: Instant);
+        on_scheduler_lost(now: Instant);
+        on_stop_requested(now: Instant);
+        on_shutdown(now: Instant);
+    }
+
+    fn on_steal(&mut self, tasks: Vec<TaskId>, retract: impl FnMut(TaskId) -> bool) {
+        self.core.on_steal(tasks, retract);
+        self.core.sanity_check();
+    }
+
+    fn take_outbox(&mut self) -> Vec<Effect> {
+        self.core.take_outbox()
+    }
+
+    fn assigned(&self) -> usize {
+        self.core.assigned()
+    }
+
+    fn held(&self) -> usize {
+        self.core.held()
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.core.next_deadline()
+    }
+}
+
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+fn cmd(id: u64) -> ComputeTask {
+    ComputeTask {
+        spec: TaskSpec::Command(crate::protocol::CommandSpec {
+            argv: vec!["true".into()],
+            ..Default::default()
+        }),
+        ..ct(id, vec![])
+    }
+}
+
+fn ct(id: u64, deps: Vec<(u64, &str)>) -> ComputeTask {
+    ComputeTask {
+        id: TaskId(id),
+        key: format!("k{id}"),
+        spec: TaskSpec::Function {
+            name: "noop".into(),
+            args: vec![],
+        },
+        deps: deps
+            .into_iter()
+            .map(|(d, h)| DepLocation {
+                id: TaskId(d),
+                key: format!("k{d}"),
+                nbytes: 1,
+                holders: if h.is_empty() { vec![] } else { vec![h.to_string()] },
+            })
+            .collect(),
+        priority: 0,
+    }
+}
+
+fn executes(effects: &[Effect]) -> Vec<TaskId> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Execute { task, .. } => Some(*task),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn runs_at_most_nthreads_commands_at_once_and_queues_the_rest() {
+    let mut w = Sim::new(2);
+    for i in 0..5 {
+        w.on_compute(cmd(i));
+    }
+    let e = w.take_outbox();
+    assert_eq!(executes(&e), vec![TaskId(0), TaskId(1)]);
+    assert!(e.contains(&Effect::Send(FromWorker::Started { task: TaskId(0) })));
+    w.on_executed(TaskId(0), Ok(3));
+    let e = w.take_outbox();
+    assert!(e.contains(&Effect::Send(FromWorker::Finished {
+        task: TaskId(0),
+        nbytes: 3,
+        fetched: vec![]
+    })));
+    assert_eq!(executes(&e), vec![TaskId(2)]);
+}
+
+#[test]
+fn functions_are_queued_to_their_threads_ahead_and_report_their_real_start() {
+    let mut w = Sim::new(1);
+    let n = 1 + FUNCTION_PREFETCH_PER_THREAD as u64;
+    for i in 0..n + 2 {
+        w.on_compute(ct(i, vec![]));
+    }
+    let e = w.take_outbox();
+    // One slot and the prefetch queued ahead; nobody is told "started" before a thread
+    // starts it.
+    assert_eq!(executes(&e), (0..n).map(TaskId).collect::<Vec<_>>());
+    assert!(!e.iter().any(|e| matches!(e, Effect::Send(FromWorker::Started { .. }))));
+    w.on_function_started(TaskId(0));
+    assert!(
+        w.take_outbox().is_empty(),
+        "starts are reported once the events are handled"
+    );
+    w.report_starts();
+    assert_eq!(
+        w.take_outbox(),
+        vec![Effect::Send(FromWorker::Started { task: TaskId(0) })]
+    );
+    w.on_executed(TaskId(0), Ok(1));
+    assert_eq!(executes(&w.take_outbox()), vec![TaskId(n)]);
+}
+
+#[test]
+fn a_task_that_started_and_finished_in_one_batch_sends_only_finished() {
+    let mut w = Sim::new(1);
+    w.on_compute(ct(1, vec![]));
+    w.on_compute(ct(2, vec![]));
+    w.take_outbox();
+    w.on_function_started(TaskId(1));
+    w.on_executed(TaskId(1), Ok(0));
+    w.on_function_started(TaskId(2));
+    w.report_starts();
+    let sent: Vec<Effect> = w
+        .take_outbox()
+        .into_iter()
+        .filter(|e| matches!(e, Effect::Send(_)))
+        .collect();
+    assert_eq!(
+        sent,
+        vec![
+            Effect::Send(FromWorker::Finished {
+                task: TaskId(1),
+                nbytes: 0,
+                fetched: vec![]
+            }),
+            Effect::Send(FromWorker::Started { task: TaskId(2) }),
+        ]
+    );
+}
+
+#[test]
+fn steal_takes_back_queued_functions_unless_a_thread_claimed_them() {
+    let mut w = Sim::new(1);
+    for i in 1..=3 {
+        w.on_compute(ct(i, vec![]));
+    }
+    w.take_outbox();
+    // Task 1 is claimed by a thread (its start event not handled yet), 2 and 3 are queued.
+    let mut asked = Vec::new();
+    w.on_steal(vec![TaskId(1), TaskId(2), TaskId(3)], |t| {
+        asked.push(t);
+        t != TaskId(1)
+    });
+    assert_eq!(asked, vec![TaskId(1), TaskId(2), TaskId(3)]);
+    let e = w.take_outbox();
+    assert!(e.contains(&Effect::Send(FromWorker::Stolen {
+        tasks: vec![TaskId(2), TaskId(3)]
+    })));
+    assert_eq!(w.assigned(), 1);
+    // The claimed one runs to the end and is reported.
+    w.on_function_started(TaskId(1));
+    w.on_executed(TaskId(1), Ok(2));
+    assert!(w.take_outbox().contains(&Effect::Send(FromWorker::Finished {
+        task: TaskId(1),
+        nbytes: 2,
+        fetched: vec![]
+    })));
+}
+
+#[test]
+fn no_function_is_queued_ahead_while_a_command_holds_a_slot() {
+    let mut w = Sim::new(1);
+    w.on_compute(cmd(0));
+    w.on_compute(ct(1, vec![]));
+    assert_eq!(executes(&w.take_outbox()), vec![TaskId(0)]);
+    w.on_executed(TaskId(0), Ok(1));
+    assert_eq!(executes(&w.take_outbox()), vec![TaskId(1)]);
+}
+
+#[test]
+fn fetches_inputs_then_reports_them_with_the_result() {
+    let mut w = Sim::new(1);
+    w.on_compute(ct(5, vec![(1, "peer:1"), (2, "peer:2")]));
+    let e = w.take_outbox();
+    assert_eq!(e.iter().filter(|e| matches!(e, Effect::Fetch { .. })).count(), 2);
+    w.on_fetched(TaskId(1), Ok(10));
+    assert!(executes(&w.take_outbox()).is_empty());
+    w.on_fetched(TaskId(2), Ok(20));
+    assert_eq!(executes(&w.take_outbox()), vec![TaskId(5)]);
+    w.on_executed(TaskId(5), Ok(1));
+    assert!(w.take_outbox().contains(&Effect::Send(FromWorker::Finished {
+        task: TaskId(5),
+        nbytes: 1,
+        fetched: vec![TaskId(1), TaskId(2)]
+    })));
+}
+
+#[test]
+fn failed_fetch_gives_the_task_back_and_drops_unreported_inputs() {
+    let mut w = Sim::new(1);
+    w.on_compute(ct(5, vec![(1, "a"), (2, "b")]));
+    w.take_outbox();
+    w.on_fetched(TaskId(1), Ok(10));
+    w.on_fetched(TaskId(2), Err(FetchError::Transfer("connection refused".into())));
+    let e = w.take_outbox();
+    assert!(e.iter().any(|e| matches!(
+        e,
+        Effect::Send(FromWorker::FetchFailed {
+            task: TaskId(5),
+            dep: TaskId(2),
+            ..
+        })
+    )));
+    assert!(e.contains(&Effect::Drop(vec![TaskId(1)])));
+    assert_eq!(w.assigned(), 0);
+    assert_eq!(w.held(), 0);
+}
+
+#[test]
+fn cancel_kills_running_and_frees_the_slot() {
+    let mut w = Sim::new(1);
+    w.on_compute(cmd(1));
+    w.on_compute(cmd(2));
+    w.take_outbox();
+    w.on_cancel(vec![TaskId(1)]);
+    let e = w.take_outbox();
+    assert!(e.contains(&Effect::Kill(TaskId(1))));
+    assert_eq!(executes(&e), vec![TaskId(2)]);
+    // A late result of the killed run is dropped, not reported.
+    w.on_executed(TaskId(1), Ok(5));
+    assert_eq!(w.take_outbox(), vec![Effect::Drop(vec![TaskId(1)])]);
+}
+
+#[test]
+fn steal_gives_back_only_unstarted_tasks() {
+    let mut w = Sim::new(1);
+    w.on_compute(cmd(1));
+    w.on_compute(cmd(2));
+    w.take_outbox();
+    w.on_steal(vec![TaskId(1), TaskId(2)], |_| {
+        unreachable!("commands are never queued to threads")
+    });
+    assert_eq!(
+        w.take_outbox(),
+        vec![Effect::Send(FromWorker::Stolen { tasks: vec![TaskId(2)] })]
+    );
+}
+
+#[test]
+fn a_task_queued_behind_an_input_computing_here_starts_when_it_is_done() {
+    let mut w = Sim::new(1);
+    w.on_compute(cmd(1));
+    // Its input is being computed here: no holder to fetch from, no fetch.
+    w.on_compute(ComputeTask {
+        spec: cmd(2).spec,
+        ..ct(2, vec![(1, "")])
+    });
+    let e = w.take_outbox();
+    assert_eq!(executes(&e), vec![TaskId(1)]);
+    assert!(!e
+        .iter()
+        .any(|e| matches!(e, Effect::Fetch { .. } | Effect::Send(FromWorker::FetchFailed { .. }))));
+    w.on_executed(TaskId(1), Ok(4));
+    assert_eq!(executes(&w.take_outbox()), vec![TaskId(2)]);
+    w.on_executed(TaskId(2), Ok(1));
+    assert!(w.take_outbox().contains(&Effect::Send(FromWorker::Finished {
+        task: TaskId(2),
+        nbytes: 1,
+        fetched: vec![]
+    })));
+}
+
+#[test]
+fn a_cancelled_task_queued_behind_an_input_is_not_started_by_it() {
+    let mut w = Sim::new(1);
+    w.on_compute(cmd(1));
+    w.on_compute(ct(2, vec![(1, "")]));
+    w.take_outbox();
+    w.on_cancel(vec![TaskId(2)]);
+    w.on_executed(TaskId(1), Ok(4));
+    assert!(executes(&w.take_outbox()).is_empty());
+    assert_eq!(w.assigned(), 0);
+}
+
+#[test]
+fn an_input_nobody_holds_fails_the_task_before_any_fetch_starts() {
+    let mut w = Sim::new(1);
+    w.on_compute(ct(5, vec![(1, "peer:1"), (2, "")]));
+    let e = w.take_outbox();
+    assert!(!e.iter().any(|e| matches!(e, Effect::Fetch { .. })), "{e:?}");
+    assert!(e.iter().any(|e| matches!(
+        e,
+        Effect::Send(FromWorker::FetchFailed {
+            task: TaskId(5),
+            dep: TaskId(2),
+            ..
+        })
+    )));
+    assert_eq!(w.assigned(), 0);
+}
+
+// Decisions in time: heartbeats, lifetime, stopping, memory.
+
+fn retire(reason: &str) -> Effect {
+    Effect::Send(FromWorker::Retire { reason: reason.into() })
+}
+
+fn leaving() -> Effect {
+    Effect::Send(FromWorker::Leaving {
+        reason: "the worker was asked to stop".into(),
+    })
+}
+
+#[test]
+fn an_idle_worker_sleeps_until_its_heartbeat_which_carries_its_memory() {
+    let t0 = Instant::now();
+    let mut w = Sim::with(WorkerSettings::new(1), t0);
+    assert_eq!(
+        w.next_deadline(),
+        Some(t0 + HEARTBEAT),
+        "no other timer without a limit"
+    );
+    w.on_timer(t0 + HEARTBEAT - Duration::from_millis(1));
+    assert_eq!(w.take_outbox(), vec![]);
+    w.on_timer(t0 + HEARTBEAT);
+    assert_eq!(w.take_outbox(), vec![Effect::SampleMemory]);
+    w.on_memory(12345, 0, t0 + HEARTBEAT);
+    assert_eq!(
+        w.take_outbox(),
+        vec![Effect::Send(FromWorker::Heartbeat { memory: 12345 })]
+    );
+    assert_eq!(w.next_deadline(), Some(t0 + 2 * HEARTBEAT));
+    // A loop that wakes late sends one heartbeat, not a burst, and keeps the interval.
+    let late = t0 + 5 * HEARTBEAT;
+    w.on_timer(late);
+    assert_eq!(w.take_outbox(), vec![Effect::SampleMemory]);
+    w.on_memory(1, 0, late);
+    w.take_outbox();
+    assert_eq!(w.next_deadline(), Some(late + HEARTBEAT));
+    // A reading with no heartbeat waiting sends nothing.
+    w.on_memory(1, 0, late);
+    assert_eq!(w.take_outbox(), vec![]);
+}
+
+#[test]
+fn the_lifetime_retires_the_worker_and_the_shutdown_then_ends_it_as_retired() {
+    let t0 = Instant::now();
+    let settings = WorkerSettings {
+        lifetime: Some(Duration::from_millis(2500)),
+        ..WorkerSettings::new(1)
+    };
+    let mut w = Sim::with(settings, t0);
+    let end = t0 + Duration::from_millis(2500);
+    w.on_timer(t0 + 2 * HEARTBEAT);
+    w.take_outbox();
+    w.on_memory(0, 0, t0 + 2 * HEARTBEAT);
+    w.take_outbox();
+    assert_eq!(
+        w.next_deadline(),
+        Some(end),
+        "the lifetime comes before the next heartbeat"
+    );
+    w.on_timer(end);
+    assert_eq!(w.take_outbox(), vec![retire("its lifetime is up")]);
+    assert!(w.core.is_retiring());
+    assert_eq!(w.next_deadline(), Some(t0 + 3 * HEARTBEAT), "retired once");
+    // A retiring worker still runs what it has.
+    w.on_compute(cmd(1));
+    assert_eq!(executes(&w.take_outbox()), vec![TaskId(1)]);
+    w.on_shutdown(end);
+    assert_eq!(w.take_outbox(), vec![Effect::Leave(WorkerExit::Retired)]);
+    assert_eq!(w.next_deadline(), None, "a worker that left has no timer");
+}
+
+#[test]
+fn a_stop_request_leaves_at_once_without_drain() {
+    let t0 = Instant::now();
+    let mut w = Sim::with(WorkerSettings::new(1), t0);
+    w.on_stop_requested(t0);
+    assert_eq!(w.take_outbox(), vec![leaving(), Effect::Leave(WorkerExit::Stopped)]);
+    // Nothing happens after the end.
+    w.on_stop_requested(t0);
+    w.on_timer(t0 + 10 * HEARTBEAT);
+    assert_eq!(w.take_outbox(), vec![]);
+}
+
+#[test]
+fn with_drain_the_first_stop_retires_and_the_second_stops_at_once() {
+    let t0 = Instant::now();
+    let settings = WorkerSettings {
+        drain: true,
+        ..WorkerSettings::new(1)
+    };
+    let mut w = Sim::with(settings.clone(), t0);
+    w.on_compute(cmd(1));
+    w.take_outbox();
+    w.on_stop_requested(t0);
+    assert_eq!(w.take_outbox(), vec![retire("draining on a stop request")]);
+    // The running task finishes and is reported while draining.
+    w.on_executed(TaskId(1), Ok(3));
+    assert!(w.take_outbox().contains(&Effect::Send(FromWorker::Finished {
+        task: TaskId(1),
+        nbytes: 3,
+        fetched: vec![]
+    })));
+    w.on_stop_requested(t0 + HEARTBEAT / 2);
+    assert_eq!(w.take_outbox(), vec![leaving(), Effect::Leave(WorkerExit::Stopped)]);
+
+    // Drained to the end, the scheduler's shutdown ends it as retired.
+    let mut w = Sim::with(settings, t0);
+    w.on_stop_requested(t0);
+    w.take_outbox();
+    w.on_shutdown(t0);
+    assert_eq!(w.take_outbox(), vec![Effect::Leave(WorkerExit::Retired)]);
+}
+
+#[test]
+fn memory_above_the_thresholds_spills_pauses_and_resumes() {
+    let t0 = Instant::now();
+    let settings = WorkerSettings {
+        memory: MemoryPolicy::new(1000),
+        ..WorkerSettings::new(1)
+    };
+    let mut w = Sim::with(settings, t0);
+    assert_eq!(
+        w.next_deadline(),
+        Some(t0 + MEMORY_CHECK),
+        "memory is checked between heartbeats"
+    );
+    let t1 = t0 + MEMORY_CHECK;
+    w.on_timer(t1);
+    assert_eq!(w.take_outbox(), vec![Effect::SampleMemory]);
+    // Under the spill threshold: nothing.
+    w.on_memory(600, 400, t1);
+    assert_eq!(w.take_outbox(), vec![]);
+    // Above it (60%): spill half of what is in memory, once until the spill is over.
+    w.on_memory(700, 400, t1);
+    assert_eq!(w.take_outbox(), vec![Effect::Spill { keep: 200 }]);
+    w.on_memory(750, 400, t1);
+    assert_eq!(w.take_outbox(), vec![]);
+    assert!(!w.core.is_paused());
+    w.on_compute(cmd(1));
+    assert_eq!(executes(&w.take_outbox()), vec![TaskId(1)]);
+    // Above the pause threshold (80%): what runs goes on, nothing new starts.
+    w.on_memory(850, 400, t1);
+    assert!(w.core.is_paused());
+    w.on_compute(cmd(2));
+    w.on_executed(TaskId(1), Ok(1));
+    assert_eq!(executes(&w.take_outbox()), vec![]);
+    w.on_spilled();
+    // Back under it: the waiting task starts; under 60% no new spill.
+    let t2 = t1 + MEMORY_CHECK;
+    assert_eq!(w.next_deadline(), Some(t2));
+    w.on_timer(t2);
+    assert_eq!(w.take_outbox(), vec![Effect::SampleMemory]);
+    w.on_memory(500, 400, t2);
+    assert!(!w.core.is_paused());
+    assert_eq!(executes(&w.take_outbox()), vec![TaskId(2)]);
+    // A spill that is over can be followed by another.
+    w.on_memory(650, 100, t2);
+    assert_eq!(w.take_outbox(), vec![Effect::Spill { keep: 50 }]);
+}
+
+#[test]
+fn a_lost_scheduler_drops_the_session_and_a_stop_meanwhile_leaves_at_once() {
+    let t0 = Instant::now();
+    let mut w = Sim::with(WorkerSettings::new(1), t0);
+    w.on_compute(cmd(1));
+    w.on_compute(ct(2, vec![(7, "peer:7")]));
+    w.take_outbox();
+    w.on_scheduler_lost(t0);
+    assert_eq!((w.assigned(), w.held()), (0, 0));
+    assert_eq!(w.next_deadline(), None, "no heartbeat without a scheduler");
+    w.on_stop_requested(t0);
+    assert_eq!(w.take_outbox(), vec![Effect::Leave(WorkerExit::Stopped)]);
+}
+
+#[test]
+fn a_lifetime_that_ends_while_reconnecting_retires_on_the_next_registration_and_stays_told() {
+    let t0 = Instant::now();
+    let settings = WorkerSettings {
+        lifetime: Some(HEARTBEAT / 2),
+        ..WorkerSettings::new(1)
+    };
+    let mut w = Sim::with(settings, t0);
+    w.on_scheduler_lost(t0);
+    assert_eq!(w.next_deadline(), None, "the lifetime waits for a scheduler");
+    let t1 = t0 + HEARTBEAT;
+    w.on_registered(HEARTBEAT, t1);
+    assert_eq!(w.take_outbox(), vec![retire("its lifetime is up")]);
+    // A retiring worker that registers with a new scheduler tells that one too.
+    w.on_scheduler_lost(t1);
+    w.on_registered(HEARTBEAT, t1);
+    assert_eq!(w.take_outbox(), vec![retire("its lifetime is up")]);
+    assert_eq!(w.next_deadline(), Some(t1 + HEARTBEAT));
+}
+
+#[test]
+fn a_replicated_result_is_kept_and_reported_whatever_local_tasks_do() {
+    let mut w = Sim::new(1);
+    w.on_replicate(TaskId(3), "old:1".into());
+    assert_eq!(
+        w.take_outbox(),
+        vec![Effect::Fetch {
+            task: TaskId(3),
+            from: "old:1".into()
+        }]
+    );
+    // A local task waiting for the same result shares the fetch.
+    w.on_compute(ct(4, vec![(3, "old:1")]));
+    assert_eq!(w.take_outbox(), vec![]);
+    w.on_fetched(TaskId(3), Ok(9));
+    let e = w.take_outbox();
+    assert_eq!(
+        e[0],
+        Effect::Send(FromWorker::Replicated {
+            task: TaskId(3),
+            nbytes: Some(9)
+        })
+    );
+    assert_eq!(executes(&e), vec![TaskId(4)]);
+    w.on_cancel(vec![TaskId(4)]);
+    assert_eq!(w.held(), 1, "the replica stays: the scheduler counts on it");
+}
+
+#[test]
+fn scattered_data_is_reported_and_released_results_are_dropped() {
+    let mut w = Sim::new(1);
+    w.on_put_data(TaskId(1), 5);
+    assert_eq!(
+        w.take_outbox(),
+        vec![Effect::Send(FromWorker::DataStored {
+            task: TaskId(1),
+            nbytes: 5
+        })]
+    );
+    w.on_release_data(vec![TaskId(1), TaskId(2)]);
+    assert_eq!(w.take_outbox(), vec![Effect::Drop(vec![TaskId(1)])]);
+    assert_eq!(w.held(), 0);
+}
