@@ -17,7 +17,6 @@ pub mod rt;
 pub mod scheduler;
 pub mod ssh;
 mod sys;
-mod ticker;
 pub mod units;
 pub mod worker;
 
