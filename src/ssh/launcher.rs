@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 /// The environment variable that makes a remote distd stop when its stdin closes.
 pub const WATCH_STDIN_ENV: &str = "DISTD_WATCH_STDIN";
 
+/// How long `distd ssh` waits for a host to answer unless told otherwise.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Which distd the remote hosts run.
 #[derive(Clone, Debug)]
 pub enum RemoteDistd {
