@@ -38,8 +38,33 @@ pub enum ConfigError {
     Unit { flag: &'static str, source: UnitError },
     #[error("invalid value for {flag}: {reason}")]
     Value { flag: &'static str, reason: String },
-    #[error("cannot read scheduler file {path}: {reason}")]
-    SchedulerFile { path: String, reason: String },
+    #[error("invalid value for {flag}: {source}")]
+    Hosts {
+        flag: &'static str,
+        source: crate::ssh::pattern::PatternError,
+    },
+    #[error("invalid value for {flag}: cannot read {path}: {source}")]
+    ReadFile {
+        flag: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot read scheduler file {path}: {problem}")]
+    SchedulerFile {
+        path: String,
+        problem: SchedulerFileProblem,
+    },
+}
+
+/// What is wrong with a scheduler file.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerFileProblem {
+    #[error("{0}")]
+    Read(#[source] std::io::Error),
+    #[error("not JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error("no \"address\" field")]
+    NoAddress,
 }
 
 fn duration(flag: &'static str, s: &str) -> Result<Duration, ConfigError> {
@@ -177,17 +202,21 @@ pub fn scheduler(args: &SchedulerArgs) -> Result<SchedulerSetup, ConfigError> {
 pub fn ssh(args: &super::args::SshArgs) -> Result<crate::ssh::SshConfig, ConfigError> {
     use crate::ssh::pattern::{expand_all, expand_pattern, parse_hostfile, DEFAULT_HOST_CAP};
     let bad = |flag: &'static str, reason: String| ConfigError::Value { flag, reason };
+    let hosts = |flag: &'static str, source| ConfigError::Hosts { flag, source };
     let mut expansion =
-        expand_all(args.hosts.iter().map(|s| s.as_str()), DEFAULT_HOST_CAP).map_err(|e| bad("HOST", e.to_string()))?;
+        expand_all(args.hosts.iter().map(|s| s.as_str()), DEFAULT_HOST_CAP).map_err(|source| hosts("HOST", source))?;
     if let Some(f) = &args.hostfile {
-        let text =
-            std::fs::read_to_string(f).map_err(|e| bad("--hostfile", format!("cannot read {}: {e}", f.display())))?;
+        let text = std::fs::read_to_string(f).map_err(|source| ConfigError::ReadFile {
+            flag: "--hostfile",
+            path: f.display().to_string(),
+            source,
+        })?;
         let more = parse_hostfile(
             &text,
             &f.display().to_string(),
             DEFAULT_HOST_CAP - expansion.hosts.len(),
         )
-        .map_err(|e| bad("--hostfile", e.to_string()))?;
+        .map_err(|source| hosts("--hostfile", source))?;
         for h in more.hosts {
             if expansion.hosts.contains(&h) {
                 expansion.duplicates.push(h);
@@ -206,7 +235,7 @@ pub fn ssh(args: &super::args::SshArgs) -> Result<crate::ssh::SshConfig, ConfigE
     let scheduler = match &args.scheduler {
         None => expansion.hosts[0].clone(),
         Some(s) => {
-            let mut v = expand_pattern(s).map_err(|e| bad("--scheduler", e.to_string()))?;
+            let mut v = expand_pattern(s).map_err(|source| hosts("--scheduler", source))?;
             if v.len() != 1 {
                 return Err(bad("--scheduler", format!("{s:?} names {} hosts, not one", v.len())));
             }
@@ -254,16 +283,16 @@ pub fn ssh(args: &super::args::SshArgs) -> Result<crate::ssh::SshConfig, ConfigE
 
 /// Reads the address from a scheduler file.
 pub fn read_scheduler_file(path: &Path) -> Result<String, ConfigError> {
-    let fail = |reason: String| ConfigError::SchedulerFile {
+    let fail = |problem| ConfigError::SchedulerFile {
         path: path.display().to_string(),
-        reason,
+        problem,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| fail(format!("not JSON: {e}")))?;
+    let text = std::fs::read_to_string(path).map_err(|e| fail(SchedulerFileProblem::Read(e)))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| fail(SchedulerFileProblem::Json(e)))?;
     let addr = v
         .get("address")
         .and_then(|a| a.as_str())
-        .ok_or_else(|| fail("no \"address\" field".into()))?;
+        .ok_or_else(|| fail(SchedulerFileProblem::NoAddress))?;
     parse_address("--scheduler-file", addr, DEFAULT_PORT)
 }
 
@@ -370,6 +399,21 @@ impl WorkerSetup {
     }
 }
 
+/// `--lifetime`, moved by up to `--lifetime-stagger` either way.
+fn lifetime(args: &WorkerArgs) -> Result<Option<Duration>, ConfigError> {
+    let Some(l) = &args.lifetime else {
+        return Ok(None);
+    };
+    let base = duration("--lifetime", l)?;
+    let stagger = args
+        .lifetime_stagger
+        .as_deref()
+        .map(|s| duration("--lifetime-stagger", s))
+        .transpose()?
+        .unwrap_or_default();
+    Ok(Some(staggered(base, stagger)))
+}
+
 pub fn worker(args: &WorkerArgs) -> Result<WorkerSetup, ConfigError> {
     if args.nworkers == 0 {
         return Err(ConfigError::Value {
@@ -444,19 +488,7 @@ pub fn worker(args: &WorkerArgs) -> Result<WorkerSetup, ConfigError> {
         contact_address,
         death_timeout: duration("--death-timeout", &args.death_timeout)?,
         memory_limit: parse_memory_limit("--memory-limit", &args.memory_limit, nthreads)?,
-        lifetime: match &args.lifetime {
-            None => None,
-            Some(l) => {
-                let base = duration("--lifetime", l)?;
-                let stagger = args
-                    .lifetime_stagger
-                    .as_deref()
-                    .map(|s| duration("--lifetime-stagger", s))
-                    .transpose()?
-                    .unwrap_or_default();
-                Some(staggered(base, stagger))
-            }
-        },
+        lifetime: lifetime(args)?,
         drain: args.drain,
     };
     Ok(WorkerSetup {
