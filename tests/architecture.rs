@@ -79,7 +79,6 @@ enum Rule {
 /// One broken invariant.
 #[derive(Debug)]
 struct Violation {
-    rule: Rule,
     /// Relative to the crate root, with `/`.
     path: String,
     what: String,
@@ -176,8 +175,8 @@ fn names(code: &str, needle: &str) -> bool {
     })
 }
 
-/// The violations of `forbidden` in the code of `path` (tests aside), one per line.
-fn scan(rule: Rule, path: &Path, forbidden: &[&str]) -> Vec<Violation> {
+/// The lines of `path` (tests aside) that name one of `forbidden` (tests aside), one per line.
+fn scan(path: &Path, forbidden: &[&str]) -> Vec<Violation> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let mut out = Vec::new();
     for (n, line) in code_lines(&text).iter().enumerate() {
@@ -185,7 +184,6 @@ fn scan(rule: Rule, path: &Path, forbidden: &[&str]) -> Vec<Violation> {
         let hits: Vec<&str> = forbidden.iter().copied().filter(|f| names(code, f)).collect();
         if !hits.is_empty() {
             out.push(Violation {
-                rule,
                 path: relative(path),
                 what: format!("line {} names {}: {}", n + 1, hits.join(", "), line.trim()),
             });
@@ -254,7 +252,7 @@ fn check(rule: Rule, violations: Vec<Violation>) {
 fn state_machines_name_no_runtime_socket_file_thread_process_or_clock() {
     let violations = sans_io_files()
         .iter()
-        .flat_map(|f| scan(Rule::SansIo, f, FORBIDDEN_IN_SANS_IO))
+        .flat_map(|f| scan(f, FORBIDDEN_IN_SANS_IO))
         .collect();
     check(Rule::SansIo, violations);
 }
@@ -264,7 +262,7 @@ fn only_protocol_names_postcard() {
     let violations = source_files()
         .iter()
         .filter(|f| !relative(f).starts_with(POSTCARD_HOME))
-        .flat_map(|f| scan(Rule::Postcard, f, &["postcard"]))
+        .flat_map(|f| scan(f, &["postcard"]))
         .collect();
     check(Rule::Postcard, violations);
 }
@@ -274,7 +272,7 @@ fn only_the_net_module_dials_and_accepts() {
     let violations = source_files()
         .iter()
         .filter(|f| relative(f) != NET_MODULE)
-        .flat_map(|f| scan(Rule::DialOrAccept, f, DIAL_OR_ACCEPT))
+        .flat_map(|f| scan(f, DIAL_OR_ACCEPT))
         .collect();
     check(Rule::DialOrAccept, violations);
 }
@@ -287,7 +285,6 @@ fn no_source_file_is_over_the_line_limit() {
         let n = code_lines(&text).len();
         if n > MAX_LINES {
             violations.push(Violation {
-                rule: Rule::Size,
                 path: relative(&f),
                 what: format!("{n} lines before its tests, more than {MAX_LINES}"),
             });
