@@ -693,12 +693,6 @@ pub fn start_scheduler_on(sb: &mut Sandbox, port: u16, extra: &[&str]) -> (ProcI
     (id, address_of(&line, "scheduler at "))
 }
 
-/// Starts a worker of the scheduler at `address` in `sb` and waits until it says it
-/// registered: `sb.worker(address).name(name).args(extra).start()`.
-pub fn start_worker(sb: &mut Sandbox, address: &str, name: &str, extra: &[&str]) -> ProcId {
-    sb.worker(address).name(name).args(extra).start()
-}
-
 /// A `distd worker` command line, completed step by step and then started in the sandbox.
 /// Unless told otherwise the worker gets `--death-timeout 5s` (a test never waits a minute
 /// for a scheduler) and a scratch folder of its own in the sandbox (`work-NAME`, or `work`).
