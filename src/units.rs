@@ -164,6 +164,19 @@ pub fn format_duration(d: Duration) -> String {
     format!("{} {}", three_significant_digits(value), SCALES[scale].1)
 }
 
+/// Writes a duration the way a user types it, exactly, in its largest whole unit: `10s`,
+/// `250ms`, `1500us`, `7ns`. [`parse_duration`] reads it back to the same value; the CLI's
+/// help shows defaults in this form.
+pub fn duration_flag(d: Duration) -> String {
+    let nanos = d.as_nanos();
+    for (unit, per) in [("s", 1_000_000_000u128), ("ms", 1_000_000), ("us", 1_000)] {
+        if nanos % per == 0 {
+            return format!("{}{unit}", nanos / per);
+        }
+    }
+    format!("{nanos}ns")
+}
+
 fn three_significant_digits(value: f64) -> String {
     if value < 9.995 {
         format!("{value:.2}")
@@ -250,6 +263,18 @@ mod tests {
         assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("0.5"), Ok(ms(500)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn duration_flags_are_exact_and_read_back() {
+        assert_eq!(duration_flag(Duration::from_secs(10)), "10s");
+        assert_eq!(duration_flag(ms(250)), "250ms");
+        assert_eq!(duration_flag(Duration::from_micros(1500)), "1500us");
+        assert_eq!(duration_flag(Duration::from_nanos(7)), "7ns");
+        assert_eq!(duration_flag(Duration::ZERO), "0s");
+        for d in [Duration::from_secs(60), ms(1001), Duration::from_nanos(1_000_000_001)] {
+            assert_eq!(parse_duration(&duration_flag(d)), Ok(d), "{d:?}");
+        }
     }
 
     #[test]

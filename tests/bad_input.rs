@@ -9,10 +9,15 @@ use std::time::{Duration, Instant};
 /// An address where nothing listens (port 1 on loopback is never a distd).
 const NOTHING: &str = "127.0.0.1:1";
 
-/// Runs `distd ARGS` and checks the common shape of a refusal: a non-zero exit status (not
-/// a panic), exactly one `distd: error:` line, containing every one of `wanted`.
+/// Runs `distd ARGS` and checks the common shape of a refusal: see [`assert_refused`].
 fn refused(sb: &mut Sandbox, args: &[&str], wanted: &[&str]) -> Outcome {
     let out = sb.run(&format!("distd {}", args[0]), args);
+    assert_refused(out, wanted)
+}
+
+/// Checks the common shape of a refusal: a non-zero exit status (not a panic), exactly one
+/// `distd: error:` line, containing every one of `wanted`, and nothing on stdout.
+fn assert_refused(out: Outcome, wanted: &[&str]) -> Outcome {
     out.assert_failure();
     let line = out.the_error();
     for w in wanted {
@@ -129,9 +134,6 @@ command = ["false"]
 #[test]
 fn bad_worker_flags_name_the_flag_and_the_value() {
     let mut sb = Sandbox::new();
-    let dir = sb.path("work");
-    let dir = dir.to_str().expect("UTF-8 path");
-
     refused(&mut sb, &["worker", "tcp://h:99999"], &["ADDR", "99999"]);
     refused(&mut sb, &["worker", "tls://127.0.0.1:8786"], &["tcp://"]);
     refused(
@@ -164,17 +166,8 @@ fn bad_worker_flags_name_the_flag_and_the_value() {
 
     // Nobody there: the worker retries for its death timeout, then names the address.
     let start = Instant::now();
-    refused(
-        &mut sb,
-        &[
-            "worker",
-            NOTHING,
-            "--death-timeout",
-            "1s",
-            "--local-directory",
-            dir,
-            "--no-nanny",
-        ],
+    assert_refused(
+        sb.worker(NOTHING).death_timeout("1s").no_nanny().run(),
         &[NOTHING, "unreachable"],
     );
     // It tried for its death timeout before giving up (a lower bound: it cannot flake).
@@ -191,13 +184,7 @@ fn bad_worker_flags_name_the_flag_and_the_value() {
 #[test]
 fn a_worker_under_its_nanny_reports_one_error_line() {
     let mut sb = Sandbox::new();
-    let dir = sb.path("work");
-    let dir = dir.to_str().expect("UTF-8 path");
-    refused(
-        &mut sb,
-        &["worker", NOTHING, "--death-timeout", "1s", "--local-directory", dir],
-        &[NOTHING, "unreachable"],
-    );
+    assert_refused(sb.worker(NOTHING).death_timeout("1s").run(), &[NOTHING, "unreachable"]);
     sb.check_no_crashes();
 }
 
@@ -284,19 +271,8 @@ fn a_taken_port_is_reported() {
 #[test]
 fn a_worker_under_its_nanny_gives_up_after_its_death_timeout() {
     let mut sb = Sandbox::new();
-    let dir = sb.path("work");
     let start = Instant::now();
-    let out = sb.run(
-        "distd worker",
-        &[
-            "worker",
-            NOTHING,
-            "--death-timeout",
-            "5s",
-            "--local-directory",
-            dir.to_str().expect("UTF-8 path"),
-        ],
-    );
+    let out = sb.worker(NOTHING).label("distd worker").death_timeout("5s").run();
     let took = start.elapsed();
     out.assert_failure();
     assert!(

@@ -3,7 +3,7 @@
 
 mod harness;
 
-use harness::{host_port, info, start_scheduler, start_worker, Cluster, Sandbox, DEADLINE};
+use harness::{host_port, info, start_scheduler, Cluster, Sandbox, DEADLINE};
 use std::time::Duration;
 
 /// Commands and functions in one graph, each way of handing inputs to a command, printed
@@ -182,12 +182,13 @@ fn submit_exits_with_the_commands_status() {
 fn info_lists_the_workers_by_name() {
     let mut sb = Sandbox::new();
     let (_scheduler, address) = start_scheduler(&mut sb, &[]);
-    start_worker(&mut sb, &address, "alpha", &["--nthreads", "3"]);
-    start_worker(&mut sb, &address, "beta", &["--nthreads", "1", "--resources", "GPU=2"]);
-    let info = sb.wait_until("both workers in `distd info`", DEADLINE, |sb| {
-        let info = info(sb, &address);
-        (info["workers"].as_array().map(Vec::len) == Some(2)).then_some(info)
-    });
+    sb.worker(&address).name("alpha").nthreads(3).start();
+    sb.worker(&address)
+        .name("beta")
+        .nthreads(1)
+        .args(&["--resources", "GPU=2"])
+        .start();
+    let info = sb.wait_for_workers(&address, 2);
     let mut workers: Vec<(String, u64)> = info["workers"]
         .as_array()
         .expect("workers is a list")
@@ -295,29 +296,13 @@ fn scheduler_files_and_a_clean_stop_on_sigterm() {
     assert_eq!(pid.trim(), sb.pid(scheduler).to_string());
 
     // One worker finds the scheduler through the file, one through the address.
-    let dir = sb.path("work-by-file");
-    let by_file = sb.spawn_daemon(
-        "worker by-file",
-        &[
-            "worker",
-            "--scheduler-file",
-            scheduler_file.to_str().expect("UTF-8 path"),
-            "--name",
-            "by-file",
-            "--local-directory",
-            dir.to_str().expect("UTF-8 path"),
-        ],
-    );
-    sb.wait_for_stdout(by_file, "registered with ", DEADLINE);
-    let by_address = start_worker(&mut sb, &address, "by-address", &[]);
+    let by_file = sb.worker_of_file(&scheduler_file).name("by-file").start();
+    let by_address = sb.worker(&address).name("by-address").start();
 
     // SIGINT stops a worker cleanly too, and the scheduler sees it go.
     sb.signal(by_address, libc::SIGINT);
     sb.wait_exit(by_address, DEADLINE).assert_success();
-    sb.wait_until("the stopped worker to leave", DEADLINE, |sb| {
-        let info = info(sb, &address);
-        (info["workers"].as_array().map(Vec::len) == Some(1)).then_some(())
-    });
+    sb.wait_for_workers(&address, 1);
 
     sb.signal(scheduler, libc::SIGTERM);
     sb.wait_exit(scheduler, DEADLINE).assert_success();
@@ -333,7 +318,7 @@ fn scheduler_files_and_a_clean_stop_on_sigterm() {
 fn an_idle_scheduler_exits_by_itself() {
     let mut sb = Sandbox::new();
     let (scheduler, address) = start_scheduler(&mut sb, &["--idle-timeout", "1s"]);
-    let worker = start_worker(&mut sb, &address, "w0", &[]);
+    let worker = sb.worker(&address).name("w0").start();
     let graph = sb.write(
         "slow.toml",
         r#"
@@ -430,23 +415,16 @@ fn local_serves_a_cluster_until_interrupted() {
 fn a_worker_waiting_for_its_scheduler_stops_promptly_on_sigterm() {
     let mut sb = Sandbox::new();
     // Never connected: nothing listens there.
-    let dir = sb.path("work-early");
-    let early = sb.spawn_daemon(
-        "worker early",
-        &[
-            "worker",
-            "127.0.0.1:1",
-            "--death-timeout",
-            "20s",
-            "--local-directory",
-            dir.to_str().expect("UTF-8 path"),
-            "--no-nanny",
-        ],
-    );
+    let early = sb
+        .worker("127.0.0.1:1")
+        .label("worker early")
+        .death_timeout("20s")
+        .no_nanny()
+        .spawn();
     sb.wait_for_stderr(early, "not reachable yet", DEADLINE);
     // Lost its scheduler.
     let (scheduler, address) = start_scheduler(&mut sb, &[]);
-    let late = start_worker(&mut sb, &address, "late", &["--death-timeout", "20s", "--no-nanny"]);
+    let late = sb.worker(&address).name("late").death_timeout("20s").no_nanny().start();
     // Paused so that it cannot reach the dying scheduler's socket (see failures.rs).
     sb.pause(late);
     sb.kill_group(scheduler);
@@ -472,20 +450,13 @@ fn a_worker_waiting_for_its_scheduler_stops_promptly_on_sigterm() {
 #[test]
 fn a_nanny_waiting_for_its_scheduler_stops_promptly_on_sigterm() {
     let mut sb = Sandbox::new();
-    let dir = sb.path("work-early");
-    let early = sb.spawn_daemon(
-        "nanny early",
-        &[
-            "worker",
-            "127.0.0.1:1",
-            "--death-timeout",
-            "20s",
-            "--local-directory",
-            dir.to_str().expect("UTF-8 path"),
-        ],
-    );
+    let early = sb
+        .worker("127.0.0.1:1")
+        .label("nanny early")
+        .death_timeout("20s")
+        .spawn();
     let (scheduler, address) = start_scheduler(&mut sb, &[]);
-    let late = start_worker(&mut sb, &address, "late", &["--death-timeout", "20s"]);
+    let late = sb.worker(&address).name("late").death_timeout("20s").start();
     sb.kill_group(scheduler);
     sb.wait_for_stderr(late, "lost the scheduler", DEADLINE);
 

@@ -437,7 +437,7 @@ fn a_worker_rejoins_a_restarted_scheduler_and_gives_up_on_a_dead_one() {
         .next()
         .and_then(|p| p.parse().ok())
         .expect("the address ends in a port");
-    let worker = harness::start_worker(&mut sb, &address, "loyal", &["--death-timeout", "3s", "--no-nanny"]);
+    let worker = sb.worker(&address).name("loyal").death_timeout("3s").no_nanny().start();
     // The worker is paused while its scheduler dies: a reconnection that reaches the dying
     // scheduler's socket is reset, and the worker then gives up at once (the bug pinned by
     // `a_worker_retries_after_a_connection_reset_during_the_handshake`).

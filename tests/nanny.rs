@@ -170,18 +170,13 @@ fn nanny_cluster(scheduler_args: &[&str], name: &str, worker_args: &[&str], expe
     let mut sb = Sandbox::new();
     let (scheduler, address) = start_scheduler(&mut sb, scheduler_args);
     let dir = local_dir(&sb);
-    let mut args = vec![
-        "worker",
-        &address,
-        "--name",
-        name,
-        "--local-directory",
-        &dir,
-        "--death-timeout",
-        "5s",
-    ];
-    args.extend_from_slice(worker_args);
-    let nanny = sb.spawn_daemon(&format!("nanny {name}"), &args);
+    let nanny = sb
+        .worker(&address)
+        .name(name)
+        .label(&format!("nanny {name}"))
+        .local_directory(&dir)
+        .args(worker_args)
+        .spawn();
     let mut cluster = Cluster {
         sb,
         scheduler,
@@ -588,21 +583,13 @@ fn a_worker_that_cannot_start_stops_its_nanny_at_once() {
     let (scheduler, address) = start_scheduler(&mut sb, &[]);
     let dir = local_dir(&sb);
     let started = Instant::now();
-    let nanny = sb.spawn(
-        "nanny",
-        &[
-            "worker",
-            &address,
-            "--name",
-            "w",
-            "--listen-address",
-            "192.0.2.1:45678",
-            "--local-directory",
-            &dir,
-            "--death-timeout",
-            "5s",
-        ],
-    );
+    let nanny = sb
+        .worker(&address)
+        .name("w")
+        .label("nanny")
+        .local_directory(&dir)
+        .args(&["--listen-address", "192.0.2.1:45678"])
+        .spawn_to_exit();
     let nanny_pid = sb.pid(nanny);
     let mut recorded = Recorded::default();
     while sb.is_running(nanny) && started.elapsed() < Duration::from_secs(10) {

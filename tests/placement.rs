@@ -3,7 +3,7 @@
 
 mod harness;
 
-use harness::{start_scheduler, start_worker, Cluster, Sandbox};
+use harness::{start_scheduler, Cluster, Sandbox};
 
 /// Tasks restricted to a worker, or needing a resource only one worker has, run there; a
 /// command's parent is the worker process that ran it (the pid `distd info` shows).
@@ -11,12 +11,13 @@ use harness::{start_scheduler, start_worker, Cluster, Sandbox};
 fn restrictions_and_resources_decide_where_tasks_run() {
     let mut sb = Sandbox::new();
     let (_scheduler, address) = start_scheduler(&mut sb, &[]);
-    start_worker(&mut sb, &address, "plain", &["--nthreads", "2"]);
-    start_worker(&mut sb, &address, "gpu", &["--nthreads", "2", "--resources", "GPU=1"]);
-    let info = sb.wait_until("two workers", harness::DEADLINE, |sb| {
-        let info = harness::info(sb, &address);
-        (info["workers"].as_array().map(Vec::len) == Some(2)).then_some(info)
-    });
+    sb.worker(&address).name("plain").nthreads(2).start();
+    sb.worker(&address)
+        .name("gpu")
+        .nthreads(2)
+        .args(&["--resources", "GPU=1"])
+        .start();
+    let info = sb.wait_for_workers(&address, 2);
     // The worker processes themselves (the children of the nannies the test started).
     let pid_of = |name: &str| {
         harness::worker_entry(&info, name)

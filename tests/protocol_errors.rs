@@ -240,18 +240,8 @@ fn worker_against_fake_scheduler(answer: Vec<u8>, flags: &[&str]) -> FakeSchedul
             hellos
         })
     };
-    let dir = sb.path("work");
     let address = format!("127.0.0.1:{port}");
-    let mut args = vec![
-        "worker",
-        address.as_str(),
-        "--death-timeout",
-        "1s",
-        "--local-directory",
-        dir.to_str().expect("UTF-8 path"),
-    ];
-    args.extend_from_slice(flags);
-    let out = sb.run("worker", &args);
+    let out = sb.worker(&address).death_timeout("1s").args(flags).run();
     stop.store(true, Ordering::Relaxed);
     let hellos = fake.join().expect("the fake scheduler thread");
     out.assert_failure();
@@ -344,22 +334,14 @@ fn a_worker_retries_after_a_connection_reset_during_the_handshake() {
     let mut sb = Sandbox::new();
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
     let port = listener.local_addr().expect("a local address").port();
-    let dir = sb.path("work");
     let address = format!("127.0.0.1:{port}");
-    let worker = sb.spawn_daemon(
-        "worker",
-        &[
-            "worker",
-            &address,
-            "--name",
-            "patient",
-            "--death-timeout",
-            "20s",
-            "--local-directory",
-            dir.to_str().expect("UTF-8 path"),
-            "--no-nanny",
-        ],
-    );
+    let worker = sb
+        .worker(&address)
+        .name("patient")
+        .label("worker")
+        .death_timeout("20s")
+        .no_nanny()
+        .spawn();
     // Accept the worker and hang up on it at once.
     let (s, _) = listener.accept().expect("the worker connects");
     drop(s);

@@ -1,7 +1,17 @@
 //! The command line as clap structs. They only parse text into fields; checking values
 //! (durations, sizes, addresses) is the job of [`super::config`].
+//!
+//! No default is written here: each comes from the config type it ends up in
+//! (`CoreConfig::default()`, `Policy::default()`, `local::DEFAULT_LISTEN`, ...) or, for a
+//! config type without a `Default`, from [`super::config::defaults`], so the help text and
+//! the library can never disagree.
 
+use super::config::defaults;
+use crate::local::{DEFAULT_LISTEN, DEFAULT_THREADS_PER_WORKER};
+use crate::nanny::Policy;
+use crate::protocol::net::DEFAULT_PORT;
 use crate::scheduler::CoreConfig;
+use crate::units::duration_flag;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -50,7 +60,7 @@ pub struct SchedulerArgs {
     #[arg(long, default_value = "0.0.0.0")]
     pub host: String,
     /// Port to listen on (0 picks a free one)
-    #[arg(long, default_value_t = 8786)]
+    #[arg(long, default_value_t = DEFAULT_PORT)]
     pub port: u16,
     /// Write the scheduler's address to this JSON file (removed on a clean exit)
     #[arg(long, value_name = "FILE")]
@@ -62,10 +72,10 @@ pub struct SchedulerArgs {
     #[arg(long, value_name = "DURATION")]
     pub idle_timeout: Option<String>,
     /// A task errs as "killed worker" after this many workers died running it
-    #[arg(long, default_value_t = 3, value_name = "N")]
+    #[arg(long, default_value_t = CoreConfig::default().allowed_failures, value_name = "N")]
     pub allowed_failures: u32,
     /// A worker silent for this long is considered lost
-    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    #[arg(long, default_value = duration_flag(CoreConfig::default().heartbeat_timeout), value_name = "DURATION")]
     pub heartbeat_timeout: String,
     /// Tasks queued on a worker per thread, beyond the running ones
     #[arg(long, default_value_t = CoreConfig::default().queue_per_thread, value_name = "N")]
@@ -84,15 +94,15 @@ pub struct WorkerArgs {
     #[arg(long, value_name = "N")]
     pub nthreads: Option<usize>,
     /// Worker processes to start (each supervised by the nanny)
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    #[arg(long, default_value_t = defaults::NWORKERS, value_name = "N")]
     pub nworkers: usize,
     /// Memory per worker: bytes, 4GiB, 5GB, a fraction of system memory (0.5), auto
     /// (system memory * nthreads / cores) or 0 for no limit. Results spill to disk above 60%,
     /// new tasks wait above 80%, and the nanny restarts the worker above 95%
-    #[arg(long, default_value = "auto", value_name = "LIMIT")]
+    #[arg(long, default_value = defaults::MEMORY_LIMIT, value_name = "LIMIT")]
     pub memory_limit: String,
     /// Grace period for a worker to stop before it is killed
-    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    #[arg(long, default_value = duration_flag(Policy::default().shutdown_timeout), value_name = "DURATION")]
     pub shutdown_timeout: String,
     /// On SIGINT/SIGTERM, finish running tasks and hand results over before leaving
     #[arg(long)]
@@ -107,7 +117,7 @@ pub struct WorkerArgs {
     #[arg(long, requires = "lifetime")]
     pub lifetime_restart: bool,
     /// The nanny gives up after this many worker crashes within a minute
-    #[arg(long, default_value_t = 5, value_name = "N")]
+    #[arg(long, default_value_t = Policy::default().crash_limit, value_name = "N")]
     pub crash_limit: usize,
     /// The worker's name (default: HOST-PID)
     #[arg(long)]
@@ -125,7 +135,7 @@ pub struct WorkerArgs {
     #[arg(long, value_name = "ADDR")]
     pub contact_address: Option<String>,
     /// Give up after the scheduler is unreachable this long
-    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    #[arg(long, default_value = duration_flag(defaults::DEATH_TIMEOUT), value_name = "DURATION")]
     pub death_timeout: String,
     /// Run the worker in this process, without a nanny (one worker only)
     #[arg(long, conflicts_with = "nworkers")]
@@ -138,13 +148,13 @@ pub struct LocalArgs {
     #[arg(short = 'n', long = "nworkers", value_name = "N")]
     pub nworkers: Option<usize>,
     /// Threads per worker
-    #[arg(long, default_value_t = 1, value_name = "T")]
+    #[arg(long, default_value_t = DEFAULT_THREADS_PER_WORKER, value_name = "T")]
     pub threads_per_worker: usize,
     /// Interface the scheduler listens on
-    #[arg(long, default_value = "127.0.0.1")]
+    #[arg(long, default_value_t = DEFAULT_LISTEN.ip().to_string())]
     pub host: String,
     /// Scheduler port (0 picks a free one)
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = DEFAULT_LISTEN.port())]
     pub port: u16,
     /// Folder for the workers' scratch files
     #[arg(long, value_name = "DIR")]
@@ -194,7 +204,7 @@ pub struct RunArgs {
     #[arg(short = 'n', long = "nworkers", value_name = "N")]
     pub nworkers: Option<usize>,
     /// Threads per worker of the local cluster
-    #[arg(long, default_value_t = 1, value_name = "T")]
+    #[arg(long, default_value_t = DEFAULT_THREADS_PER_WORKER, value_name = "T")]
     pub threads_per_worker: usize,
     /// Never draw a progress bar
     #[arg(long)]
@@ -223,16 +233,16 @@ pub struct SshArgs {
     #[arg(long, value_name = "HOST")]
     pub scheduler: Option<String>,
     /// Scheduler port (0 picks a free one)
-    #[arg(long, default_value_t = 8786)]
+    #[arg(long, default_value_t = DEFAULT_PORT)]
     pub scheduler_port: u16,
     /// Threads per worker (default: the remote cores / nworkers)
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub nthreads: usize,
     /// Worker processes per host
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    #[arg(long, default_value_t = defaults::NWORKERS, value_name = "N")]
     pub nworkers: usize,
     /// Memory per worker (as `distd worker --memory-limit`)
-    #[arg(long, default_value = "auto", value_name = "LIMIT")]
+    #[arg(long, default_value = defaults::MEMORY_LIMIT, value_name = "LIMIT")]
     pub memory_limit: String,
     /// User name for SSH
     #[arg(long, value_name = "USER")]
@@ -262,7 +272,7 @@ pub struct SshArgs {
     #[arg(long, value_name = "DIR")]
     pub log_directory: Option<PathBuf>,
     /// Give up on a host that does not answer within this long
-    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    #[arg(long, default_value = duration_flag(crate::ssh::DEFAULT_CONNECT_TIMEOUT), value_name = "DURATION")]
     pub connect_timeout: String,
 }
 

@@ -4,21 +4,19 @@
 use super::args::{
     Command, GenerateArgs, Generated, InfoArgs, LocalArgs, RestartArgs, RunArgs, SchedulerArgs, SubmitArgs, WorkerArgs,
 };
-use super::config::{self, ConfigError, DEFAULT_PORT};
+use super::config::{self, ConfigError, RunTarget, DEFAULT_PORT};
 use crate::client::graph::{load_graph, GraphError};
 use crate::client::run::{run_graph, RunError, RunReport};
 use crate::client::{AsyncClient, ClientError, KeyStatus};
-use crate::local::{LocalCluster, LocalError};
-use crate::nanny::{run_nanny, supervise, NannyError, EXIT_FATAL, EXIT_RETIRED};
-use crate::protocol::{CommandSpec, TaskDesc, TaskError, TaskSpec};
+use crate::local::{AnyLocalCluster, LocalCluster, LocalError, ProcessCluster};
+use crate::nanny::{run_nanny, NannyError, EXIT_FATAL, EXIT_RETIRED};
+use crate::protocol::{TaskDesc, TaskError, TaskSpec};
 use crate::scheduler::{Scheduler, StopReason};
-use crate::units::parse_duration;
 use crate::worker::WorkerExit;
 use crate::worker::{Registry, Worker, WorkerError};
 use futures_lite::StreamExt;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Everything a subcommand can fail with; each prints as one line.
 #[derive(Debug, thiserror::Error)]
@@ -47,8 +45,6 @@ pub enum CliError {
     Nanny(#[from] NannyError),
     #[error(transparent)]
     Ssh(#[from] crate::ssh::SshError),
-    #[error("only {have} of {want} workers registered in time")]
-    WorkersMissing { have: usize, want: usize },
 }
 
 impl CliError {
@@ -58,6 +54,7 @@ impl CliError {
         match self {
             CliError::Config(_)
             | CliError::Bind { .. }
+            | CliError::Local(LocalError::Listen { .. })
             | CliError::Worker(
                 WorkerError::Unreachable { .. }
                 | WorkerError::Refused { .. }
@@ -211,131 +208,37 @@ fn nanny(setup: config::WorkerSetup) -> Result<u8, CliError> {
     Ok(0)
 }
 
-/// Waits until the scheduler has `n` workers.
-async fn wait_for_workers(client: &AsyncClient, n: usize, patience: Duration) -> Result<(), CliError> {
-    match client.wait_for_workers(n, patience).await? {
-        have if have < n => Err(CliError::WorkersMissing { have, want: n }),
-        _ => Ok(()),
-    }
-}
-
 fn local(args: LocalArgs, registry: Registry) -> Result<u8, CliError> {
-    let cfg = config::local(&args, registry)?;
-    let graph = args.run.as_deref().map(load_graph).transpose()?;
+    let setup = config::local(&args, registry)?;
+    let graph = setup.run.as_deref().map(load_graph).transpose()?;
+    let exe = match setup.processes {
+        Some(_) => Some(std::env::current_exe().map_err(CliError::OwnExecutable)?),
+        None => None,
+    };
     let stop_signal = termination_signal()?;
-    if args.processes {
-        return local_processes(cfg, graph, stop_signal, !args.no_progress);
-    }
     crate::rt::block_on(async {
-        let n = cfg.workers;
-        let cluster = LocalCluster::start(cfg).await?;
+        let n = setup.cluster.workers;
+        let cluster = match (setup.processes, exe) {
+            (Some(workers), Some(exe)) => AnyLocalCluster::Processes(
+                ProcessCluster::start(setup.cluster.listen, |scheduler| workers.nanny(scheduler, exe)).await?,
+            ),
+            _ => AnyLocalCluster::Threads(LocalCluster::start(setup.cluster).await?),
+        };
         let address = cluster.address();
-        match graph {
+        let code = match graph {
             None => {
                 println!("scheduler at {address}");
                 println!("{n} workers ready");
                 let _ = std::io::stdout().flush();
                 stop_signal.await;
-                cluster.stop().await;
                 Ok(0)
             }
             Some(graph) => {
                 log::info!("local cluster at {address} with {n} workers");
-                let code = run_on(&address, graph, !args.no_progress).await;
-                cluster.stop().await;
-                code
+                run_on(&address, graph, setup.progress).await
             }
-        }
-    })
-}
-
-/// `distd local --processes`: the scheduler in this process, the workers as children of a
-/// nanny in this process.
-fn local_processes(
-    cfg: crate::local::LocalClusterConfig,
-    graph: Option<crate::client::graph::Graph>,
-    stop_signal: impl std::future::Future<Output = ()>,
-    progress: bool,
-) -> Result<u8, CliError> {
-    let exe = std::env::current_exe().map_err(CliError::OwnExecutable)?;
-    crate::rt::block_on(async {
-        let listen = cfg.listen;
-        let sched = Scheduler::start(crate::scheduler::SchedulerConfig {
-            listen,
-            core: Default::default(),
-        })
-        .await
-        .map_err(|source| CliError::Bind {
-            addr: listen.to_string(),
-            source,
-        })?;
-        let address = sched.address.to_string();
-        let setup = config::WorkerSetup {
-            worker: crate::worker::WorkerConfig {
-                scheduler: address.clone(),
-                nthreads: cfg.threads_per_worker,
-                name: Some("local".into()),
-                resources: Vec::new(),
-                local_dir: cfg.local_dir.clone(),
-                listen: Some(std::net::SocketAddr::new(sched.address.ip(), 0)),
-                contact_address: None,
-                death_timeout: Duration::from_secs(10),
-                memory_limit: 0,
-                lifetime: None,
-                drain: false,
-            },
-            nworkers: cfg.workers,
-            no_nanny: false,
-            lifetime_restart: false,
-            lifetime_flags: Vec::new(),
-            shutdown_timeout: Duration::from_secs(10),
-            crash_limit: 5,
         };
-        let (stop_tx, stop_rx) = async_channel::unbounded();
-        let mut nanny_config = setup.nanny(exe);
-        nanny_config.worker_stdout_to_stderr = true;
-        let mut nanny = crate::rt::spawn(supervise(nanny_config, stop_rx));
-        let client = AsyncClient::connect(&address).await?;
-        // A nanny that gives up (the workers cannot start) is the error to show, not the wait.
-        let ready = futures_lite::future::or(
-            async { Some(wait_for_workers(&client, cfg.workers, Duration::from_secs(30)).await) },
-            async {
-                match (&mut nanny).await {
-                    Err(e) => Some(Err(CliError::Nanny(e))),
-                    Ok(()) => None,
-                }
-            },
-        )
-        .await;
-        drop(client);
-        match ready {
-            Some(Ok(())) => {}
-            Some(Err(e)) => {
-                sched.stop().await;
-                return Err(e);
-            }
-            None => {
-                sched.stop().await;
-                return Err(CliError::WorkersMissing {
-                    have: 0,
-                    want: cfg.workers,
-                });
-            }
-        }
-        let code = match graph {
-            None => {
-                println!("scheduler at tcp://{address}");
-                println!("{} workers ready", cfg.workers);
-                let _ = std::io::stdout().flush();
-                stop_signal.await;
-                Ok(0)
-            }
-            Some(graph) => run_on(&address, graph, progress).await,
-        };
-        let _ = stop_tx.send(()).await;
-        let supervised = nanny.await;
-        sched.stop().await;
-        supervised?;
+        cluster.stop().await?;
         code
     })
 }
@@ -377,69 +280,27 @@ fn report_failures(report: &RunReport) -> u8 {
 }
 
 fn run(args: RunArgs, registry: Registry) -> Result<u8, CliError> {
-    let graph = load_graph(&args.graph)?;
-    let progress = !args.no_progress;
-    match &args.scheduler {
-        Some(addr) => {
-            let addr = config::parse_address("--scheduler", addr, DEFAULT_PORT)?;
-            crate::rt::block_on(run_on(&addr, graph, progress))
-        }
-        None => {
-            let local_args = LocalArgs {
-                nworkers: args.nworkers,
-                threads_per_worker: args.threads_per_worker,
-                host: "127.0.0.1".into(),
-                port: 0,
-                local_directory: None,
-                run: None,
-                no_progress: args.no_progress,
-                processes: false,
-            };
-            let cfg = config::local(&local_args, registry)?;
-            crate::rt::block_on(async {
-                let cluster = LocalCluster::start(cfg).await?;
-                let code = run_on(&cluster.address(), graph, progress).await;
-                cluster.stop().await;
-                code
-            })
-        }
+    let setup = config::run(&args, registry)?;
+    let graph = load_graph(&setup.graph)?;
+    match setup.target {
+        RunTarget::Scheduler(addr) => crate::rt::block_on(run_on(&addr, graph, setup.progress)),
+        RunTarget::Local(cluster) => crate::rt::block_on(async {
+            let cluster = LocalCluster::start(cluster).await?;
+            let code = run_on(&cluster.address(), graph, setup.progress).await;
+            cluster.stop().await;
+            code
+        }),
     }
 }
 
 fn submit(args: SubmitArgs) -> Result<u8, CliError> {
-    let addr = config::parse_address("ADDR", &args.address, DEFAULT_PORT)?;
-    let timeout_ms = args
-        .timeout
-        .as_deref()
-        .map(|t| {
-            parse_duration(t)
-                .map(|d| d.as_millis() as u64)
-                .map_err(|source| ConfigError::Unit {
-                    flag: "--timeout",
-                    source,
-                })
-        })
-        .transpose()?;
-    let mut env = Vec::new();
-    for e in &args.env {
-        let (k, v) = e.split_once('=').ok_or_else(|| ConfigError::Value {
-            flag: "--env",
-            reason: format!("{e:?} is not NAME=VALUE"),
-        })?;
-        env.push((k.to_string(), v.to_string()));
-    }
+    let setup = config::submit(&args)?;
     crate::rt::block_on(async {
-        let client = AsyncClient::connect(&addr).await?;
-        let key = args.key.clone().unwrap_or_else(|| client.unique_key("submit"));
+        let client = AsyncClient::connect(&setup.address).await?;
+        let key = setup.key.clone().unwrap_or_else(|| client.unique_key("submit"));
         let task = TaskDesc {
             key: key.clone(),
-            spec: TaskSpec::Command(CommandSpec {
-                argv: args.command.clone(),
-                env,
-                cwd: args.cwd.clone(),
-                timeout_ms,
-                stdin: None,
-            }),
+            spec: TaskSpec::Command(setup.command),
             deps: Vec::new(),
             options: Default::default(),
         };

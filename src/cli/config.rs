@@ -1,10 +1,11 @@
 //! Turns parsed arguments into validated configs: durations and sizes parsed, addresses
-//! checked and resolved, files read. Nothing here opens a socket; every error names the flag
-//! or file that was wrong.
+//! checked and resolved, files read. Every subcommand's flags are checked here, before any
+//! socket opens; nothing here opens one. Every error names the flag or file that was wrong.
 
-use super::args::{LocalArgs, SchedulerArgs, WorkerArgs};
+use super::args::{LocalArgs, RunArgs, SchedulerArgs, SubmitArgs, WorkerArgs};
 use crate::client::strip_scheme;
 use crate::local::{default_local_dir, LocalClusterConfig};
+use crate::protocol::CommandSpec;
 use crate::scheduler::{CoreConfig, SchedulerConfig};
 use crate::units::{parse_duration, UnitError};
 use crate::worker::{Registry, WorkerConfig};
@@ -12,8 +13,21 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The default scheduler port, as dask's.
-pub const DEFAULT_PORT: u16 = 8786;
+pub use crate::protocol::net::DEFAULT_PORT;
+
+/// Defaults of the flags whose config types have no `Default` of their own: the clap
+/// structs show these, and the configs built here use them. (The others come from
+/// `CoreConfig::default()`, `nanny::Policy::default()` and `local`'s constants.)
+pub mod defaults {
+    use std::time::Duration;
+
+    /// `--death-timeout`: how long a worker keeps trying an unreachable scheduler.
+    pub const DEATH_TIMEOUT: Duration = Duration::from_secs(60);
+    /// `--memory-limit`: the machine's memory shared by the cores a worker's threads use.
+    pub const MEMORY_LIMIT: &str = "auto";
+    /// `--nworkers`: worker processes per nanny (per host for `distd ssh`).
+    pub const NWORKERS: usize = 1;
+}
 
 /// A bad flag, file or value, reported as one line.
 #[derive(Debug, thiserror::Error)]
@@ -22,8 +36,33 @@ pub enum ConfigError {
     Unit { flag: &'static str, source: UnitError },
     #[error("invalid value for {flag}: {reason}")]
     Value { flag: &'static str, reason: String },
-    #[error("cannot read scheduler file {path}: {reason}")]
-    SchedulerFile { path: String, reason: String },
+    #[error("invalid value for {flag}: {source}")]
+    Hosts {
+        flag: &'static str,
+        source: crate::ssh::pattern::PatternError,
+    },
+    #[error("invalid value for {flag}: cannot read {path}: {source}")]
+    ReadFile {
+        flag: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot read scheduler file {path}: {problem}")]
+    SchedulerFile {
+        path: String,
+        problem: SchedulerFileProblem,
+    },
+}
+
+/// What is wrong with a scheduler file.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerFileProblem {
+    #[error("{0}")]
+    Read(#[source] std::io::Error),
+    #[error("not JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error("no \"address\" field")]
+    NoAddress,
 }
 
 fn duration(flag: &'static str, s: &str) -> Result<Duration, ConfigError> {
@@ -145,7 +184,8 @@ pub fn scheduler(args: &SchedulerArgs) -> Result<SchedulerSetup, ConfigError> {
             core: CoreConfig {
                 allowed_failures: args.allowed_failures,
                 heartbeat_timeout,
-                heartbeat_interval: (heartbeat_timeout / 5).min(Duration::from_secs(1)),
+                // Five heartbeats fit in the timeout, never fewer than the default's rate.
+                heartbeat_interval: (heartbeat_timeout / 5).min(CoreConfig::default().heartbeat_interval),
                 queue_per_thread: args.worker_queue,
                 idle_timeout,
                 ..CoreConfig::default()
@@ -160,17 +200,21 @@ pub fn scheduler(args: &SchedulerArgs) -> Result<SchedulerSetup, ConfigError> {
 pub fn ssh(args: &super::args::SshArgs) -> Result<crate::ssh::SshConfig, ConfigError> {
     use crate::ssh::pattern::{expand_all, expand_pattern, parse_hostfile, DEFAULT_HOST_CAP};
     let bad = |flag: &'static str, reason: String| ConfigError::Value { flag, reason };
+    let hosts = |flag: &'static str, source| ConfigError::Hosts { flag, source };
     let mut expansion =
-        expand_all(args.hosts.iter().map(|s| s.as_str()), DEFAULT_HOST_CAP).map_err(|e| bad("HOST", e.to_string()))?;
+        expand_all(args.hosts.iter().map(|s| s.as_str()), DEFAULT_HOST_CAP).map_err(|source| hosts("HOST", source))?;
     if let Some(f) = &args.hostfile {
-        let text =
-            std::fs::read_to_string(f).map_err(|e| bad("--hostfile", format!("cannot read {}: {e}", f.display())))?;
+        let text = std::fs::read_to_string(f).map_err(|source| ConfigError::ReadFile {
+            flag: "--hostfile",
+            path: f.display().to_string(),
+            source,
+        })?;
         let more = parse_hostfile(
             &text,
             &f.display().to_string(),
             DEFAULT_HOST_CAP - expansion.hosts.len(),
         )
-        .map_err(|e| bad("--hostfile", e.to_string()))?;
+        .map_err(|source| hosts("--hostfile", source))?;
         for h in more.hosts {
             if expansion.hosts.contains(&h) {
                 expansion.duplicates.push(h);
@@ -189,7 +233,7 @@ pub fn ssh(args: &super::args::SshArgs) -> Result<crate::ssh::SshConfig, ConfigE
     let scheduler = match &args.scheduler {
         None => expansion.hosts[0].clone(),
         Some(s) => {
-            let mut v = expand_pattern(s).map_err(|e| bad("--scheduler", e.to_string()))?;
+            let mut v = expand_pattern(s).map_err(|source| hosts("--scheduler", source))?;
             if v.len() != 1 {
                 return Err(bad("--scheduler", format!("{s:?} names {} hosts, not one", v.len())));
             }
@@ -237,16 +281,16 @@ pub fn ssh(args: &super::args::SshArgs) -> Result<crate::ssh::SshConfig, ConfigE
 
 /// Reads the address from a scheduler file.
 pub fn read_scheduler_file(path: &Path) -> Result<String, ConfigError> {
-    let fail = |reason: String| ConfigError::SchedulerFile {
+    let fail = |problem| ConfigError::SchedulerFile {
         path: path.display().to_string(),
-        reason,
+        problem,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| fail(format!("not JSON: {e}")))?;
+    let text = std::fs::read_to_string(path).map_err(|e| fail(SchedulerFileProblem::Read(e)))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| fail(SchedulerFileProblem::Json(e)))?;
     let addr = v
         .get("address")
         .and_then(|a| a.as_str())
-        .ok_or_else(|| fail("no \"address\" field".into()))?;
+        .ok_or_else(|| fail(SchedulerFileProblem::NoAddress))?;
     parse_address("--scheduler-file", addr, DEFAULT_PORT)
 }
 
@@ -353,6 +397,21 @@ impl WorkerSetup {
     }
 }
 
+/// `--lifetime`, moved by up to `--lifetime-stagger` either way.
+fn lifetime(args: &WorkerArgs) -> Result<Option<Duration>, ConfigError> {
+    let Some(l) = &args.lifetime else {
+        return Ok(None);
+    };
+    let base = duration("--lifetime", l)?;
+    let stagger = args
+        .lifetime_stagger
+        .as_deref()
+        .map(|s| duration("--lifetime-stagger", s))
+        .transpose()?
+        .unwrap_or_default();
+    Ok(Some(staggered(base, stagger)))
+}
+
 pub fn worker(args: &WorkerArgs) -> Result<WorkerSetup, ConfigError> {
     if args.nworkers == 0 {
         return Err(ConfigError::Value {
@@ -427,19 +486,7 @@ pub fn worker(args: &WorkerArgs) -> Result<WorkerSetup, ConfigError> {
         contact_address,
         death_timeout: duration("--death-timeout", &args.death_timeout)?,
         memory_limit: parse_memory_limit("--memory-limit", &args.memory_limit, nthreads)?,
-        lifetime: match &args.lifetime {
-            None => None,
-            Some(l) => {
-                let base = duration("--lifetime", l)?;
-                let stagger = args
-                    .lifetime_stagger
-                    .as_deref()
-                    .map(|s| duration("--lifetime-stagger", s))
-                    .transpose()?
-                    .unwrap_or_default();
-                Some(staggered(base, stagger))
-            }
-        },
+        lifetime: lifetime(args)?,
         drain: args.drain,
     };
     Ok(WorkerSetup {
@@ -460,27 +507,252 @@ pub fn worker(args: &WorkerArgs) -> Result<WorkerSetup, ConfigError> {
     })
 }
 
-pub fn local(args: &LocalArgs, registry: Registry) -> Result<LocalClusterConfig, ConfigError> {
-    let host = parse_address("--host", &args.host, args.port)?;
-    let listen = resolve("--host", &host)?;
-    if args.threads_per_worker == 0 {
+/// What `distd local` runs.
+pub struct LocalSetup {
+    pub cluster: LocalClusterConfig,
+    /// With `--processes`: the workers run as children of a nanny, set up so.
+    pub processes: Option<LocalWorkers>,
+    /// `--run GRAPH`: run it, then exit (else serve until interrupted).
+    pub run: Option<PathBuf>,
+    pub progress: bool,
+}
+
+/// The workers of `distd local --processes`: one nanny with a child per worker.
+pub struct LocalWorkers {
+    /// Everything but the scheduler's address, known once the scheduler listens.
+    setup: WorkerSetup,
+}
+
+impl LocalWorkers {
+    /// The nanny for a scheduler at `scheduler`, running `exe` as its workers. Their
+    /// stdout goes to our stderr: our stdout carries the results of `--run`.
+    pub fn nanny(&self, scheduler: String, exe: PathBuf) -> crate::nanny::NannyConfig {
+        let mut setup = self.setup.clone();
+        setup.worker.scheduler = scheduler;
+        let mut nanny = setup.nanny(exe);
+        nanny.worker_stdout_to_stderr = true;
+        nanny
+    }
+}
+
+/// A local cluster of `nworkers` (default: one per core) with `threads_per_worker` each.
+fn local_cluster(
+    nworkers: Option<usize>,
+    threads_per_worker: usize,
+    listen: SocketAddr,
+    local_dir: Option<PathBuf>,
+    registry: Registry,
+) -> Result<LocalClusterConfig, ConfigError> {
+    if threads_per_worker == 0 {
         return Err(ConfigError::Value {
             flag: "--threads-per-worker",
             reason: "must be at least 1".into(),
         });
     }
     Ok(LocalClusterConfig {
-        workers: args.nworkers.unwrap_or_else(default_threads),
-        threads_per_worker: args.threads_per_worker,
-        listen: SocketAddr::new(listen.ip(), args.port),
-        local_dir: args.local_directory.clone().unwrap_or_else(default_local_dir),
+        workers: nworkers.unwrap_or_else(default_threads),
+        threads_per_worker,
+        listen,
+        local_dir: local_dir.unwrap_or_else(default_local_dir),
         registry,
+    })
+}
+
+pub fn local(args: &LocalArgs, registry: Registry) -> Result<LocalSetup, ConfigError> {
+    let host = parse_address("--host", &args.host, args.port)?;
+    let listen = resolve("--host", &host)?;
+    let listen = SocketAddr::new(listen.ip(), args.port);
+    let cluster = local_cluster(
+        args.nworkers,
+        args.threads_per_worker,
+        listen,
+        args.local_directory.clone(),
+        registry,
+    )?;
+    let policy = crate::nanny::Policy::default();
+    let processes = args.processes.then(|| LocalWorkers {
+        setup: WorkerSetup {
+            worker: WorkerConfig {
+                scheduler: String::new(),
+                nthreads: cluster.threads_per_worker,
+                name: Some("local".into()),
+                resources: Vec::new(),
+                local_dir: cluster.local_dir.clone(),
+                listen: Some(SocketAddr::new(listen.ip(), 0)),
+                contact_address: None,
+                death_timeout: crate::local::WORKER_DEATH_TIMEOUT,
+                memory_limit: 0,
+                lifetime: None,
+                drain: false,
+            },
+            nworkers: cluster.workers,
+            no_nanny: false,
+            // The defaults of `distd worker`'s flags.
+            shutdown_timeout: policy.shutdown_timeout,
+            crash_limit: policy.crash_limit,
+            lifetime_restart: false,
+            lifetime_flags: Vec::new(),
+        },
+    });
+    Ok(LocalSetup {
+        cluster,
+        processes,
+        run: args.run.clone(),
+        progress: !args.no_progress,
+    })
+}
+
+/// Where `distd run` runs its graph.
+pub enum RunTarget {
+    /// `--scheduler ADDR`: a running cluster.
+    Scheduler(String),
+    /// A local cluster started for the run.
+    Local(LocalClusterConfig),
+}
+
+/// What `distd run` runs with.
+pub struct RunSetup {
+    pub graph: PathBuf,
+    pub target: RunTarget,
+    pub progress: bool,
+}
+
+pub fn run(args: &RunArgs, registry: Registry) -> Result<RunSetup, ConfigError> {
+    let target = match &args.scheduler {
+        Some(addr) => RunTarget::Scheduler(parse_address("--scheduler", addr, DEFAULT_PORT)?),
+        None => RunTarget::Local(local_cluster(
+            args.nworkers,
+            args.threads_per_worker,
+            crate::local::DEFAULT_LISTEN,
+            None,
+            registry,
+        )?),
+    };
+    Ok(RunSetup {
+        graph: args.graph.clone(),
+        target,
+        progress: !args.no_progress,
+    })
+}
+
+/// What `distd submit` sends.
+pub struct SubmitSetup {
+    pub address: String,
+    /// The task's key; a unique one when not given.
+    pub key: Option<String>,
+    pub command: CommandSpec,
+}
+
+pub fn submit(args: &SubmitArgs) -> Result<SubmitSetup, ConfigError> {
+    let address = parse_address("ADDR", &args.address, DEFAULT_PORT)?;
+    let timeout_ms = args
+        .timeout
+        .as_deref()
+        .map(|t| duration("--timeout", t).map(|d| d.as_millis() as u64))
+        .transpose()?;
+    let mut env = Vec::new();
+    for e in &args.env {
+        let (k, v) = e.split_once('=').ok_or_else(|| ConfigError::Value {
+            flag: "--env",
+            reason: format!("{e:?} is not NAME=VALUE"),
+        })?;
+        env.push((k.to_string(), v.to_string()));
+    }
+    Ok(SubmitSetup {
+        address,
+        key: args.key.clone(),
+        command: CommandSpec {
+            argv: args.command.clone(),
+            env,
+            cwd: args.cwd.clone(),
+            timeout_ms,
+            stdin: None,
+        },
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The subcommand of `distd ARGS`, parsed by clap.
+    fn parse(args: &[&str]) -> super::super::args::Command {
+        use clap::Parser;
+        super::super::args::Cli::try_parse_from(std::iter::once("distd").chain(args.iter().copied()))
+            .expect("the test's command line parses")
+            .command
+    }
+
+    #[test]
+    fn flag_defaults_are_the_config_types_defaults() {
+        use super::super::args::Command;
+        let Command::Scheduler(a) = parse(&["scheduler"]) else {
+            unreachable!()
+        };
+        let core = scheduler(&a).expect("the defaults are valid").config.core;
+        let want = CoreConfig::default();
+        assert_eq!(core.allowed_failures, want.allowed_failures);
+        assert_eq!(core.heartbeat_timeout, want.heartbeat_timeout);
+        assert_eq!(core.heartbeat_interval, want.heartbeat_interval);
+        assert_eq!(core.queue_per_thread, want.queue_per_thread);
+        assert_eq!(a.port, DEFAULT_PORT);
+        let Command::Worker(a) = parse(&["worker", "127.0.0.1:1"]) else {
+            unreachable!()
+        };
+        let setup = worker(&a).expect("the defaults are valid");
+        let policy = crate::nanny::Policy::default();
+        assert_eq!(setup.crash_limit, policy.crash_limit);
+        assert_eq!(setup.shutdown_timeout, policy.shutdown_timeout);
+        assert_eq!(setup.worker.death_timeout, defaults::DEATH_TIMEOUT);
+        assert_eq!(setup.nworkers, defaults::NWORKERS);
+        let Command::Local(a) = parse(&["local"]) else {
+            unreachable!()
+        };
+        let setup = local(&a, Registry::builtin()).expect("the defaults are valid");
+        assert_eq!(setup.cluster.listen, crate::local::DEFAULT_LISTEN);
+        assert_eq!(
+            setup.cluster.threads_per_worker,
+            crate::local::DEFAULT_THREADS_PER_WORKER
+        );
+    }
+
+    /// Regression test for a bug: `distd local --processes` gave its nanny a crash limit and
+    /// a shutdown timeout of its own instead of the defaults of `distd worker`'s flags.
+    #[test]
+    fn local_processes_supervise_with_the_worker_defaults() {
+        use super::super::args::Command;
+        let Command::Local(a) = parse(&["local", "--processes", "-n", "2"]) else {
+            unreachable!()
+        };
+        let setup = local(&a, Registry::builtin()).expect("valid flags");
+        let workers = setup.processes.expect("--processes");
+        let nanny = workers.nanny("127.0.0.1:1".into(), "distd".into());
+        let Command::Worker(w) = parse(&["worker", "127.0.0.1:1"]) else {
+            unreachable!()
+        };
+        let by_flags = worker(&w).expect("valid flags").nanny("distd".into());
+        assert_eq!(nanny.policy.crash_limit, by_flags.policy.crash_limit);
+        assert_eq!(nanny.policy.shutdown_timeout, by_flags.policy.shutdown_timeout);
+        assert_eq!(nanny.scheduler, "127.0.0.1:1");
+        assert_eq!(nanny.nworkers, 2);
+        assert!(nanny.worker_stdout_to_stderr, "stdout carries the results of --run");
+    }
+
+    #[test]
+    fn submit_flags_are_checked_before_connecting() {
+        use super::super::args::Command;
+        let Command::Submit(a) = parse(&["submit", "h", "--env", "A=1", "--timeout", "2s", "--", "echo", "x"]) else {
+            unreachable!()
+        };
+        let setup = submit(&a).expect("valid flags");
+        assert_eq!(setup.address, format!("h:{DEFAULT_PORT}"));
+        assert_eq!(setup.command.env, vec![("A".to_string(), "1".to_string())]);
+        assert_eq!(setup.command.timeout_ms, Some(2000));
+        let Command::Submit(a) = parse(&["submit", "h", "--env", "A", "--", "true"]) else {
+            unreachable!()
+        };
+        assert!(submit(&a).err().expect("no '='").to_string().contains("--env"));
+    }
 
     #[test]
     fn addresses_accept_the_usual_forms() {

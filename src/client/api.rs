@@ -7,22 +7,21 @@
 use crate::protocol::codec;
 use crate::protocol::LocationProblem;
 use crate::protocol::{
-    connect_handshake, spawn_writer, ClusterInfo, FrameReader, FromClient, HandshakeError, KeyLocation, RequestId,
-    Role, TaskDesc, TaskError, ToClient,
+    dial, spawn_writer, AttemptError, ClusterInfo, DialError, FrameReader, FromClient, HandshakeError, KeyLocation,
+    PeerClient, PeerError, RequestId, Role, TaskDesc, TaskError, ToClient,
 };
-use crate::worker::peer::PeerClient;
 use serde::{de::DeserializeOwned, Serialize};
-use smol::net::TcpStream;
 use smol::Task;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// What can go wrong for a client.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot connect to the scheduler at {addr}: {reason}")]
-    Connect { addr: String, reason: String },
+    #[error("cannot connect to the scheduler at {addr}: {}", .source.cause())]
+    Connect { addr: String, source: AttemptError },
     #[error("the scheduler at {addr} refused this client: {source}")]
     Refused { addr: String, source: HandshakeError },
     #[error("lost the scheduler: {0}")]
@@ -30,13 +29,29 @@ pub enum ClientError {
     #[error("task {key:?} failed: {error}")]
     Task { key: String, error: TaskError },
     #[error("cannot gather {key:?}: {reason}")]
-    Gather { key: String, reason: String },
+    Gather { key: String, reason: GatherProblem },
     #[error("scatter failed: {0}")]
     Scatter(String),
     #[error("restart failed: {0}")]
     Restart(String),
     #[error("{0}")]
     Codec(#[from] codec::CodecError),
+}
+
+/// Why a result could not be gathered (yet).
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum GatherProblem {
+    #[error("this client never submitted it")]
+    NotSubmitted,
+    #[error("{0}")]
+    Location(LocationProblem),
+    #[error("no worker holds it")]
+    NoHolder,
+    #[error("{holder} no longer holds it")]
+    NoLongerHeld { holder: String },
+    /// Shared by every key asked of the same holder.
+    #[error("{0}")]
+    Peer(Arc<PeerError>),
 }
 
 /// How many fetch attempts may fail (a holder died and the scheduler has not noticed yet)
@@ -135,19 +150,16 @@ impl AsyncClient {
     /// Connects to the scheduler at `addr` (`tcp://host:port` or `host:port`).
     pub async fn connect(addr: &str) -> Result<AsyncClient, ClientError> {
         let addr = strip_scheme(addr).to_string();
-        let mut stream = TcpStream::connect(addr.as_str())
-            .await
-            .map_err(|e| ClientError::Connect {
-                addr: addr.clone(),
-                reason: e.to_string(),
-            })?;
-        stream.set_nodelay(true).ok();
-        connect_handshake(&mut stream, Role::Client)
-            .await
-            .map_err(|source| ClientError::Refused {
-                addr: addr.clone(),
-                source,
-            })?;
+        let stream = match dial(&addr, Role::Client, Role::Scheduler, Duration::ZERO).await {
+            Ok(d) => d.stream,
+            // A connection broken during the handshake is the scheduler's doing: a refusal.
+            Err(DialError::Unreachable {
+                last: AttemptError::Handshake { source, .. },
+                ..
+            })
+            | Err(DialError::Refused { source, .. }) => return Err(ClientError::Refused { addr, source }),
+            Err(DialError::Unreachable { last, .. }) => return Err(ClientError::Connect { addr, source: last }),
+        };
         let mut reader = FrameReader::new(stream.clone());
         match reader.next::<ToClient>().await {
             Ok(Some(ToClient::Welcome { .. })) => {}
@@ -293,7 +305,7 @@ impl AsyncClient {
                     None => {
                         return Err(ClientError::Gather {
                             key: k.clone(),
-                            reason: "this client never submitted it".into(),
+                            reason: GatherProblem::NotSubmitted,
                         })
                     }
                 }
@@ -360,21 +372,21 @@ impl AsyncClient {
     }
 
     /// One attempt at fetching `keys` from their holders: each result, or why not (yet).
-    async fn fetch_round(&self, keys: &[String]) -> Result<Vec<Result<Vec<u8>, String>>, ClientError> {
+    async fn fetch_round(&self, keys: &[String]) -> Result<Vec<Result<Vec<u8>, GatherProblem>>, ClientError> {
         let locations = self.who_has(keys).await?;
-        let mut out: Vec<Result<Vec<u8>, String>> = Vec::with_capacity(keys.len());
+        let mut out: Vec<Result<Vec<u8>, GatherProblem>> = Vec::with_capacity(keys.len());
         let mut by_holder: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, loc) in locations.iter().enumerate() {
-            out.push(Err("not fetched".into()));
+            out.push(Err(GatherProblem::NoHolder));
             match (&loc.problem, loc.holders.first()) {
                 (Some(p @ LocationProblem::Unknown), _) => {
                     return Err(ClientError::Gather {
                         key: loc.key.clone(),
-                        reason: p.to_string(),
+                        reason: GatherProblem::Location(p.clone()),
                     })
                 }
                 (Some(p), _) => {
-                    out[i] = Err(p.to_string());
+                    out[i] = Err(GatherProblem::Location(p.clone()));
                     // Lost and being computed again: wait for it as for a new key (an
                     // erred one is already known as such and ends the gather).
                     let mut sh = self.inner.lock();
@@ -382,7 +394,7 @@ impl AsyncClient {
                         *st = KeyStatus::Pending;
                     }
                 }
-                (None, None) => out[i] = Err("no worker holds it".into()),
+                (None, None) => out[i] = Err(GatherProblem::NoHolder),
                 (None, Some(h)) => by_holder.entry(h.clone()).or_default().push(i),
             }
         }
@@ -393,9 +405,10 @@ impl AsyncClient {
                     Ok(c) => {
                         peers.insert(holder.clone(), c);
                     }
-                    Err(reason) => {
+                    Err(e) => {
+                        let e = Arc::new(e);
                         for &i in &idx {
-                            out[i] = Err(reason.clone());
+                            out[i] = Err(GatherProblem::Peer(e.clone()));
                         }
                         continue;
                     }
@@ -408,14 +421,15 @@ impl AsyncClient {
                     for (&i, d) in idx.iter().zip(got) {
                         out[i] = match d {
                             Some(d) => Ok(Arc::try_unwrap(d).unwrap_or_else(|d| d.to_vec())),
-                            None => Err(format!("{holder} no longer holds it")),
+                            None => Err(GatherProblem::NoLongerHeld { holder: holder.clone() }),
                         };
                     }
                 }
-                Err(reason) => {
+                Err(e) => {
                     peers.remove(&holder);
+                    let e = Arc::new(e);
                     for &i in &idx {
-                        out[i] = Err(reason.clone());
+                        out[i] = Err(GatherProblem::Peer(e.clone()));
                     }
                 }
             }

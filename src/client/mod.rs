@@ -5,4 +5,4 @@ mod api;
 pub mod graph;
 pub mod run;
 
-pub use api::{strip_scheme, AsyncClient, Client, ClientError, KeyStatus};
+pub use api::{strip_scheme, AsyncClient, Client, ClientError, GatherProblem, KeyStatus};

@@ -11,8 +11,7 @@
 
 use super::core::{NannyAction, NannyCore};
 use super::supervisor::{ExitKind, Policy};
-use crate::protocol::{connect_handshake, spawn_writer, FrameReader, FromNanny, Role, ToNanny};
-use crate::worker::server::connect_scheduler;
+use crate::protocol::{dial, spawn_writer, FrameReader, FromNanny, Role, ToNanny};
 use async_io::Timer;
 use futures_lite::{AsyncBufReadExt, FutureExt, StreamExt};
 use smol::Task;
@@ -199,17 +198,13 @@ pub async fn supervise(config: NannyConfig, stop: async_channel::Receiver<()>) -
 /// Connects and registers with the scheduler; without it the nanny still supervises, it
 /// just cannot report deaths early.
 async fn connect(config: &NannyConfig, names: &[String], events: async_channel::Sender<Event>) -> Option<Link> {
-    let mut stream = match connect_scheduler(&config.scheduler, config.death_timeout).await {
-        Ok((s, _)) => s,
+    let stream = match dial(&config.scheduler, Role::Nanny, Role::Scheduler, config.death_timeout).await {
+        Ok(d) => d.stream,
         Err(e) => {
             log::warn!("nanny: {e}");
             return None;
         }
     };
-    if let Err(e) = connect_handshake(&mut stream, Role::Nanny).await {
-        log::warn!("nanny: scheduler at {} refused the nanny: {e}", config.scheduler);
-        return None;
-    }
     let (tx, rx) = async_channel::unbounded();
     let writer = spawn_writer(rx, stream.clone());
     let _ = tx.try_send(FromNanny::Register {

@@ -24,9 +24,13 @@ pub enum FrameError {
     #[error("frame of {len} bytes is larger than the limit of {max} bytes")]
     TooLarge { len: usize, max: usize },
     #[error("malformed frame: {0}")]
-    Malformed(String),
+    Malformed(#[source] postcard::Error),
+    #[error("malformed frame: {0} unexpected bytes after the message")]
+    TrailingBytes(usize),
+    #[error("malformed frame: cannot allocate a payload of {0} bytes")]
+    PayloadTooLarge(usize),
     #[error("message could not be encoded: {0}")]
-    Encode(String),
+    Encode(#[source] postcard::Error),
 }
 
 /// Appends one frame holding `msg` to `buf`, reusing its capacity.
@@ -34,7 +38,7 @@ pub fn encode_frame<T: Serialize>(buf: &mut Vec<u8>, msg: &T) -> Result<(), Fram
     let start = buf.len();
     buf.extend_from_slice(&[0; 4]);
     let taken = std::mem::take(buf);
-    *buf = postcard::to_extend(msg, taken).map_err(|e| FrameError::Encode(e.to_string()))?;
+    *buf = postcard::to_extend(msg, taken).map_err(FrameError::Encode)?;
     let len = buf.len() - start - 4;
     if len > MAX_FRAME_LEN {
         buf.truncate(start);
@@ -134,12 +138,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             self.end = 0;
         }
         match decoded {
-            Ok((msg, rest)) if rest.is_empty() => Ok(Some(msg)),
-            Ok((_, rest)) => Err(FrameError::Malformed(format!(
-                "{} unexpected bytes after the message",
-                rest.len()
-            ))),
-            Err(e) => Err(FrameError::Malformed(e.to_string())),
+            Ok((msg, [])) => Ok(Some(msg)),
+            Ok((_, rest)) => Err(FrameError::TrailingBytes(rest.len())),
+            Err(e) => Err(FrameError::Malformed(e)),
         }
     }
 
@@ -147,7 +148,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub async fn read_payload(&mut self, len: usize) -> Result<Vec<u8>, FrameError> {
         let mut out = Vec::new();
         out.try_reserve_exact(len)
-            .map_err(|_| FrameError::Malformed(format!("cannot allocate a payload of {len} bytes")))?;
+            .map_err(|_| FrameError::PayloadTooLarge(len))?;
         let take = self.unread().min(len);
         out.extend_from_slice(&self.buf[self.pos..self.pos + take]);
         self.pos += take;

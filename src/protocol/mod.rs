@@ -1,7 +1,9 @@
-//! The wire protocol: message types, ids, the handshake and length-prefixed framing.
+//! The wire protocol: message types, ids, the handshake, length-prefixed framing, and the
+//! network edge: the one place that dials and accepts ([`net`]) and the peer fetch client.
 //!
-//! This module is the only place that knows the encoding (postcard). Everything else sends
-//! and receives typed messages. It never decides anything about tasks or workers.
+//! This module is the only place that knows the encoding (postcard) and the only one that
+//! opens connections. Everything else sends and receives typed messages. It never decides
+//! anything about tasks or workers.
 
 pub mod codec;
 mod conn;
@@ -9,6 +11,8 @@ mod frame;
 mod handshake;
 mod ids;
 mod messages;
+pub mod net;
+mod peer_client;
 mod task;
 
 pub use conn::{spawn_writer, write_loop, Data};
@@ -16,6 +20,8 @@ pub use frame::{encode_frame, FrameError, FrameReader, MAX_FRAME_LEN};
 pub use handshake::{accept_handshake, connect_handshake, HandshakeError, Hello, Role, MAGIC, PROTOCOL_VERSION};
 pub use ids::{ClientId, NannyId, RequestId, TaskId, WorkerId};
 pub use messages::*;
+pub use net::{dial, serve, AttemptError, DialError, Dialed};
+pub use peer_client::{PeerClient, PeerError};
 pub use task::{CommandSpec, TaskDesc, TaskOptions, TaskSpec};
 
 /// The version of this build of distd, sent in every handshake.

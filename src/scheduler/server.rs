@@ -6,7 +6,7 @@
 
 use super::core::{Core, CoreConfig, Outgoing, StopReason, CONNECTION_CLOSED};
 use crate::protocol::{
-    accept_handshake, spawn_writer, ClientId, FrameError, FrameReader, FromClient, FromNanny, FromWorker,
+    accept_handshake, serve, spawn_writer, ClientId, FrameError, FrameReader, FromClient, FromNanny, FromWorker,
     HandshakeError, NannyId, Role, ToClient, ToNanny, ToWorker, WorkerId, WorkerInfo,
 };
 use futures_lite::FutureExt;
@@ -168,25 +168,15 @@ async fn core_loop(config: SchedulerConfig, events: async_channel::Receiver<Even
 
 async fn accept_loop(listener: TcpListener, events: async_channel::Sender<Event>) {
     let ids = Arc::new(AtomicU64::new(0));
-    let mut conns: Vec<Task<()>> = Vec::new();
-    loop {
-        let (stream, from) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                log::warn!("accept failed: {e}");
-                async_io::Timer::after(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        conns.retain(|t| !t.is_finished());
-        let events = events.clone();
-        let ids = ids.clone();
-        conns.push(crate::rt::spawn(async move {
+    serve(listener, "scheduler", move |stream, from| {
+        let (events, ids) = (events.clone(), ids.clone());
+        async move {
             if let Err(reason) = serve_connection(stream, events, ids).await {
                 log::warn!("connection from {from} closed: {reason}");
             }
-        }));
-    }
+        }
+    })
+    .await
 }
 
 async fn recv(events: &async_channel::Receiver<Event>) -> Woke {

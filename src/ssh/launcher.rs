@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 /// The environment variable that makes a remote distd stop when its stdin closes.
 pub const WATCH_STDIN_ENV: &str = "DISTD_WATCH_STDIN";
 
+/// How long `distd ssh` waits for a host to answer unless told otherwise.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Which distd the remote hosts run.
 #[derive(Clone, Debug)]
 pub enum RemoteDistd {
@@ -54,15 +57,13 @@ pub struct SshConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
     #[error("scheduler host {host} unreachable: {reason}")]
-    SchedulerHost { host: String, reason: String },
+    SchedulerHost { host: String, reason: RemoteError },
     #[error("host {host} cannot run this distd: {reason}")]
-    Unfit { host: String, reason: String },
-    #[error("host {host}: {reason}")]
-    Host { host: String, reason: String },
+    Unfit { host: String, reason: RemoteError },
     #[error("no host could be reached")]
     NoHosts,
     #[error("the scheduler on {host} did not start: {reason}")]
-    SchedulerStart { host: String, reason: String },
+    SchedulerStart { host: String, reason: SchedulerStartError },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
     #[error("cannot read this program's own executable: {0}")]
@@ -71,13 +72,73 @@ pub enum SshError {
     Log { path: String, source: std::io::Error },
 }
 
+/// What went wrong with one thing done on a remote host.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// ssh itself failed (to connect, to start a command, to wait for it).
+    #[error("{}", describe(.0))]
+    Ssh(#[source] openssh::Error),
+    #[error("sending data: {0}")]
+    Send(#[source] std::io::Error),
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Failed {
+        command: String,
+        status: std::process::ExitStatus,
+        /// Its stderr on one line.
+        stderr: String,
+    },
+    #[error("remote {program:?} is {theirs:?}, this is {ours:?}; every host must run the same distd (try --upload)")]
+    OtherVersion {
+        program: String,
+        theirs: String,
+        ours: String,
+    },
+    #[error("remote architecture is {theirs}, this binary is for {ours}; --upload cannot help")]
+    OtherArchitecture { theirs: String, ours: &'static str },
+    #[error("cannot read this binary: {0}")]
+    OwnBinary(#[source] std::io::Error),
+    #[error("uploaded {path} but its checksum differs")]
+    Checksum { path: String },
+}
+
+/// Why the remote scheduler did not come up, or what ended it.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerStartError {
+    #[error("{0}")]
+    Spawn(RemoteError),
+    #[error("unexpected first line {0:?}")]
+    UnexpectedLine(String),
+    #[error("it printed no address within {} s", ANNOUNCE_PATIENCE.as_secs())]
+    Silent,
+    #[error("the scheduler {0}")]
+    Ended(RemoteExit),
+}
+
+/// How a remote process ended.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteExit {
+    #[error("exited with {0}")]
+    Exited(std::process::ExitStatus),
+    #[error("{0}")]
+    Lost(RemoteError),
+}
+
+/// How long the remote scheduler may take to print its address.
+const ANNOUNCE_PATIENCE: Duration = Duration::from_secs(30);
+
+/// How long every worker may take to register before the summary says some did not.
+const REGISTER_PATIENCE: Duration = Duration::from_secs(60);
+
 /// Why one host is not part of the cluster.
 enum HostFailure {
     /// ssh could not reach it: the cluster starts without it.
-    Unreachable(String),
+    Unreachable(RemoteError),
     /// It answers but cannot run our distd (version, architecture, upload).
-    Unfit(String),
+    Unfit(RemoteError),
 }
+
+/// A host ready to run our distd: its session and the program to run there.
+type Ready = (Arc<Session>, String);
 
 /// One line of ssh's own error, with its causes.
 fn describe(e: &openssh::Error) -> String {
@@ -119,95 +180,103 @@ impl SshConfig {
         b
     }
 
-    async fn connect(&self, host: &HostSpec) -> Result<Arc<Session>, String> {
+    async fn connect(&self, host: &HostSpec) -> Result<Arc<Session>, RemoteError> {
         let b = self.builder(host);
         let dest = host.host.clone();
         Compat::new(async move { b.connect(dest).await })
             .await
             .map(Arc::new)
-            .map_err(|e| describe(&e))
+            .map_err(RemoteError::Ssh)
     }
 }
 
 /// Runs a command to completion on `session`; its stdout, or an error with its stderr.
-async fn run_remote(session: &Session, program: &str, args: &[&str], input: Option<&[u8]>) -> Result<String, String> {
+async fn run_remote(
+    session: &Session,
+    program: &str,
+    args: &[&str],
+    input: Option<&[u8]>,
+) -> Result<String, RemoteError> {
     Compat::new(async {
         let mut cmd = session.command(program);
         cmd.args(args);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() });
-        let mut child = cmd.spawn().await.map_err(|e| describe(&e))?;
+        let mut child = cmd.spawn().await.map_err(RemoteError::Ssh)?;
         if let (Some(bytes), Some(stdin)) = (input, child.stdin().take()) {
             let mut stdin = Compat::new(stdin);
-            stdin.write_all(bytes).await.map_err(|e| format!("sending data: {e}"))?;
-            stdin.close().await.map_err(|e| format!("sending data: {e}"))?;
+            stdin.write_all(bytes).await.map_err(RemoteError::Send)?;
+            stdin.close().await.map_err(RemoteError::Send)?;
         }
-        let out = child.wait_with_output().await.map_err(|e| describe(&e))?;
+        let out = child.wait_with_output().await.map_err(RemoteError::Ssh)?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
-            Err(format!(
-                "`{program} {}` failed ({}): {}",
-                args.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim().replace('\n', " | ")
-            ))
+            Err(RemoteError::Failed {
+                command: format!("{program} {}", args.join(" ")),
+                status: out.status,
+                stderr: String::from_utf8_lossy(&out.stderr).trim().replace('\n', " | "),
+            })
         }
     })
     .await
 }
 
 /// Makes sure `host` runs our distd; returns the program to run there.
-async fn prepare_remote(config: &SshConfig, session: &Session, local_sha: Option<&str>) -> Result<String, String> {
+async fn prepare_remote(config: &SshConfig, session: &Session, local_sha: Option<&str>) -> Result<String, RemoteError> {
     let ours = format!("distd {}", crate::protocol::DISTD_VERSION);
     match &config.remote {
         RemoteDistd::Path(p) => {
             let out = run_remote(session, p, &["--version"], None).await?;
             let theirs = out.trim();
             if theirs != ours {
-                return Err(format!(
-                    "remote {p:?} is {theirs:?}, this is {ours:?}; every host must run the same distd (try --upload)"
-                ));
+                return Err(RemoteError::OtherVersion {
+                    program: p.clone(),
+                    theirs: theirs.to_string(),
+                    ours,
+                });
             }
             Ok(p.clone())
         }
-        RemoteDistd::Upload { dir } => {
-            let arch = run_remote(session, "uname", &["-m"], None).await?;
-            let arch = arch.trim();
-            if arch != std::env::consts::ARCH {
-                return Err(format!(
-                    "remote architecture is {arch}, this binary is for {}; --upload cannot help",
-                    std::env::consts::ARCH
-                ));
-            }
-            let sha = local_sha.expect("computed for --upload");
-            let dir = run_remote(
-                session,
-                "sh",
-                &["-c", "mkdir -p \"$1\" && cd \"$1\" && pwd", "sh", dir],
-                None,
-            )
-            .await?;
-            let path = format!("{}/distd-{}-{}", dir.trim(), crate::protocol::DISTD_VERSION, &sha[..16]);
-            let remote_sha = |out: &str| out.split_whitespace().next().unwrap_or("").to_string();
-            if let Ok(out) = run_remote(session, "sha256sum", &[&path], None).await {
-                if remote_sha(&out) == sha {
-                    return Ok(path);
-                }
-            }
-            let exe = std::env::current_exe().map_err(|e| format!("cannot read this binary: {e}"))?;
-            let bytes = blocking::unblock(move || std::fs::read(exe))
-                .await
-                .map_err(|e| format!("cannot read this binary: {e}"))?;
-            let script = "t=\"$1.tmp.$$\" && cat > \"$t\" && chmod 755 \"$t\" && mv \"$t\" \"$1\"";
-            run_remote(session, "sh", &["-c", script, "sh", &path], Some(&bytes)).await?;
-            let out = run_remote(session, "sha256sum", &[&path], None).await?;
-            if remote_sha(&out) != sha {
-                return Err(format!("uploaded {path} but its checksum differs"));
-            }
-            Ok(path)
+        RemoteDistd::Upload { dir } => upload(session, dir, local_sha.expect("computed for --upload")).await,
+    }
+}
+
+/// Copies this binary into `dir` on the host, unless a copy with checksum `sha` is there.
+async fn upload(session: &Session, dir: &str, sha: &str) -> Result<String, RemoteError> {
+    let arch = run_remote(session, "uname", &["-m"], None).await?;
+    let arch = arch.trim();
+    if arch != std::env::consts::ARCH {
+        return Err(RemoteError::OtherArchitecture {
+            theirs: arch.to_string(),
+            ours: std::env::consts::ARCH,
+        });
+    }
+    let dir = run_remote(
+        session,
+        "sh",
+        &["-c", "mkdir -p \"$1\" && cd \"$1\" && pwd", "sh", dir],
+        None,
+    )
+    .await?;
+    let path = format!("{}/distd-{}-{}", dir.trim(), crate::protocol::DISTD_VERSION, &sha[..16]);
+    let remote_sha = |out: &str| out.split_whitespace().next().unwrap_or("").to_string();
+    if let Ok(out) = run_remote(session, "sha256sum", &[&path], None).await {
+        if remote_sha(&out) == sha {
+            return Ok(path);
         }
     }
+    let exe = std::env::current_exe().map_err(RemoteError::OwnBinary)?;
+    let bytes = blocking::unblock(move || std::fs::read(exe))
+        .await
+        .map_err(RemoteError::OwnBinary)?;
+    let script = "t=\"$1.tmp.$$\" && cat > \"$t\" && chmod 755 \"$t\" && mv \"$t\" \"$1\"";
+    run_remote(session, "sh", &["-c", script, "sh", &path], Some(&bytes)).await?;
+    let out = run_remote(session, "sha256sum", &[&path], None).await?;
+    if remote_sha(&out) != sha {
+        return Err(RemoteError::Checksum { path });
+    }
+    Ok(path)
 }
 
 fn sha256_of_self() -> Result<String, SshError> {
@@ -267,7 +336,7 @@ impl Output {
 struct RemoteProc {
     /// Dropping it closes the remote stdin, which stops the process.
     stdin: Option<openssh::ChildStdin>,
-    done: Task<String>,
+    done: Task<RemoteExit>,
 }
 
 /// Starts `program args...` on the host with its output forwarded; `first_line` receives
@@ -278,7 +347,7 @@ async fn spawn_remote(
     args: Vec<String>,
     out: Output,
     first_line: Option<async_channel::Sender<String>>,
-) -> Result<RemoteProc, String> {
+) -> Result<RemoteProc, RemoteError> {
     let mut child = Compat::new(async {
         let mut cmd = Session::to_command(session, "env");
         cmd.arg(format!("{WATCH_STDIN_ENV}=1")).arg(&program).args(&args);
@@ -286,7 +355,7 @@ async fn spawn_remote(
         cmd.spawn().await
     })
     .await
-    .map_err(|e| describe(&e))?;
+    .map_err(RemoteError::Ssh)?;
     let stdin = child.stdin().take();
     let stdout = child.stdout().take().expect("stdout was piped");
     let stderr = child.stderr().take().expect("stderr was piped");
@@ -311,8 +380,8 @@ async fn spawn_remote(
     let done = crate::rt::spawn(async move {
         futures_lite::future::zip(forward_out, forward_err).await;
         match Compat::new(child.wait()).await {
-            Ok(st) => format!("exited with {st}"),
-            Err(e) => describe(&e),
+            Ok(st) => RemoteExit::Exited(st),
+            Err(e) => RemoteExit::Lost(RemoteError::Ssh(e)),
         }
     });
     Ok(RemoteProc { stdin, done })
@@ -335,102 +404,12 @@ pub fn run_ssh(config: SshConfig) -> Result<(), SshError> {
     // Shared by every host's tasks: the host list alone may hold tens of thousands of names.
     let config = Arc::new(config);
     crate::rt::block_on(async {
-        // Connect to every host at once; the scheduler host must answer.
-        let mut all = config.hosts.clone();
-        if !all.contains(&config.scheduler) {
-            all.insert(0, config.scheduler.clone());
-        }
-        let attempts: Vec<(HostSpec, Task<Result<(Arc<Session>, String), HostFailure>>)> = all
-            .iter()
-            .map(|h| {
-                let (c, h2, sha) = (config.clone(), h.clone(), local_sha.clone());
-                (
-                    h.clone(),
-                    crate::rt::spawn(async move {
-                        let s = c.connect(&h2).await.map_err(HostFailure::Unreachable)?;
-                        let program = prepare_remote(&c, &s, sha.as_deref())
-                            .await
-                            .map_err(HostFailure::Unfit)?;
-                        Ok((s, program))
-                    }),
-                )
-            })
-            .collect();
-        let mut ready: HashMap<HostSpec, (Arc<Session>, String)> = HashMap::new();
-        for (h, t) in attempts {
-            match t.await {
-                Ok(x) => {
-                    ready.insert(h, x);
-                }
-                // A host that cannot run our distd stops everything before anything starts:
-                // one software environment across the cluster.
-                Err(HostFailure::Unfit(reason)) => {
-                    return Err(SshError::Unfit {
-                        host: h.to_string(),
-                        reason,
-                    })
-                }
-                Err(HostFailure::Unreachable(reason)) if h == config.scheduler => {
-                    return Err(SshError::SchedulerHost {
-                        host: h.to_string(),
-                        reason,
-                    })
-                }
-                Err(HostFailure::Unreachable(reason)) => {
-                    eprintln!("distd ssh: [{}] unreachable, skipped: {reason}", h.host)
-                }
-            }
-        }
+        let ready = connect_all(&config, local_sha).await?;
         let worker_hosts: Vec<HostSpec> = config.hosts.iter().filter(|h| ready.contains_key(h)).cloned().collect();
         if worker_hosts.is_empty() {
             return Err(SshError::NoHosts);
         }
-
-        // The scheduler announces its address on its first stdout line.
-        let (session, program) = ready[&config.scheduler].clone();
-        let (tx, rx) = async_channel::bounded(1);
-        let sched_out = Output::new(&config, &config.scheduler, "scheduler")?;
-        let scheduler = spawn_remote(
-            session,
-            program,
-            vec![
-                "scheduler".into(),
-                "--host".into(),
-                "0.0.0.0".into(),
-                "--port".into(),
-                config.scheduler_port.to_string(),
-            ],
-            sched_out,
-            Some(tx),
-        )
-        .await
-        .map_err(|reason| SshError::SchedulerStart {
-            host: config.scheduler.to_string(),
-            reason,
-        })?;
-        let first = futures_lite::future::or(async { rx.recv().await.ok() }, async {
-            async_io::Timer::after(Duration::from_secs(30)).await;
-            None
-        })
-        .await;
-        let port = first
-            .as_deref()
-            .and_then(|l| l.strip_prefix("scheduler at tcp://"))
-            .and_then(|a| a.rsplit(':').next())
-            .and_then(|p| p.parse::<u16>().ok())
-            .ok_or_else(|| SshError::SchedulerStart {
-                host: config.scheduler.to_string(),
-                reason: match &first {
-                    Some(l) => format!("unexpected first line {l:?}"),
-                    None => "it printed no address within 30 s".into(),
-                },
-            })?;
-        let sched_host = if config.scheduler.host.contains(':') {
-            format!("[{}]", config.scheduler.host)
-        } else {
-            config.scheduler.host.clone()
-        };
-        let address = format!("{sched_host}:{port}");
+        let (mut scheduler, address) = start_scheduler(&config, &ready[&config.scheduler]).await?;
 
         // Workers, each host supervised: a dropped connection is retried with backoff.
         let (stop_tx, stop_rx) = async_channel::unbounded::<()>();
@@ -451,29 +430,11 @@ pub fn run_ssh(config: SshConfig) -> Result<(), SshError> {
             )));
         }
 
-        // One summary line once every worker has registered.
         let want = worker_hosts.len() * config.nworkers;
-        let summary = async {
-            let Ok(client) = AsyncClient::connect(&address).await else {
-                eprintln!("distd ssh: cannot reach the scheduler at {address} from here to count workers");
-                return;
-            };
-            match client.wait_for_workers(want, Duration::from_secs(60)).await {
-                Ok(have) if have >= want => {
-                    println!(
-                        "distd ssh: scheduler at tcp://{address}, {have} workers on {} hosts",
-                        worker_hosts.len()
-                    );
-                    let _ = std::io::stdout().flush();
-                }
-                _ => eprintln!("distd ssh: not every worker registered within 60 s"),
-            }
-        };
-        let mut scheduler = scheduler;
         let scheduler_ended = futures_lite::future::or(
             async {
-                summary.await;
-                futures_lite::future::pending::<Option<String>>().await
+                summarize(&address, want, worker_hosts.len()).await;
+                futures_lite::future::pending::<Option<RemoteExit>>().await
             },
             futures_lite::future::or(
                 async {
@@ -509,10 +470,125 @@ pub fn run_ssh(config: SshConfig) -> Result<(), SshError> {
             None => Ok(()),
             Some(how) => Err(SshError::SchedulerStart {
                 host: config.scheduler.to_string(),
-                reason: format!("the scheduler {how}"),
+                reason: SchedulerStartError::Ended(how),
             }),
         }
     })
+}
+
+/// Connects to every host at once and prepares our distd there. A host that does not
+/// answer is skipped (unless it is the scheduler's); one that cannot run our distd stops
+/// everything before anything starts: one software environment across the cluster.
+async fn connect_all(config: &Arc<SshConfig>, local_sha: Option<String>) -> Result<HashMap<HostSpec, Ready>, SshError> {
+    let mut all = config.hosts.clone();
+    if !all.contains(&config.scheduler) {
+        all.insert(0, config.scheduler.clone());
+    }
+    let attempts: Vec<(HostSpec, Task<Result<Ready, HostFailure>>)> = all
+        .iter()
+        .map(|h| {
+            let (c, h2, sha) = (config.clone(), h.clone(), local_sha.clone());
+            (
+                h.clone(),
+                crate::rt::spawn(async move {
+                    let s = c.connect(&h2).await.map_err(HostFailure::Unreachable)?;
+                    let program = prepare_remote(&c, &s, sha.as_deref())
+                        .await
+                        .map_err(HostFailure::Unfit)?;
+                    Ok((s, program))
+                }),
+            )
+        })
+        .collect();
+    let mut ready = HashMap::new();
+    for (h, t) in attempts {
+        match t.await {
+            Ok(x) => {
+                ready.insert(h, x);
+            }
+            Err(HostFailure::Unfit(reason)) => {
+                return Err(SshError::Unfit {
+                    host: h.to_string(),
+                    reason,
+                })
+            }
+            Err(HostFailure::Unreachable(reason)) if h == config.scheduler => {
+                return Err(SshError::SchedulerHost {
+                    host: h.to_string(),
+                    reason,
+                })
+            }
+            Err(HostFailure::Unreachable(reason)) => {
+                eprintln!("distd ssh: [{}] unreachable, skipped: {reason}", h.host)
+            }
+        }
+    }
+    Ok(ready)
+}
+
+/// Starts the scheduler on its host and learns its address from its first stdout line.
+async fn start_scheduler(config: &SshConfig, (session, program): &Ready) -> Result<(RemoteProc, String), SshError> {
+    let failed = |reason| SshError::SchedulerStart {
+        host: config.scheduler.to_string(),
+        reason,
+    };
+    let (tx, rx) = async_channel::bounded(1);
+    let sched_out = Output::new(config, &config.scheduler, "scheduler")?;
+    let scheduler = spawn_remote(
+        session.clone(),
+        program.clone(),
+        vec![
+            "scheduler".into(),
+            "--host".into(),
+            "0.0.0.0".into(),
+            "--port".into(),
+            config.scheduler_port.to_string(),
+        ],
+        sched_out,
+        Some(tx),
+    )
+    .await
+    .map_err(|e| failed(SchedulerStartError::Spawn(e)))?;
+    let first = futures_lite::future::or(async { rx.recv().await.ok() }, async {
+        async_io::Timer::after(ANNOUNCE_PATIENCE).await;
+        None
+    })
+    .await;
+    let port = first
+        .as_deref()
+        .and_then(|l| l.strip_prefix("scheduler at tcp://"))
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse::<u16>().ok())
+        .ok_or_else(|| {
+            failed(match &first {
+                Some(l) => SchedulerStartError::UnexpectedLine(l.clone()),
+                None => SchedulerStartError::Silent,
+            })
+        })?;
+    let sched_host = if config.scheduler.host.contains(':') {
+        format!("[{}]", config.scheduler.host)
+    } else {
+        config.scheduler.host.clone()
+    };
+    Ok((scheduler, format!("{sched_host}:{port}")))
+}
+
+/// One summary line once every worker has registered (or a warning once they did not).
+async fn summarize(address: &str, want: usize, hosts: usize) {
+    let Ok(client) = AsyncClient::connect(address).await else {
+        eprintln!("distd ssh: cannot reach the scheduler at {address} from here to count workers");
+        return;
+    };
+    match client.wait_for_workers(want, REGISTER_PATIENCE).await {
+        Ok(have) if have >= want => {
+            println!("distd ssh: scheduler at tcp://{address}, {have} workers on {hosts} hosts");
+            let _ = std::io::stdout().flush();
+        }
+        _ => eprintln!(
+            "distd ssh: not every worker registered within {} s",
+            REGISTER_PATIENCE.as_secs()
+        ),
+    }
 }
 
 async fn close_stdin(stdin: Option<openssh::ChildStdin>) {

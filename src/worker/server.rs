@@ -6,22 +6,22 @@
 //! and `/proc` when the core asks, and must never keep a periodic ticker of its own.
 
 use super::exec::{call_function, execute, Claim, ExecContext, FunctionThreads};
-use super::peer::{serve_peers, PeerClient};
+use super::peer::serve_peers;
 use super::registry::Registry;
 use super::state::{Effect, FetchError, WorkerCore, WorkerSettings};
 use super::store::Store;
 use crate::idmap::IdMap;
 use crate::memory::MemoryPolicy;
 use crate::protocol::{
-    connect_handshake, spawn_writer, Data, FrameReader, FromWorker, HandshakeError, Role, TaskError, TaskId, TaskSpec,
-    ToWorker, WorkerInfo,
+    dial, spawn_writer, Data, DialError, FrameReader, FromWorker, HandshakeError, PeerClient, Role, TaskError, TaskId,
+    TaskSpec, ToWorker, WorkerInfo,
 };
 use async_io::Timer;
 use futures_lite::FutureExt;
 use smol::net::{TcpListener, TcpStream};
 use smol::Task;
 use std::collections::HashMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -220,41 +220,20 @@ impl WorkerStopper {
     }
 }
 
-/// Connects to the scheduler, retrying with backoff until `patience` runs out.
+/// Connects to the scheduler and runs the handshake, retrying with backoff until `patience`
+/// runs out (see [`crate::protocol::dial`]). Returns the connection and the address it reached.
 pub(crate) async fn connect_scheduler(addr: &str, patience: Duration) -> Result<(TcpStream, SocketAddr), WorkerError> {
-    let start = Instant::now();
-    let mut delay = Duration::from_millis(50);
-    loop {
-        let attempt = async {
-            let owned = addr.to_string();
-            let addrs: Vec<SocketAddr> = blocking::unblock(move || owned.to_socket_addrs().map(|a| a.collect()))
-                .await
-                .map_err(|e| format!("cannot resolve {addr}: {e}"))?;
-            let mut last = format!("{addr} resolved to no address");
-            for a in addrs {
-                match TcpStream::connect(a).await {
-                    Ok(s) => return Ok((s, a)),
-                    Err(e) => last = format!("{a}: {e}"),
-                }
-            }
-            Err(last)
-        };
-        match attempt.await {
-            Ok(x) => return Ok(x),
-            Err(last) => {
-                let waited = start.elapsed();
-                if waited >= patience {
-                    return Err(WorkerError::Unreachable {
-                        addr: addr.to_string(),
-                        waited: waited.as_secs_f64(),
-                        last,
-                    });
-                }
-                log::info!("scheduler at {addr} not reachable yet ({last}); retrying");
-                async_io::Timer::after(delay.min(patience.saturating_sub(waited))).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
-        }
+    match dial(addr, Role::Worker, Role::Scheduler, patience).await {
+        Ok(d) => Ok((d.stream, d.addr)),
+        Err(DialError::Unreachable { waited, last, .. }) => Err(WorkerError::Unreachable {
+            addr: addr.to_string(),
+            waited: waited.as_secs_f64(),
+            last: last.to_string(),
+        }),
+        Err(DialError::Refused { source, .. }) => Err(WorkerError::Refused {
+            addr: addr.to_string(),
+            source,
+        }),
     }
 }
 
@@ -278,10 +257,6 @@ async fn register_patiently(
         };
         let last = match register(s, &config.scheduler, info, events.clone()).await {
             Ok(session) => return Ok(session),
-            Err(WorkerError::Refused {
-                source: HandshakeError::Io(e),
-                ..
-            }) => e.to_string(),
             Err(WorkerError::Protocol { reason, .. }) => reason,
             Err(e) => return Err(e),
         };
@@ -297,20 +272,14 @@ async fn register_patiently(
     }
 }
 
-/// Handshake, `Register`, and the answer; then starts forwarding scheduler messages.
+/// `Register` on a connection past its handshake, and the answer; then starts forwarding
+/// scheduler messages.
 async fn register(
-    mut stream: TcpStream,
+    stream: TcpStream,
     addr: &str,
     info: &WorkerInfo,
     events: async_channel::Sender<Event>,
 ) -> Result<Session, WorkerError> {
-    stream.set_nodelay(true).ok();
-    connect_handshake(&mut stream, Role::Worker)
-        .await
-        .map_err(|source| WorkerError::Refused {
-            addr: addr.to_string(),
-            source,
-        })?;
     let protocol = |reason: String| WorkerError::Protocol {
         addr: addr.to_string(),
         reason,
@@ -710,7 +679,8 @@ enum Ended {
     Lost(String),
 }
 
-/// Fetches results from one peer over one connection, batching whatever is queued.
+/// Fetches results from one peer over one connection, batching whatever is queued. A
+/// failure is handed to the core as text: that is where it is reported.
 async fn fetcher(addr: String, rx: async_channel::Receiver<TaskId>, events: async_channel::Sender<Event>) {
     let mut conn: Option<PeerClient> = None;
     while let Ok(first) = rx.recv().await {
@@ -722,6 +692,7 @@ async fn fetcher(addr: String, rx: async_channel::Receiver<TaskId>, events: asyn
             match PeerClient::connect(&addr, Role::Peer).await {
                 Ok(c) => conn = Some(c),
                 Err(e) => {
+                    let e = e.to_string();
                     for t in batch {
                         let _ = events.send(Event::Fetched(t, Err(e.clone()))).await;
                     }
@@ -739,6 +710,7 @@ async fn fetcher(addr: String, rx: async_channel::Receiver<TaskId>, events: asyn
             }
             Err(e) => {
                 conn = None;
+                let e = e.to_string();
                 for t in batch {
                     let _ = events.send(Event::Fetched(t, Err(e.clone()))).await;
                 }

@@ -11,8 +11,13 @@
 //! did not send (or allow), or a long-running process (scheduler, worker) exited with a
 //! non-zero status nobody expected. On any failure the tails of all logs are printed.
 //!
+//! Workers are started with [`Sandbox::worker`], a builder for the `distd worker` command
+//! line, and processes that are not the sandbox's children are found through [`procfs`].
+//!
 //! Each test file uses part of this module, hence the `dead_code` allowance.
 #![allow(dead_code)]
+
+pub mod procfs;
 
 use std::fmt::Write as _;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -226,8 +231,8 @@ impl Sandbox {
         path
     }
 
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(distd_exe());
+    fn command(&self, program: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
         cmd.args(args)
             .current_dir(self.dir.path())
             .env("RUST_LOG", "info")
@@ -239,11 +244,18 @@ impl Sandbox {
     }
 
     fn launch(&mut self, name: &str, args: &[&str], kind: Kind) -> ProcId {
-        self.launch_with(name, args, kind, None)
+        self.launch_with(name, distd_exe(), args, kind, None)
     }
 
-    /// Starts a process; its stdout goes to `stdout` if given, else to its log file.
-    fn launch_with(&mut self, name: &str, args: &[&str], kind: Kind, stdout_to: Option<Stdio>) -> ProcId {
+    /// Starts `program ARGS`; its stdout goes to `stdout` if given, else to its log file.
+    fn launch_with(
+        &mut self,
+        name: &str,
+        program: &str,
+        args: &[&str],
+        kind: Kind,
+        stdout_to: Option<Stdio>,
+    ) -> ProcId {
         let index = self.procs.len();
         let stem: String = name
             .chars()
@@ -254,11 +266,11 @@ impl Sandbox {
         std::fs::create_dir_all(self.path("logs")).expect("cannot create the log folder");
         let open = |p: &Path| std::fs::File::create(p).expect("cannot create a log file");
         let child = self
-            .command(args)
+            .command(program, args)
             .stdout(stdout_to.unwrap_or_else(|| open(&stdout).into()))
             .stderr(open(&stderr))
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {} {args:?}: {e}", distd_exe()));
+            .unwrap_or_else(|e| panic!("cannot start {program} {args:?}: {e}"));
         self.procs.push(Proc {
             name: name.to_string(),
             args: args.iter().map(|s| s.to_string()).collect(),
@@ -287,6 +299,40 @@ impl Sandbox {
         self.launch(name, args, Kind::OneShot)
     }
 
+    /// Starts another program (a test fixture such as `sshd`) as a long-running process of
+    /// the sandbox: its own group, its logs, killed at the end like the others.
+    pub fn spawn_program_daemon(&mut self, name: &str, program: &str, args: &[&str]) -> ProcId {
+        self.launch_with(name, program, args, Kind::Daemon, None)
+    }
+
+    /// Runs another program (a fixture's helper such as `ssh-keygen`) to completion, within
+    /// [`DEADLINE`].
+    pub fn run_program(&mut self, name: &str, program: &str, args: &[&str]) -> Outcome {
+        let id = self.launch_with(name, program, args, Kind::OneShot, None);
+        self.wait_exit(id, DEADLINE)
+    }
+
+    /// A `distd worker ADDRESS` command line to complete and start: see [`WorkerBuilder`].
+    pub fn worker(&mut self, address: &str) -> WorkerBuilder<'_> {
+        WorkerBuilder::new(self, vec![address.to_string()])
+    }
+
+    /// A `distd worker --scheduler-file FILE` command line to complete and start.
+    pub fn worker_of_file(&mut self, scheduler_file: &Path) -> WorkerBuilder<'_> {
+        let file = scheduler_file.to_str().expect("the sandbox path is UTF-8").to_string();
+        WorkerBuilder::new(self, vec!["--scheduler-file".to_string(), file])
+    }
+
+    /// Waits until the scheduler at `address` lists exactly `n` workers; returns what
+    /// `distd info --json` said then.
+    pub fn wait_for_workers(&mut self, address: &str, n: usize) -> serde_json::Value {
+        self.wait_until(&format!("{n} workers in `distd info`"), DEADLINE, |sb| {
+            let info = info(sb, address);
+            let count = info["workers"].as_array().map_or(0, Vec::len);
+            (count == n).then_some(info)
+        })
+    }
+
     /// Runs `distd ARGS` to completion (within [`DEADLINE`]).
     pub fn run(&mut self, name: &str, args: &[&str]) -> Outcome {
         let id = self.spawn(name, args);
@@ -310,7 +356,7 @@ impl Sandbox {
         // SAFETY: pipe2 just returned these two descriptors; each is owned exactly once.
         let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         drop(read_end);
-        let id = self.launch_with(name, args, Kind::OneShot, Some(Stdio::from(write_end)));
+        let id = self.launch_with(name, distd_exe(), args, Kind::OneShot, Some(Stdio::from(write_end)));
         self.wait_exit(id, DEADLINE)
     }
 
@@ -380,6 +426,19 @@ impl Sandbox {
             unsafe {
                 libc::killpg(p.pid(), libc::SIGCONT);
             }
+        }
+    }
+
+    /// Sends `signal` to the process's whole group, as a terminal's Ctrl-C does.
+    pub fn signal_group(&mut self, id: ProcId, signal: i32) {
+        let p = &mut self.procs[id.0];
+        p.sent.push(signal);
+        if p.poll() {
+            return;
+        }
+        // SAFETY: as in `kill_group`: our own unreaped child's group.
+        unsafe {
+            libc::killpg(p.pid(), signal);
         }
     }
 
@@ -461,6 +520,21 @@ impl Sandbox {
                     p.name,
                     within.as_secs_f64()
                 );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Polls `probe` until it returns `Some`; `None` after `within`, for a caller that
+    /// reports the failure itself (with what it still sees).
+    pub fn poll_until<T>(&mut self, within: Duration, mut probe: impl FnMut(&mut Sandbox) -> Option<T>) -> Option<T> {
+        let start = Instant::now();
+        loop {
+            if let Some(t) = probe(self) {
+                return Some(t);
+            }
+            if start.elapsed() > within {
+                return None;
             }
             std::thread::sleep(POLL);
         }
@@ -619,19 +693,157 @@ pub fn start_scheduler_on(sb: &mut Sandbox, port: u16, extra: &[&str]) -> (ProcI
     (id, address_of(&line, "scheduler at "))
 }
 
-/// Starts a worker of the scheduler at `address` in `sb` and waits until it says it
-/// registered.
-pub fn start_worker(sb: &mut Sandbox, address: &str, name: &str, extra: &[&str]) -> ProcId {
-    let dir = sb.path(&format!("work-{name}"));
-    let dir = dir.to_str().expect("the sandbox path is UTF-8").to_string();
-    let mut args = vec!["worker", address, "--name", name, "--local-directory", &dir];
-    if !extra.contains(&"--death-timeout") {
-        args.extend_from_slice(&["--death-timeout", "5s"]);
+/// A `distd worker` command line, completed step by step and then started in the sandbox.
+/// Unless told otherwise the worker gets `--death-timeout 5s` (a test never waits a minute
+/// for a scheduler) and a scratch folder of its own in the sandbox (`work-NAME`, or `work`).
+/// By default `distd worker` runs under a nanny; [`WorkerBuilder::no_nanny`] makes the
+/// started process the worker itself.
+pub struct WorkerBuilder<'a> {
+    sb: &'a mut Sandbox,
+    /// `ADDRESS`, or `--scheduler-file FILE`.
+    scheduler: Vec<String>,
+    name: Option<String>,
+    /// The label in reports; by default "worker NAME".
+    label: Option<String>,
+    nthreads: Option<usize>,
+    death_timeout: String,
+    local_directory: Option<String>,
+    no_nanny: bool,
+    extra: Vec<String>,
+}
+
+impl<'a> WorkerBuilder<'a> {
+    fn new(sb: &'a mut Sandbox, scheduler: Vec<String>) -> WorkerBuilder<'a> {
+        WorkerBuilder {
+            sb,
+            scheduler,
+            name: None,
+            label: None,
+            nthreads: None,
+            death_timeout: "5s".to_string(),
+            local_directory: None,
+            no_nanny: false,
+            extra: Vec::new(),
+        }
     }
-    args.extend_from_slice(extra);
-    let id = sb.spawn_daemon(&format!("worker {name}"), &args);
-    sb.wait_for_stdout(id, "registered with ", DEADLINE);
-    id
+
+    /// `--name NAME`.
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Some(name.to_string());
+        self
+    }
+
+    /// What reports call the process (by default "worker NAME").
+    pub fn label(mut self, label: &str) -> Self {
+        self.label = Some(label.to_string());
+        self
+    }
+
+    /// `--nthreads N`.
+    pub fn nthreads(mut self, n: usize) -> Self {
+        self.nthreads = Some(n);
+        self
+    }
+
+    /// `--death-timeout DURATION` instead of 5s.
+    pub fn death_timeout(mut self, d: &str) -> Self {
+        self.death_timeout = d.to_string();
+        self
+    }
+
+    /// `--local-directory DIR` instead of one of its own.
+    pub fn local_directory(mut self, dir: &str) -> Self {
+        self.local_directory = Some(dir.to_string());
+        self
+    }
+
+    /// `--no-nanny`: the started process is the worker, not its nanny.
+    pub fn no_nanny(mut self) -> Self {
+        self.no_nanny = true;
+        self
+    }
+
+    /// One more argument, as is.
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.extra.push(arg.to_string());
+        self
+    }
+
+    /// More arguments, as they are. A `--death-timeout` among them replaces the default.
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.extra.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// The label and the command line.
+    fn command_line(&self) -> (String, Vec<String>) {
+        let mut args = vec!["worker".to_string()];
+        args.extend(self.scheduler.iter().cloned());
+        if let Some(n) = &self.name {
+            args.extend(["--name".to_string(), n.clone()]);
+        }
+        if let Some(n) = self.nthreads {
+            args.extend(["--nthreads".to_string(), n.to_string()]);
+        }
+        let dir = self.local_directory.clone().unwrap_or_else(|| {
+            let rel = match &self.name {
+                Some(n) => format!("work-{n}"),
+                None => "work".to_string(),
+            };
+            self.sb
+                .path(&rel)
+                .to_str()
+                .expect("the sandbox path is UTF-8")
+                .to_string()
+        });
+        args.extend(["--local-directory".to_string(), dir]);
+        if !self.extra.iter().any(|a| a == "--death-timeout") {
+            args.extend(["--death-timeout".to_string(), self.death_timeout.clone()]);
+        }
+        if self.no_nanny {
+            args.push("--no-nanny".to_string());
+        }
+        args.extend(self.extra.iter().cloned());
+        let label = self.label.clone().unwrap_or_else(|| match &self.name {
+            Some(n) => format!("worker {n}"),
+            None => "worker".to_string(),
+        });
+        (label, args)
+    }
+
+    /// Starts the worker as a long-running process.
+    fn launch_daemon(&mut self) -> ProcId {
+        let (label, args) = self.command_line();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.sb.spawn_daemon(&label, &args)
+    }
+
+    /// Starts the worker as a long-running process and returns at once.
+    pub fn spawn(mut self) -> ProcId {
+        self.launch_daemon()
+    }
+
+    /// Starts the worker and waits until it says it registered.
+    pub fn start(mut self) -> ProcId {
+        let id = self.launch_daemon();
+        self.sb.wait_for_stdout(id, "registered with ", DEADLINE);
+        id
+    }
+
+    /// Starts a worker that is expected to exit by itself (to fail, say); collect it with
+    /// [`Sandbox::wait_exit`].
+    pub fn spawn_to_exit(self) -> ProcId {
+        let (label, args) = self.command_line();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.sb.spawn(&label, &args)
+    }
+
+    /// Runs a worker that is expected to exit by itself to completion (within [`DEADLINE`]).
+    pub fn run(self) -> Outcome {
+        let (label, args) = self.command_line();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.sb.run(&label, &args)
+    }
 }
 
 /// `distd info ADDR --json`, parsed.
@@ -700,29 +912,15 @@ impl ClusterBuilder {
         let mut sb = Sandbox::new();
         let extra: Vec<&str> = self.scheduler_args.iter().map(String::as_str).collect();
         let (scheduler, address) = start_scheduler(&mut sb, &extra);
-        let nthreads = self.nthreads.to_string();
         let worker_names: Vec<String> = (0..self.workers).map(|i| format!("w{i}")).collect();
         // Start all workers, then wait for each: they register concurrently.
         let mut workers = Vec::new();
         for name in &worker_names {
-            let dir = sb.path(&format!("work-{name}"));
-            let dir = dir.to_str().expect("the sandbox path is UTF-8").to_string();
-            let mut args = vec![
-                "worker",
-                &address,
-                "--name",
-                name,
-                "--nthreads",
-                &nthreads,
-                "--local-directory",
-                &dir,
-                "--death-timeout",
-                "5s",
-            ];
+            let mut w = sb.worker(&address).name(name).nthreads(self.nthreads);
             if self.no_nanny {
-                args.push("--no-nanny");
+                w = w.no_nanny();
             }
-            workers.push(sb.spawn_daemon(&format!("worker {name}"), &args));
+            workers.push(w.spawn());
         }
         for &w in &workers {
             sb.wait_for_stdout(w, "registered with ", DEADLINE);
@@ -763,12 +961,7 @@ impl Cluster {
     /// Waits until the scheduler lists exactly `n` workers.
     pub fn wait_for_workers(&mut self, n: usize) -> serde_json::Value {
         let address = self.address.clone();
-        self.sb
-            .wait_until(&format!("{n} workers in `distd info`"), DEADLINE, |sb| {
-                let info = info(sb, &address);
-                let count = info["workers"].as_array().map_or(0, Vec::len);
-                (count == n).then_some(info)
-            })
+        self.sb.wait_for_workers(&address, n)
     }
 
     /// Writes `toml` as a graph file and runs it with `distd run --scheduler ADDR`.

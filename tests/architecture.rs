@@ -1,0 +1,305 @@
+//! Architecture invariants, checked on the source tree (as rust-analyzer's tidy tests do):
+//! what ARCHITECTURE.md says is deliberately absent, and where.
+//!
+//! - A sans-I/O state machine ([`SANS_IO`]) names no async runtime, socket, file, thread,
+//!   process or clock: its shell does the I/O and passes `now` in.
+//! - Only `src/protocol/` names postcard.
+//! - Only the network module (`src/protocol/net.rs`) dials or accepts: TLS and
+//!   authentication go there.
+//! - No file in `src/` is over [`MAX_LINES`] lines, tests aside (`*_tests.rs`, `tests/`
+//!   folders, and a `#[cfg(test)] mod ... { }` at the end of a file).
+//!
+//! Comments are not code: a `//` comment may name anything. A rule that is known to be
+//! broken on this branch, because the fix is another branch's, is listed in [`PENDING`];
+//! the check fails once such an exception is no longer needed, so the list stays honest.
+
+use std::path::{Path, PathBuf};
+
+/// The sans-I/O state machines (ARCHITECTURE.md, "State machines"). A path ending in `/`
+/// stands for every `.rs` file under it (tests aside). Every path must exist.
+const SANS_IO: &[&str] = &[
+    "src/scheduler/core/",
+    "src/worker/state.rs",
+    "src/worker/lifecycle.rs",
+    "src/nanny/core.rs",
+    "src/nanny/supervisor.rs",
+    "src/memory.rs",
+];
+
+/// What a state machine must not name: runtimes, sockets, files, threads, processes, clocks.
+const FORBIDDEN_IN_SANS_IO: &[&str] = &[
+    "smol",
+    "async_io",
+    "async_channel",
+    ".await",
+    "TcpStream",
+    "std::fs",
+    "std::net::Tcp",
+    "Instant::now",
+    "SystemTime::now",
+    "std::thread",
+    "std::process",
+];
+
+/// The only folder that may name the wire encoding.
+const POSTCARD_HOME: &str = "src/protocol/";
+
+/// The only file that may dial or accept.
+const NET_MODULE: &str = "src/protocol/net.rs";
+
+/// What dials or accepts.
+const DIAL_OR_ACCEPT: &[&str] = &["TcpStream::connect", ".accept("];
+
+/// The longest a source file may be, tests aside.
+const MAX_LINES: usize = 800;
+
+/// Known violations, each with the issue that fixes it: (rule, path, why). None today. The
+/// check fails when an entry no longer matches a violation, so the list stays honest.
+const PENDING: &[(Rule, &str, &str)] = &[];
+
+/// Which invariant a violation breaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rule {
+    SansIo,
+    Postcard,
+    DialOrAccept,
+    Size,
+}
+
+/// One broken invariant.
+#[derive(Debug)]
+struct Violation {
+    /// Relative to the crate root, with `/`.
+    path: String,
+    what: String,
+}
+
+/// The crate root.
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `path` relative to the crate root, with `/` separators.
+fn relative(path: &Path) -> String {
+    path.strip_prefix(root())
+        .unwrap_or(path)
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Every `.rs` file under `dir`, sorted.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let entries = std::fs::read_dir(&d).unwrap_or_else(|e| panic!("cannot list {}: {e}", d.display()));
+        for entry in entries {
+            let path = entry
+                .unwrap_or_else(|e| panic!("cannot list {}: {e}", d.display()))
+                .path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Whether a file holds only tests: `*_tests.rs`, `tests.rs`, or anything in a `tests/` or
+/// `*_tests/` folder.
+fn is_test_file(rel: &str) -> bool {
+    let mut parts: Vec<&str> = rel.split('/').collect();
+    let file = parts.pop().unwrap_or("");
+    file.ends_with("_tests.rs")
+        || file == "tests.rs"
+        || parts.iter().any(|part| *part == "tests" || part.ends_with("_tests"))
+}
+
+/// A line without its `//` comment (a `//` inside a string literal is not one).
+fn code_of(line: &str) -> &str {
+    let bytes = line.as_bytes();
+    let mut in_string = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if in_string => i += 1,
+            b'"' => in_string = !in_string,
+            b'/' if !in_string && bytes.get(i + 1) == Some(&b'/') => return &line[..i],
+            _ => {}
+        }
+        i += 1;
+    }
+    line
+}
+
+/// The lines of a file before its test module: everything up to a `#[cfg(test)]` whose item
+/// (after other attributes) is an inline `mod NAME {`.
+fn code_lines(text: &str) -> Vec<&str> {
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim() != "#[cfg(test)]" {
+            continue;
+        }
+        let item = lines[i + 1..].iter().map(|l| l.trim()).find(|l| !l.starts_with("#["));
+        let inline_mod = item.is_some_and(|l| {
+            let l = l
+                .strip_prefix("pub(crate) ")
+                .or_else(|| l.strip_prefix("pub "))
+                .unwrap_or(l);
+            l.starts_with("mod ") && l.ends_with('{')
+        });
+        if inline_mod {
+            return lines[..i].to_vec();
+        }
+    }
+    lines
+}
+
+/// Whether `code` names `needle`, or a name that starts with it (`std::net::Tcp` names
+/// `std::net::TcpListener`), but not as the tail of a longer name (`my_smol` is not `smol`).
+fn names(code: &str, needle: &str) -> bool {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    code.match_indices(needle).any(|(at, _)| {
+        let before = code[..at].chars().next_back();
+        !needle.starts_with(ident) || !before.is_some_and(ident)
+    })
+}
+
+/// The lines of `path` (tests aside) that name one of `forbidden` (tests aside), one per line.
+fn scan(path: &Path, forbidden: &[&str]) -> Vec<Violation> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let mut out = Vec::new();
+    for (n, line) in code_lines(&text).iter().enumerate() {
+        let code = code_of(line);
+        let hits: Vec<&str> = forbidden.iter().copied().filter(|f| names(code, f)).collect();
+        if !hits.is_empty() {
+            out.push(Violation {
+                path: relative(path),
+                what: format!("line {} names {}: {}", n + 1, hits.join(", "), line.trim()),
+            });
+        }
+    }
+    out
+}
+
+/// The files of the sans-I/O state machines, checking that every listed one exists.
+fn sans_io_files() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in SANS_IO {
+        let path = root().join(entry);
+        if entry.ends_with('/') {
+            assert!(
+                path.is_dir(),
+                "{entry} is listed in SANS_IO but does not exist: update the list"
+            );
+            files.extend(rust_files(&path).into_iter().filter(|f| !is_test_file(&relative(f))));
+        } else {
+            assert!(
+                path.is_file(),
+                "{entry} is listed in SANS_IO but does not exist: update the list"
+            );
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// The source files of `src/`, tests aside.
+fn source_files() -> Vec<PathBuf> {
+    rust_files(&root().join("src"))
+        .into_iter()
+        .filter(|f| !is_test_file(&relative(f)))
+        .collect()
+}
+
+/// Fails with every violation of `rule` that [`PENDING`] does not excuse, and with every
+/// pending entry of `rule` that excuses nothing.
+fn check(rule: Rule, violations: Vec<Violation>) {
+    let pending: Vec<&(Rule, &str, &str)> = PENDING.iter().filter(|p| p.0 == rule).collect();
+    let mut problems = Vec::new();
+    for v in &violations {
+        match pending.iter().find(|p| p.1 == v.path) {
+            Some(p) => eprintln!("pending ({}): {}: {}", p.2, v.path, v.what),
+            None => problems.push(format!("{}: {}", v.path, v.what)),
+        }
+    }
+    for p in pending {
+        if !violations.iter().any(|v| v.path == p.1) {
+            problems.push(format!(
+                "{}: listed in PENDING for {rule:?} ({}) but breaks no rule any more: remove the entry",
+                p.1, p.2
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{rule:?}:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn state_machines_name_no_runtime_socket_file_thread_process_or_clock() {
+    let violations = sans_io_files()
+        .iter()
+        .flat_map(|f| scan(f, FORBIDDEN_IN_SANS_IO))
+        .collect();
+    check(Rule::SansIo, violations);
+}
+
+#[test]
+fn only_protocol_names_postcard() {
+    let violations = source_files()
+        .iter()
+        .filter(|f| !relative(f).starts_with(POSTCARD_HOME))
+        .flat_map(|f| scan(f, &["postcard"]))
+        .collect();
+    check(Rule::Postcard, violations);
+}
+
+#[test]
+fn only_the_net_module_dials_and_accepts() {
+    let violations = source_files()
+        .iter()
+        .filter(|f| relative(f) != NET_MODULE)
+        .flat_map(|f| scan(f, DIAL_OR_ACCEPT))
+        .collect();
+    check(Rule::DialOrAccept, violations);
+}
+
+#[test]
+fn no_source_file_is_over_the_line_limit() {
+    let mut violations = Vec::new();
+    for f in source_files() {
+        let text = std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("cannot read {}: {e}", f.display()));
+        let n = code_lines(&text).len();
+        if n > MAX_LINES {
+            violations.push(Violation {
+                path: relative(&f),
+                what: format!("{n} lines before its tests, more than {MAX_LINES}"),
+            });
+        }
+    }
+    check(Rule::Size, violations);
+}
+
+/// The checks themselves: what counts as naming, as a comment and as the test tail.
+#[test]
+fn the_checks_see_code_and_skip_comments_and_tests() {
+    assert!(names("let t = Instant::now();", "Instant::now"));
+    assert!(names("x.await", ".await"));
+    assert!(!names("let my_smol = 1;", "smol"), "the tail of a longer name");
+    assert!(names("use smol::Task;", "smol"));
+    assert!(names("use std::net::TcpListener;", "std::net::Tcp"));
+    assert_eq!(code_of("let a = 1; // uses smol"), "let a = 1; ");
+    assert_eq!(code_of(r#"let s = "tcp://h"; x"#), r#"let s = "tcp://h"; x"#);
+    let text = "fn a() {}\n#[cfg(test)]\nmod tests;\nfn b() {}\n#[cfg(test)]\n#[allow(x)]\nmod tests {\n}\n";
+    assert_eq!(code_lines(text).len(), 4, "a declared test module is not the tail");
+    assert!(is_test_file("src/scheduler/core_tests.rs"));
+    assert!(is_test_file("src/scheduler/core/tests/placement.rs"));
+    assert!(is_test_file("src/scheduler/core_tests/mod.rs"));
+    assert!(is_test_file("src/worker/store/tests.rs"));
+    assert!(!is_test_file("src/scheduler/core/task.rs"));
+    assert!(!is_test_file("src/worker/store/mod.rs"));
+}
