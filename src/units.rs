@@ -170,7 +170,7 @@ pub fn format_duration(d: Duration) -> String {
 pub fn duration_flag(d: Duration) -> String {
     let nanos = d.as_nanos();
     for (unit, per) in [("s", 1_000_000_000u128), ("ms", 1_000_000), ("us", 1_000)] {
-        if nanos % per == 0 {
+        if nanos.is_multiple_of(per) {
             return format!("{}{unit}", nanos / per);
         }
     }

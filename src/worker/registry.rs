@@ -47,7 +47,7 @@ impl Registry {
                 std::thread::sleep(d);
                 Ok(inputs.first().map(|d| d.to_vec()).unwrap_or_default())
             })
-            .register("sum", |args, inputs| sum(args, inputs))
+            .register("sum", sum)
             .register("concat", |_, inputs| {
                 let mut out = Vec::with_capacity(inputs.iter().map(|d| d.len()).sum());
                 for d in inputs {

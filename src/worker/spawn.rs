@@ -333,13 +333,17 @@ mod tests {
 
     #[test]
     fn a_missing_program_or_directory_is_an_error_not_a_child() {
-        let e = run(&["no-such-program-distd-test"], &[], None).err().expect("fails");
+        let Err(e) = run(&["no-such-program-distd-test"], &[], None) else {
+            panic!("a missing program starts nothing")
+        };
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
-        let e = run(&["true"], &[], Some(Path::new("/no/such/dir")))
-            .err()
-            .expect("fails");
+        let Err(e) = run(&["true"], &[], Some(Path::new("/no/such/dir"))) else {
+            panic!("a missing directory starts nothing")
+        };
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
-        let e = run(&["true"], &[("PATH", "/nonexistent")], None).err().expect("fails");
+        let Err(e) = run(&["true"], &[("PATH", "/nonexistent")], None) else {
+            panic!("a program not on PATH starts nothing")
+        };
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
     }
 }
