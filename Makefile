@@ -6,7 +6,7 @@ PREFIX ?= /usr/local
 RELEASE_BIN := target/release/distd
 MUSL_TARGET := x86_64-unknown-linux-musl
 
-.PHONY: all build run test bench static completions man install clean
+.PHONY: all build run test lint bench static completions man install clean
 
 all: build
 
@@ -23,8 +23,13 @@ run: build
 	  *) echo "demo result is wrong" >&2; exit 1 ;; \
 	esac
 
-test:
+# The tests, after the lints: formatting and clippy with every warning an error.
+test: lint
 	$(CARGO) test --all-targets
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
 
 bench: build
 	$(CARGO) run --release --example bench
