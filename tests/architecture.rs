@@ -47,8 +47,8 @@ const POSTCARD_HOME: &str = "src/protocol/";
 /// The only file that may dial or accept.
 const NET_MODULE: &str = "src/protocol/net.rs";
 
-/// What dials or accepts.
-const DIAL_OR_ACCEPT: &[&str] = &["TcpStream::connect", ".accept("];
+/// What dials or accepts, or runs a handshake (where authentication will go).
+const DIAL_OR_ACCEPT: &[&str] = &["TcpStream::connect", ".accept(", "connect_handshake(", "accept_handshake("];
 
 /// The longest a source file may be, tests aside.
 const MAX_LINES: usize = 800;

@@ -9,7 +9,7 @@
 //! `TcpListener::accept` (`tests/architecture.rs` checks it). It never decides anything
 //! about tasks or workers, and never reads a message after the handshake.
 
-use super::handshake::{connect_handshake, HandshakeError, Hello, Role};
+use super::handshake::{accept_handshake, connect_handshake, HandshakeError, Hello, Role};
 use smol::net::{TcpListener, TcpStream};
 use smol::Task;
 use std::fmt;
@@ -171,18 +171,21 @@ async fn attempt(addr: &str, ours: Role) -> Result<Dialed, Failure> {
     Err(Failure::Transient(last))
 }
 
-/// Accepts connections on `listener` for as long as the returned future runs, and runs
-/// `handle(stream, from)` for each in a task of its own; dropping the future cancels them
-/// all. A failed accept is logged (prefixed with `what`) and retried after a pause.
-pub async fn serve<F, Fut>(listener: TcpListener, what: &str, mut handle: F)
+/// Accepts connections on `listener` for as long as the returned future runs, runs the
+/// handshake of each as `ours` (admitting the roles in `admits`), and runs
+/// `handle(stream, hello, from)` for each peer that passed, in a task of its own; dropping the
+/// future cancels them all. A failed accept is logged (prefixed with `what`) and retried after
+/// a pause; a refused handshake is logged and its connection closed.
+pub async fn serve<F, Fut>(listener: TcpListener, what: &'static str, ours: Role, admits: &'static [Role], handle: F)
 where
-    F: FnMut(TcpStream, SocketAddr) -> Fut,
+    F: Fn(TcpStream, Hello, SocketAddr) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let handle = std::sync::Arc::new(handle);
     // Kept, since dropping a task cancels it; finished ones are pruned on each accept.
     let mut conns: Vec<Task<()>> = Vec::new();
     loop {
-        let (stream, from) = match listener.accept().await {
+        let (mut stream, from) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
                 log::warn!("{what}: accept failed: {e}");
@@ -192,22 +195,25 @@ where
         };
         stream.set_nodelay(true).ok();
         conns.retain(|t| !t.is_finished());
-        conns.push(crate::rt::spawn(handle(stream, from)));
+        let handle = handle.clone();
+        conns.push(crate::rt::spawn(async move {
+            match accept_handshake(&mut stream, ours, admits).await {
+                Ok(hello) => handle(stream, hello, from).await,
+                Err(e) => log::warn!("{what}: connection from {from} closed: handshake refused: {e}"),
+            }
+        }));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::accept_handshake;
 
     /// A listener on loopback that answers every hello as `role`, admitting `allowed`.
     fn fake_peer(role: Role, allowed: &'static [Role]) -> (SocketAddr, Task<()>) {
         let listener = smol::block_on(TcpListener::bind("127.0.0.1:0")).expect("bind loopback");
         let addr = listener.local_addr().expect("local address");
-        let task = crate::rt::spawn(serve(listener, "test", move |mut stream, _| async move {
-            let _ = accept_handshake(&mut stream, role, allowed).await;
-        }));
+        let task = crate::rt::spawn(serve(listener, "test", role, allowed, |_, _, _| async {}));
         (addr, task)
     }
 
@@ -262,19 +268,13 @@ mod tests {
         );
     }
 
+    /// An address that cannot resolve says so. (Its port is out of range, so it fails before
+    /// any name service is asked: tests send nothing beyond loopback.)
     #[test]
-    fn a_name_that_does_not_resolve_says_so() {
-        let err = smol::block_on(dial(
-            "no-such-host.invalid:1",
-            Role::Client,
-            Role::Scheduler,
-            Duration::ZERO,
-        ))
-        .err()
-        .expect("the name does not resolve");
-        assert!(
-            err.to_string().contains("cannot resolve no-such-host.invalid:1"),
-            "{err}"
-        );
+    fn an_address_that_does_not_resolve_says_so() {
+        let err = smol::block_on(dial("localhost:99999", Role::Client, Role::Scheduler, Duration::ZERO))
+            .err()
+            .expect("the address does not resolve");
+        assert!(err.to_string().contains("cannot resolve localhost:99999"), "{err}");
     }
 }

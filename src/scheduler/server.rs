@@ -6,8 +6,8 @@
 
 use super::core::{Core, CoreConfig, Outgoing, StopReason, CONNECTION_CLOSED};
 use crate::protocol::{
-    accept_handshake, serve, spawn_writer, ClientId, FrameError, FrameReader, FromClient, FromNanny, FromWorker,
-    HandshakeError, NannyId, Role, ToClient, ToNanny, ToWorker, WorkerId, WorkerInfo,
+    serve, spawn_writer, ClientId, FrameError, FrameReader, FromClient, FromNanny, FromWorker, Hello, NannyId, Role,
+    ToClient, ToNanny, ToWorker, WorkerId, WorkerInfo,
 };
 use futures_lite::FutureExt;
 use smol::net::{TcpListener, TcpStream};
@@ -168,14 +168,21 @@ async fn core_loop(config: SchedulerConfig, events: async_channel::Receiver<Even
 
 async fn accept_loop(listener: TcpListener, events: async_channel::Sender<Event>) {
     let ids = Arc::new(AtomicU64::new(0));
-    serve(listener, "scheduler", move |stream, from| {
-        let (events, ids) = (events.clone(), ids.clone());
-        async move {
-            if let Err(reason) = serve_connection(stream, events, ids).await {
-                log::warn!("connection from {from} closed: {reason}");
+    let admits = &[Role::Worker, Role::Client, Role::Nanny];
+    serve(
+        listener,
+        "scheduler",
+        Role::Scheduler,
+        admits,
+        move |stream, hello, from| {
+            let (events, ids) = (events.clone(), ids.clone());
+            async move {
+                if let Err(reason) = serve_connection(stream, hello, events, ids).await {
+                    log::warn!("connection from {from} closed: {reason}");
+                }
             }
-        }
-    })
+        },
+    )
     .await
 }
 
@@ -265,8 +272,6 @@ impl Links {
 /// Why a connection to the scheduler closed abnormally.
 #[derive(Debug, thiserror::Error)]
 enum ConnectionError {
-    #[error("handshake refused: {0}")]
-    Handshake(#[from] HandshakeError),
     #[error("{role}'s first message is {got}, not Register")]
     NotRegister { role: Role, got: String },
     #[error("{0}")]
@@ -275,14 +280,13 @@ enum ConnectionError {
     RoleRefused(Role),
 }
 
-/// Runs one connection from hello to close.
+/// Runs one connection from its hello (the handshake passed) to its close.
 async fn serve_connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
+    hello: Hello,
     events: async_channel::Sender<Event>,
     ids: Arc<AtomicU64>,
 ) -> Result<(), ConnectionError> {
-    stream.set_nodelay(true).ok();
-    let hello = accept_handshake(&mut stream, Role::Scheduler, &[Role::Worker, Role::Client, Role::Nanny]).await?;
     let id = ids.fetch_add(1, Ordering::Relaxed);
     let mut reader = FrameReader::new(stream.clone());
     match hello.role {

@@ -7,9 +7,7 @@
 //! a worker holds.
 
 use super::store::Store;
-use crate::protocol::{
-    accept_handshake, encode_frame, serve, FrameError, FrameReader, FromPeer, HandshakeError, Role, ToPeer,
-};
+use crate::protocol::{encode_frame, serve, FrameError, FrameReader, FromPeer, Role, ToPeer};
 use futures_lite::AsyncWriteExt;
 use smol::net::{TcpListener, TcpStream};
 use std::sync::Arc;
@@ -25,8 +23,6 @@ const FLUSH_AT: usize = 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 enum ServeError {
     #[error("{0}")]
-    Handshake(#[from] HandshakeError),
-    #[error("{0}")]
     Frame(#[from] FrameError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -34,19 +30,25 @@ enum ServeError {
 
 /// Serves `Fetch` requests from peers and clients until dropped.
 pub async fn serve_peers(listener: TcpListener, store: Arc<Store>) {
-    serve(listener, "peer port", move |stream, from| {
-        let store = store.clone();
-        async move {
-            if let Err(e) = serve_one(stream, store).await {
-                log::warn!("peer connection from {from} closed: {e}");
+    serve(
+        listener,
+        "peer port",
+        Role::Worker,
+        &[Role::Peer, Role::Client],
+        move |stream, _, from| {
+            let store = store.clone();
+            async move {
+                if let Err(e) = serve_one(stream, store).await {
+                    log::warn!("peer connection from {from} closed: {e}");
+                }
             }
-        }
-    })
+        },
+    )
     .await
 }
 
-async fn serve_one(mut stream: TcpStream, store: Arc<Store>) -> Result<(), ServeError> {
-    accept_handshake(&mut stream, Role::Worker, &[Role::Peer, Role::Client]).await?;
+/// Answers one peer's fetches (its handshake passed) until it closes.
+async fn serve_one(stream: TcpStream, store: Arc<Store>) -> Result<(), ServeError> {
     let mut writer = stream.clone();
     let mut reader = FrameReader::new(stream);
     let mut buf = Vec::with_capacity(INLINE_RESULT);
