@@ -48,7 +48,12 @@ const POSTCARD_HOME: &str = "src/protocol/";
 const NET_MODULE: &str = "src/protocol/net.rs";
 
 /// What dials or accepts, or runs a handshake (where authentication will go).
-const DIAL_OR_ACCEPT: &[&str] = &["TcpStream::connect", ".accept(", "connect_handshake(", "accept_handshake("];
+const DIAL_OR_ACCEPT: &[&str] = &[
+    "TcpStream::connect",
+    ".accept(",
+    "connect_handshake(",
+    "accept_handshake(",
+];
 
 /// The longest a source file may be, tests aside.
 const MAX_LINES: usize = 800;

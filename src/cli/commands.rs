@@ -56,8 +56,8 @@ impl CliError {
             | CliError::Bind { .. }
             | CliError::Local(LocalError::Listen { .. })
             | CliError::Worker(
-                WorkerError::Unreachable { .. }
-                | WorkerError::Refused { .. }
+                WorkerError::Dial(_)
+                | WorkerError::Unreachable { .. }
                 | WorkerError::Listen { .. }
                 | WorkerError::LocalDir { .. },
             ) => EXIT_FATAL as u8,

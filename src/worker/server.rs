@@ -13,8 +13,8 @@ use super::store::Store;
 use crate::idmap::IdMap;
 use crate::memory::MemoryPolicy;
 use crate::protocol::{
-    dial, spawn_writer, Data, DialError, FrameReader, FromWorker, HandshakeError, PeerClient, Role, TaskError, TaskId,
-    TaskSpec, ToWorker, WorkerInfo,
+    dial, spawn_writer, Data, DialError, FrameReader, FromWorker, PeerClient, Role, TaskError, TaskId, TaskSpec,
+    ToWorker, WorkerInfo,
 };
 use async_io::Timer;
 use futures_lite::FutureExt;
@@ -56,10 +56,12 @@ pub struct WorkerConfig {
 /// Why a worker stopped other than by request.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
+    /// The scheduler could not be reached, or refused this worker.
+    #[error(transparent)]
+    Dial(#[from] DialError),
+    /// It was reached, but registering failed until the death timeout.
     #[error("scheduler at {addr} unreachable for {waited:.1} s: {last}")]
     Unreachable { addr: String, waited: f64, last: String },
-    #[error("scheduler at {addr} refused this worker: {source}")]
-    Refused { addr: String, source: HandshakeError },
     #[error("cannot listen for peers on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
     #[error("cannot create local directory {path}: {source}")]
@@ -72,7 +74,7 @@ pub enum WorkerError {
 enum Event {
     FromScheduler(ToWorker),
     SchedulerLost(String),
-    Fetched(TaskId, Result<Data, String>),
+    Fetched(TaskId, Result<Data, FetchError>),
     Executed(TaskId, Result<Data, TaskError>),
     /// A function thread started a task.
     FunctionStarted(TaskId),
@@ -222,19 +224,9 @@ impl WorkerStopper {
 
 /// Connects to the scheduler and runs the handshake, retrying with backoff until `patience`
 /// runs out (see [`crate::protocol::dial`]). Returns the connection and the address it reached.
-pub(crate) async fn connect_scheduler(addr: &str, patience: Duration) -> Result<(TcpStream, SocketAddr), WorkerError> {
-    match dial(addr, Role::Worker, Role::Scheduler, patience).await {
-        Ok(d) => Ok((d.stream, d.addr)),
-        Err(DialError::Unreachable { waited, last, .. }) => Err(WorkerError::Unreachable {
-            addr: addr.to_string(),
-            waited: waited.as_secs_f64(),
-            last: last.to_string(),
-        }),
-        Err(DialError::Refused { source, .. }) => Err(WorkerError::Refused {
-            addr: addr.to_string(),
-            source,
-        }),
-    }
+async fn connect_scheduler(addr: &str, patience: Duration) -> Result<(TcpStream, SocketAddr), WorkerError> {
+    let d = dial(addr, Role::Worker, Role::Scheduler, patience).await?;
+    Ok((d.stream, d.addr))
 }
 
 /// Connects (unless `stream` is already connected) and registers, trying again until the
@@ -491,7 +483,7 @@ impl Shell {
                     self.store_put(task, data);
                     self.core.on_fetched(task, Ok(n));
                 }
-                Err(e) => self.core.on_fetched(task, Err(FetchError::Transfer(e))),
+                Err(e) => self.core.on_fetched(task, Err(e)),
             },
             Event::FunctionStarted(task) => {
                 self.claims.remove(&task);
@@ -680,7 +672,7 @@ enum Ended {
 }
 
 /// Fetches results from one peer over one connection, batching whatever is queued. A
-/// failure is handed to the core as text: that is where it is reported.
+/// failure is handed to the core: that is where it is reported.
 async fn fetcher(addr: String, rx: async_channel::Receiver<TaskId>, events: async_channel::Sender<Event>) {
     let mut conn: Option<PeerClient> = None;
     while let Ok(first) = rx.recv().await {
@@ -692,7 +684,7 @@ async fn fetcher(addr: String, rx: async_channel::Receiver<TaskId>, events: asyn
             match PeerClient::connect(&addr, Role::Peer).await {
                 Ok(c) => conn = Some(c),
                 Err(e) => {
-                    let e = e.to_string();
+                    let e = FetchError::Transfer(e.to_string());
                     for t in batch {
                         let _ = events.send(Event::Fetched(t, Err(e.clone()))).await;
                     }
@@ -704,13 +696,13 @@ async fn fetcher(addr: String, rx: async_channel::Receiver<TaskId>, events: asyn
         match c.fetch(&batch).await {
             Ok(results) => {
                 for (t, r) in batch.into_iter().zip(results) {
-                    let r = r.ok_or_else(|| format!("{addr} does not hold it"));
+                    let r = r.ok_or_else(|| FetchError::NotHeld { holder: addr.clone() });
                     let _ = events.send(Event::Fetched(t, r)).await;
                 }
             }
             Err(e) => {
                 conn = None;
-                let e = e.to_string();
+                let e = FetchError::Transfer(e.to_string());
                 for t in batch {
                     let _ = events.send(Event::Fetched(t, Err(e.clone()))).await;
                 }

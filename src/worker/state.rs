@@ -71,10 +71,13 @@ pub enum WorkerExit {
 /// Why an input could not be fetched from a peer.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FetchError {
-    /// The connection to the peer failed, or the peer does not hold the result; the reason
-    /// as the peer client gave it.
+    /// The connection to the peer failed: the peer client's reason, shared by every input of
+    /// the batch it was fetching.
     #[error("{0}")]
     Transfer(String),
+    /// The peer answered that it does not hold the result.
+    #[error("{holder} does not hold it")]
+    NotHeld { holder: String },
 }
 
 /// What the core is told once, when the worker starts.
