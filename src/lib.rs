@@ -4,24 +4,29 @@
 //! The public API mirrors dask.distributed's: [`Scheduler`] and [`Worker`] started
 //! in-process, [`LocalCluster`] for both at once, and [`Client`] / [`AsyncClient`] to
 //! submit tasks and gather results. Build your own binary with your own functions by
-//! extending [`Registry::builtin`] and calling [`cli::main_with_registry`].
+//! extending [`Registry::builtin`] and calling [`cli::main_with_registry`]. The wire
+//! protocol ([`protocol`]) is public too, for programs that speak it themselves.
+//!
+//! Everything else is the crate's own: its modules are private, so the compiler reports
+//! what nothing uses.
 
 pub mod cli;
-pub mod client;
+mod client;
 mod idmap;
-pub mod local;
+mod local;
 mod memory;
-pub mod nanny;
+mod nanny;
 pub mod protocol;
-pub mod rt;
-pub mod scheduler;
-pub mod ssh;
+mod rt;
+mod scheduler;
+mod ssh;
 mod sys;
-pub mod units;
-pub mod worker;
+mod units;
+mod worker;
 
-pub use client::{AsyncClient, Client, ClientError, KeyStatus};
-pub use local::{LocalCluster, LocalClusterConfig};
+pub use client::{AsyncClient, Client, ClientError, GatherProblem, KeyStatus};
+pub use local::{LocalCluster, LocalClusterConfig, LocalError};
+pub use nanny::NannyError;
 pub use protocol::{CommandSpec, TaskDesc, TaskError, TaskOptions, TaskSpec};
-pub use scheduler::{Scheduler, SchedulerConfig};
-pub use worker::{Registry, Worker, WorkerConfig};
+pub use scheduler::{CoreConfig, Scheduler, SchedulerConfig, SchedulerStopper, StopReason};
+pub use worker::{Registry, Worker, WorkerConfig, WorkerError, WorkerExit, WorkerStopper};

@@ -142,28 +142,6 @@ pub fn format_bytes(n: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
-/// Formats a duration with three significant digits, e.g. `1.50 s`, `12.0 ms`, `850 µs`;
-/// whole nanoseconds below a microsecond, and whole seconds from 1000 s on.
-pub fn format_duration(d: Duration) -> String {
-    const SCALES: [(f64, &str); 3] = [(1e3, "µs"), (1e6, "ms"), (1e9, "s")];
-    let nanos = d.as_nanos();
-    if nanos < 1_000 {
-        return format!("{nanos} ns");
-    }
-    let mut scale = match nanos {
-        0..=999_999 => 0,
-        1_000_000..=999_999_999 => 1,
-        _ => 2,
-    };
-    let mut value = nanos as f64 / SCALES[scale].0;
-    // 999.7 µs would print as "1000 µs": say "1.00 ms" instead.
-    if value >= 999.5 && scale + 1 < SCALES.len() {
-        scale += 1;
-        value = nanos as f64 / SCALES[scale].0;
-    }
-    format!("{} {}", three_significant_digits(value), SCALES[scale].1)
-}
-
 /// Writes a duration the way a user types it, exactly, in its largest whole unit: `10s`,
 /// `250ms`, `1500us`, `7ns`. [`parse_duration`] reads it back to the same value; the CLI's
 /// help shows defaults in this form.
@@ -175,16 +153,6 @@ pub fn duration_flag(d: Duration) -> String {
         }
     }
     format!("{nanos}ns")
-}
-
-fn three_significant_digits(value: f64) -> String {
-    if value < 9.995 {
-        format!("{value:.2}")
-    } else if value < 99.95 {
-        format!("{value:.1}")
-    } else {
-        format!("{value:.0}")
-    }
 }
 
 /// The number at the start of a quantity.
@@ -408,25 +376,5 @@ mod tests {
         assert_eq!(format_bytes(3 << 29), "1.5 GiB");
         assert_eq!(format_bytes((1 << 20) - 1), "1.0 MiB");
         assert_eq!(format_bytes(u64::MAX), "16.0 EiB");
-    }
-
-    #[test]
-    fn durations_format_with_three_significant_digits() {
-        assert_eq!(format_duration(Duration::ZERO), "0 ns");
-        assert_eq!(format_duration(Duration::from_nanos(850)), "850 ns");
-        assert_eq!(format_duration(Duration::from_micros(850)), "850 µs");
-        assert_eq!(format_duration(ms(12)), "12.0 ms");
-        assert_eq!(format_duration(ms(1500)), "1.50 s");
-        assert_eq!(format_duration(Duration::from_nanos(999_999)), "1.00 ms");
-        assert_eq!(format_duration(Duration::from_secs(125)), "125 s");
-        assert_eq!(format_duration(Duration::from_secs(7200)), "7200 s");
-    }
-
-    #[test]
-    fn formatted_durations_parse_back() {
-        for d in [ms(12), ms(1500), Duration::from_micros(850)] {
-            let text = format_duration(d);
-            assert_eq!(parse_duration(&text), Ok(d), "{text}");
-        }
     }
 }

@@ -2,9 +2,9 @@
 //! function per subcommand ([`commands`]). [`main_with_registry`] is the whole program;
 //! a Rust user's own binary calls it with its own function registry.
 
-pub mod args;
-pub mod commands;
-pub mod config;
+mod args;
+mod commands;
+mod config;
 
 use crate::worker::Registry;
 use clap::Parser;

@@ -8,5 +8,5 @@ mod id_list;
 pub mod server;
 mod table;
 
-pub use self::core::{Core, CoreConfig, Outgoing, StopReason, TaskState};
-pub use server::{Scheduler, SchedulerConfig, Stopper};
+pub use self::core::{CoreConfig, StopReason};
+pub use server::{Scheduler, SchedulerConfig, SchedulerStopper};

@@ -85,16 +85,16 @@ impl Scheduler {
     }
 
     /// A handle that can stop the scheduler from elsewhere.
-    pub fn stopper(&self) -> Stopper {
-        Stopper(self.events.clone())
+    pub fn stopper(&self) -> SchedulerStopper {
+        SchedulerStopper(self.events.clone())
     }
 }
 
 /// Stops a scheduler from another task.
 #[derive(Clone)]
-pub struct Stopper(async_channel::Sender<Event>);
+pub struct SchedulerStopper(async_channel::Sender<Event>);
 
-impl Stopper {
+impl SchedulerStopper {
     pub async fn stop(&self, reason: &str) {
         let _ = self.0.send(Event::Stop(reason.to_string())).await;
     }

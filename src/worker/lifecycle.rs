@@ -220,6 +220,7 @@ impl WorkerCore {
 
     /// Retiring (lifetime or drain): the scheduler stops sending it work, has its results
     /// copied elsewhere, then sends `Shutdown`.
+    #[cfg(test)]
     pub fn is_retiring(&self) -> bool {
         self.life.retiring.is_some()
     }

@@ -92,6 +92,7 @@ pub struct WorkerSettings {
 }
 
 impl WorkerSettings {
+    #[cfg(test)]
     /// `nthreads` slots, no lifetime, no drain, no memory limit.
     pub fn new(nthreads: usize) -> WorkerSettings {
         WorkerSettings {
@@ -219,10 +220,12 @@ impl WorkerCore {
         self.paused = paused;
     }
 
+    #[cfg(test)]
     pub fn assigned(&self) -> usize {
         self.tasks.len()
     }
 
+    #[cfg(test)]
     pub fn held(&self) -> usize {
         self.held.len()
     }
@@ -546,6 +549,7 @@ impl WorkerCore {
         }
     }
 
+    #[cfg(test)]
     pub fn is_paused(&self) -> bool {
         self.paused
     }

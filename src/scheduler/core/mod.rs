@@ -34,7 +34,8 @@ use self::clients::ClientState;
 use self::nanny::{NannyState, PendingRestart};
 use self::placement::PlacementDue;
 use self::scatter::PendingScatter;
-pub use self::task::TaskState;
+#[cfg(test)]
+pub(crate) use self::task::TaskState;
 use self::task::{NameInterner, Task};
 use self::workers::{Load, WorkerState};
 use super::table::TaskTable;

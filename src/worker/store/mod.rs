@@ -156,6 +156,7 @@ impl Store {
     }
 
     /// Whether a result for `id` is held, in memory or on disk.
+    #[cfg(test)]
     pub fn contains(&self, id: TaskId) -> bool {
         self.lock().entries.contains_key(&id)
     }
@@ -176,6 +177,7 @@ impl Store {
         }
     }
 
+    #[cfg(test)]
     /// Changes the spill threshold (see [`Store::new`]); spills at once if memory is above it.
     pub fn set_spill_above(&self, bytes: Option<u64>) {
         let target = {
