@@ -1,6 +1,7 @@
 //! What distd asks the operating system directly: this host's name, a process's resident
-//! memory, the machine's memory, a little randomness, and the one way to start a child
-//! process that dies with its parent (and to clean up after children). Linux only (`/proc`,
+//! memory, the machine's memory, a little randomness, the one way to start a child process
+//! that dies with its parent (and to clean up after children), and stopping when the
+//! launcher's pipe on stdin closes. Linux only (`/proc`,
 //! `prctl`); the questions answer "unknown" (empty, 0, None) rather than failing.
 //!
 //! The one place that reads `/proc`. It decides nothing: callers say what to spawn or kill.
@@ -174,6 +175,31 @@ fn parse_parent_and_group(stat: &str) -> Option<(u32, i32)> {
     let ppid = f.next()?.parse().ok()?;
     let pgrp = f.next()?.parse().ok()?;
     Some((ppid, pgrp))
+}
+
+/// The environment variable that makes a distd (started remotely by `distd ssh`) stop when
+/// its stdin closes. Set by the launcher; removed before a nanny starts its workers.
+pub const WATCH_STDIN_ENV: &str = "DISTD_WATCH_STDIN";
+
+/// When stdin closes (the launcher is gone, or asked us to stop), stops this process as if
+/// by SIGTERM, and exits with `exit_code` for good if that takes longer than 20 s.
+pub fn stop_when_stdin_closes(exit_code: u8) {
+    std::thread::spawn(move || {
+        let mut sink = [0u8; 256];
+        loop {
+            match std::io::Read::read(&mut std::io::stdin(), &mut sink) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+        log::info!("stdin closed: the launching distd ssh is gone; stopping");
+        // SAFETY: sending a signal to ourselves has no memory-safety preconditions.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGTERM);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(20));
+        std::process::exit(exit_code as i32);
+    });
 }
 
 #[cfg(test)]

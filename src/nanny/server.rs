@@ -380,7 +380,7 @@ fn spawn_worker(
         .arg(name)
         .args(&config.worker_args);
     // The nanny watches its own stdin for `distd ssh`; its workers do not.
-    cmd.env_remove(crate::ssh::WATCH_STDIN_ENV);
+    cmd.env_remove(crate::sys::WATCH_STDIN_ENV);
     // The worker leads its own process group, so a terminal's Ctrl-C reaches only the nanny,
     // which then stops the worker in order; and it dies with the nanny.
     let mut child = crate::sys::spawn_tethered(cmd)?;

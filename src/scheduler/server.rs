@@ -1,5 +1,7 @@
-//! The scheduler's async shell: accepts connections, runs their handshakes, turns frames
-//! into events for the one loop that owns the [`Core`], and delivers the core's outbox.
+//! The scheduler's async shell: takes the connections that passed their handshake in
+//! [`crate::protocol::serve`], turns their frames into events for the one loop that owns the
+//! [`Core`], wakes the core at its [`Core::next_deadline`], and delivers the core's outbox.
+//! It decides nothing.
 //!
 //! A connection that sends garbage, a truncated or oversized frame, or speaks another
 //! version is closed with a logged reason; the others are not disturbed.

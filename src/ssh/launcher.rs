@@ -19,9 +19,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The environment variable that makes a remote distd stop when its stdin closes.
-pub const WATCH_STDIN_ENV: &str = "DISTD_WATCH_STDIN";
-
 /// How long `distd ssh` waits for a host to answer unless told otherwise.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -350,7 +347,9 @@ async fn spawn_remote(
 ) -> Result<RemoteProc, RemoteError> {
     let mut child = Compat::new(async {
         let mut cmd = Session::to_command(session, "env");
-        cmd.arg(format!("{WATCH_STDIN_ENV}=1")).arg(&program).args(&args);
+        cmd.arg(format!("{}=1", crate::sys::WATCH_STDIN_ENV))
+            .arg(&program)
+            .args(&args);
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd.spawn().await
     })

@@ -5,4 +5,4 @@
 pub mod launcher;
 pub mod pattern;
 
-pub use launcher::{run_ssh, RemoteDistd, SshConfig, SshError, DEFAULT_CONNECT_TIMEOUT, WATCH_STDIN_ENV};
+pub use launcher::{run_ssh, RemoteDistd, SshConfig, SshError, DEFAULT_CONNECT_TIMEOUT};
