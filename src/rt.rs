@@ -129,3 +129,80 @@ impl<F: Future> Future for Spin<F> {
         Poll::Pending
     }
 }
+
+/// What woke a state machine's shell: the next event, or the machine's deadline.
+pub enum Woke<T> {
+    Event(T),
+    /// Every sender of the events is gone.
+    Closed,
+    /// The deadline came.
+    Deadline,
+}
+
+/// Waits for a shell's next event or its state machine's next deadline, whichever comes
+/// first (the contract in ARCHITECTURE.md, "State machines"). The timer is registered with the
+/// reactor only when the deadline moves: registering one costs the reactor a wake-up, and
+/// most batches of events leave the deadline where it was.
+#[derive(Default)]
+pub struct DeadlineWait {
+    armed: Option<(Instant, async_io::Timer)>,
+}
+
+impl DeadlineWait {
+    pub async fn next<T>(&mut self, events: &async_channel::Receiver<T>, deadline: Option<Instant>) -> Woke<T> {
+        use futures_lite::FutureExt;
+        if self.armed.as_ref().map(|(at, _)| *at) != deadline {
+            self.armed = deadline.map(|at| (at, async_io::Timer::at(at)));
+        }
+        let event = async {
+            match events.recv().await {
+                Ok(ev) => Woke::Event(ev),
+                Err(_) => Woke::Closed,
+            }
+        };
+        let Some((_, timer)) = self.armed.as_mut() else {
+            return event.await;
+        };
+        let woke = event
+            .or(async {
+                timer.await;
+                Woke::Deadline
+            })
+            .await;
+        if matches!(woke, Woke::Deadline) {
+            // A fired timer never fires again: the next call arms a new one.
+            self.armed = None;
+        }
+        woke
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_ends_with_the_next_event_or_the_deadline_and_rearms_after_it_fired() {
+        block_on(async {
+            let (tx, rx) = async_channel::unbounded::<u32>();
+            let mut wait = DeadlineWait::default();
+            let nothing = async { Woke::Deadline };
+            assert!(
+                matches!(
+                    futures_lite::FutureExt::or(wait.next(&rx, None), nothing).await,
+                    Woke::Deadline
+                ),
+                "no event, no deadline: it waits"
+            );
+            tx.send(7).await.expect("open");
+            let soon = Instant::now() + Duration::from_millis(20);
+            assert!(matches!(wait.next(&rx, Some(soon)).await, Woke::Event(7)));
+            assert!(matches!(wait.next(&rx, Some(soon)).await, Woke::Deadline));
+            // The same deadline again (the machine did not move it): a new timer, which is
+            // already due, rather than the fired one, which would never wake.
+            assert!(matches!(wait.next(&rx, Some(soon)).await, Woke::Deadline));
+            drop(tx);
+            assert!(matches!(wait.next(&rx, None).await, Woke::Closed));
+        });
+    }
+}

@@ -12,6 +12,7 @@
 use super::core::{NannyAction, NannyCore};
 use super::supervisor::{ExitKind, Policy};
 use crate::protocol::{dial, spawn_writer, FrameReader, FromNanny, Role, ToNanny};
+use crate::rt::{DeadlineWait, Woke};
 use async_io::Timer;
 use futures_lite::{AsyncBufReadExt, FutureExt, StreamExt};
 use smol::Task;
@@ -159,28 +160,12 @@ pub async fn supervise(config: NannyConfig, stop: async_channel::Receiver<()>) -
     };
     nanny.core.on_timer(now);
     nanny.apply_outbox();
-    // The timer for the core's deadline, re-armed only when the deadline moves.
-    let mut timer: Option<(Instant, Timer)> = None;
+    let mut wait = DeadlineWait::default();
     while !nanny.core.is_done() {
-        let deadline = nanny.core.next_deadline();
-        if timer.as_ref().map(|(at, _)| *at) != deadline {
-            timer = deadline.map(|at| (at, Timer::at(at)));
-        }
-        let next = async { Some(rx.recv().await) };
-        let woke = match timer.as_mut() {
-            Some((_, t)) => {
-                next.or(async {
-                    t.await;
-                    None
-                })
-                .await
-            }
-            None => next.await,
-        };
-        match woke {
-            Some(Ok(ev)) => nanny.handle(ev),
-            Some(Err(_)) => break,
-            None => timer = None,
+        match wait.next(&rx, nanny.core.next_deadline()).await {
+            Woke::Event(ev) => nanny.handle(ev),
+            Woke::Closed => break,
+            Woke::Deadline => {}
         }
         let now = Instant::now();
         if nanny.core.next_deadline().is_some_and(|at| at <= now) {

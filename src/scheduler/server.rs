@@ -11,7 +11,7 @@ use crate::protocol::{
     serve, spawn_writer, ClientId, FrameError, FrameReader, FromClient, FromNanny, FromWorker, Hello, NannyId, Role,
     ToClient, ToNanny, ToWorker, WorkerId, WorkerInfo,
 };
-use futures_lite::FutureExt;
+use crate::rt::{DeadlineWait, Woke};
 use smol::net::{TcpListener, TcpStream};
 use smol::Task;
 use std::collections::HashMap;
@@ -42,15 +42,6 @@ enum Event {
     Nanny(NannyId, FromNanny),
     NannyLost(NannyId),
     Stop(String),
-}
-
-/// What woke the loop.
-enum Woke {
-    Event(Event),
-    /// The core's deadline came.
-    Timer,
-    /// Every sender is gone.
-    Closed,
 }
 
 /// A running scheduler.
@@ -105,22 +96,12 @@ impl SchedulerStopper {
 async fn core_loop(config: SchedulerConfig, events: async_channel::Receiver<Event>, accept: Task<()>) -> StopReason {
     let mut core = Core::new(config.core.clone(), Instant::now());
     let mut links = Links::default();
+    let mut wait = DeadlineWait::default();
     let stop = loop {
-        let woke = match core.next_deadline() {
-            Some(deadline) => {
-                recv(&events)
-                    .or(async {
-                        async_io::Timer::at(deadline).await;
-                        Woke::Timer
-                    })
-                    .await
-            }
-            None => recv(&events).await,
-        };
         let mut stop = None;
-        match woke {
+        match wait.next(&events, core.next_deadline()).await {
             Woke::Closed => break (StopReason::Requested, "scheduler shut down".to_string()),
-            Woke::Timer => {}
+            Woke::Deadline => {}
             Woke::Event(first) => {
                 let mut next = Some(first);
                 while let Some(ev) = next.take() {
@@ -186,13 +167,6 @@ async fn accept_loop(listener: TcpListener, events: async_channel::Sender<Event>
         },
     )
     .await
-}
-
-async fn recv(events: &async_channel::Receiver<Event>) -> Woke {
-    match events.recv().await {
-        Ok(ev) => Woke::Event(ev),
-        Err(_) => Woke::Closed,
-    }
 }
 
 /// The loop's connections, by id: where the core's messages go.

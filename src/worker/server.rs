@@ -16,6 +16,7 @@ use crate::protocol::{
     dial, spawn_writer, Data, DialError, FrameReader, FromWorker, PeerClient, Role, TaskError, TaskId, TaskSpec,
     ToWorker, WorkerInfo,
 };
+use crate::rt::{DeadlineWait, Woke};
 use async_io::Timer;
 use futures_lite::FutureExt;
 use smol::net::{TcpListener, TcpStream};
@@ -407,27 +408,10 @@ impl Shell {
 
     /// Handles events until the session ends, waking for the core's next deadline too.
     async fn serve(&mut self, session: &Session, events: &async_channel::Receiver<Event>) -> Ended {
-        // The timer for the core's deadline, re-armed only when the deadline moves: most
-        // batches of events leave it alone.
-        let mut timer: Option<(Instant, Timer)> = None;
+        let mut wait = DeadlineWait::default();
         loop {
-            let deadline = self.core.next_deadline();
-            if timer.as_ref().map(|(at, _)| *at) != deadline {
-                timer = deadline.map(|at| (at, Timer::at(at)));
-            }
-            let next = async { Some(events.recv().await) };
-            let woke = match timer.as_mut() {
-                Some((_, t)) => {
-                    next.or(async {
-                        t.await;
-                        None
-                    })
-                    .await
-                }
-                None => next.await,
-            };
-            match woke {
-                Some(Ok(first)) => {
+            match wait.next(events, self.core.next_deadline()).await {
+                Woke::Event(first) => {
                     let mut next = Some(first);
                     while let Some(ev) = next.take() {
                         if let Some(end) = self.handle(ev, session) {
@@ -436,8 +420,8 @@ impl Shell {
                         next = events.try_recv().ok();
                     }
                 }
-                Some(Err(_)) => return Ended::Leave(WorkerExit::Stopped),
-                None => timer = None,
+                Woke::Closed => return Ended::Leave(WorkerExit::Stopped),
+                Woke::Deadline => {}
             }
             // Checked after every batch too, so a loop busy with events cannot starve it.
             let now = Instant::now();
