@@ -11,6 +11,7 @@
 
 mod harness;
 
+use harness::procfs::{alive, children, cmdline, descendants, processes_in, stat};
 use harness::{host_port, info, start_scheduler, worker_entry, Cluster, ProcId, Sandbox, DEADLINE};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -19,99 +20,6 @@ use std::time::{Duration, Instant};
 // ---------------------------------------------------------------------------------------------
 // Processes seen through /proc
 // ---------------------------------------------------------------------------------------------
-
-/// What `/proc/PID/stat` says about a process that the tests need.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stat {
-    state: char,
-    ppid: i32,
-    /// Clock ticks after boot at which it started: with the pid, names one process for good.
-    start: u64,
-}
-
-fn stat(pid: i32) -> Option<Stat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: the fields start after the last ')'.
-    let fields: Vec<&str> = text[text.rfind(')')? + 2..].split_whitespace().collect();
-    Some(Stat {
-        state: fields.first()?.chars().next()?,
-        ppid: fields.get(1)?.parse().ok()?,
-        start: fields.get(19)?.parse().ok()?,
-    })
-}
-
-/// Whether `pid` is a running (not zombie) process.
-fn alive(pid: i32) -> bool {
-    stat(pid).is_some_and(|s| !matches!(s.state, 'Z' | 'X'))
-}
-
-/// The command line of `pid`, arguments joined by spaces.
-fn cmdline(pid: i32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| {
-            String::from_utf8_lossy(&b)
-                .split('\0')
-                .filter(|s| !s.is_empty())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default()
-}
-
-/// Every pid in /proc.
-fn all_pids() -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .expect("/proc is readable")
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect()
-}
-
-/// The live (non-zombie) children of `pid`.
-fn children(pid: i32) -> Vec<i32> {
-    let mut out: Vec<i32> = all_pids()
-        .into_iter()
-        .filter(|&p| stat(p).is_some_and(|s| s.ppid == pid && !matches!(s.state, 'Z' | 'X')))
-        .collect();
-    out.sort_unstable();
-    out
-}
-
-/// The live descendants of `root` (not `root` itself).
-fn descendants(root: i32) -> Vec<i32> {
-    let table: Vec<(i32, Stat)> = all_pids()
-        .into_iter()
-        .filter_map(|p| Some((p, stat(p)?)))
-        .filter(|(_, s)| !matches!(s.state, 'Z' | 'X'))
-        .collect();
-    let mut found = vec![root];
-    let mut i = 0;
-    while i < found.len() {
-        let parent = found[i];
-        found.extend(table.iter().filter(|(_, s)| s.ppid == parent).map(|(p, _)| *p));
-        i += 1;
-    }
-    found.remove(0);
-    found.sort_unstable();
-    found.dedup();
-    found
-}
-
-/// Live processes whose command line or working directory lies in `dir` (the sandbox):
-/// everything a test started, and everything those started in it, whoever their parent is now.
-fn processes_in(dir: &Path) -> Vec<(i32, String)> {
-    let needle = dir.to_string_lossy().into_owned();
-    let me = std::process::id() as i32;
-    all_pids()
-        .into_iter()
-        .filter(|&p| p != me && alive(p))
-        .filter(|&p| {
-            let cwd = std::fs::read_link(format!("/proc/{p}/cwd")).unwrap_or_default();
-            cmdline(p).contains(&needle) || cwd.starts_with(dir)
-        })
-        .map(|p| (p, cmdline(p)))
-        .collect()
-}
 
 /// Processes the nanny started, recorded while they ran; whatever of them is still alive
 /// when this is dropped is SIGKILLed, so a failing test leaves nothing running.
@@ -141,7 +49,7 @@ impl Recorded {
     fn survivors(&self) -> Vec<(i32, String)> {
         self.procs
             .iter()
-            .filter(|&&(p, start, _)| stat(p).is_some_and(|s| s.start == start && !matches!(s.state, 'Z' | 'X')))
+            .filter(|&&(p, start, _)| stat(p).is_some_and(|s| s.start == start && s.is_live()))
             .map(|(p, _, cmd)| (*p, cmd.clone()))
             .collect()
     }
@@ -245,33 +153,9 @@ fn assert_nothing_left_in(sb: &mut Sandbox, expected: &[ProcId], what: &str) {
             .filter(|(p, _)| !expected.contains(p))
             .collect()
     };
-    let clean = sb.wait_until_or_none(Duration::from_secs(5), |_| left(&dir).is_empty().then_some(()));
+    let clean = sb.poll_until(Duration::from_secs(5), |_| left(&dir).is_empty().then_some(()));
     if clean.is_none() {
         panic!("{what}: processes left behind: {:#?}\n{}", left(&dir), sb.report());
-    }
-}
-
-/// `wait_until` that gives up quietly: `None` after `within`.
-trait WaitQuietly {
-    fn wait_until_or_none<T>(&mut self, within: Duration, probe: impl FnMut(&mut Sandbox) -> Option<T>) -> Option<T>;
-}
-
-impl WaitQuietly for Sandbox {
-    fn wait_until_or_none<T>(
-        &mut self,
-        within: Duration,
-        mut probe: impl FnMut(&mut Sandbox) -> Option<T>,
-    ) -> Option<T> {
-        let start = Instant::now();
-        loop {
-            if let Some(t) = probe(self) {
-                return Some(t);
-            }
-            if start.elapsed() > within {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 }
 
@@ -343,7 +227,7 @@ fn a_worker_killed_mid_graph_is_replaced_and_the_graph_completes() {
     let left = wait_for_children(&mut cluster, nanny, 1);
     assert_eq!(left, [second], "the nanny's one child is the new worker");
     assert_eq!(
-        cluster.wait_until_or_none(Duration::from_secs(5), |_| (descendants(nanny) == [second])
+        cluster.poll_until(Duration::from_secs(5), |_| (descendants(nanny) == [second])
             .then_some(())),
         Some(()),
         "besides the new worker, the nanny has no descendant left: {:?}",
@@ -498,7 +382,7 @@ impl Spilling {
             self.cluster.report()
         );
         let local = self.local.clone();
-        let gone = self.cluster.wait_until_or_none(Duration::from_secs(10), |_| {
+        let gone = self.cluster.poll_until(Duration::from_secs(10), |_| {
             spill_files(&local).is_empty().then_some(())
         });
         assert!(
@@ -668,7 +552,7 @@ fn sigterm_to_the_nanny_stops_it_with_all_its_descendants() {
     let signalled = Instant::now();
     cluster.signal(nanny_id, libc::SIGTERM);
     let grace = Duration::from_secs(2) + Duration::from_millis(1500);
-    let gone = cluster.wait_until_or_none(grace, |_| recorded.survivors().is_empty().then_some(()));
+    let gone = cluster.poll_until(grace, |_| recorded.survivors().is_empty().then_some(()));
     assert!(
         gone.is_some(),
         "{:.1} s after SIGTERM these still run: {:?}\n{}",

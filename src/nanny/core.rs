@@ -250,17 +250,6 @@ mod tests {
     /// A nanny core whose every event is followed by its sanity check.
     struct Checked(NannyCore);
 
-    macro_rules! checked {
-        ($($name:ident($($arg:ident: $ty:ty),*);)*) => {
-            $(
-                fn $name(&mut self, $($arg: $ty),*) {
-                    self.0.$name($($arg),*);
-                    self.0.sanity_check();
-                }
-            )*
-        };
-    }
-
     impl Checked {
         /// `n` workers `w-0`... started at `now`, under a 1000-byte limit (kill above 950),
         /// linked to the scheduler; the outbox holds their spawns.

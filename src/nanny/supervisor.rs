@@ -398,17 +398,6 @@ mod tests {
     /// A supervisor whose every event is followed by its sanity check.
     struct Checked(Supervisor);
 
-    macro_rules! checked {
-        ($($name:ident($($arg:ident: $ty:ty),*);)*) => {
-            $(
-                fn $name(&mut self, $($arg: $ty),*) {
-                    self.0.$name($($arg),*);
-                    self.0.sanity_check();
-                }
-            )*
-        };
-    }
-
     impl Checked {
         fn new(policy: Policy, now: Instant) -> Checked {
             let s = Supervisor::new(policy, now);
