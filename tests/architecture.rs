@@ -26,20 +26,32 @@ const SANS_IO: &[&str] = &[
     "src/memory.rs",
 ];
 
-/// What a state machine must not name: runtimes, sockets, files, threads, processes, clocks.
+/// What a state machine must not name: runtimes, sockets, files, threads, processes, clocks,
+/// the environment, and the crate's own executor and platform layer.
 const FORBIDDEN_IN_SANS_IO: &[&str] = &[
     "smol",
     "async_io",
     "async_channel",
+    "futures_lite",
+    "blocking::",
     ".await",
+    "Timer",
     "TcpStream",
     "std::fs",
     "std::net::Tcp",
     "Instant::now",
     "SystemTime::now",
+    ".elapsed(",
     "std::thread",
     "std::process",
+    "std::env",
+    "libc",
+    "crate::rt",
+    "crate::sys",
 ];
+
+/// What a grouped `use std::{...}` may not bring into a state machine.
+const FORBIDDEN_STD_GROUP: &[&str] = &["fs", "thread", "process", "env", "net"];
 
 /// The only folder that may name the wire encoding.
 const POSTCARD_HOME: &str = "src/protocol/";
@@ -51,6 +63,7 @@ const NET_MODULE: &str = "src/protocol/net.rs";
 const DIAL_OR_ACCEPT: &[&str] = &[
     "TcpStream::connect",
     ".accept(",
+    ".incoming(",
     "connect_handshake(",
     "accept_handshake(",
 ];
@@ -125,7 +138,7 @@ fn is_test_file(rel: &str) -> bool {
         || parts.iter().any(|part| *part == "tests" || part.ends_with("_tests"))
 }
 
-/// A line without its `//` comment (a `//` inside a string literal is not one).
+/// A line without its `//` comment (a `//` inside a string or char literal is not one).
 fn code_of(line: &str) -> &str {
     let bytes = line.as_bytes();
     let mut in_string = false;
@@ -134,6 +147,16 @@ fn code_of(line: &str) -> &str {
         match bytes[i] {
             b'\\' if in_string => i += 1,
             b'"' => in_string = !in_string,
+            // A char literal (`'"'`, `'\\''`), not a lifetime (`'a`): skip it whole.
+            b'\'' if !in_string => {
+                if bytes.get(i + 1) == Some(&b'\\') {
+                    if let Some(end) = bytes[i + 2..].iter().position(|&b| b == b'\'') {
+                        i += end + 2;
+                    }
+                } else if bytes.get(i + 2) == Some(&b'\'') {
+                    i += 2;
+                }
+            }
             b'/' if !in_string && bytes.get(i + 1) == Some(&b'/') => return &line[..i],
             _ => {}
         }
@@ -143,22 +166,37 @@ fn code_of(line: &str) -> &str {
 }
 
 /// The lines of a file before its test module: everything up to a `#[cfg(test)]` whose item
-/// (after other attributes) is an inline `mod NAME {`.
+/// (after other attributes) is an inline `mod NAME {` that ends the file. A test module with
+/// code after it is no tail: the code after it counts.
 fn code_lines(text: &str) -> Vec<&str> {
     let lines: Vec<&str> = text.lines().collect();
     for (i, line) in lines.iter().enumerate() {
         if line.trim() != "#[cfg(test)]" {
             continue;
         }
-        let item = lines[i + 1..].iter().map(|l| l.trim()).find(|l| !l.starts_with("#["));
-        let inline_mod = item.is_some_and(|l| {
-            let l = l
-                .strip_prefix("pub(crate) ")
-                .or_else(|| l.strip_prefix("pub "))
-                .unwrap_or(l);
-            l.starts_with("mod ") && l.ends_with('{')
-        });
-        if inline_mod {
+        let Some(open) = (i + 1..lines.len()).find(|&k| !lines[k].trim().starts_with("#[")) else {
+            continue;
+        };
+        let item = lines[open].trim();
+        let item = item
+            .strip_prefix("pub(crate) ")
+            .or_else(|| item.strip_prefix("pub "))
+            .unwrap_or(item);
+        if !(item.starts_with("mod ") && item.ends_with('{')) {
+            continue;
+        }
+        // Where the module's braces close: the tail only if nothing but blank lines follows.
+        let mut depth = 0i64;
+        let mut close = None;
+        for (k, l) in lines.iter().enumerate().skip(open) {
+            let code = code_of(l);
+            depth += code.matches('{').count() as i64 - code.matches('}').count() as i64;
+            if depth <= 0 {
+                close = Some(k);
+                break;
+            }
+        }
+        if close.is_some_and(|k| lines[k + 1..].iter().all(|l| l.trim().is_empty())) {
             return lines[..i].to_vec();
         }
     }
@@ -175,13 +213,40 @@ fn names(code: &str, needle: &str) -> bool {
     })
 }
 
-/// The lines of `path` (tests aside) that name one of `forbidden` (tests aside), one per line.
-fn scan(path: &Path, forbidden: &[&str]) -> Vec<Violation> {
+/// What a grouped `use std::{a, b::c}` on this line brings in that `forbidden` names, as
+/// `std::a` paths: `use std::{fs, thread};` names `std::fs` and `std::thread`.
+fn std_group_names(code: &str, forbidden: &[&str]) -> Vec<String> {
+    let Some(start) = code.find("std::{") else {
+        return Vec::new();
+    };
+    let group = &code[start + "std::{".len()..];
+    let group = group.split('}').next().unwrap_or(group);
+    group
+        .split(',')
+        .map(|item| {
+            let item = item.trim();
+            item.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .next()
+                .unwrap_or(item)
+        })
+        .filter(|first| forbidden.contains(first))
+        .map(|first| format!("std::{first}"))
+        .collect()
+}
+
+/// The lines of `path` (tests aside) that name one of `forbidden`, one per line; with
+/// `std_group`, also the `std` modules of that list brought in by a grouped `use std::{..}`.
+fn scan_with(path: &Path, forbidden: &[&str], std_group: &[&str]) -> Vec<Violation> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let mut out = Vec::new();
     for (n, line) in code_lines(&text).iter().enumerate() {
         let code = code_of(line);
-        let hits: Vec<&str> = forbidden.iter().copied().filter(|f| names(code, f)).collect();
+        let mut hits: Vec<String> = forbidden
+            .iter()
+            .filter(|f| names(code, f))
+            .map(|f| f.to_string())
+            .collect();
+        hits.extend(std_group_names(code, std_group));
         if !hits.is_empty() {
             out.push(Violation {
                 path: relative(path),
@@ -190,6 +255,11 @@ fn scan(path: &Path, forbidden: &[&str]) -> Vec<Violation> {
         }
     }
     out
+}
+
+/// The lines of `path` (tests aside) that name one of `forbidden`, one per line.
+fn scan(path: &Path, forbidden: &[&str]) -> Vec<Violation> {
+    scan_with(path, forbidden, &[])
 }
 
 /// The files of the sans-I/O state machines, checking that every listed one exists.
@@ -248,7 +318,7 @@ fn check(rule: Rule, violations: Vec<Violation>) {
 fn state_machines_name_no_runtime_socket_file_thread_process_or_clock() {
     let violations = sans_io_files()
         .iter()
-        .flat_map(|f| scan(f, FORBIDDEN_IN_SANS_IO))
+        .flat_map(|f| scan_with(f, FORBIDDEN_IN_SANS_IO, FORBIDDEN_STD_GROUP))
         .collect();
     check(Rule::SansIo, violations);
 }
@@ -299,8 +369,29 @@ fn the_checks_see_code_and_skip_comments_and_tests() {
     assert!(names("use std::net::TcpListener;", "std::net::Tcp"));
     assert_eq!(code_of("let a = 1; // uses smol"), "let a = 1; ");
     assert_eq!(code_of(r#"let s = "tcp://h"; x"#), r#"let s = "tcp://h"; x"#);
+    assert_eq!(
+        code_of(r#"let q = '"'; x // c"#),
+        r#"let q = '"'; x "#,
+        "a char literal is no string"
+    );
+    assert_eq!(code_of(r#"let q = '\''; "tcp://h""#), r#"let q = '\''; "tcp://h""#);
+    assert_eq!(code_of("fn f<'a>(x: &'a str) {} // c"), "fn f<'a>(x: &'a str) {} ");
     let text = "fn a() {}\n#[cfg(test)]\nmod tests;\nfn b() {}\n#[cfg(test)]\n#[allow(x)]\nmod tests {\n}\n";
     assert_eq!(code_lines(text).len(), 4, "a declared test module is not the tail");
+    let early = "#[cfg(test)]\nmod tests {\n    fn t() {}\n}\nfn after() { Instant::now(); }\n";
+    assert_eq!(
+        code_lines(early).len(),
+        5,
+        "a test module with code after it is no tail"
+    );
+    assert_eq!(
+        std_group_names(
+            "use std::{collections::HashMap, fs, thread::spawn, env as e};",
+            FORBIDDEN_STD_GROUP
+        ),
+        ["std::fs", "std::thread", "std::env"]
+    );
+    assert!(std_group_names("use std::{cmp, time::Duration};", FORBIDDEN_STD_GROUP).is_empty());
     assert!(is_test_file("src/scheduler/core_tests.rs"));
     assert!(is_test_file("src/scheduler/core/tests/placement.rs"));
     assert!(is_test_file("src/scheduler/core_tests/mod.rs"));

@@ -679,3 +679,39 @@ fn local_processes_runs_a_graph_and_leaves_nothing_behind() {
     assert_nothing_left_in(&mut sb, &[], "after `distd local --processes --run`");
     sb.check_no_crashes();
 }
+
+/// `distd local --processes` without `--run` serves as a cluster of nanny-supervised worker
+/// processes until SIGINT, and leaves nothing behind.
+#[test]
+fn local_processes_serves_a_cluster_until_interrupted() {
+    let mut sb = Sandbox::new();
+    let dir = local_dir(&sb);
+    let local: ProcId = sb.spawn_daemon("local", &["local", "-n", "2", "--processes", "--local-directory", &dir]);
+    let line = sb.wait_for_stdout(local, "scheduler at ", DEADLINE);
+    let address = line.trim().trim_start_matches("scheduler at ").to_string();
+    sb.wait_for_stdout(local, "2 workers ready", DEADLINE);
+    let pid = sb.pid(local);
+    let mut recorded = Recorded::default();
+    recorded.add_descendants(pid);
+    let workers = children(pid)
+        .into_iter()
+        .filter(|&p| cmdline(p).contains("--no-nanny"))
+        .count();
+    assert_eq!(workers, 2, "two worker processes run under the nanny");
+
+    let out = sb.run("submit", &["submit", &address, "--", "echo", "via local --processes"]);
+    out.assert_success();
+    assert_eq!(out.stdout, "via local --processes\n");
+    recorded.add_descendants(pid);
+
+    sb.signal(local, libc::SIGINT);
+    sb.wait_exit(local, DEADLINE).assert_success();
+    let gone = sb.poll_until(DEADLINE, |_| recorded.survivors().is_empty().then_some(()));
+    assert!(
+        gone.is_some(),
+        "processes outlive `distd local --processes`: {:?}",
+        recorded.survivors()
+    );
+    assert_nothing_left_in(&mut sb, &[], "after `distd local --processes` is interrupted");
+    sb.check_no_crashes();
+}
