@@ -278,6 +278,7 @@ mod tests {
             on_linked(now: Instant);
             on_scheduler_lost(now: Instant);
             on_scheduler_message(msg: ToNanny, now: Instant);
+            on_spawn_failed(slot: usize, error: &std::io::Error, now: Instant);
         }
 
         fn take_outbox(&mut self) -> Vec<NannyAction> {
@@ -456,5 +457,43 @@ mod tests {
             n.take_outbox(),
             vec![NannyAction::Spawn { slot: 0 }, NannyAction::ReapOrphans]
         );
+    }
+
+    /// Regression test for a bug: with two or more workers that cannot be started at all (the
+    /// executable is gone), the first slot to give up stopped the others while their spawns
+    /// were still queued; their spawns then failed, the failure was ignored in `Stopping`, and
+    /// the nanny waited forever for children that never existed.
+    #[test]
+    fn workers_that_cannot_start_stop_the_nanny_whatever_their_number() {
+        for n in 1..=3 {
+            let mut now = Instant::now();
+            let mut c = Checked::started(n, now);
+            let mut pending: Vec<NannyAction> = (0..n).map(|slot| NannyAction::Spawn { slot }).collect();
+            let mut gave_up = false;
+            let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+            for _ in 0..1000 {
+                for action in std::mem::take(&mut pending) {
+                    match action {
+                        NannyAction::Spawn { slot } => c.on_spawn_failed(slot, &missing, now),
+                        NannyAction::GaveUp { .. } => gave_up = true,
+                        _ => {}
+                    }
+                }
+                pending = c.take_outbox();
+                if pending.is_empty() {
+                    if c.0.is_done() {
+                        break;
+                    }
+                    let next =
+                        c.0.next_deadline()
+                            .expect("a nanny that is not done has something to wait for");
+                    now = now.max(next);
+                    c.on_timer(now);
+                    pending = c.take_outbox();
+                }
+            }
+            assert!(c.0.is_done(), "{n} workers: the nanny ends");
+            assert!(gave_up, "{n} workers: it gives up, naming why");
+        }
     }
 }

@@ -196,10 +196,25 @@ impl Supervisor {
 
     /// The child could not even be spawned (the executable is gone, fork failed).
     pub fn on_spawn_failed(&mut self, error: &std::io::Error, now: Instant) {
-        if !matches!(self.phase, Phase::Running { .. }) {
-            return;
+        match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::Running { .. } => self.crashed(format!("could not start: {error}"), false, true, now),
+            // Asked to stop before its spawn was tried: no child will ever exit, so the stop
+            // is over now.
+            Phase::Stopping { after, .. } => self.stopped(after, now),
+            phase => self.phase = phase,
         }
-        self.crashed(format!("could not start: {error}"), false, true, now);
+    }
+
+    /// A stop is over (its child exited, or never started): what comes after it.
+    fn stopped(&mut self, after: AfterStop, now: Instant) {
+        match after {
+            AfterStop::Restart => {
+                self.phase = Phase::Waiting { at: now };
+                self.on_timer(now);
+            }
+            AfterStop::Finish => self.outbox.push(Action::Finished(Ok(()))),
+            AfterStop::Crash(reason) => self.crashed(reason, false, false, now),
+        }
     }
 
     /// The child exited.
@@ -211,14 +226,7 @@ impl Supervisor {
                 log::debug!("nanny: an exit ({how}) without a running child");
                 self.phase = phase;
             }
-            Phase::Stopping { after, .. } => match after {
-                AfterStop::Restart => {
-                    self.phase = Phase::Waiting { at: now };
-                    self.on_timer(now);
-                }
-                AfterStop::Finish => self.outbox.push(Action::Finished(Ok(()))),
-                AfterStop::Crash(reason) => self.crashed(reason, false, false, now),
-            },
+            Phase::Stopping { after, .. } => self.stopped(after, now),
             Phase::Running { since } => match how {
                 // The worker ended by itself, as asked by its scheduler: nothing to restart.
                 ExitKind::Code(0) => self.outbox.push(Action::Finished(Ok(()))),
