@@ -10,6 +10,21 @@
 //! Everything else is the crate's own: its modules are private, so the compiler reports
 //! what nothing uses.
 
+/// For the state machines' tier-1 tests: methods of a wrapper that forward each event to the
+/// machine in field `$field` and then run its `sanity_check`, so every step is checked:
+/// `checked! { core; on_timer(now: Instant); }`.
+#[cfg(test)]
+macro_rules! checked {
+    ($field:tt; $($name:ident($($arg:ident: $ty:ty),*);)*) => {
+        $(
+            fn $name(&mut self, $($arg: $ty),*) {
+                self.$field.$name($($arg),*);
+                self.$field.sanity_check();
+            }
+        )*
+    };
+}
+
 pub mod cli;
 mod client;
 mod idmap;

@@ -5,6 +5,8 @@
 //! the result store's set-up (spill on its own) and the nanny's supervisor (kill). It must
 //! never read memory itself: callers pass the readings in.
 
+use std::time::Duration;
+
 /// Thresholds as fractions of a memory limit, in percent. A limit of 0 means no limit, and
 /// then no threshold applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +24,9 @@ pub struct MemoryPolicy {
 }
 
 impl MemoryPolicy {
+    /// How often memory is compared with the limit, when there is one: by the worker (pause,
+    /// spill) and by the nanny (kill).
+    pub const CHECK_EVERY: Duration = Duration::from_millis(100);
     pub const SPILL_PERCENT: u8 = 60;
     pub const PAUSE_PERCENT: u8 = 80;
     pub const KILL_PERCENT: u8 = 95;

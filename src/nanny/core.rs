@@ -11,11 +11,9 @@
 //! or the clock, or touches a socket: the shell in `server.rs` does.
 
 use super::supervisor::{Action, ExitKind, GiveUp, Policy, Supervisor};
+use crate::memory::MemoryPolicy;
 use crate::protocol::{FromNanny, ToNanny};
-use std::time::{Duration, Instant};
-
-/// How often the children's memory is sampled, when there is a limit.
-pub const MEMORY_POLL: Duration = Duration::from_millis(100);
+use std::time::Instant;
 
 /// What the nanny's shell must do. `slot` indexes the workers as named at the start.
 #[derive(Clone, Debug, PartialEq)]
@@ -77,7 +75,7 @@ impl NannyCore {
             stopping: false,
             gave_up: None,
             linked: false,
-            next_memory_check: (policy.memory.is_limited() && !names_empty).then(|| now + MEMORY_POLL),
+            next_memory_check: (policy.memory.is_limited() && !names_empty).then(|| now + MemoryPolicy::CHECK_EVERY),
             outbox: Vec::new(),
         }
     }
@@ -115,7 +113,7 @@ impl NannyCore {
             self.drain(i, now);
         }
         if let Some(at) = self.next_memory_check.filter(|at| *at <= now) {
-            self.next_memory_check = (!self.is_done()).then(|| at.max(now) + MEMORY_POLL);
+            self.next_memory_check = (!self.is_done()).then(|| at.max(now) + MemoryPolicy::CHECK_EVERY);
             self.outbox.push(NannyAction::SampleMemory);
         }
     }
@@ -244,8 +242,8 @@ impl NannyCore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::MemoryPolicy;
     use crate::nanny::supervisor::EXIT_FATAL;
+    use std::time::Duration;
 
     /// A nanny core whose every event is followed by its sanity check.
     struct Checked(NannyCore);
@@ -271,6 +269,7 @@ mod tests {
         }
 
         checked! {
+            0;
             on_timer(now: Instant);
             on_signal(now: Instant);
             on_exit(slot: usize, how: ExitKind, now: Instant);
@@ -304,7 +303,7 @@ mod tests {
         );
         assert_eq!(
             n.0.next_deadline(),
-            Some(t0 + MEMORY_POLL),
+            Some(t0 + MemoryPolicy::CHECK_EVERY),
             "the grace period is longer"
         );
         let t1 = t0 + Duration::from_millis(50);
@@ -343,11 +342,11 @@ mod tests {
     fn memory_is_sampled_on_a_timer_and_a_kill_is_reported_before_it_happens() {
         let t0 = Instant::now();
         let mut n = Checked::started(2, t0);
-        assert_eq!(n.0.next_deadline(), Some(t0 + MEMORY_POLL));
-        let t1 = t0 + MEMORY_POLL;
+        assert_eq!(n.0.next_deadline(), Some(t0 + MemoryPolicy::CHECK_EVERY));
+        let t1 = t0 + MemoryPolicy::CHECK_EVERY;
         n.on_timer(t1);
         assert_eq!(n.take_outbox(), vec![NannyAction::SampleMemory]);
-        assert_eq!(n.0.next_deadline(), Some(t1 + MEMORY_POLL));
+        assert_eq!(n.0.next_deadline(), Some(t1 + MemoryPolicy::CHECK_EVERY));
         n.on_memory(0, 950, t1);
         assert_eq!(n.take_outbox(), vec![], "at the threshold is not above it");
         n.on_memory(1, 2000, t1);

@@ -414,6 +414,7 @@ mod tests {
         }
 
         checked! {
+            0;
             on_timer(now: Instant);
             on_exit(how: ExitKind, now: Instant);
             on_spawn_failed(error: &std::io::Error, now: Instant);

@@ -13,9 +13,6 @@ use crate::protocol::FromWorker;
 use crate::units::format_bytes;
 use std::time::{Duration, Instant};
 
-/// How often memory is compared with the limit (when there is one).
-pub const MEMORY_CHECK: Duration = Duration::from_millis(100);
-
 /// What outlives a scheduler session: the clock-driven part of the worker.
 #[derive(Debug, Default)]
 pub struct Life {
@@ -111,7 +108,7 @@ impl WorkerCore {
             sample = true;
         }
         if let Some(at) = self.life.next_memory_check.filter(|at| *at <= now) {
-            self.life.next_memory_check = Some(at.max(now) + MEMORY_CHECK);
+            self.life.next_memory_check = Some(at.max(now) + MemoryPolicy::CHECK_EVERY);
             sample = true;
         }
         if sample {
@@ -166,7 +163,7 @@ impl WorkerCore {
         life.heartbeat_every = heartbeat;
         life.next_heartbeat = Some(now + heartbeat);
         life.heartbeat_waiting = false;
-        life.next_memory_check = life.memory.is_limited().then(|| now + MEMORY_CHECK);
+        life.next_memory_check = life.memory.is_limited().then(|| now + MemoryPolicy::CHECK_EVERY);
         if let Some(reason) = life.retiring.clone() {
             self.outbox.push(Effect::Send(FromWorker::Retire { reason }));
         }
@@ -176,6 +173,11 @@ impl WorkerCore {
     /// The scheduler connection is gone: every task and result of the session is forgotten
     /// (the shell reconnects and registers anew).
     pub fn on_scheduler_lost(&mut self, _now: Instant) {
+        // What the outbox still holds is dropped with the session, unapplied: a spill asked
+        // for there never starts, so it will never report `Spilled` either.
+        if self.outbox.iter().any(|e| matches!(e, Effect::Spill { .. })) {
+            self.life.spilling = false;
+        }
         self.forget_session();
         let life = &mut self.life;
         life.connected = false;

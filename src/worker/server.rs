@@ -510,14 +510,20 @@ impl Shell {
         let store = self.store.clone();
         let events = self.events_tx.clone();
         self.spilling = Some(crate::rt::spawn(async move {
-            blocking::unblock(move || {
-                if let Err(e) = store.spill_until(keep) {
-                    log::warn!("spilling to disk failed: {e}");
-                }
-                // Give freed heap back to the system, or RSS would not show the spill.
-                crate::sys::release_free_memory();
+            let outcome = blocking::unblock(move || {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    if let Err(e) = store.spill_until(keep) {
+                        log::warn!("spilling to disk failed: {e}");
+                    }
+                    // Give freed heap back to the system, or RSS would not show the spill.
+                    crate::sys::release_free_memory();
+                }))
             })
             .await;
+            if outcome.is_err() {
+                log::error!("spilling to disk panicked; the next memory check tries again");
+            }
+            // Whatever happened, the spill is over: the core may ask for the next one.
             let _ = events.send(Event::Spilled).await;
         }));
     }

@@ -1,7 +1,6 @@
 //! Tier-1 tests of the worker core: events in, effects out, a pretend clock, no sockets or
 //! sleeps, and [`WorkerCore::sanity_check`] after every step (through [`Sim`]).
 
-use super::lifecycle::MEMORY_CHECK;
 use super::state::{Effect, FetchError, WorkerCore, WorkerExit, WorkerSettings, FUNCTION_PREFETCH_PER_THREAD};
 use crate::memory::MemoryPolicy;
 use crate::protocol::{ComputeTask, DepLocation, FromWorker, TaskError, TaskId, TaskSpec};
@@ -10,18 +9,6 @@ use std::time::{Duration, Instant};
 /// A worker core whose every event is followed by its sanity check.
 struct Sim {
     core: WorkerCore,
-}
-
-/// Forwards an event to the core, then checks its invariants.
-macro_rules! checked {
-    ($($name:ident($($arg:ident: $ty:ty),*);)*) => {
-        $(
-            fn $name(&mut self, $($arg: $ty),*) {
-                self.core.$name($($arg),*);
-                self.core.sanity_check();
-            }
-        )*
-    };
 }
 
 impl Sim {
@@ -42,6 +29,7 @@ impl Sim {
     }
 
     checked! {
+        core;
         on_compute(ct: ComputeTask);
         on_replicate(task: TaskId, from: String);
         on_fetched(dep: TaskId, outcome: Result<u64, FetchError>);
@@ -484,10 +472,10 @@ fn memory_above_the_thresholds_spills_pauses_and_resumes() {
     let mut w = Sim::with(settings, t0);
     assert_eq!(
         w.next_deadline(),
-        Some(t0 + MEMORY_CHECK),
+        Some(t0 + MemoryPolicy::CHECK_EVERY),
         "memory is checked between heartbeats"
     );
-    let t1 = t0 + MEMORY_CHECK;
+    let t1 = t0 + MemoryPolicy::CHECK_EVERY;
     w.on_timer(t1);
     assert_eq!(w.take_outbox(), vec![Effect::SampleMemory]);
     // Under the spill threshold: nothing.
@@ -509,7 +497,7 @@ fn memory_above_the_thresholds_spills_pauses_and_resumes() {
     assert_eq!(executes(&w.take_outbox()), vec![]);
     w.on_spilled();
     // Back under it: the waiting task starts; under 60% no new spill.
-    let t2 = t1 + MEMORY_CHECK;
+    let t2 = t1 + MemoryPolicy::CHECK_EVERY;
     assert_eq!(w.next_deadline(), Some(t2));
     w.on_timer(t2);
     assert_eq!(w.take_outbox(), vec![Effect::SampleMemory]);
@@ -519,6 +507,25 @@ fn memory_above_the_thresholds_spills_pauses_and_resumes() {
     // A spill that is over can be followed by another.
     w.on_memory(650, 100, t2);
     assert_eq!(w.take_outbox(), vec![Effect::Spill { keep: 50 }]);
+}
+
+/// A spill the core asked for in the batch that lost the scheduler is dropped with the
+/// session's outbox, unstarted: the next high reading asks again rather than waiting for a
+/// `Spilled` that will never come.
+#[test]
+fn a_spill_dropped_with_a_lost_session_is_asked_for_again() {
+    let t0 = Instant::now();
+    let settings = WorkerSettings {
+        memory: MemoryPolicy::new(1000),
+        ..WorkerSettings::new(1)
+    };
+    let mut w = Sim::with(settings, t0);
+    w.on_memory(700, 400, t0);
+    w.on_scheduler_lost(t0);
+    w.on_registered(HEARTBEAT, t0);
+    w.take_outbox();
+    w.on_memory(700, 400, t0);
+    assert_eq!(w.take_outbox(), vec![Effect::Spill { keep: 200 }]);
 }
 
 #[test]
