@@ -13,6 +13,9 @@
 //! `DISTD_SPIN_US`) before it sleeps in the reactor: the next message of a busy exchange is
 //! then handled at once, instead of after an idle core wakes up, which costs about 100 µs on
 //! a virtual machine.
+//!
+//! [`DeadlineWait`] is how every state machine's shell waits: for its next event or its
+//! machine's next deadline, with one timer that moves only when the deadline does.
 
 use async_executor::{Executor, Task};
 use std::future::Future;

@@ -57,7 +57,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct SchedulerArgs {
     /// Interface to listen on (0.0.0.0 for all)
-    #[arg(long, default_value = "0.0.0.0")]
+    #[arg(long, default_value = defaults::SCHEDULER_HOST)]
     pub host: String,
     /// Port to listen on (0 picks a free one)
     #[arg(long, default_value_t = DEFAULT_PORT)]
@@ -236,7 +236,7 @@ pub struct SshArgs {
     #[arg(long, default_value_t = DEFAULT_PORT)]
     pub scheduler_port: u16,
     /// Threads per worker (default: the remote cores / nworkers)
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    #[arg(long, default_value_t = defaults::SSH_NTHREADS, value_name = "N")]
     pub nthreads: usize,
     /// Worker processes per host
     #[arg(long, default_value_t = defaults::NWORKERS, value_name = "N")]
@@ -257,13 +257,13 @@ pub struct SshArgs {
     #[arg(long, value_name = "FILE")]
     pub ssh_config: Option<PathBuf>,
     /// The distd to run on the hosts (its version must equal this one's)
-    #[arg(long, default_value = "distd", value_name = "PATH", conflicts_with = "upload")]
+    #[arg(long, default_value = defaults::SSH_REMOTE_DISTD, value_name = "PATH", conflicts_with = "upload")]
     pub remote_distd: String,
     /// Copy this distd binary to each host (checksummed; reused when already there)
     #[arg(long)]
     pub upload: bool,
     /// With --upload: where the binary goes on each host (relative to the remote home)
-    #[arg(long, default_value = ".cache/distd", value_name = "DIR")]
+    #[arg(long, default_value = defaults::SSH_REMOTE_DIR, value_name = "DIR")]
     pub remote_dir: String,
     /// Scratch folder of the workers on each host
     #[arg(long, value_name = "DIR")]

@@ -27,6 +27,14 @@ pub mod defaults {
     pub const MEMORY_LIMIT: &str = "auto";
     /// `--nworkers`: worker processes per nanny (per host for `distd ssh`).
     pub const NWORKERS: usize = 1;
+    /// `distd scheduler --host`: every interface.
+    pub const SCHEDULER_HOST: &str = "0.0.0.0";
+    /// `distd ssh --nthreads`: 0 means the remote cores divided by `--nworkers`.
+    pub const SSH_NTHREADS: usize = 0;
+    /// `distd ssh --remote-distd`: the distd on the remote `PATH`.
+    pub const SSH_REMOTE_DISTD: &str = "distd";
+    /// `distd ssh --remote-dir`: where `--upload` puts distd, relative to the remote home.
+    pub const SSH_REMOTE_DIR: &str = ".cache/distd";
 }
 
 /// A bad flag, file or value, reported as one line.
@@ -716,8 +724,8 @@ mod tests {
         );
     }
 
-    /// Regression test for a bug: `distd local --processes` gave its nanny a crash limit and
-    /// a shutdown timeout of its own instead of the defaults of `distd worker`'s flags.
+    /// Pins that `distd local --processes` gives its nanny the defaults of `distd worker`'s
+    /// flags (it had literals of its own, equal today, that could drift apart).
     #[test]
     fn local_processes_supervise_with_the_worker_defaults() {
         use super::super::args::Command;

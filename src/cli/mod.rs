@@ -6,6 +6,8 @@ mod args;
 mod commands;
 mod config;
 
+pub(crate) use config::defaults::SCHEDULER_HOST;
+
 use crate::worker::Registry;
 use clap::Parser;
 use std::process::ExitCode;

@@ -120,7 +120,11 @@ async fn core_loop(config: SchedulerConfig, events: async_channel::Receiver<Even
         }
         for out in core.take_outbox() {
             if let Some(reason) = links.deliver(out) {
-                stop = stop.or(Some((reason, "scheduler idle timeout".to_string())));
+                let text = match reason {
+                    StopReason::IdleTimeout(_) => "scheduler idle timeout",
+                    StopReason::Requested => "scheduler shut down",
+                };
+                stop = stop.or(Some((reason, text.to_string())));
             }
         }
         if let Some(s) = stop {

@@ -539,7 +539,7 @@ async fn start_scheduler(config: &SshConfig, (session, program): &Ready) -> Resu
         vec![
             "scheduler".into(),
             "--host".into(),
-            "0.0.0.0".into(),
+            crate::cli::SCHEDULER_HOST.into(),
             "--port".into(),
             config.scheduler_port.to_string(),
         ],

@@ -1,9 +1,11 @@
 //! The worker process's async shell: the scheduler connection, the peer port, fetchers and
 //! executions, all feeding one loop that owns the [`WorkerCore`] and carries out its effects.
 //!
-//! It decides nothing: heartbeats, memory pauses and spills, the lifetime and stop requests
-//! are the core's. The loop waits for an event or the core's next deadline, reads the clock
-//! and `/proc` when the core asks, and must never keep a periodic ticker of its own.
+//! Heartbeats, memory pauses and spills, the lifetime and stop requests are the core's
+//! decisions. The loop waits for an event or the core's next deadline ([`DeadlineWait`]),
+//! passes the clock in with every event, reads `/proc` when the core asks, and never keeps a
+//! periodic ticker of its own. One policy is still the shell's: how registration is retried
+//! (every 100 ms until `--death-timeout`, a refusal final at once), in `register_patiently`.
 
 use super::exec::{call_function, execute, Claim, ExecContext, FunctionThreads};
 use super::peer::serve_peers;
