@@ -69,8 +69,17 @@ pub enum WorkerError {
     Listen { addr: String, source: std::io::Error },
     #[error("cannot create local directory {path}: {source}")]
     LocalDir { path: String, source: std::io::Error },
-    #[error("scheduler at {addr}: {reason}")]
-    Protocol { addr: String, reason: String },
+}
+
+/// Why one registration attempt failed: worth another until the death timeout.
+#[derive(Debug, thiserror::Error)]
+enum RegisterError {
+    #[error("connection closed during registration")]
+    Closed,
+    #[error("expected Registered, got {0}")]
+    Unexpected(String),
+    #[error("{0}")]
+    Frame(#[from] crate::protocol::FrameError),
 }
 
 /// What the loop reacts to.
@@ -250,10 +259,9 @@ async fn register_patiently(
                 connect_scheduler(&config.scheduler, patience).await?.0
             }
         };
-        let last = match register(s, &config.scheduler, info, events.clone()).await {
+        let last = match register(s, info, events.clone()).await {
             Ok(session) => return Ok(session),
-            Err(WorkerError::Protocol { reason, .. }) => reason,
-            Err(e) => return Err(e),
+            Err(why) => why.to_string(),
         };
         if start.elapsed() >= config.death_timeout {
             return Err(WorkerError::Unreachable {
@@ -271,25 +279,20 @@ async fn register_patiently(
 /// scheduler messages.
 async fn register(
     stream: TcpStream,
-    addr: &str,
     info: &WorkerInfo,
     events: async_channel::Sender<Event>,
-) -> Result<Session, WorkerError> {
-    let protocol = |reason: String| WorkerError::Protocol {
-        addr: addr.to_string(),
-        reason,
-    };
+) -> Result<Session, RegisterError> {
     let (tx, rx) = async_channel::unbounded();
     let writer = spawn_writer(rx, stream.clone());
     tx.send(FromWorker::Register(info.clone()))
         .await
-        .map_err(|_| protocol("connection closed during registration".into()))?;
+        .map_err(|_| RegisterError::Closed)?;
     let mut reader = FrameReader::new(stream);
     let heartbeat = match reader.next::<ToWorker>().await {
         Ok(Some(ToWorker::Registered { heartbeat_ms, .. })) => Duration::from_millis(heartbeat_ms.max(10)),
-        Ok(Some(other)) => return Err(protocol(format!("expected Registered, got {other:?}"))),
-        Ok(None) => return Err(protocol("connection closed during registration".into())),
-        Err(e) => return Err(protocol(e.to_string())),
+        Ok(Some(other)) => return Err(RegisterError::Unexpected(format!("{other:?}"))),
+        Ok(None) => return Err(RegisterError::Closed),
+        Err(e) => return Err(RegisterError::Frame(e)),
     };
     let reader = crate::rt::spawn(async move {
         loop {
