@@ -109,3 +109,33 @@ fn released_key_can_be_submitted_and_run_again() {
     cl.submit(c, vec![task("a")], &["a"]);
     assert_eq!(cl.computes_sent_to("w1"), ["a"]);
 }
+
+/// A task may name the same input twice (as a graph file's `deps = ["a", "a"]` does): it
+/// runs once the input is done, on both ready and queued-behind paths, and everything is
+/// released and forgotten after, with no stale dependent left on the input.
+#[test]
+fn a_task_naming_an_input_twice_runs_and_is_forgotten_cleanly() {
+    for queue_behind in [false, true] {
+        let (mut cl, c) =
+            Cluster::with_config(config(|c| c.queue_behind_inputs = queue_behind)).with_workers(&[("w1", 1)]);
+        cl.submit(
+            c,
+            vec![task("a"), task_on("b", &["a", "a"]), task_on("c", &["b", "a", "b"])],
+            &["c"],
+        );
+        let first = cl.computes_sent_to("w1");
+        assert_eq!(first[0], "a");
+        cl.finish("w1", "a", 1);
+        cl.computes_sent_to("w1");
+        cl.finish("w1", "b", 1);
+        cl.computes_sent_to("w1");
+        cl.finish("w1", "c", 1);
+        assert_eq!(cl.finished_to_client(c), ["c"]);
+        cl.release(c, &["c"]);
+        assert_eq!(
+            cl.core.task_count(),
+            0,
+            "everything is forgotten (queue behind: {queue_behind})"
+        );
+    }
+}
