@@ -1,7 +1,7 @@
 //! The scheduler's async shell: takes the connections that passed their handshake in
 //! [`crate::protocol::serve`], turns their frames into events for the one loop that owns the
-//! [`Core`], wakes the core at its [`Core::next_deadline`], and delivers the core's outbox
-//! after every event (each event is a batch of its own for the core). It decides nothing.
+//! [`Core`], wakes the core at its [`Core::next_deadline`], and delivers the core's outbox.
+//! It decides nothing.
 //!
 //! A connection that sends garbage, a truncated or oversized frame, or speaks another
 //! version is closed with a logged reason; the others are not disturbed.
@@ -107,14 +107,6 @@ async fn core_loop(config: SchedulerConfig, events: async_channel::Receiver<Even
                 while let Some(ev) = next.take() {
                     if let Some(reason) = links.handle(&mut core, ev, Instant::now()) {
                         stop = Some((StopReason::Requested, reason));
-                    }
-                    // Every event is a batch of its own for the core: its placement pass runs
-                    // now, so tasks are placed in the order they became ready (a pass per
-                    // channel backlog measured 10-15% slower on the tree benchmark). What it
-                    // decided only goes to the connections' writers, which send a whole
-                    // burst in one write once this loop yields.
-                    stop = stop.or(links.deliver_all(core.take_outbox()));
-                    if stop.is_some() {
                         break;
                     }
                     next = events.try_recv().ok();
@@ -126,7 +118,15 @@ async fn core_loop(config: SchedulerConfig, events: async_channel::Receiver<Even
         if core.next_deadline().is_some_and(|d| d <= now) {
             core.on_timer(now);
         }
-        stop = stop.or(links.deliver_all(core.take_outbox()));
+        for out in core.take_outbox() {
+            if let Some(reason) = links.deliver(out) {
+                let text = match reason {
+                    StopReason::IdleTimeout(_) => "scheduler idle timeout",
+                    StopReason::Requested => "scheduler shut down",
+                };
+                stop = stop.or(Some((reason, text.to_string())));
+            }
+        }
         if let Some(s) = stop {
             break s;
         }
@@ -219,22 +219,6 @@ impl Links {
             Event::Stop(reason) => return Some(reason),
         }
         None
-    }
-
-    /// Delivers the core's outbox; `Some` when the core decided to stop, with the words for
-    /// the goodbye.
-    fn deliver_all(&mut self, outbox: Vec<Outgoing>) -> Option<(StopReason, String)> {
-        let mut stop = None;
-        for out in outbox {
-            if let Some(reason) = self.deliver(out) {
-                let text = match reason {
-                    StopReason::IdleTimeout(_) => "scheduler idle timeout",
-                    StopReason::Requested => "scheduler shut down",
-                };
-                stop = stop.or(Some((reason, text.to_string())));
-            }
-        }
-        stop
     }
 
     /// Delivers one message of the core's outbox; `Some` when the core decided to stop.
