@@ -514,17 +514,19 @@ impl Shell {
     fn spill(&mut self, keep: u64) {
         let store = self.store.clone();
         let events = self.events_tx.clone();
+        // Started now, on a blocking thread: memory is high, and the loop may not yield to
+        // the task below for a while.
+        let job = blocking::unblock(move || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if let Err(e) = store.spill_until(keep) {
+                    log::warn!("spilling to disk failed: {e}");
+                }
+                // Give freed heap back to the system, or RSS would not show the spill.
+                crate::sys::release_free_memory();
+            }))
+        });
         self.spilling = Some(crate::rt::spawn(async move {
-            let outcome = blocking::unblock(move || {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    if let Err(e) = store.spill_until(keep) {
-                        log::warn!("spilling to disk failed: {e}");
-                    }
-                    // Give freed heap back to the system, or RSS would not show the spill.
-                    crate::sys::release_free_memory();
-                }))
-            })
-            .await;
+            let outcome = job.await;
             if outcome.is_err() {
                 log::error!("spilling to disk panicked; the next memory check tries again");
             }
