@@ -7,8 +7,8 @@
 use crate::protocol::codec;
 use crate::protocol::LocationProblem;
 use crate::protocol::{
-    dial, spawn_writer, AttemptError, ClusterInfo, DialError, FrameReader, FromClient, HandshakeError, KeyLocation,
-    PeerClient, PeerError, RequestId, Role, TaskDesc, TaskError, ToClient,
+    dial, spawn_writer, AttemptError, ClusterInfo, FrameReader, FromClient, HandshakeError, KeyLocation, PeerClient,
+    PeerError, RequestId, Role, TaskDesc, TaskError, ToClient,
 };
 use serde::{de::DeserializeOwned, Serialize};
 use smol::Task;
@@ -153,12 +153,10 @@ impl AsyncClient {
         let stream = match dial(&addr, Role::Client, Role::Scheduler, Duration::ZERO).await {
             Ok(d) => d.stream,
             // A connection broken during the handshake is the scheduler's doing: a refusal.
-            Err(DialError::Unreachable {
-                last: AttemptError::Handshake { source, .. },
-                ..
-            })
-            | Err(DialError::Refused { source, .. }) => return Err(ClientError::Refused { addr, source }),
-            Err(DialError::Unreachable { last, .. }) => return Err(ClientError::Connect { addr, source: last }),
+            Err(e) => match e.into_refusal() {
+                Ok(source) => return Err(ClientError::Refused { addr, source }),
+                Err(source) => return Err(ClientError::Connect { addr, source }),
+            },
         };
         let mut reader = FrameReader::new(stream.clone());
         match reader.next::<ToClient>().await {

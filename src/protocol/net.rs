@@ -79,6 +79,22 @@ pub enum DialError {
     },
 }
 
+impl DialError {
+    /// For a caller of one attempt that reports the two cases apart: `Ok` with the handshake
+    /// error when a distd answered and refused, or broke off the handshake; `Err` with why
+    /// nothing answered.
+    pub fn into_refusal(self) -> Result<HandshakeError, AttemptError> {
+        match self {
+            DialError::Refused { source, .. }
+            | DialError::Unreachable {
+                last: AttemptError::Handshake { source, .. },
+                ..
+            } => Ok(source),
+            DialError::Unreachable { last, .. } => Err(last),
+        }
+    }
+}
+
 /// A connection past its handshake.
 pub struct Dialed {
     pub stream: TcpStream,

@@ -10,7 +10,7 @@ use super::frame::{encode_frame, FrameError, FrameReader};
 use super::handshake::{HandshakeError, Role};
 use super::ids::TaskId;
 use super::messages::{FromPeer, ToPeer};
-use super::net::{dial, AttemptError, DialError};
+use super::net::{dial, AttemptError};
 use futures_lite::AsyncWriteExt;
 use smol::net::TcpStream;
 use std::sync::Arc;
@@ -49,18 +49,14 @@ impl PeerClient {
     pub async fn connect(addr: &str, role: Role) -> Result<PeerClient, PeerError> {
         let dialed = dial(addr, role, Role::Worker, Duration::ZERO)
             .await
-            .map_err(|e| match e {
-                DialError::Unreachable {
-                    last: AttemptError::Handshake { source, .. },
-                    ..
-                }
-                | DialError::Refused { source, .. } => PeerError::Refused {
+            .map_err(|e| match e.into_refusal() {
+                Ok(source) => PeerError::Refused {
                     addr: addr.to_string(),
                     source,
                 },
-                DialError::Unreachable { last, .. } => PeerError::Connect {
+                Err(source) => PeerError::Connect {
                     addr: addr.to_string(),
-                    source: last,
+                    source,
                 },
             })?;
         Ok(PeerClient {
