@@ -282,9 +282,13 @@ async fn serve(
             ToWorker::Compute(task) => {
                 shared.computed.fetch_add(1, Ordering::Relaxed);
                 vec![
-                    FromWorker::Started { task: task.id },
+                    FromWorker::Started {
+                        task: task.id,
+                        attempt: task.attempt,
+                    },
                     FromWorker::Finished {
                         task: task.id,
+                        attempt: task.attempt,
                         nbytes: 0,
                         fetched: Vec::new(),
                     },

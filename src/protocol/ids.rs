@@ -43,3 +43,17 @@ id_type!(
     NannyId,
     "n"
 );
+
+/// One assignment of a task to a worker, numbered by the scheduler. Every worker message
+/// about a task names the assignment it answers, so an answer that crossed a newer decision
+/// on the wire (a `Cancel`, a `Steal`, the same task assigned again) is told from the answer
+/// to that decision. The count wraps after 2^32 assignments, far beyond any message's time
+/// in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AttemptId(pub u32);
+
+impl fmt::Display for AttemptId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a{}", self.0)
+    }
+}

@@ -3,7 +3,7 @@
 //! Scheduler <-> worker: [`ToWorker`], [`FromWorker`]. Scheduler <-> client: [`ToClient`],
 //! [`FromClient`]. Worker <-> worker or client fetching results: [`ToPeer`], [`FromPeer`].
 
-use super::ids::{ClientId, RequestId, TaskId, WorkerId};
+use super::ids::{AttemptId, ClientId, RequestId, TaskId, WorkerId};
 use super::task::{TaskDesc, TaskSpec};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -24,6 +24,8 @@ pub struct DepLocation {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ComputeTask {
     pub id: TaskId,
+    /// Which assignment of the task this is: the worker's answers name it.
+    pub attempt: AttemptId,
     pub key: String,
     pub spec: TaskSpec,
     /// Inputs in the order the task takes them.
@@ -77,27 +79,32 @@ pub enum FromWorker {
     Register(WorkerInfo),
     Started {
         task: TaskId,
+        attempt: AttemptId,
     },
     Finished {
         task: TaskId,
+        attempt: AttemptId,
         nbytes: u64,
         /// Inputs this worker fetched for the task, and so now also holds.
         fetched: Vec<TaskId>,
     },
     Failed {
         task: TaskId,
+        attempt: AttemptId,
         error: TaskError,
     },
-    /// An input of `task` could not be fetched from `holder`; the worker dropped `task`.
+    /// An input of `task` could not be had from `holder`, a peer address (empty: from
+    /// nobody, or from this worker's own store, which lost it); the worker dropped `task`.
     FetchFailed {
         task: TaskId,
+        attempt: AttemptId,
         dep: TaskId,
         holder: String,
-        reason: String,
+        failure: FetchFailure,
     },
     /// The tasks of a `Steal` that were given back (the others had started).
     Stolen {
-        tasks: Vec<TaskId>,
+        tasks: Vec<(TaskId, AttemptId)>,
     },
     DataStored {
         task: TaskId,
@@ -306,6 +313,20 @@ pub enum FromPeer {
     Missing {
         task: TaskId,
     },
+}
+
+/// Why a worker could not have an input of a task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum FetchFailure {
+    /// The scheduler listed no holder and the input is not computing on this worker.
+    #[error("no worker holds it")]
+    NoHolder,
+    /// The holder answered that it does not hold the result.
+    #[error("the holder does not hold it")]
+    NotHeld,
+    /// The transfer failed: the holder is gone, stalled, or unreachable.
+    #[error("{0}")]
+    Transfer(String),
 }
 
 /// Why a task did not produce a result. A value, carried in events and shown to users.

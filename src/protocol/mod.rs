@@ -18,7 +18,7 @@ mod task;
 pub use conn::{spawn_writer, write_loop, Data};
 pub use frame::{encode_frame, FrameError, FrameReader, MAX_FRAME_LEN};
 pub use handshake::{accept_handshake, connect_handshake, HandshakeError, Hello, Role, MAGIC, PROTOCOL_VERSION};
-pub use ids::{ClientId, NannyId, RequestId, TaskId, WorkerId};
+pub use ids::{AttemptId, ClientId, NannyId, RequestId, TaskId, WorkerId};
 pub use messages::*;
 pub use net::{dial, serve, AttemptError, DialError, Dialed};
 pub use peer_client::{PeerClient, PeerError};

@@ -15,6 +15,7 @@ use super::store::Store;
 use crate::idmap::IdMap;
 use crate::memory::MemoryPolicy;
 use crate::protocol::{
+    AttemptId,
     dial, spawn_writer, Data, DialError, FrameReader, FromWorker, PeerClient, Role, TaskError, TaskId, TaskSpec,
     ToWorker, WorkerInfo,
 };
@@ -87,9 +88,12 @@ enum Event {
     FromScheduler(ToWorker),
     SchedulerLost(String),
     Fetched(TaskId, Result<Data, FetchError>),
-    Executed(TaskId, Result<Data, TaskError>),
-    /// A function thread started a task.
-    FunctionStarted(TaskId),
+    /// An execution of this assignment of a task ended.
+    Executed(TaskId, AttemptId, Result<Data, TaskError>),
+    /// An execution found this input of the task missing from the store.
+    InputMissing(TaskId, AttemptId, TaskId),
+    /// A function thread started this assignment of a task.
+    FunctionStarted(TaskId, AttemptId),
     /// The spill the core asked for is over.
     Spilled,
     /// Someone asks the worker to stop (a signal, [`Worker::stop`]).
@@ -330,12 +334,12 @@ struct Shell {
     ctx: ExecContext,
     events_tx: async_channel::Sender<Event>,
     /// Running executions; dropping one kills it.
-    executions: IdMap<TaskId, Task<()>>,
+    executions: IdMap<TaskId, (AttemptId, Task<()>)>,
     /// Where function tasks run.
     functions: FunctionThreads,
     /// Function tasks queued to `functions` that no thread has started: a steal or a cancel
     /// retracts them through their claim.
-    claims: IdMap<TaskId, Arc<Claim>>,
+    claims: IdMap<TaskId, (AttemptId, Arc<Claim>)>,
     /// A forced spill running on a blocking thread, when the core asked for one.
     spilling: Option<Task<()>>,
     /// One fetcher per peer address, fed task ids to fetch.
@@ -357,7 +361,7 @@ impl Shell {
             };
             // Whatever ended the session, nothing of it may keep running.
             self.executions.clear();
-            for (_, claim) in self.claims.drain() {
+            for (_, (_, claim)) in self.claims.drain() {
                 claim.retract();
             }
             self.fetchers.clear();
@@ -450,7 +454,7 @@ impl Shell {
                 ToWorker::Steal { tasks } => {
                     let claims = &mut self.claims;
                     self.core
-                        .on_steal(tasks, |t| claims.remove(&t).is_some_and(|c| c.retract()))
+                        .on_steal(tasks, |t| claims.remove(&t).is_some_and(|(_, c)| c.retract()))
                 }
                 ToWorker::PutData { task, data, .. } => {
                     let n = data.len() as u64;
@@ -474,21 +478,30 @@ impl Shell {
                 }
                 Err(e) => self.core.on_fetched(task, Err(e)),
             },
-            Event::FunctionStarted(task) => {
-                self.claims.remove(&task);
-                self.core.on_function_started(task)
+            Event::FunctionStarted(task, attempt) => {
+                self.forget_claim(task, attempt);
+                self.core.on_function_started(task, attempt)
             }
-            Event::Executed(task, outcome) => {
-                self.executions.remove(&task);
-                self.claims.remove(&task);
+            Event::Executed(task, attempt, outcome) => {
+                self.forget_claim(task, attempt);
+                if self.executions.get(&task).is_some_and(|(a, _)| *a == attempt) {
+                    self.executions.remove(&task);
+                }
                 match outcome {
                     Ok(data) => {
                         let n = data.len() as u64;
                         self.store_put(task, data);
-                        self.core.on_executed(task, Ok(n));
+                        self.core.on_executed(task, attempt, Ok(n));
                     }
-                    Err(e) => self.core.on_executed(task, Err(e)),
+                    Err(e) => self.core.on_executed(task, attempt, Err(e)),
                 }
+            }
+            Event::InputMissing(task, attempt, dep) => {
+                self.forget_claim(task, attempt);
+                if self.executions.get(&task).is_some_and(|(a, _)| *a == attempt) {
+                    self.executions.remove(&task);
+                }
+                self.core.on_input_missing(task, attempt, dep);
             }
         }
         self.apply_outbox(session)
@@ -535,6 +548,13 @@ impl Shell {
         }));
     }
 
+    /// Forgets the function-thread claim of this assignment of `task` (not a newer one's).
+    fn forget_claim(&mut self, task: TaskId, attempt: AttemptId) {
+        if self.claims.get(&task).is_some_and(|(a, _)| *a == attempt) {
+            self.claims.remove(&task);
+        }
+    }
+
     fn store_put(&self, task: TaskId, data: Data) {
         if let Err(e) = self.store.put(task, data) {
             log::warn!("storing the result {task}: {e}");
@@ -556,6 +576,7 @@ impl Shell {
             }
             Effect::Execute {
                 task,
+                attempt,
                 priority,
                 key: _,
                 spec: TaskSpec::Function { name, args },
@@ -564,8 +585,8 @@ impl Shell {
                 // The fast path: inputs in memory, run on a function thread, answer directly.
                 let inputs = match gather_inputs(&self.store, inputs) {
                     Ok(i) => i,
-                    Err(e) => {
-                        let _ = self.events_tx.try_send(Event::Executed(task, Err(e)));
+                    Err(dep) => {
+                        let _ = self.events_tx.try_send(Event::InputMissing(task, attempt, dep));
                         return None;
                     }
                 };
@@ -574,15 +595,16 @@ impl Shell {
                 let claim = self.functions.submit(
                     priority,
                     Box::new(move || {
-                        let _ = events.send_blocking(Event::FunctionStarted(task));
+                        let _ = events.send_blocking(Event::FunctionStarted(task, attempt));
                         let outcome = call_function(&registry, &name, &args, inputs).map(Arc::new);
-                        let _ = events.send_blocking(Event::Executed(task, outcome));
+                        let _ = events.send_blocking(Event::Executed(task, attempt, outcome));
                     }),
                 );
-                self.claims.insert(task, claim);
+                self.claims.insert(task, (attempt, claim));
             }
             Effect::Execute {
                 task,
+                attempt,
                 priority: _,
                 key,
                 spec,
@@ -594,12 +616,12 @@ impl Shell {
                 let function = matches!(spec, TaskSpec::Function { .. });
                 let handle = crate::rt::spawn(async move {
                     if function {
-                        let _ = events.send(Event::FunctionStarted(task)).await;
+                        let _ = events.send(Event::FunctionStarted(task, attempt)).await;
                     }
                     let gathered = match gather_inputs_async(&store, inputs).await {
                         Ok(g) => g,
-                        Err(e) => {
-                            let _ = events.send(Event::Executed(task, Err(e))).await;
+                        Err(dep) => {
+                            let _ = events.send(Event::InputMissing(task, attempt, dep)).await;
                             return;
                         }
                     };
@@ -608,14 +630,18 @@ impl Shell {
                         .await
                         .unwrap_or_else(|_| Err(TaskError::Other("the worker panicked running this task".into())))
                         .map(Arc::new);
-                    let _ = events.send(Event::Executed(task, outcome)).await;
+                    let _ = events.send(Event::Executed(task, attempt, outcome)).await;
                 });
-                self.executions.insert(task, handle);
+                self.executions.insert(task, (attempt, handle));
             }
-            Effect::Kill(task) => {
-                self.executions.remove(&task);
-                if let Some(claim) = self.claims.remove(&task) {
-                    claim.retract();
+            Effect::Kill(task, attempt) => {
+                if self.executions.get(&task).is_some_and(|(a, _)| *a == attempt) {
+                    self.executions.remove(&task);
+                }
+                if self.claims.get(&task).is_some_and(|(a, _)| *a == attempt) {
+                    if let Some((_, claim)) = self.claims.remove(&task) {
+                        claim.retract();
+                    }
                 }
             }
             Effect::Drop(tasks) => {
@@ -635,29 +661,34 @@ impl Shell {
     }
 }
 
-/// The inputs of a task, in order, from the store (all in memory: nothing blocks).
-fn gather_inputs(store: &Store, inputs: Vec<(TaskId, String)>) -> Result<Vec<(String, Data)>, TaskError> {
-    inputs.into_iter().map(|(id, key)| input(key, store.get(id))).collect()
+/// The inputs of a task, in order, from the store (all in memory: nothing blocks); `Err`
+/// names an input that is not there.
+fn gather_inputs(store: &Store, inputs: Vec<(TaskId, String)>) -> Result<Vec<(String, Data)>, TaskId> {
+    inputs.into_iter().map(|(id, key)| input(id, key, store.get(id))).collect()
 }
 
 /// [`gather_inputs`] for async code: spilled inputs are read on a blocking thread.
-async fn gather_inputs_async(
-    store: &Arc<Store>,
-    inputs: Vec<(TaskId, String)>,
-) -> Result<Vec<(String, Data)>, TaskError> {
+async fn gather_inputs_async(store: &Arc<Store>, inputs: Vec<(TaskId, String)>) -> Result<Vec<(String, Data)>, TaskId> {
     let mut out = Vec::with_capacity(inputs.len());
     for (id, key) in inputs {
-        out.push(input(key, store.get_async(id).await)?);
+        out.push(input(id, key, store.get_async(id).await)?);
     }
     Ok(out)
 }
 
-/// One input as the store answered for it.
-fn input(key: String, got: Result<Option<Data>, super::store::StoreError>) -> Result<(String, Data), TaskError> {
+/// One input as the store answered for it; a store that cannot read it back (a spill file
+/// lost) has lost it.
+fn input(id: TaskId, key: String, got: Result<Option<Data>, super::store::StoreError>) -> Result<(String, Data), TaskId> {
     match got {
         Ok(Some(d)) => Ok((key, d)),
-        Ok(None) => Err(TaskError::Other(format!("input {key:?} vanished from the store"))),
-        Err(e) => Err(TaskError::Other(format!("input {key:?}: {e}"))),
+        Ok(None) => {
+            log::warn!("input {key:?} ({id}) is not in the store");
+            Err(id)
+        }
+        Err(e) => {
+            log::warn!("input {key:?} ({id}) could not be read back: {e}");
+            Err(id)
+        }
     }
 }
 

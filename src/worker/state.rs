@@ -14,7 +14,7 @@
 use super::lifecycle::Life;
 use crate::idmap::{IdMap, IdSet};
 use crate::memory::MemoryPolicy;
-use crate::protocol::{ComputeTask, DepLocation, FromWorker, TaskError, TaskId, TaskSpec};
+use crate::protocol::{AttemptId, ComputeTask, DepLocation, FetchFailure, FromWorker, TaskError, TaskId, TaskSpec};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
@@ -34,17 +34,19 @@ pub enum Effect {
         task: TaskId,
         from: String,
     },
-    /// Run a task; its inputs are in the store under these ids, in this order.
+    /// Run a task; its inputs are in the store under these ids, in this order. Its outcome
+    /// comes back to [`WorkerCore::on_executed`] with the same `attempt`.
     Execute {
         task: TaskId,
+        attempt: AttemptId,
         /// Higher runs first among tasks queued to the function threads.
         priority: i32,
         key: String,
         spec: TaskSpec,
         inputs: Vec<(TaskId, String)>,
     },
-    /// Stop the execution of `task` and discard its outcome.
-    Kill(TaskId),
+    /// Stop the execution of `task` (this assignment of it) and discard its outcome.
+    Kill(TaskId, AttemptId),
     /// Remove these results from the store.
     Drop(Vec<TaskId>),
     /// Read this process's resident memory and the store's in-memory bytes, and hand them to
@@ -119,6 +121,8 @@ enum Phase {
 /// An assigned task.
 #[derive(Debug)]
 struct Assigned {
+    /// The assignment the scheduler numbered; every answer about the task names it.
+    attempt: AttemptId,
     /// The key, spec and input keys move into the `Execute` effect when the task starts:
     /// a started task is never executed again here.
     key: String,
@@ -231,8 +235,12 @@ impl WorkerCore {
     }
 
     pub fn on_compute(&mut self, ct: ComputeTask) {
-        if self.tasks.contains_key(&ct.id) {
-            return;
+        match self.tasks.get(&ct.id) {
+            Some(a) if a.attempt == ct.attempt => return,
+            // The scheduler ends an assignment (a `Cancel`, or this worker's answer) before it
+            // makes another here, so this is not expected; the newer one wins.
+            Some(_) => self.forget(ct.id),
+            None => {}
         }
         // An input nobody holds fails the task before any fetch starts for it, so no fetch
         // waits for a task that is not here.
@@ -245,9 +253,10 @@ impl WorkerCore {
         if let Some(dep) = unobtainable {
             self.outbox.push(Effect::Send(FromWorker::FetchFailed {
                 task: ct.id,
+                attempt: ct.attempt,
                 dep: dep.id,
                 holder: String::new(),
-                reason: "no worker holds it".into(),
+                failure: FetchFailure::NoHolder,
             }));
             return;
         }
@@ -290,6 +299,7 @@ impl WorkerCore {
         self.tasks.insert(
             ct.id,
             Assigned {
+                attempt: ct.attempt,
                 key: ct.key,
                 function: matches!(ct.spec, TaskSpec::Function { .. }),
                 spec: ct.spec,
@@ -347,7 +357,8 @@ impl WorkerCore {
             }));
         }
         let Some(mut f) = self.fetching.remove(&dep) else {
-            if outcome.is_ok() {
+            // A fetch nobody waits for; a copy the core holds meanwhile stays.
+            if outcome.is_ok() && !self.held.contains_key(&dep) {
                 self.outbox.push(Effect::Drop(vec![dep]));
             }
             return;
@@ -384,16 +395,12 @@ impl WorkerCore {
                     self.start_fetch(dep, f);
                     return;
                 }
+                let failure = match reason {
+                    FetchError::NotHeld { .. } => FetchFailure::NotHeld,
+                    FetchError::Transfer(reason) => FetchFailure::Transfer(reason),
+                };
                 for w in f.waiters {
-                    if self.tasks.contains_key(&w) {
-                        self.outbox.push(Effect::Send(FromWorker::FetchFailed {
-                            task: w,
-                            dep,
-                            holder: holder.clone(),
-                            reason: reason.to_string(),
-                        }));
-                        self.forget(w);
-                    }
+                    self.drop_for_input(w, dep, &holder, failure.clone());
                 }
             }
         }
@@ -416,18 +423,20 @@ impl WorkerCore {
         true
     }
 
-    /// A task's execution ended; on success the shell stored its result.
-    pub fn on_executed(&mut self, task: TaskId, outcome: Result<u64, TaskError>) {
-        self.unreported_starts.remove(&task);
+    /// A task's execution ended; on success the shell stored its result. An outcome of an
+    /// assignment that is over (the task was cancelled or stolen, or assigned again) is not
+    /// the current one's: its bytes are dropped, unless this worker holds the result anyway.
+    pub fn on_executed(&mut self, task: TaskId, attempt: AttemptId, outcome: Result<u64, TaskError>) {
         match self.tasks.get(&task) {
-            Some(t) if matches!(t.phase, Phase::Running | Phase::Handed) => {}
+            Some(t) if t.attempt == attempt && matches!(t.phase, Phase::Running | Phase::Handed) => {}
             _ => {
-                if outcome.is_ok() {
+                if outcome.is_ok() && !self.held.contains_key(&task) {
                     self.outbox.push(Effect::Drop(vec![task]));
                 }
                 return;
             }
         }
+        self.unreported_starts.remove(&task);
         let t = self.tasks.remove(&task).expect("checked above");
         self.free_slot(t.function);
         match outcome {
@@ -442,25 +451,84 @@ impl WorkerCore {
                         }
                     }
                 }
-                self.outbox
-                    .push(Effect::Send(FromWorker::Finished { task, nbytes, fetched }));
+                self.outbox.push(Effect::Send(FromWorker::Finished {
+                    task,
+                    attempt,
+                    nbytes,
+                    fetched,
+                }));
                 for w in self.behind.remove(&task).unwrap_or_default() {
                     self.input_arrived(w);
                 }
             }
             Err(error) => {
-                self.outbox.push(Effect::Send(FromWorker::Failed { task, error }));
+                self.outbox
+                    .push(Effect::Send(FromWorker::Failed { task, attempt, error }));
                 self.drop_unused_inputs(&t.deps);
+                self.drop_behind(task);
             }
         }
         self.start_ready();
     }
 
+    /// The execution of `task` found its input `dep` gone from the store (a spill file that
+    /// could not be read back): the input is not held here any more, and the task is given
+    /// back as one whose input could not be had, never failed for it.
+    pub fn on_input_missing(&mut self, task: TaskId, attempt: AttemptId, dep: TaskId) {
+        if !matches!(self.tasks.get(&task), Some(t) if t.attempt == attempt) {
+            return;
+        }
+        self.held.remove(&dep);
+        self.drop_for_input(task, dep, "", FetchFailure::NotHeld);
+        self.start_ready();
+    }
+
+    /// `task` cannot have its input `dep` from `holder` (empty: this worker): the scheduler
+    /// is told, and the task is dropped here, with what waits behind it.
+    fn drop_for_input(&mut self, task: TaskId, dep: TaskId, holder: &str, failure: FetchFailure) {
+        let Some(a) = self.tasks.get(&task) else { return };
+        self.outbox.push(Effect::Send(FromWorker::FetchFailed {
+            task,
+            attempt: a.attempt,
+            dep,
+            holder: holder.to_string(),
+            failure,
+        }));
+        self.forget(task);
+    }
+
+    /// `task` ends here without a result: the tasks queued behind it, waiting for it to
+    /// finish here, cannot start; each is given back like a task whose input nobody holds.
+    fn drop_behind(&mut self, task: TaskId) {
+        for w in self.behind.remove(&task).unwrap_or_default() {
+            self.drop_for_input(w, task, "", FetchFailure::NoHolder);
+        }
+    }
+
+    /// The scheduler no longer lists this worker as a holder of these results. One a local
+    /// task still needs stays, as a copy the scheduler does not know of, until that task ends:
+    /// dropping it would make the task fail for an input it had.
     pub fn on_release_data(&mut self, tasks: Vec<TaskId>) {
-        let dropped: Vec<TaskId> = tasks.into_iter().filter(|t| self.held.remove(t).is_some()).collect();
+        let mut dropped = Vec::new();
+        for t in tasks {
+            if !self.held.contains_key(&t) {
+                continue;
+            }
+            if self.needed_here(t) {
+                self.held.get_mut(&t).expect("checked").reported = false;
+            } else {
+                self.held.remove(&t);
+                dropped.push(t);
+            }
+        }
         if !dropped.is_empty() {
             self.outbox.push(Effect::Drop(dropped));
         }
+    }
+
+    /// Whether a task assigned here takes `t` as input.
+    fn needed_here(&self, t: TaskId) -> bool {
+        self.tasks.values().any(|a| a.deps.iter().any(|d| d.id == t))
     }
 
     pub fn on_cancel(&mut self, tasks: Vec<TaskId>) {
@@ -489,8 +557,9 @@ impl WorkerCore {
                 }
                 _ => {}
             }
+            let attempt = a.attempt;
             self.forget(t);
-            stolen.push(t);
+            stolen.push((t, attempt));
         }
         self.outbox.push(Effect::Send(FromWorker::Stolen { tasks: stolen }));
     }
@@ -509,7 +578,7 @@ impl WorkerCore {
         self.unreported_starts.remove(&task);
         if matches!(t.phase, Phase::Running | Phase::Handed) {
             self.free_slot(t.function);
-            self.outbox.push(Effect::Kill(task));
+            self.outbox.push(Effect::Kill(task, t.attempt));
         }
         for d in &t.deps {
             if let Some(f) = self.fetching.get_mut(&d.id) {
@@ -523,15 +592,14 @@ impl WorkerCore {
             }
         }
         self.drop_unused_inputs(&t.deps);
+        self.drop_behind(task);
     }
 
     /// Drops fetched copies the scheduler does not know of and no local task needs.
     fn drop_unused_inputs(&mut self, deps: &[DepLocation]) {
         let mut dropped = Vec::new();
         for d in deps {
-            if matches!(self.held.get(&d.id), Some(h) if !h.reported)
-                && !self.tasks.values().any(|t| t.deps.iter().any(|x| x.id == d.id))
-            {
+            if matches!(self.held.get(&d.id), Some(h) if !h.reported) && !self.needed_here(d.id) {
                 self.held.remove(&d.id);
                 dropped.push(d.id);
             }
@@ -585,10 +653,14 @@ impl WorkerCore {
             if !function {
                 // A function reports its start when a thread really starts it.
                 self.running_commands += 1;
-                self.outbox.push(Effect::Send(FromWorker::Started { task: id }));
+                self.outbox.push(Effect::Send(FromWorker::Started {
+                    task: id,
+                    attempt: t.attempt,
+                }));
             }
             self.outbox.push(Effect::Execute {
                 task: id,
+                attempt: t.attempt,
                 priority: t.priority,
                 key: std::mem::take(&mut t.key),
                 spec: std::mem::replace(
@@ -605,9 +677,9 @@ impl WorkerCore {
 
     /// A function thread started running `task`. The scheduler hears of it from
     /// [`WorkerCore::report_starts`], or from the task's `Finished` if that comes first.
-    pub fn on_function_started(&mut self, task: TaskId) {
+    pub fn on_function_started(&mut self, task: TaskId, attempt: AttemptId) {
         if let Some(t) = self.tasks.get_mut(&task) {
-            if matches!(t.phase, Phase::Handed | Phase::Running) {
+            if t.attempt == attempt && matches!(t.phase, Phase::Handed | Phase::Running) {
                 t.phase = Phase::Running;
                 self.unreported_starts.insert(task);
             }
@@ -624,8 +696,11 @@ impl WorkerCore {
         let mut started: Vec<TaskId> = self.unreported_starts.drain().collect();
         started.sort_unstable();
         for task in started {
-            if matches!(self.tasks.get(&task), Some(t) if t.phase == Phase::Running) {
-                self.outbox.push(Effect::Send(FromWorker::Started { task }));
+            if let Some(t) = self.tasks.get(&task).filter(|t| t.phase == Phase::Running) {
+                self.outbox.push(Effect::Send(FromWorker::Started {
+                    task,
+                    attempt: t.attempt,
+                }));
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use super::state::{Effect, FetchError, WorkerCore, WorkerExit, WorkerSettings, FUNCTION_PREFETCH_PER_THREAD};
 use crate::memory::MemoryPolicy;
-use crate::protocol::{ComputeTask, DepLocation, FromWorker, TaskError, TaskId, TaskSpec};
+use crate::protocol::{AttemptId, ComputeTask, DepLocation, FromWorker, TaskError, TaskId, TaskSpec};
 use std::time::{Duration, Instant};
 
 /// A worker core whose every event is followed by its sanity check.
@@ -33,11 +33,10 @@ impl Sim {
         on_compute(ct: ComputeTask);
         on_replicate(task: TaskId, from: String);
         on_fetched(dep: TaskId, outcome: Result<u64, FetchError>);
-        on_executed(task: TaskId, outcome: Result<u64, TaskError>);
+        on_input_missing(task: TaskId, attempt: AttemptId, dep: TaskId);
         on_release_data(tasks: Vec<TaskId>);
         on_cancel(tasks: Vec<TaskId>);
         on_put_data(task: TaskId, nbytes: u64);
-        on_function_started(task: TaskId);
         report_starts();
         on_timer(now: Instant);
         on_memory(rss: u64, in_memory: u64, now: Instant);
@@ -46,6 +45,21 @@ impl Sim {
         on_scheduler_lost(now: Instant);
         on_stop_requested(now: Instant);
         on_shutdown(now: Instant);
+    }
+
+    /// The execution of `task`'s assignment as [`ct`] numbers it ended.
+    fn on_executed(&mut self, task: TaskId, outcome: Result<u64, TaskError>) {
+        self.on_executed_as(task, at(task.0), outcome);
+    }
+
+    fn on_executed_as(&mut self, task: TaskId, attempt: AttemptId, outcome: Result<u64, TaskError>) {
+        self.core.on_executed(task, attempt, outcome);
+        self.core.sanity_check();
+    }
+
+    fn on_function_started(&mut self, task: TaskId) {
+        self.core.on_function_started(task, at(task.0));
+        self.core.sanity_check();
     }
 
     fn on_steal(&mut self, tasks: Vec<TaskId>, retract: impl FnMut(TaskId) -> bool) {
@@ -72,6 +86,11 @@ impl Sim {
 
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
+/// The assignment number the tests give task `id` (unless a test assigns it again).
+fn at(id: u64) -> AttemptId {
+    AttemptId(id as u32)
+}
+
 fn cmd(id: u64) -> ComputeTask {
     ComputeTask {
         spec: TaskSpec::Command(crate::protocol::CommandSpec {
@@ -85,6 +104,7 @@ fn cmd(id: u64) -> ComputeTask {
 fn ct(id: u64, deps: Vec<(u64, &str)>) -> ComputeTask {
     ComputeTask {
         id: TaskId(id),
+        attempt: at(id),
         key: format!("k{id}"),
         spec: TaskSpec::Function {
             name: "noop".into(),
@@ -121,11 +141,12 @@ fn runs_at_most_nthreads_commands_at_once_and_queues_the_rest() {
     }
     let e = w.take_outbox();
     assert_eq!(executes(&e), vec![TaskId(0), TaskId(1)]);
-    assert!(e.contains(&Effect::Send(FromWorker::Started { task: TaskId(0) })));
+    assert!(e.contains(&Effect::Send(FromWorker::Started { task: TaskId(0), attempt: at(0) })));
     w.on_executed(TaskId(0), Ok(3));
     let e = w.take_outbox();
     assert!(e.contains(&Effect::Send(FromWorker::Finished {
         task: TaskId(0),
+        attempt: at(0),
         nbytes: 3,
         fetched: vec![]
     })));
@@ -152,7 +173,7 @@ fn functions_are_queued_to_their_threads_ahead_and_report_their_real_start() {
     w.report_starts();
     assert_eq!(
         w.take_outbox(),
-        vec![Effect::Send(FromWorker::Started { task: TaskId(0) })]
+        vec![Effect::Send(FromWorker::Started { task: TaskId(0), attempt: at(0) })]
     );
     w.on_executed(TaskId(0), Ok(1));
     assert_eq!(executes(&w.take_outbox()), vec![TaskId(n)]);
@@ -178,10 +199,11 @@ fn a_task_that_started_and_finished_in_one_batch_sends_only_finished() {
         vec![
             Effect::Send(FromWorker::Finished {
                 task: TaskId(1),
+                attempt: at(1),
                 nbytes: 0,
                 fetched: vec![]
             }),
-            Effect::Send(FromWorker::Started { task: TaskId(2) }),
+            Effect::Send(FromWorker::Started { task: TaskId(2), attempt: at(2) }),
         ]
     );
 }
@@ -202,7 +224,7 @@ fn steal_takes_back_queued_functions_unless_a_thread_claimed_them() {
     assert_eq!(asked, vec![TaskId(1), TaskId(2), TaskId(3)]);
     let e = w.take_outbox();
     assert!(e.contains(&Effect::Send(FromWorker::Stolen {
-        tasks: vec![TaskId(2), TaskId(3)]
+        tasks: vec![(TaskId(2), at(2)), (TaskId(3), at(3))]
     })));
     assert_eq!(w.assigned(), 1);
     // The claimed one runs to the end and is reported.
@@ -210,6 +232,7 @@ fn steal_takes_back_queued_functions_unless_a_thread_claimed_them() {
     w.on_executed(TaskId(1), Ok(2));
     assert!(w.take_outbox().contains(&Effect::Send(FromWorker::Finished {
         task: TaskId(1),
+        attempt: at(1),
         nbytes: 2,
         fetched: vec![]
     })));
@@ -238,6 +261,7 @@ fn fetches_inputs_then_reports_them_with_the_result() {
     w.on_executed(TaskId(5), Ok(1));
     assert!(w.take_outbox().contains(&Effect::Send(FromWorker::Finished {
         task: TaskId(5),
+        attempt: at(5),
         nbytes: 1,
         fetched: vec![TaskId(1), TaskId(2)]
     })));
@@ -272,7 +296,7 @@ fn cancel_kills_running_and_frees_the_slot() {
     w.take_outbox();
     w.on_cancel(vec![TaskId(1)]);
     let e = w.take_outbox();
-    assert!(e.contains(&Effect::Kill(TaskId(1))));
+    assert!(e.contains(&Effect::Kill(TaskId(1), at(1))));
     assert_eq!(executes(&e), vec![TaskId(2)]);
     // A late result of the killed run is dropped, not reported.
     w.on_executed(TaskId(1), Ok(5));
@@ -290,7 +314,7 @@ fn steal_gives_back_only_unstarted_tasks() {
     });
     assert_eq!(
         w.take_outbox(),
-        vec![Effect::Send(FromWorker::Stolen { tasks: vec![TaskId(2)] })]
+        vec![Effect::Send(FromWorker::Stolen { tasks: vec![(TaskId(2), at(2))] })]
     );
 }
 
@@ -313,6 +337,7 @@ fn a_task_queued_behind_an_input_computing_here_starts_when_it_is_done() {
     w.on_executed(TaskId(2), Ok(1));
     assert!(w.take_outbox().contains(&Effect::Send(FromWorker::Finished {
         task: TaskId(2),
+        attempt: at(2),
         nbytes: 1,
         fetched: vec![]
     })));
@@ -448,6 +473,7 @@ fn with_drain_the_first_stop_retires_and_the_second_stops_at_once() {
     w.on_executed(TaskId(1), Ok(3));
     assert!(w.take_outbox().contains(&Effect::Send(FromWorker::Finished {
         task: TaskId(1),
+        attempt: at(1),
         nbytes: 3,
         fetched: vec![]
     })));

@@ -40,7 +40,7 @@ use self::task::{NameInterner, Task};
 use self::workers::{Load, WorkerState};
 use super::table::TaskTable;
 use crate::idmap::IdMap;
-use crate::protocol::{ClientId, NannyId, TaskId, ToClient, ToNanny, ToWorker, WorkerId};
+use crate::protocol::{AttemptId, ClientId, NannyId, TaskId, ToClient, ToNanny, ToWorker, WorkerId};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::time::{Duration, Instant};
@@ -129,6 +129,8 @@ pub struct Core {
     /// Retiring workers, with the copies of their results under way: task -> target worker.
     retiring: IdMap<WorkerId, IdMap<TaskId, WorkerId>>,
     next_seq: u64,
+    /// The number of the next assignment of a task to a worker (wrapping).
+    next_attempt: u32,
     /// What the placement pass must do when this batch of events ends.
     placement_due: PlacementDue,
     /// The latest `now` an event brought.
@@ -152,6 +154,7 @@ impl Core {
             ready: BinaryHeap::new(),
             scatters: Vec::new(),
             next_seq: 0,
+            next_attempt: 0,
             outbox: Vec::new(),
             nannies: IdMap::default(),
             restart: None,
@@ -192,6 +195,13 @@ impl Core {
         if !self.is_idle() {
             self.idle_since = self.clock;
         }
+    }
+
+    /// A number for a new assignment of a task to a worker.
+    fn new_attempt(&mut self) -> AttemptId {
+        let a = AttemptId(self.next_attempt);
+        self.next_attempt = self.next_attempt.wrapping_add(1);
+        a
     }
 
     /// No client is connected and no task is known: what `--idle-timeout` waits for.

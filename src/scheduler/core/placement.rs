@@ -11,7 +11,7 @@
 use super::task::{Task, TaskState};
 use super::workers::{change_load, WorkerState};
 use super::{Core, Outgoing};
-use crate::protocol::{ComputeTask, DepLocation, TaskId, ToWorker, WorkerId};
+use crate::protocol::{AttemptId, ComputeTask, DepLocation, TaskId, ToWorker, WorkerId};
 
 /// A waiting task with more inputs than this is not queued behind them on their worker:
 /// checking its inputs on every assignment of one of them would cost too much, and such a
@@ -166,10 +166,12 @@ impl Core {
 
     /// Assigns `t` to `w`: `w` is sent its `Compute`.
     fn assign(&mut self, t: TaskId, w: WorkerId) {
+        let attempt = self.new_attempt();
         let task = self.tasks.get_mut(&t).expect("assign of a known task");
         task.state = TaskState::Processing {
             worker: w,
             started: false,
+            attempt,
         };
         let ws = self.workers.get_mut(&w).expect("assign to a known worker");
         change_load(&mut self.by_load, w, ws, |ws| {
@@ -198,6 +200,7 @@ impl Core {
             w,
             ToWorker::Compute(Box::new(ComputeTask {
                 id: t,
+                attempt,
                 key: task.key.to_string(),
                 spec: task.spec.to_wire(),
                 deps,
@@ -387,9 +390,9 @@ impl Core {
         }
     }
 
-    pub(super) fn on_stolen(&mut self, w: WorkerId, tasks: Vec<TaskId>) {
-        for t in tasks {
-            if !self.processing_on(t, w) {
+    pub(super) fn on_stolen(&mut self, w: WorkerId, tasks: Vec<(TaskId, AttemptId)>) {
+        for (t, attempt) in tasks {
+            if !self.is_assignment(t, w, attempt) {
                 continue;
             }
             let stealing_to = self.stealing.get(&t).copied();

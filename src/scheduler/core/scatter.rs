@@ -49,6 +49,7 @@ impl Core {
                 .min_by_key(|(_, ws)| ws.stored_bytes + ws.processing.len() as u64)
                 .expect("checked not empty")
                 .0;
+            let attempt = self.new_attempt();
             let id = self.tasks.insert(Task {
                 key: key.as_str().into(),
                 spec: self.function_names.store(TaskSpec::Function {
@@ -61,6 +62,7 @@ impl Core {
                 state: TaskState::Processing {
                     worker: w,
                     started: true,
+                    attempt,
                 },
                 waiting_on: 0,
                 who_has: IdList::new(),
@@ -118,7 +120,8 @@ impl Core {
             }
             return;
         }
-        self.set_in_memory(w, t, nbytes);
+        self.unassign(w, t);
+        self.store_result(w, t, nbytes);
         // A client may have submitted tasks on this key before its data arrived.
         self.wake_dependents(t);
         let mut done = Vec::new();

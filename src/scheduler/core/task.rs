@@ -1,7 +1,7 @@
 //! What the scheduler keeps about one task: its state, its spec as stored (function names
 //! shared), the rare fields out of line, and the error of a task whose input failed.
 
-use crate::protocol::{ClientId, CommandSpec, TaskError, TaskId, TaskOptions, TaskSpec, WorkerId};
+use crate::protocol::{AttemptId, ClientId, CommandSpec, TaskError, TaskId, TaskOptions, TaskSpec, WorkerId};
 use crate::scheduler::id_list::IdList;
 use crate::scheduler::table::Keyed;
 use std::collections::HashSet;
@@ -21,6 +21,9 @@ pub enum TaskState {
         worker: WorkerId,
         /// The worker said it started running it (so its death makes the task suspicious).
         started: bool,
+        /// This assignment: the worker's answers about the task name it, and answers to an
+        /// earlier one are told apart (see `workers.rs`).
+        attempt: AttemptId,
     },
     /// The result is held by the workers in `who_has`.
     Memory,

@@ -4,7 +4,9 @@
 use super::task::{Task, TaskState};
 use super::{Core, Outgoing};
 use crate::idmap::IdSet;
-use crate::protocol::{FromWorker, TaskError, TaskId, TaskOptions, ToClient, ToWorker, WorkerId, WorkerInfo};
+use crate::protocol::{
+    AttemptId, FetchFailure, FromWorker, TaskError, TaskId, TaskOptions, ToClient, ToWorker, WorkerId, WorkerInfo,
+};
 use std::collections::BTreeSet;
 use std::time::Instant;
 
@@ -146,15 +148,21 @@ impl Core {
         ws.last_seen = now;
         match msg {
             FromWorker::Register(_) => log::warn!("worker {id} registered twice; ignored"),
-            FromWorker::Started { task } => self.on_task_started(id, task),
-            FromWorker::Finished { task, nbytes, fetched } => self.on_task_finished(id, task, nbytes, fetched),
-            FromWorker::Failed { task, error } => self.on_task_failed(id, task, error),
+            FromWorker::Started { task, attempt } => self.on_task_started(id, task, attempt),
+            FromWorker::Finished {
+                task,
+                attempt,
+                nbytes,
+                fetched,
+            } => self.on_task_finished(id, task, attempt, nbytes, fetched),
+            FromWorker::Failed { task, attempt, error } => self.on_task_failed(id, task, attempt, error),
             FromWorker::FetchFailed {
                 task,
+                attempt,
                 dep,
                 holder,
-                reason,
-            } => self.on_fetch_failed(id, task, dep, &holder, &reason),
+                failure,
+            } => self.on_fetch_failed(id, (task, attempt), dep, &holder, failure),
             FromWorker::Stolen { tasks } => self.on_stolen(id, tasks),
             FromWorker::DataStored { task, nbytes } => self.on_data_stored(id, task, nbytes),
             FromWorker::Heartbeat { memory } => {
@@ -176,49 +184,87 @@ impl Core {
         }
     }
 
-    pub(super) fn on_task_started(&mut self, w: WorkerId, t: TaskId) {
-        if let Some(task) = self.tasks.get_mut(&t) {
-            if let TaskState::Processing { worker, started, .. } = &mut task.state {
-                if *worker == w && !*started {
-                    *started = true;
-                    self.workers.get_mut(&w).expect("sender is known").running += 1;
-                }
+    pub(super) fn on_task_started(&mut self, w: WorkerId, t: TaskId, attempt: AttemptId) {
+        if !self.is_assignment(t, w, attempt) {
+            return;
+        }
+        if let Some(TaskState::Processing { started, .. }) = self.tasks.get_mut(&t).map(|task| &mut task.state) {
+            if !*started {
+                *started = true;
+                self.workers.get_mut(&w).expect("sender is known").running += 1;
             }
         }
     }
 
-    pub(super) fn on_task_finished(&mut self, w: WorkerId, t: TaskId, nbytes: u64, fetched: Vec<TaskId>) {
+    pub(super) fn on_task_finished(
+        &mut self,
+        w: WorkerId,
+        t: TaskId,
+        attempt: AttemptId,
+        nbytes: u64,
+        fetched: Vec<TaskId>,
+    ) {
         for f in fetched {
-            if matches!(self.tasks.get(&f), Some(task) if task.state == TaskState::Memory) {
-                self.add_holder(f, w);
-                self.maybe_release(f);
-            } else {
-                self.outbox
-                    .push(Outgoing::Worker(w, ToWorker::ReleaseData { tasks: vec![f] }));
-            }
+            self.on_result_held(w, f, None, None);
         }
-        if !self.processing_on(t, w) {
-            // A late answer: the task was cancelled, stolen or given to another worker.
-            if matches!(self.tasks.get(&t), Some(task) if task.state == TaskState::Memory) {
+        self.on_result_held(w, t, Some(attempt), Some(nbytes));
+    }
+
+    /// `w` holds a result of `t`: it computed it (answering assignment `answers`), or fetched
+    /// a copy (`answers` is `None`). Whatever the scheduler decided since, the result is
+    /// valid, so it is kept wherever `t` still lacks one: a task being computed elsewhere or
+    /// again is stopped there, a waiting or ready one is done. Only a result nothing needs
+    /// any more is dropped, and a worker is never told to drop a result while `t` is
+    /// assigned to it (a `ReleaseData` crossing its new `Finished` would drop the new one).
+    /// `nbytes` is `None` for a copy: the size the scheduler knew then.
+    pub(super) fn on_result_held(&mut self, w: WorkerId, t: TaskId, answers: Option<AttemptId>, nbytes: Option<u64>) {
+        let Some(task) = self.tasks.get(&t) else {
+            self.outbox
+                .push(Outgoing::Worker(w, ToWorker::ReleaseData { tasks: vec![t] }));
+            return;
+        };
+        let nbytes = nbytes.unwrap_or(task.nbytes);
+        match task.state {
+            TaskState::Memory => {
                 self.add_holder(t, w);
                 self.maybe_release(t);
-            } else {
-                self.outbox
-                    .push(Outgoing::Worker(w, ToWorker::ReleaseData { tasks: vec![t] }));
             }
-            return;
+            TaskState::Processing { worker, attempt, .. } if !task.scattered() => {
+                let mut queued = Vec::new();
+                if worker != w || answers != Some(attempt) {
+                    // Computing elsewhere, or again here: stop that. What was queued behind
+                    // it there waits for nothing now and is placed anew.
+                    queued = self.unqueue_dependents(t, worker);
+                    self.outbox
+                        .push(Outgoing::Worker(worker, ToWorker::Cancel { tasks: vec![t] }));
+                }
+                self.unassign(worker, t);
+                self.result_arrived(w, t, nbytes);
+                self.queue_dependents_later(worker);
+                for d in queued {
+                    self.compute(d);
+                }
+                if self.workers.get(&worker).is_some_and(|ws| ws.processing.is_empty()) {
+                    self.want_balance();
+                }
+            }
+            TaskState::Waiting | TaskState::Ready if !task.scattered() => self.result_arrived(w, t, nbytes),
+            _ => self
+                .outbox
+                .push(Outgoing::Worker(w, ToWorker::ReleaseData { tasks: vec![t] })),
         }
-        self.set_in_memory(w, t, nbytes);
+    }
+
+    /// `t`, assigned nowhere, has its result on `w`: it is in memory, clients that want it
+    /// are told, its dependents wake, and inputs nothing needs any more are released.
+    fn result_arrived(&mut self, w: WorkerId, t: TaskId, nbytes: u64) {
+        self.store_result(w, t, nbytes);
         let deps = self.tasks[&t].deps.clone();
         self.wake_dependents(t);
-        self.queue_dependents_later(w);
         for d in deps {
             self.maybe_release(d);
         }
         self.maybe_release(t);
-        if self.workers[&w].processing.is_empty() {
-            self.want_balance();
-        }
     }
 
     /// `t`'s result is now in memory: its waiting dependents have one input less to wait for.
@@ -241,8 +287,8 @@ impl Core {
         }
     }
 
-    pub(super) fn on_task_failed(&mut self, w: WorkerId, t: TaskId, error: TaskError) {
-        if !self.processing_on(t, w) {
+    pub(super) fn on_task_failed(&mut self, w: WorkerId, t: TaskId, attempt: AttemptId, error: TaskError) {
+        if !self.is_assignment(t, w, attempt) {
             return;
         }
         self.unassign(w, t);
@@ -263,34 +309,65 @@ impl Core {
         }
     }
 
-    pub(super) fn on_fetch_failed(&mut self, w: WorkerId, t: TaskId, dep: TaskId, holder: &str, reason: &str) {
-        log::warn!("worker {w} could not fetch {dep} from {holder}: {reason}");
-        let holder_id = self
-            .workers
-            .iter()
-            .find(|(_, ws)| ws.info.peer_address == holder)
-            .map(|(id, _)| *id);
-        if let (Some(h), Some(dt)) = (holder_id, self.tasks.get_mut(&dep)) {
-            if dt.who_has.remove_item(h) {
-                let nbytes = dt.nbytes;
-                let ws = self.workers.get_mut(&h).expect("found above");
-                ws.has_data.remove(&dep);
-                ws.stored_bytes -= nbytes;
+    /// `w` could not have input `dep` of `task` from `holder`. What that says of the holder
+    /// holds whichever assignment it answers: one that said it does not hold `dep` is no
+    /// holder, and one that could not be reached is not listed for it any more (and told to
+    /// drop its copy), unless it holds the only copy of scattered data, which cannot be
+    /// computed again: that waits for the holder to answer or to be declared lost. The task
+    /// is placed again if this answers its current assignment.
+    pub(super) fn on_fetch_failed(
+        &mut self,
+        w: WorkerId,
+        (t, attempt): (TaskId, AttemptId),
+        dep: TaskId,
+        holder: &str,
+        failure: FetchFailure,
+    ) {
+        log::warn!("worker {w} could not have {dep} from {holder:?} for {t}: {failure}");
+        // An empty holder is the sender itself (its store lost the input) or nobody.
+        let holder_id = if holder.is_empty() {
+            Some(w)
+        } else {
+            self.workers
+                .iter()
+                .find(|(_, ws)| ws.info.peer_address == holder)
+                .map(|(id, _)| *id)
+        };
+        if let (Some(h), Some(dt)) = (holder_id, self.tasks.get(&dep)) {
+            let only_copy = *dt.who_has == [h];
+            let keep = only_copy && dt.scattered() && matches!(failure, FetchFailure::Transfer(_));
+            if dt.who_has.contains(&h) && !keep {
+                self.drop_holder(dep, h);
+                if matches!(failure, FetchFailure::Transfer(_)) {
+                    self.outbox
+                        .push(Outgoing::Worker(h, ToWorker::ReleaseData { tasks: vec![dep] }));
+                }
+                let dt = &self.tasks[&dep];
                 if dt.who_has.is_empty() && dt.state == TaskState::Memory {
-                    self.on_data_lost(vec![dep], holder);
+                    let name = self.workers[&h].info.name.clone();
+                    self.on_data_lost(vec![dep], &name);
                 }
             }
         }
-        if self.processing_on(t, w) {
+        if self.is_assignment(t, w, attempt) {
             self.unassign(w, t);
             self.compute_again(t, w);
         }
     }
 
-    /// `t`, processing on `w`, now has its result there: clients that want it are told.
-    pub(super) fn set_in_memory(&mut self, w: WorkerId, t: TaskId, nbytes: u64) {
-        self.unassign(w, t);
-        let task = self.tasks.get_mut(&t).expect("set_in_memory of a processing task");
+    /// `h` no longer holds `t`'s result, as far as the scheduler knows.
+    fn drop_holder(&mut self, t: TaskId, h: WorkerId) {
+        let task = self.tasks.get_mut(&t).expect("drop_holder of a known task");
+        if task.who_has.remove_item(h) {
+            let ws = self.workers.get_mut(&h).expect("holders are known workers");
+            ws.has_data.remove(&t);
+            ws.stored_bytes -= task.nbytes;
+        }
+    }
+
+    /// `t`, assigned nowhere, now has its result on `w` alone: clients that want it are told.
+    pub(super) fn store_result(&mut self, w: WorkerId, t: TaskId, nbytes: u64) {
+        let task = self.tasks.get_mut(&t).expect("store_result of a known task");
         task.state = TaskState::Memory;
         task.nbytes = nbytes;
         task.who_has.clear();
@@ -321,6 +398,14 @@ impl Core {
                 }
             }
         });
+    }
+
+    /// Whether `attempt` is `t`'s current assignment, on `w`.
+    pub(super) fn is_assignment(&self, t: TaskId, w: WorkerId, attempt: AttemptId) -> bool {
+        matches!(
+            self.tasks.get(&t),
+            Some(Task { state: TaskState::Processing { worker, attempt: a, .. }, .. }) if *worker == w && *a == attempt
+        )
     }
 
     pub(super) fn processing_on(&self, t: TaskId, w: WorkerId) -> bool {

@@ -57,6 +57,7 @@ fn exhausted_retries_err_the_task_and_every_dependent() {
         TaskState::Processing {
             worker: cl.worker("w1"),
             started: false,
+            attempt: cl.attempt("other"),
         }
     );
 
@@ -252,22 +253,24 @@ fn late_finished_for_a_forgotten_task_drops_the_result() {
 }
 
 #[test]
-fn late_finished_from_the_worker_a_task_was_stolen_from() {
+fn a_late_finished_from_the_worker_a_task_was_stolen_from_is_its_result() {
     let (mut cl, c) = busy_worker();
+    let first = cl.attempt("t4");
     cl.add_worker("w2", 1);
     assert_eq!(cl.steals_sent_to("w1"), ["t4", "t3"]);
     cl.stolen("w1", &["t4", "t3"]);
     assert_eq!(cl.computes_sent_to("w2"), ["t4", "t3"]);
-    // w1 ran t4 anyway, say from a stale queue.
-    cl.finish("w1", "t4", 1);
-    assert_eq!(cl.releases_sent_to("w1"), ["t4"]);
-    assert_eq!(cl.processing_on("t4"), "w2");
-    assert!(cl.finished_to_client(c).is_empty());
-    cl.finish("w2", "t4", 1);
+    assert_ne!(cl.attempt("t4"), first, "a new assignment");
+    // w1 ran t4 anyway, its answer crossing the steal: a valid result, so kept, and the
+    // computation on w2 is stopped.
+    cl.finish_as("w1", "t4", first, 1, &[]);
+    assert_eq!(cl.cancels_sent_to("w2"), ["t4"]);
+    assert!(cl.releases_sent_to("w1").is_empty());
     assert_eq!(cl.finished_to_client(c), ["t4"]);
-    // And once it is in memory, a second late copy is kept as another holder.
-    cl.finish("w1", "t4", 1);
-    assert_eq!(cl.core.holders_of("t4"), ["w2", "w1"]);
+    assert_eq!(cl.core.holders_of("t4"), ["w1"]);
+    // w2 finished before its cancel arrived: a second holder, and clients are told once.
+    cl.finish("w2", "t4", 1);
+    assert_eq!(cl.core.holders_of("t4"), ["w1", "w2"]);
     assert!(cl.finished_to_client(c).is_empty(), "told once");
 }
 

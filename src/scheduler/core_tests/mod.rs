@@ -8,7 +8,7 @@
 
 use super::core::{Core, CoreConfig, Outgoing, StopReason, TaskState};
 use crate::protocol::{
-    codec, ClientId, ComputeTask, FromClient, FromNanny, FromWorker, NannyId, RequestId, TaskDesc, TaskError, TaskId,
+    codec, AttemptId, ClientId, ComputeTask, FetchFailure, FromClient, FromNanny, FromWorker, NannyId, RequestId, TaskDesc, TaskError, TaskId,
     ToClient, ToNanny, ToWorker, WorkerId, WorkerInfo,
 };
 use std::collections::{BTreeMap, HashMap};
@@ -42,6 +42,9 @@ struct Cluster {
     ids: HashMap<String, TaskId>,
     /// Every id seen, back to its key, so messages that carry ids read as keys.
     keys: HashMap<TaskId, String>,
+    /// The latest assignment of each task, learned from `Compute`: the pretend workers'
+    /// answers name it, as real workers' do.
+    attempts: HashMap<TaskId, AttemptId>,
     next_worker: u64,
     next_client: u64,
     next_nanny: u64,
@@ -73,6 +76,7 @@ impl Cluster {
             workers: BTreeMap::new(),
             ids: HashMap::new(),
             keys: HashMap::new(),
+            attempts: HashMap::new(),
             next_worker: 1,
             next_client: 1,
             next_nanny: 1,
@@ -94,7 +98,10 @@ impl Cluster {
         for out in self.core.take_outbox() {
             let out = over_the_wire(out);
             match &out {
-                Outgoing::Worker(_, ToWorker::Compute(c)) => self.learn(c.id, &c.key),
+                Outgoing::Worker(_, ToWorker::Compute(c)) => {
+                    self.learn(c.id, &c.key);
+                    self.attempts.insert(c.id, c.attempt);
+                }
                 Outgoing::Worker(_, ToWorker::PutData { task, key, .. }) => self.learn(*task, key),
                 _ => {}
             }
@@ -190,8 +197,8 @@ impl Cluster {
     }
 
     fn start(&mut self, worker: &str, key: &str) {
-        let task = self.id(key);
-        self.worker_says(worker, FromWorker::Started { task });
+        let (task, attempt) = (self.id(key), self.attempt(key));
+        self.worker_says(worker, FromWorker::Started { task, attempt });
     }
 
     fn finish(&mut self, worker: &str, key: &str, nbytes: u64) {
@@ -200,31 +207,62 @@ impl Cluster {
 
     /// `worker` finished `key`, having fetched the inputs `fetched` from peers.
     fn finish_fetched(&mut self, worker: &str, key: &str, nbytes: u64, fetched: &[&str]) {
+        let attempt = self.attempt(key);
+        self.finish_as(worker, key, attempt, nbytes, fetched);
+    }
+
+    /// `worker` finished assignment `attempt` of `key` (maybe not the latest one).
+    fn finish_as(&mut self, worker: &str, key: &str, attempt: AttemptId, nbytes: u64, fetched: &[&str]) {
         let task = self.id(key);
         let fetched = fetched.iter().map(|k| self.id(k)).collect();
-        self.worker_says(worker, FromWorker::Finished { task, nbytes, fetched });
+        self.worker_says(
+            worker,
+            FromWorker::Finished {
+                task,
+                attempt,
+                nbytes,
+                fetched,
+            },
+        );
     }
 
     fn fail(&mut self, worker: &str, key: &str, error: TaskError) {
-        let task = self.id(key);
-        self.worker_says(worker, FromWorker::Failed { task, error });
+        let (task, attempt) = (self.id(key), self.attempt(key));
+        self.worker_says(worker, FromWorker::Failed { task, attempt, error });
     }
 
     fn fetch_failed(&mut self, worker: &str, key: &str, dep: &str, holder: &str) {
+        let attempt = self.attempt(key);
+        self.fetch_failed_as(worker, key, attempt, dep, holder, FetchFailure::Transfer("connection refused".into()));
+    }
+
+    /// `worker` could not have `dep` from `holder` (empty: nobody, or itself) for assignment
+    /// `attempt` of `key`.
+    fn fetch_failed_as(
+        &mut self,
+        worker: &str,
+        key: &str,
+        attempt: AttemptId,
+        dep: &str,
+        holder: &str,
+        failure: FetchFailure,
+    ) {
         let (task, dep) = (self.id(key), self.id(dep));
+        let holder = if holder.is_empty() { String::new() } else { address(holder) };
         self.worker_says(
             worker,
             FromWorker::FetchFailed {
                 task,
+                attempt,
                 dep,
-                holder: address(holder),
-                reason: "connection refused".into(),
+                holder,
+                failure,
             },
         );
     }
 
     fn stolen(&mut self, worker: &str, keys: &[&str]) {
-        let tasks = keys.iter().map(|k| self.id(k)).collect();
+        let tasks = keys.iter().map(|k| (self.id(k), self.attempt(k))).collect();
         self.worker_says(worker, FromWorker::Stolen { tasks });
     }
 
@@ -317,6 +355,15 @@ impl Cluster {
             .ids
             .get(key)
             .unwrap_or_else(|| panic!("{key} was never sent to a worker"))
+    }
+
+    /// The latest assignment of `key` sent to a worker.
+    fn attempt(&self, key: &str) -> AttemptId {
+        let id = self.id(key);
+        *self
+            .attempts
+            .get(&id)
+            .unwrap_or_else(|| panic!("{key} was never assigned to a worker"))
     }
 
     fn key(&self, id: TaskId) -> String {

@@ -226,6 +226,7 @@ fn tasks_that_started_before_the_steal_stay_put() {
         TaskState::Processing {
             worker: cl.worker("w1"),
             started: true,
+            attempt: cl.attempt("t3"),
         }
     );
 }
