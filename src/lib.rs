@@ -27,6 +27,8 @@ macro_rules! checked {
 
 pub mod cli;
 mod client;
+#[cfg(test)]
+mod cluster_sim;
 mod idmap;
 mod local;
 mod memory;

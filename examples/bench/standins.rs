@@ -272,12 +272,15 @@ async fn serve(
     tx: &async_channel::Sender<FromWorker>,
     shared: &Shared,
 ) -> Result<(), String> {
+    // Scheduler messages read so far, `Registered` included: reports of results carry it.
+    let mut seen = 1;
     loop {
         let msg = match reader.next::<ToWorker>().await {
             Ok(Some(m)) => m,
             Ok(None) => return Err("the scheduler closed the connection".into()),
             Err(e) => return Err(format!("reading from the scheduler: {e}")),
         };
+        seen += 1;
         let replies = match msg {
             ToWorker::Compute(task) => {
                 shared.computed.fetch_add(1, Ordering::Relaxed);
@@ -291,6 +294,7 @@ async fn serve(
                         attempt: task.attempt,
                         nbytes: 0,
                         fetched: Vec::new(),
+                        seen,
                     },
                 ]
             }

@@ -87,6 +87,9 @@ pub enum FromWorker {
         nbytes: u64,
         /// Inputs this worker fetched for the task, and so now also holds.
         fetched: Vec<TaskId>,
+        /// How many scheduler messages of this session the worker had read: a `ReleaseData`
+        /// sent after those crossed this report, and the copies it drops are not held.
+        seen: u64,
     },
     Failed {
         task: TaskId,

@@ -158,6 +158,8 @@ impl WorkerCore {
     /// Registered with a scheduler that wants a heartbeat every `heartbeat`. A worker that
     /// was retiring tells this scheduler too; a lifetime that ran out meanwhile retires it now.
     pub fn on_registered(&mut self, heartbeat: Duration, now: Instant) {
+        // `Registered` is the session's first scheduler message.
+        self.seen = 1;
         let life = &mut self.life;
         life.connected = true;
         life.heartbeat_every = heartbeat;

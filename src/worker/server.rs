@@ -15,9 +15,8 @@ use super::store::Store;
 use crate::idmap::IdMap;
 use crate::memory::MemoryPolicy;
 use crate::protocol::{
-    AttemptId,
-    dial, spawn_writer, Data, DialError, FrameReader, FromWorker, PeerClient, Role, TaskError, TaskId, TaskSpec,
-    ToWorker, WorkerInfo,
+    dial, spawn_writer, AttemptId, Data, DialError, FrameReader, FromWorker, PeerClient, Role, TaskError, TaskId,
+    TaskSpec, ToWorker, WorkerInfo,
 };
 use crate::rt::{DeadlineWait, Woke};
 use async_io::Timer;
@@ -444,29 +443,37 @@ impl Shell {
         }
     }
 
+    /// A scheduler message, to the core.
+    fn handle_message(&mut self, msg: ToWorker) {
+        match msg {
+            ToWorker::Registered { .. } => {}
+            ToWorker::Compute(ct) => self.core.on_compute(*ct),
+            ToWorker::ReleaseData { tasks } => self.core.on_release_data(tasks),
+            ToWorker::Cancel { tasks } => self.core.on_cancel(tasks),
+            ToWorker::Steal { tasks } => {
+                let claims = &mut self.claims;
+                self.core
+                    .on_steal(tasks, |t| claims.remove(&t).is_some_and(|(_, c)| c.retract()))
+            }
+            ToWorker::PutData { task, data, .. } => {
+                let n = data.len() as u64;
+                self.store_put(task, Arc::new(data));
+                self.core.on_put_data(task, n);
+            }
+            ToWorker::Replicate { task, from } => self.core.on_replicate(task, from),
+            ToWorker::Shutdown { reason } => {
+                log::info!("scheduler asked this worker to stop: {reason}");
+                self.core.on_shutdown(Instant::now());
+            }
+        }
+    }
+
     fn handle(&mut self, ev: Event, session: &Session) -> Option<Ended> {
         match ev {
-            Event::FromScheduler(msg) => match msg {
-                ToWorker::Registered { .. } => {}
-                ToWorker::Compute(ct) => self.core.on_compute(*ct),
-                ToWorker::ReleaseData { tasks } => self.core.on_release_data(tasks),
-                ToWorker::Cancel { tasks } => self.core.on_cancel(tasks),
-                ToWorker::Steal { tasks } => {
-                    let claims = &mut self.claims;
-                    self.core
-                        .on_steal(tasks, |t| claims.remove(&t).is_some_and(|(_, c)| c.retract()))
-                }
-                ToWorker::PutData { task, data, .. } => {
-                    let n = data.len() as u64;
-                    self.store_put(task, Arc::new(data));
-                    self.core.on_put_data(task, n);
-                }
-                ToWorker::Replicate { task, from } => self.core.on_replicate(task, from),
-                ToWorker::Shutdown { reason } => {
-                    log::info!("scheduler asked this worker to stop: {reason}");
-                    self.core.on_shutdown(Instant::now());
-                }
-            },
+            Event::FromScheduler(msg) => {
+                self.core.on_message();
+                self.handle_message(msg)
+            }
             Event::SchedulerLost(reason) => return Some(Ended::Lost(reason)),
             Event::Stop => self.core.on_stop_requested(Instant::now()),
             Event::Spilled => self.core.on_spilled(),
@@ -664,7 +671,10 @@ impl Shell {
 /// The inputs of a task, in order, from the store (all in memory: nothing blocks); `Err`
 /// names an input that is not there.
 fn gather_inputs(store: &Store, inputs: Vec<(TaskId, String)>) -> Result<Vec<(String, Data)>, TaskId> {
-    inputs.into_iter().map(|(id, key)| input(id, key, store.get(id))).collect()
+    inputs
+        .into_iter()
+        .map(|(id, key)| input(id, key, store.get(id)))
+        .collect()
 }
 
 /// [`gather_inputs`] for async code: spilled inputs are read on a blocking thread.
@@ -678,7 +688,11 @@ async fn gather_inputs_async(store: &Arc<Store>, inputs: Vec<(TaskId, String)>) 
 
 /// One input as the store answered for it; a store that cannot read it back (a spill file
 /// lost) has lost it.
-fn input(id: TaskId, key: String, got: Result<Option<Data>, super::store::StoreError>) -> Result<(String, Data), TaskId> {
+fn input(
+    id: TaskId,
+    key: String,
+    got: Result<Option<Data>, super::store::StoreError>,
+) -> Result<(String, Data), TaskId> {
     match got {
         Ok(Some(d)) => Ok((key, d)),
         Ok(None) => {

@@ -179,6 +179,9 @@ pub struct WorkerCore {
     /// Function tasks that started but whose `Started` is not sent yet: sent by
     /// [`WorkerCore::report_starts`] unless their `Finished` goes first and says it all.
     unreported_starts: IdSet<TaskId>,
+    /// How many scheduler messages of this session were read: reports of results held
+    /// carry it, so the scheduler can tell a `ReleaseData` that crossed them.
+    pub(super) seen: u64,
     /// Heartbeats, memory, lifetime and stopping: what outlives a scheduler session.
     pub(super) life: Life,
 }
@@ -206,6 +209,7 @@ impl WorkerCore {
             replicating: Default::default(),
             unreported_starts: Default::default(),
             behind: Default::default(),
+            seen: 0,
             life,
         }
     }
@@ -232,6 +236,11 @@ impl WorkerCore {
     #[cfg(test)]
     pub fn held(&self) -> usize {
         self.held.len()
+    }
+
+    /// A scheduler message arrived; the shell calls this before the event it carries.
+    pub fn on_message(&mut self) {
+        self.seen += 1;
     }
 
     pub fn on_compute(&mut self, ct: ComputeTask) {
@@ -456,6 +465,7 @@ impl WorkerCore {
                     attempt,
                     nbytes,
                     fetched,
+                    seen: self.seen,
                 }));
                 for w in self.behind.remove(&task).unwrap_or_default() {
                     self.input_arrived(w);
@@ -583,6 +593,11 @@ impl WorkerCore {
         for d in &t.deps {
             if let Some(f) = self.fetching.get_mut(&d.id) {
                 f.waiters.retain(|w| *w != task);
+                // A fetch nobody waits for is forgotten: its bytes, if they still come, are
+                // dropped, and the input may be computed here meanwhile.
+                if f.waiters.is_empty() && !self.replicating.contains(&d.id) {
+                    self.fetching.remove(&d.id);
+                }
             }
             if let Some(waiters) = self.behind.get_mut(&d.id) {
                 waiters.retain(|w| *w != task);

@@ -33,7 +33,6 @@ impl Sim {
         on_compute(ct: ComputeTask);
         on_replicate(task: TaskId, from: String);
         on_fetched(dep: TaskId, outcome: Result<u64, FetchError>);
-        on_input_missing(task: TaskId, attempt: AttemptId, dep: TaskId);
         on_release_data(tasks: Vec<TaskId>);
         on_cancel(tasks: Vec<TaskId>);
         on_put_data(task: TaskId, nbytes: u64);
@@ -141,14 +140,18 @@ fn runs_at_most_nthreads_commands_at_once_and_queues_the_rest() {
     }
     let e = w.take_outbox();
     assert_eq!(executes(&e), vec![TaskId(0), TaskId(1)]);
-    assert!(e.contains(&Effect::Send(FromWorker::Started { task: TaskId(0), attempt: at(0) })));
+    assert!(e.contains(&Effect::Send(FromWorker::Started {
+        task: TaskId(0),
+        attempt: at(0)
+    })));
     w.on_executed(TaskId(0), Ok(3));
     let e = w.take_outbox();
     assert!(e.contains(&Effect::Send(FromWorker::Finished {
         task: TaskId(0),
         attempt: at(0),
         nbytes: 3,
-        fetched: vec![]
+        fetched: vec![],
+        seen: 1,
     })));
     assert_eq!(executes(&e), vec![TaskId(2)]);
 }
@@ -173,7 +176,10 @@ fn functions_are_queued_to_their_threads_ahead_and_report_their_real_start() {
     w.report_starts();
     assert_eq!(
         w.take_outbox(),
-        vec![Effect::Send(FromWorker::Started { task: TaskId(0), attempt: at(0) })]
+        vec![Effect::Send(FromWorker::Started {
+            task: TaskId(0),
+            attempt: at(0)
+        })]
     );
     w.on_executed(TaskId(0), Ok(1));
     assert_eq!(executes(&w.take_outbox()), vec![TaskId(n)]);
@@ -201,9 +207,13 @@ fn a_task_that_started_and_finished_in_one_batch_sends_only_finished() {
                 task: TaskId(1),
                 attempt: at(1),
                 nbytes: 0,
-                fetched: vec![]
+                fetched: vec![],
+                seen: 1,
             }),
-            Effect::Send(FromWorker::Started { task: TaskId(2), attempt: at(2) }),
+            Effect::Send(FromWorker::Started {
+                task: TaskId(2),
+                attempt: at(2)
+            }),
         ]
     );
 }
@@ -234,7 +244,8 @@ fn steal_takes_back_queued_functions_unless_a_thread_claimed_them() {
         task: TaskId(1),
         attempt: at(1),
         nbytes: 2,
-        fetched: vec![]
+        fetched: vec![],
+        seen: 1,
     })));
 }
 
@@ -263,7 +274,8 @@ fn fetches_inputs_then_reports_them_with_the_result() {
         task: TaskId(5),
         attempt: at(5),
         nbytes: 1,
-        fetched: vec![TaskId(1), TaskId(2)]
+        fetched: vec![TaskId(1), TaskId(2)],
+        seen: 1,
     })));
 }
 
@@ -314,7 +326,9 @@ fn steal_gives_back_only_unstarted_tasks() {
     });
     assert_eq!(
         w.take_outbox(),
-        vec![Effect::Send(FromWorker::Stolen { tasks: vec![(TaskId(2), at(2))] })]
+        vec![Effect::Send(FromWorker::Stolen {
+            tasks: vec![(TaskId(2), at(2))]
+        })]
     );
 }
 
@@ -339,7 +353,8 @@ fn a_task_queued_behind_an_input_computing_here_starts_when_it_is_done() {
         task: TaskId(2),
         attempt: at(2),
         nbytes: 1,
-        fetched: vec![]
+        fetched: vec![],
+        seen: 1,
     })));
 }
 
@@ -475,7 +490,8 @@ fn with_drain_the_first_stop_retires_and_the_second_stops_at_once() {
         task: TaskId(1),
         attempt: at(1),
         nbytes: 3,
-        fetched: vec![]
+        fetched: vec![],
+        seen: 1,
     })));
     w.on_stop_requested(t0 + HEARTBEAT / 2);
     assert_eq!(w.take_outbox(), vec![leaving(), Effect::Leave(WorkerExit::Stopped)]);

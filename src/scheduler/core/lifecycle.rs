@@ -102,8 +102,7 @@ impl Core {
             }
             if let TaskState::Processing { worker, .. } = task.state {
                 self.unassign(worker, t);
-                self.outbox
-                    .push(Outgoing::Worker(worker, ToWorker::Cancel { tasks: vec![t] }));
+                self.send(worker, ToWorker::Cancel { tasks: vec![t] });
             }
             if self.tasks[&t].scattered() {
                 self.fail_scatters(t, &error);
@@ -153,14 +152,12 @@ impl Core {
                         let ws = self.workers.get_mut(&w).expect("holders are known workers");
                         ws.has_data.remove(&t);
                         ws.stored_bytes -= nbytes;
-                        self.outbox
-                            .push(Outgoing::Worker(w, ToWorker::ReleaseData { tasks: vec![t] }));
+                        self.send(w, ToWorker::ReleaseData { tasks: vec![t] });
                     }
                 }
                 TaskState::Processing { worker, .. } => {
                     self.unassign(worker, t);
-                    self.outbox
-                        .push(Outgoing::Worker(worker, ToWorker::Cancel { tasks: vec![t] }));
+                    self.send(worker, ToWorker::Cancel { tasks: vec![t] });
                     self.tasks.get_mut(&t).expect("known").state = TaskState::Released;
                     stack.extend(self.tasks[&t].deps.iter().copied());
                 }

@@ -120,8 +120,7 @@ impl Core {
                     }
                     TaskState::Processing { worker, .. } => {
                         self.unassign(worker, d);
-                        self.outbox
-                            .push(Outgoing::Worker(worker, ToWorker::Cancel { tasks: vec![d] }));
+                        self.send(worker, ToWorker::Cancel { tasks: vec![d] });
                         self.tasks.get_mut(&d).expect("known").state = TaskState::Released;
                         reset.push(d);
                         reset.extend(self.unqueue_dependents(d, worker));

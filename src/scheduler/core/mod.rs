@@ -220,6 +220,20 @@ impl Core {
         self.tasks.id_of(key).map(|id| &self.tasks[&id].state)
     }
 
+    /// A key's task id, for tests.
+    #[cfg(test)]
+    pub(crate) fn id_of(&self, key: &str) -> Option<TaskId> {
+        self.tasks.id_of(key)
+    }
+
+    /// The workers holding the result of task `id` (of this generation), by name.
+    #[cfg(test)]
+    pub(crate) fn holders_of_id(&self, id: TaskId) -> Vec<String> {
+        self.tasks.get(&id).map_or_else(Vec::new, |t| {
+            t.who_has.iter().map(|w| self.workers[w].info.name.clone()).collect()
+        })
+    }
+
     /// The workers holding a key's result, by name.
     #[cfg(test)]
     pub(crate) fn holders_of(&self, key: &str) -> Vec<String> {

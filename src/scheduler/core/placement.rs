@@ -10,7 +10,7 @@
 
 use super::task::{Task, TaskState};
 use super::workers::{change_load, WorkerState};
-use super::{Core, Outgoing};
+use super::Core;
 use crate::protocol::{AttemptId, ComputeTask, DepLocation, TaskId, ToWorker, WorkerId};
 
 /// A waiting task with more inputs than this is not queued behind them on their worker:
@@ -196,7 +196,7 @@ impl Core {
                 }
             })
             .collect();
-        self.outbox.push(Outgoing::Worker(
+        self.send(
             w,
             ToWorker::Compute(Box::new(ComputeTask {
                 id: t,
@@ -206,7 +206,7 @@ impl Core {
                 deps,
                 priority: task.priority,
             })),
-        ));
+        );
     }
 
     /// Queues on `w`, behind `t`, the dependents of `t` whose inputs are all in memory or
@@ -308,8 +308,7 @@ impl Core {
                     continue;
                 }
                 self.unassign(w, d);
-                self.outbox
-                    .push(Outgoing::Worker(w, ToWorker::Cancel { tasks: vec![d] }));
+                self.send(w, ToWorker::Cancel { tasks: vec![d] });
                 self.tasks.get_mut(&d).expect("known").state = TaskState::Released;
                 unqueued.push(d);
                 stack.push(d);
@@ -385,7 +384,7 @@ impl Core {
                 chosen.push(t);
             }
             if !chosen.is_empty() {
-                self.outbox.push(Outgoing::Worker(v, ToWorker::Steal { tasks: chosen }));
+                self.send(v, ToWorker::Steal { tasks: chosen });
             }
         }
     }

@@ -3,7 +3,7 @@
 //! needed are copied to other workers before it is told to shut down.
 
 use super::task::TaskState;
-use super::{Core, Outgoing};
+use super::Core;
 use crate::protocol::{TaskId, ToWorker, WorkerId};
 
 impl Core {
@@ -21,8 +21,7 @@ impl Core {
             .filter(|t| matches!(self.tasks[t].state, TaskState::Processing { started: false, .. }))
             .collect();
         if !unstarted.is_empty() {
-            self.outbox
-                .push(Outgoing::Worker(w, ToWorker::Steal { tasks: unstarted }));
+            self.send(w, ToWorker::Steal { tasks: unstarted });
         }
     }
 
@@ -36,9 +35,7 @@ impl Core {
         let in_memory = matches!(self.tasks.get(&t), Some(task) if task.state == TaskState::Memory);
         match nbytes {
             Some(_) if in_memory => self.add_holder(t, target),
-            Some(_) => self
-                .outbox
-                .push(Outgoing::Worker(target, ToWorker::ReleaseData { tasks: vec![t] })),
+            Some(_) => self.send(target, ToWorker::ReleaseData { tasks: vec![t] }),
             None => log::warn!("copying {t} to {target} failed; it may be computed again"),
         }
     }
@@ -70,25 +67,25 @@ impl Core {
                 }
             }
         }
-        let pending = self.retiring.get_mut(&w).expect("called for retiring workers");
         for (t, target) in sends {
+            let pending = self.retiring.get_mut(&w).expect("called for retiring workers");
             pending.insert(t, target);
-            self.outbox.push(Outgoing::Worker(
+            self.send(
                 target,
                 ToWorker::Replicate {
                     task: t,
                     from: from.clone(),
                 },
-            ));
+            );
         }
-        if pending.is_empty() {
+        if self.retiring.get(&w).is_some_and(|pending| pending.is_empty()) {
             self.retiring.remove(&w);
-            self.outbox.push(Outgoing::Worker(
+            self.send(
                 w,
                 ToWorker::Shutdown {
                     reason: "retired".into(),
                 },
-            ));
+            );
         }
     }
 }

@@ -84,8 +84,7 @@ impl Core {
                 ws.running += 1;
             });
             remaining.insert(id);
-            self.outbox
-                .push(Outgoing::Worker(w, ToWorker::PutData { task: id, key, data }));
+            self.send(w, ToWorker::PutData { task: id, key, data });
         }
         self.scatters.push(PendingScatter { client, req, remaining });
     }
@@ -115,8 +114,7 @@ impl Core {
         if !self.processing_on(t, w) {
             // The scatter was cancelled or its client left: nobody will ask for these bytes.
             if !matches!(self.tasks.get(&t), Some(task) if task.who_has.contains(&w)) {
-                self.outbox
-                    .push(Outgoing::Worker(w, ToWorker::ReleaseData { tasks: vec![t] }));
+                self.send(w, ToWorker::ReleaseData { tasks: vec![t] });
             }
             return;
         }

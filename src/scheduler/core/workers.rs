@@ -3,7 +3,7 @@
 
 use super::task::{Task, TaskState};
 use super::{Core, Outgoing};
-use crate::idmap::IdSet;
+use crate::idmap::{IdMap, IdSet};
 use crate::protocol::{
     AttemptId, FetchFailure, FromWorker, TaskError, TaskId, TaskOptions, ToClient, ToWorker, WorkerId, WorkerInfo,
 };
@@ -30,6 +30,11 @@ pub(super) struct WorkerState {
     /// Tasks processing here whose dependents could have been queued behind them but for
     /// the worker's room: tried again when a task here finishes.
     pub(super) queue_later: Vec<TaskId>,
+    /// How many messages were sent to it: each message's number in its stream.
+    pub(super) sent: u64,
+    /// The number of the latest `ReleaseData` of each task sent to it that it may not have
+    /// seen yet (pruned as its reports say how far it read).
+    pub(super) releasing: IdMap<TaskId, u64>,
 }
 
 impl WorkerState {
@@ -105,6 +110,34 @@ pub(super) fn change_load<R>(
 }
 
 impl Core {
+    /// Sends `msg` to worker `w`, numbering it in `w`'s stream (see
+    /// [`Core::release_on_its_way`]).
+    pub(super) fn send(&mut self, w: WorkerId, msg: ToWorker) {
+        if let Some(ws) = self.workers.get_mut(&w) {
+            ws.sent += 1;
+            if let ToWorker::ReleaseData { tasks } = &msg {
+                for t in tasks {
+                    ws.releasing.insert(*t, ws.sent);
+                }
+            }
+        }
+        self.outbox.push(Outgoing::Worker(w, msg));
+    }
+
+    /// Whether a `ReleaseData` of `t` sent to `w` is still on its way to it, given that `w`
+    /// had read `seen` messages when it reported holding `t`: that release will drop the copy
+    /// the report is about, so the report must not make `w` a holder. Releases `w` has read
+    /// are forgotten here, a batch at a time.
+    pub(super) fn release_on_its_way(&mut self, w: WorkerId, t: TaskId, seen: u64) -> bool {
+        let Some(ws) = self.workers.get_mut(&w) else {
+            return false;
+        };
+        if ws.releasing.len() >= 64 {
+            ws.releasing.retain(|_, sent| *sent > seen);
+        }
+        ws.releasing.get(&t).is_some_and(|sent| *sent > seen)
+    }
+
     pub fn on_worker_joined(&mut self, id: WorkerId, info: WorkerInfo, now: Instant) {
         self.at(now);
         log::info!(
@@ -126,16 +159,18 @@ impl Core {
             memory: 0,
             leaving: false,
             queue_later: Vec::new(),
+            sent: 0,
+            releasing: IdMap::default(),
         };
         self.by_load.insert((Load(ws.load()), id));
         self.workers.insert(id, ws);
-        self.outbox.push(Outgoing::Worker(
+        self.send(
             id,
             ToWorker::Registered {
                 worker: id,
                 heartbeat_ms: self.config.heartbeat_interval.as_millis() as u64,
             },
-        ));
+        );
         self.restart_on_worker_joined(&name);
         self.want_balance();
     }
@@ -154,7 +189,8 @@ impl Core {
                 attempt,
                 nbytes,
                 fetched,
-            } => self.on_task_finished(id, task, attempt, nbytes, fetched),
+                seen,
+            } => self.on_task_finished(id, (task, attempt), nbytes, fetched, seen),
             FromWorker::Failed { task, attempt, error } => self.on_task_failed(id, task, attempt, error),
             FromWorker::FetchFailed {
                 task,
@@ -199,15 +235,22 @@ impl Core {
     pub(super) fn on_task_finished(
         &mut self,
         w: WorkerId,
-        t: TaskId,
-        attempt: AttemptId,
+        (t, attempt): (TaskId, AttemptId),
         nbytes: u64,
         fetched: Vec<TaskId>,
+        seen: u64,
     ) {
         for f in fetched {
-            self.on_result_held(w, f, None, None);
+            if !self.release_on_its_way(w, f, seen) {
+                self.on_result_held(w, f, None, None);
+            }
         }
-        self.on_result_held(w, t, Some(attempt), Some(nbytes));
+        // An answer to the current assignment was made after the worker read its `Compute`,
+        // so after any release sent before it (and while the task is assigned there, no
+        // release of it is sent there).
+        if self.is_assignment(t, w, attempt) || !self.release_on_its_way(w, t, seen) {
+            self.on_result_held(w, t, Some(attempt), Some(nbytes));
+        }
     }
 
     /// `w` holds a result of `t`: it computed it (answering assignment `answers`), or fetched
@@ -219,8 +262,7 @@ impl Core {
     /// `nbytes` is `None` for a copy: the size the scheduler knew then.
     pub(super) fn on_result_held(&mut self, w: WorkerId, t: TaskId, answers: Option<AttemptId>, nbytes: Option<u64>) {
         let Some(task) = self.tasks.get(&t) else {
-            self.outbox
-                .push(Outgoing::Worker(w, ToWorker::ReleaseData { tasks: vec![t] }));
+            self.send(w, ToWorker::ReleaseData { tasks: vec![t] });
             return;
         };
         let nbytes = nbytes.unwrap_or(task.nbytes);
@@ -235,32 +277,30 @@ impl Core {
                     // Computing elsewhere, or again here: stop that. What was queued behind
                     // it there waits for nothing now and is placed anew.
                     queued = self.unqueue_dependents(t, worker);
-                    self.outbox
-                        .push(Outgoing::Worker(worker, ToWorker::Cancel { tasks: vec![t] }));
+                    self.send(worker, ToWorker::Cancel { tasks: vec![t] });
                 }
                 self.unassign(worker, t);
-                self.result_arrived(w, t, nbytes);
+                self.result_arrived(w, t, nbytes, queued);
                 self.queue_dependents_later(worker);
-                for d in queued {
-                    self.compute(d);
-                }
                 if self.workers.get(&worker).is_some_and(|ws| ws.processing.is_empty()) {
                     self.want_balance();
                 }
             }
-            TaskState::Waiting | TaskState::Ready if !task.scattered() => self.result_arrived(w, t, nbytes),
-            _ => self
-                .outbox
-                .push(Outgoing::Worker(w, ToWorker::ReleaseData { tasks: vec![t] })),
+            TaskState::Waiting | TaskState::Ready if !task.scattered() => self.result_arrived(w, t, nbytes, Vec::new()),
+            _ => self.send(w, ToWorker::ReleaseData { tasks: vec![t] }),
         }
     }
 
     /// `t`, assigned nowhere, has its result on `w`: it is in memory, clients that want it
-    /// are told, its dependents wake, and inputs nothing needs any more are released.
-    fn result_arrived(&mut self, w: WorkerId, t: TaskId, nbytes: u64) {
+    /// are told, its dependents wake (and `queued`, taken back from behind it, are computed
+    /// again), and inputs nothing needs any more are released.
+    fn result_arrived(&mut self, w: WorkerId, t: TaskId, nbytes: u64, queued: Vec<TaskId>) {
         self.store_result(w, t, nbytes);
         let deps = self.tasks[&t].deps.clone();
         self.wake_dependents(t);
+        for d in queued {
+            self.compute(d);
+        }
         for d in deps {
             self.maybe_release(d);
         }
@@ -339,8 +379,7 @@ impl Core {
             if dt.who_has.contains(&h) && !keep {
                 self.drop_holder(dep, h);
                 if matches!(failure, FetchFailure::Transfer(_)) {
-                    self.outbox
-                        .push(Outgoing::Worker(h, ToWorker::ReleaseData { tasks: vec![dep] }));
+                    self.send(h, ToWorker::ReleaseData { tasks: vec![dep] });
                 }
                 let dt = &self.tasks[&dep];
                 if dt.who_has.is_empty() && dt.state == TaskState::Memory {

@@ -8,8 +8,8 @@
 
 use super::core::{Core, CoreConfig, Outgoing, StopReason, TaskState};
 use crate::protocol::{
-    codec, AttemptId, ClientId, ComputeTask, FetchFailure, FromClient, FromNanny, FromWorker, NannyId, RequestId, TaskDesc, TaskError, TaskId,
-    ToClient, ToNanny, ToWorker, WorkerId, WorkerInfo,
+    codec, AttemptId, ClientId, ComputeTask, FetchFailure, FromClient, FromNanny, FromWorker, NannyId, RequestId,
+    TaskDesc, TaskError, TaskId, ToClient, ToNanny, ToWorker, WorkerId, WorkerInfo,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -45,6 +45,8 @@ struct Cluster {
     /// The latest assignment of each task, learned from `Compute`: the pretend workers'
     /// answers name it, as real workers' do.
     attempts: HashMap<TaskId, AttemptId>,
+    /// Messages sent to each worker: the pretend workers read each as it is sent.
+    seen: HashMap<WorkerId, u64>,
     next_worker: u64,
     next_client: u64,
     next_nanny: u64,
@@ -77,6 +79,7 @@ impl Cluster {
             ids: HashMap::new(),
             keys: HashMap::new(),
             attempts: HashMap::new(),
+            seen: HashMap::new(),
             next_worker: 1,
             next_client: 1,
             next_nanny: 1,
@@ -97,6 +100,9 @@ impl Cluster {
     fn step(&mut self) {
         for out in self.core.take_outbox() {
             let out = over_the_wire(out);
+            if let Outgoing::Worker(w, _) = &out {
+                *self.seen.entry(*w).or_default() += 1;
+            }
             match &out {
                 Outgoing::Worker(_, ToWorker::Compute(c)) => {
                     self.learn(c.id, &c.key);
@@ -215,6 +221,7 @@ impl Cluster {
     fn finish_as(&mut self, worker: &str, key: &str, attempt: AttemptId, nbytes: u64, fetched: &[&str]) {
         let task = self.id(key);
         let fetched = fetched.iter().map(|k| self.id(k)).collect();
+        let seen = self.seen.get(&self.worker(worker)).copied().unwrap_or(0);
         self.worker_says(
             worker,
             FromWorker::Finished {
@@ -222,6 +229,7 @@ impl Cluster {
                 attempt,
                 nbytes,
                 fetched,
+                seen,
             },
         );
     }
@@ -233,7 +241,14 @@ impl Cluster {
 
     fn fetch_failed(&mut self, worker: &str, key: &str, dep: &str, holder: &str) {
         let attempt = self.attempt(key);
-        self.fetch_failed_as(worker, key, attempt, dep, holder, FetchFailure::Transfer("connection refused".into()));
+        self.fetch_failed_as(
+            worker,
+            key,
+            attempt,
+            dep,
+            holder,
+            FetchFailure::Transfer("connection refused".into()),
+        );
     }
 
     /// `worker` could not have `dep` from `holder` (empty: nobody, or itself) for assignment
@@ -248,7 +263,11 @@ impl Cluster {
         failure: FetchFailure,
     ) {
         let (task, dep) = (self.id(key), self.id(dep));
-        let holder = if holder.is_empty() { String::new() } else { address(holder) };
+        let holder = if holder.is_empty() {
+            String::new()
+        } else {
+            address(holder)
+        };
         self.worker_says(
             worker,
             FromWorker::FetchFailed {
