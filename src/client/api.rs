@@ -85,6 +85,8 @@ struct Shared {
     status: HashMap<String, KeyStatus>,
     waiters: HashMap<String, Vec<Arc<WaitGroup>>>,
     replies: HashMap<RequestId, async_channel::Sender<ToClient>>,
+    /// Told (one token at most) whenever a key settles; see [`AsyncClient::settlements`].
+    watchers: Vec<async_channel::Sender<()>>,
     /// Set once the scheduler connection is gone, with the reason.
     closed: Option<String>,
 }
@@ -95,6 +97,10 @@ impl Shared {
             for w in ws {
                 w.one_done();
             }
+        }
+        self.watchers.retain(|w| !w.is_closed());
+        for w in &self.watchers {
+            let _ = w.try_send(());
         }
         self.status.insert(key, status);
     }
@@ -107,6 +113,7 @@ impl Shared {
             }
         }
         self.replies.clear();
+        self.watchers.clear();
     }
 }
 
@@ -318,6 +325,18 @@ impl AsyncClient {
             return Err(ClientError::Disconnected(reason.clone()));
         }
         Ok(())
+    }
+
+    /// A signal that some key settled (finished or erred) since the last time it was read:
+    /// the receiver holds at most one token, and ends once the scheduler connection is gone.
+    /// For loops that react to keys as they settle, without a waiter per key and call.
+    pub fn settlements(&self) -> async_channel::Receiver<()> {
+        let (tx, rx) = async_channel::bounded(1);
+        let mut s = self.inner.lock();
+        if s.closed.is_none() {
+            s.watchers.push(tx);
+        }
+        rx
     }
 
     /// Waits for the keys and fetches their results from the workers that hold them.

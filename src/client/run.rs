@@ -11,8 +11,6 @@ use std::time::Duration;
 /// What happened to a graph run.
 #[derive(Debug, Default)]
 pub struct RunReport {
-    /// Keys delivered to their outputs.
-    pub delivered: Vec<String>,
     /// Each task that failed on its own (not because an input failed), with its error, and
     /// how many tasks downstream of it failed with it.
     pub failures: Vec<Failure>,
@@ -44,7 +42,12 @@ pub enum RunError {
     },
 }
 
-/// Submits `graph`, waits for it, writes its outputs, and reports failures.
+/// Submits `graph`, writes each output as soon as it is computed, and reports failures.
+///
+/// Each wanted key is released once it is delivered (or has nothing to deliver): a result
+/// the client already has is not kept by the cluster, so losing it later costs nothing,
+/// unless a task still to run needs it. That is what makes a run converge while workers
+/// keep dying: only the lineage still needed is ever computed again.
 pub async fn run_graph(client: &AsyncClient, graph: Graph, progress: bool) -> Result<RunReport, RunError> {
     // Every sink is wanted, so that no task is skipped for lack of a consumer; outputs are
     // the subset whose results are delivered.
@@ -60,118 +63,203 @@ pub async fn run_graph(client: &AsyncClient, graph: Graph, progress: bool) -> Re
         .filter(|t| !used.contains(t.key.as_str()))
         .map(|t| t.key.clone())
         .collect();
+    let mut in_wanted: HashSet<String> = wanted.iter().cloned().collect();
     for o in &graph.outputs {
-        if !wanted.contains(&o.key) {
+        if in_wanted.insert(o.key.clone()) {
             wanted.push(o.key.clone());
         }
     }
     let total = graph.tasks.len();
+    let settlements = client.settlements();
     client.submit_wanting(graph.tasks, wanted.clone()).await?;
-    if progress {
-        let bar = async {
-            loop {
-                draw_progress(client, &wanted, total).await;
+
+    let mut outputs = Outputs::new(&graph.outputs);
+    // What each wanted key came to, once it settled for good.
+    let mut settled: BTreeMap<String, Option<TaskError>> = BTreeMap::new();
+    let mut pending: Vec<String> = wanted.clone();
+    let mut last_drawn = std::time::Instant::now();
+    while !pending.is_empty() {
+        let mut finished = Vec::new();
+        let mut erred = Vec::new();
+        for k in &pending {
+            match client.status(k) {
+                Some(KeyStatus::Finished { .. }) => finished.push(k.clone()),
+                Some(KeyStatus::Erred(e)) => erred.push((k.clone(), e)),
+                _ => {}
+            }
+        }
+        let deliver: Vec<String> = finished.iter().filter(|k| outputs.wants(k)).cloned().collect();
+        if !deliver.is_empty() {
+            match client.gather(&deliver).await {
+                Ok(results) => {
+                    for (k, bytes) in deliver.iter().zip(results) {
+                        outputs.deliver(k, bytes)?;
+                    }
+                }
+                // One of them erred after all (lost, then failed when computed again): look
+                // again at what settled.
+                Err(ClientError::Task { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for (k, e) in erred {
+            outputs.skip(&k)?;
+            settled.insert(k, Some(e));
+        }
+        if !finished.is_empty() {
+            client.release(&finished)?;
+        }
+        for k in finished {
+            settled.insert(k, None);
+        }
+        pending.retain(|k| !settled.contains_key(k));
+        if progress && (pending.is_empty() || last_drawn.elapsed() >= Duration::from_millis(100)) {
+            draw_progress(client, &settled, wanted.len(), total).await;
+            last_drawn = std::time::Instant::now();
+        }
+        if pending.is_empty() {
+            break;
+        }
+        if progress {
+            let tick = async {
                 async_io::Timer::after(Duration::from_millis(100)).await;
+                Ok(())
+            };
+            futures_lite::future::or(settlements.recv(), tick).await.ok();
+        } else {
+            // A closed channel means the scheduler is gone: the next status or gather says so.
+            if settlements.recv().await.is_err() {
+                client.wait(&pending).await?;
             }
-        };
-        futures_lite::future::or(client.wait(&wanted), bar).await?;
-        draw_progress(client, &wanted, total).await;
+        }
+    }
+    if progress {
         eprintln!();
-    } else {
-        client.wait(&wanted).await?;
     }
-
-    // Outputs are gathered before failures are counted: a result lost with its worker is
-    // computed again meanwhile, and may still succeed or fail.
     let mut report = RunReport::default();
-    let results = loop {
-        let ready: Vec<_> = graph
-            .outputs
-            .iter()
-            .filter(|o| !matches!(client.status(&o.key), Some(KeyStatus::Erred(_))))
-            .collect();
-        let keys: Vec<String> = ready.iter().map(|o| o.key.clone()).collect();
-        match client.gather(&keys).await {
-            Ok(results) => break ready.into_iter().zip(results).collect::<Vec<_>>(),
-            // One of them erred after all: gather the others.
-            Err(ClientError::Task { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    };
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    for (o, bytes) in results {
-        match &o.target {
-            OutputTarget::Stdout => {
-                // A closed stdout loses the results: that is an error, not a success.
-                let newline = !bytes.ends_with(b"\n") && !bytes.is_empty();
-                out.write_all(&bytes)
-                    .and_then(|()| if newline { out.write_all(b"\n") } else { Ok(()) })
-                    .and_then(|()| out.flush())
-                    .map_err(|source| RunError::Output {
-                        key: o.key.clone(),
-                        path: "stdout".into(),
-                        source,
-                    })?;
-            }
-            OutputTarget::File(path) => std::fs::write(path, &bytes).map_err(|source| RunError::Output {
-                key: o.key.clone(),
-                path: path.display().to_string(),
-                source,
-            })?,
-        }
-        report.delivered.push(o.key.clone());
-    }
-    let _ = out.flush();
-
     let mut roots: BTreeMap<String, (TaskError, usize)> = BTreeMap::new();
-    for k in &wanted {
-        if let Some(KeyStatus::Erred(e)) = client.status(k) {
-            match e {
-                TaskError::Dependency { key, error } => {
-                    let entry = roots.entry(key).or_insert(((*error).clone(), 0));
-                    entry.1 += 1;
-                }
-                e => {
-                    roots.entry(k.clone()).or_insert((e, 0));
-                }
+    for (k, e) in settled {
+        match e {
+            Some(TaskError::Dependency { key, error }) => {
+                let entry = roots.entry(key).or_insert(((*error).clone(), 0));
+                entry.1 += 1;
             }
+            Some(e) => {
+                roots.entry(k).or_insert((e, 0));
+            }
+            None => {}
         }
     }
     report.failures = roots
         .into_iter()
         .map(|(key, (error, downstream))| Failure { key, error, downstream })
         .collect();
-    client.release(&wanted)?;
+    let erred: Vec<String> = wanted.into_iter().filter(|k| client.status(k).is_some()).collect();
+    client.release(&erred)?;
     Ok(report)
 }
 
-async fn draw_progress(client: &AsyncClient, wanted: &[String], total: usize) {
-    let mut done = 0;
-    let mut failed = 0;
-    for k in wanted {
-        match client.status(k) {
-            Some(KeyStatus::Finished { .. }) => done += 1,
-            Some(KeyStatus::Erred(_)) => failed += 1,
-            _ => {}
+/// The outputs of a run as they are delivered: files at once, stdout in the graph's order
+/// (a result that arrives early waits for those before it).
+struct Outputs<'g> {
+    targets: &'g [super::graph::Output],
+    /// Index of the next stdout output to print.
+    next_stdout: usize,
+    /// Results for stdout that arrived before their turn, and outputs that will never
+    /// come (their task erred: `None`).
+    waiting: BTreeMap<usize, Option<Vec<u8>>>,
+    keys: HashSet<&'g str>,
+}
+
+impl<'g> Outputs<'g> {
+    fn new(targets: &'g [super::graph::Output]) -> Outputs<'g> {
+        Outputs {
+            targets,
+            next_stdout: 0,
+            waiting: BTreeMap::new(),
+            keys: targets.iter().map(|o| o.key.as_str()).collect(),
         }
     }
+
+    fn wants(&self, key: &str) -> bool {
+        self.keys.contains(key)
+    }
+
+    /// `key`'s result: written to each of its files, and queued for stdout.
+    fn deliver(&mut self, key: &str, bytes: Vec<u8>) -> Result<(), RunError> {
+        for (i, o) in self.targets.iter().enumerate().filter(|(_, o)| o.key == key) {
+            match &o.target {
+                OutputTarget::Stdout => {
+                    self.waiting.insert(i, Some(bytes.clone()));
+                }
+                OutputTarget::File(path) => std::fs::write(path, &bytes).map_err(|source| RunError::Output {
+                    key: o.key.clone(),
+                    path: path.display().to_string(),
+                    source,
+                })?,
+            }
+        }
+        self.print_ready()
+    }
+
+    /// `key` erred: its stdout turns are passed over.
+    fn skip(&mut self, key: &str) -> Result<(), RunError> {
+        for (i, _) in self.targets.iter().enumerate().filter(|(_, o)| o.key == key) {
+            self.waiting.insert(i, None);
+        }
+        self.print_ready()
+    }
+
+    /// Prints the stdout results whose turn has come.
+    fn print_ready(&mut self) -> Result<(), RunError> {
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        while self.next_stdout < self.targets.len() {
+            let o = &self.targets[self.next_stdout];
+            if !matches!(o.target, OutputTarget::Stdout) {
+                self.next_stdout += 1;
+                continue;
+            }
+            let Some(entry) = self.waiting.remove(&self.next_stdout) else {
+                break;
+            };
+            self.next_stdout += 1;
+            let Some(bytes) = entry else { continue };
+            // A closed stdout loses the results: that is an error, not a success.
+            let newline = !bytes.ends_with(b"\n") && !bytes.is_empty();
+            out.write_all(&bytes)
+                .and_then(|()| if newline { out.write_all(b"\n") } else { Ok(()) })
+                .and_then(|()| out.flush())
+                .map_err(|source| RunError::Output {
+                    key: o.key.clone(),
+                    path: "stdout".into(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+}
+
+async fn draw_progress(
+    client: &AsyncClient,
+    settled: &BTreeMap<String, Option<TaskError>>,
+    wanted: usize,
+    total: usize,
+) {
+    let failed = settled.values().filter(|e| e.is_some()).count();
+    let done = settled.len() - failed;
     let running = match client.info().await {
         Ok(info) => info.workers.iter().map(|w| w.processing).sum::<u64>(),
         Err(_) => 0,
     };
     let width = 30;
-    let filled = if wanted.is_empty() {
-        width
-    } else {
-        (done + failed) * width / wanted.len()
-    };
+    let filled = ((done + failed) * width).checked_div(wanted).unwrap_or(width);
     eprint!(
         "\r[{}{}] {}/{} final tasks done, {} failed; {} tasks assigned ({} in graph)",
         "#".repeat(filled),
         " ".repeat(width - filled),
         done,
-        wanted.len(),
+        wanted,
         failed,
         running,
         total

@@ -81,7 +81,7 @@ impl Core {
             FromClient::Cancel { keys } => {
                 for k in keys {
                     if let Some(t) = self.tasks.id_of(&k) {
-                        self.cancel(t);
+                        self.on_cancel(id, t);
                     }
                 }
             }
@@ -98,6 +98,47 @@ impl Core {
             FromClient::Restart { req } => self.on_restart(id, req),
         }
         self.want_placement();
+    }
+
+    /// Client `c` cancels `t`. If another client still waits for `t` or for something
+    /// downstream of it, only `c` lets go: it is told `t` is cancelled and no longer wants it.
+    /// Otherwise `t` stops and errs as cancelled, with everything downstream.
+    fn on_cancel(&mut self, c: ClientId, t: TaskId) {
+        if !self.wanted_by_others(t, c) {
+            self.cancel(t);
+            return;
+        }
+        let task = self.tasks.get_mut(&t).expect("known");
+        if matches!(task.state, TaskState::Memory | TaskState::Erred(_)) {
+            return;
+        }
+        if task.wanted_by.remove_item(c) {
+            self.clients.get_mut(&c).expect("checked by the caller").wants -= 1;
+            let key = task.key.to_string();
+            let error = crate::protocol::TaskError::Cancelled;
+            self.outbox.push(Outgoing::Client(c, ToClient::KeyErred { key, error }));
+        }
+        log::info!(
+            "{} is cancelled for {c} only: other clients wait for it",
+            self.tasks[&t].key
+        );
+    }
+
+    /// Whether a client other than `c` wants `t` or a task downstream of it.
+    fn wanted_by_others(&self, t: TaskId, c: ClientId) -> bool {
+        let mut seen = crate::idmap::IdSet::default();
+        let mut stack = vec![t];
+        while let Some(t) = stack.pop() {
+            if !seen.insert(t) {
+                continue;
+            }
+            let task = &self.tasks[&t];
+            if task.wanted_by.iter().any(|w| *w != c) {
+                return true;
+            }
+            stack.extend(task.dependents.iter().copied());
+        }
+        false
     }
 
     pub(super) fn locate(&self, key: String) -> KeyLocation {

@@ -263,7 +263,9 @@ impl Core {
             && ws.fits(task.options())
             && task.deps.iter().all(|x| match self.tasks[x].state {
                 TaskState::Memory => true,
-                TaskState::Processing { worker, .. } => worker == w,
+                // Not behind an input being stolen: it may leave, and the task queued behind
+                // it would find its input gone.
+                TaskState::Processing { worker, .. } => worker == w && !self.stealing.contains_key(x),
                 _ => false,
             })
             && task

@@ -378,3 +378,27 @@ fn data_stored_after_its_client_left_is_dropped() {
     assert_eq!(cl.releases_sent_to("w1"), ["x"]);
     cl.assert_nothing_else_sent();
 }
+
+#[test]
+fn a_cancel_stops_a_task_only_for_the_client_that_cancels_while_another_waits_for_it() {
+    let (mut cl, a) = Cluster::new().with_workers(&[("w1", 1)]);
+    let b = cl.add_client();
+    cl.submit(a, vec![task("x"), task_on("y", &["x"])], &["x"]);
+    cl.submit(b, vec![task("x"), task_on("y", &["x"])], &["y"]);
+    assert_eq!(cl.computes_sent_to("w1"), ["x"]);
+    // b waits for y, downstream of x: a's cancel of x is a's alone.
+    cl.cancel(a, &["x"]);
+    assert_eq!(cl.erred_to_client(a), [("x".to_string(), TaskError::Cancelled)]);
+    assert!(cl.cancels_sent_to("w1").is_empty(), "x keeps running for b");
+    cl.finish("w1", "x", 1);
+    assert!(cl.finished_to_client(a).is_empty(), "a let go of x");
+    assert_eq!(cl.computes_sent_to("w1"), ["y"]);
+    cl.finish("w1", "y", 1);
+    assert_eq!(cl.finished_to_client(b), ["y"]);
+    // With nobody else waiting, a cancel stops the task.
+    cl.submit(a, vec![task("z")], &["z"]);
+    assert_eq!(cl.computes_sent_to("w1"), ["z"]);
+    cl.cancel(a, &["z"]);
+    assert_eq!(cl.cancels_sent_to("w1"), ["z"]);
+    assert_eq!(cl.erred_to_client(a), [("z".to_string(), TaskError::Cancelled)]);
+}
