@@ -679,3 +679,20 @@ fn random_interleavings_with_workers_lost_and_joining_converge() {
         replay(seed, true);
     }
 }
+
+// Seeds that found a race, kept by name (the seeds above are a sample; these replay the
+// interleavings that failed before their fix).
+
+/// A `ReleaseData` crossed a `Finished` of the result it drops: the worker dropped a
+/// result the scheduler then listed it as holding.
+#[test]
+fn a_release_crossing_a_report_of_the_same_result() {
+    replay(1_001_307, true);
+}
+
+/// A fetch nobody waited for any more stayed under way while the same result was computed
+/// on the fetching worker: held and fetched at once.
+#[test]
+fn a_fetch_outliving_its_last_waiter() {
+    replay(1_000_305, true);
+}

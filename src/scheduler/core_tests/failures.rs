@@ -216,6 +216,79 @@ fn fetch_failure_naming_an_unknown_holder_places_the_task_again() {
     assert_eq!(cl.computes_sent_to("w1"), ["b"]);
 }
 
+#[test]
+fn a_holder_that_cannot_be_reached_is_told_to_drop_its_copy_and_one_without_it_is_not() {
+    let (mut cl, c) = Cluster::new().with_workers(&[("w1", 1), ("w2", 1), ("w3", 1)]);
+    cl.submit(
+        c,
+        vec![
+            task("a"),
+            task_on("b", &["a"]).only_on(&["w2"]),
+            task_on("c", &["a"]).only_on(&["w3"]),
+        ],
+        &["b", "c"],
+    );
+    cl.finish("w1", "a", 10);
+    cl.finish_fetched("w2", "b", 1, &["a"]);
+    cl.take(|_| true);
+    // The transfer from w1 failed: w1 is listed no more, and whatever it keeps is dropped.
+    cl.fetch_failed("w3", "c", "a", "w1");
+    assert_eq!(cl.releases_sent_to("w1"), ["a"]);
+    assert_eq!(cl.core.holders_of("a"), ["w2"]);
+    // w2 answered that it does not hold it: nothing to drop there; a is computed again.
+    let attempt = cl.attempt("c");
+    cl.fetch_failed_as("w3", "c", attempt, "a", "w2", FetchFailure::NotHeld);
+    assert!(cl.releases_sent_to("w2").is_empty());
+    assert!(cl.core.holders_of("a").is_empty());
+    assert_eq!(
+        cl.state("a"),
+        TaskState::Processing {
+            worker: cl.worker("w1"),
+            started: false,
+            attempt: cl.attempt("a")
+        }
+    );
+}
+
+#[test]
+fn the_only_copy_of_scattered_data_is_kept_when_one_transfer_from_its_holder_fails() {
+    let (mut cl, c) = Cluster::new().with_workers(&[("w1", 1), ("w2", 1)]);
+    cl.scatter(c, &[("x", b"hello")]);
+    assert_eq!(cl.puts_sent_to("w1"), ["x"]);
+    cl.stored("w1", "x", 5);
+    cl.submit(c, vec![task_on("b", &["x"]).only_on(&["w2"])], &["b"]);
+    assert_eq!(cl.computes_sent_to("w2"), ["b"]);
+    cl.sent_to_client(c);
+    // A transfer failure is no proof that w1 lost x (it may be busy or restarting its
+    // listener): x stays, b is placed again, and only w1's loss would err x.
+    cl.fetch_failed("w2", "b", "x", "w1");
+    assert_eq!(cl.core.holders_of("x"), ["w1"]);
+    assert!(cl.releases_sent_to("w1").is_empty());
+    assert!(cl.erred_to_client(c).is_empty());
+    assert_eq!(cl.computes_sent_to("w2"), ["b"]);
+}
+
+#[test]
+fn a_fetch_failure_answering_an_earlier_assignment_leaves_the_current_one_alone() {
+    // w1 gives x back from a steal while b, queued behind x there, was sent after the
+    // steal: w1 cannot have x for b and says so, but only after x and b were placed again.
+    let (mut cl, c) = Cluster::new().with_workers(&[("w1", 1)]);
+    cl.submit(c, vec![task("x"), task_on("b", &["x"])], &["b"]);
+    assert_eq!(cl.computes_sent_to("w1"), ["x", "b"]);
+    let first = cl.attempt("b");
+    cl.stolen("w1", &["x"]);
+    assert_eq!(cl.cancels_sent_to("w1"), ["b"]);
+    assert_eq!(cl.computes_sent_to("w1"), ["x", "b"]);
+    assert_ne!(cl.attempt("b"), first);
+    cl.fetch_failed_as("w1", "b", first, "x", "", FetchFailure::NoHolder);
+    assert!(cl.cancels_sent_to("w1").is_empty());
+    assert!(cl.computes_sent_to("w1").is_empty(), "b is not placed a third time");
+    assert_eq!(cl.processing_on("b"), "w1");
+    cl.finish("w1", "x", 1);
+    cl.finish("w1", "b", 1);
+    assert_eq!(cl.finished_to_client(c), ["b"]);
+}
+
 // ----- late and stale messages -----
 
 #[test]
