@@ -4,6 +4,7 @@
 mod harness;
 
 use harness::{worker_entry, Cluster, DEADLINE};
+use std::time::Duration;
 
 /// Layers of sleeping tasks, so that the graph is still running when a worker is killed:
 /// 18 commands printing 1..=18, 18 commands doubling them, 3 commands gathering six each,
@@ -467,4 +468,19 @@ fn a_worker_rejoins_a_restarted_scheduler_and_gives_up_on_a_dead_one() {
     let line = out.the_error();
     assert!(line.contains(harness::host_port(&address)), "{line}");
     sb.check_no_crashes();
+}
+
+/// With no worker left, a waiting `distd run` is told so on stderr (not left in silence),
+/// and it finishes once a worker joins.
+#[test]
+fn a_run_with_no_worker_is_told_and_finishes_when_one_joins() {
+    let mut cluster = Cluster::builder().workers(0).start();
+    let run = cluster.spawn_graph("one.toml", "[[task]]\nkey = \"a\"\nshell = \"echo 41\"\n");
+    cluster.wait_for_stderr(run, "no worker has been connected", Duration::from_secs(30));
+    let address = cluster.address.clone();
+    cluster.worker(&address).name("late").spawn();
+    let out = cluster.wait_exit(run, DEADLINE);
+    out.assert_success();
+    assert_eq!(out.stdout, "41\n", "{}", out.describe());
+    assert!(out.stderr.contains("a worker joined"), "{}", out.describe());
 }

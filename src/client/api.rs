@@ -568,6 +568,7 @@ fn dispatch(inner: &Inner, msg: ToClient) {
             }
         }
         ToClient::Welcome { .. } => {}
+        ToClient::Notice { message } => log::warn!("scheduler: {message}"),
         ToClient::Shutdown { reason } => s.close(format!("scheduler shut down: {reason}")),
     }
 }

@@ -265,6 +265,11 @@ pub enum ToClient {
         req: RequestId,
         result: Result<u64, String>,
     },
+    /// Something the client should know while it waits (no worker is connected, say); the
+    /// client shows it to its user.
+    Notice {
+        message: String,
+    },
     Shutdown {
         reason: String,
     },

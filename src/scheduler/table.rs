@@ -152,7 +152,6 @@ impl<T: Keyed> TaskTable<T> {
         self.len = 0;
     }
 
-    #[cfg(test)]
     pub fn iter(&self) -> impl Iterator<Item = (TaskId, &T)> {
         self.slots
             .iter()

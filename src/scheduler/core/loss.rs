@@ -83,6 +83,7 @@ impl Core {
         for t in again {
             self.compute(t);
         }
+        self.stall_on_no_worker(self.clock);
         self.want_balance();
     }
 

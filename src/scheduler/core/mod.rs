@@ -12,7 +12,8 @@
 //! The core is spread over one file per lifecycle, each an `impl Core` block over the same
 //! tables: [`task`] (what a task is), [`workers`] (a worker's messages), [`clients`],
 //! [`submit`], [`scatter`], [`lifecycle`] (compute, err, release), [`loss`], [`retire`],
-//! [`nanny`], [`placement`], and the invariants in [`sanity`].
+//! [`nanny`], [`placement`], [`stall`] (telling clients nothing can go on), and the
+//! invariants in [`sanity`].
 //!
 //! This module and its children must never await, touch a socket or a file, or read a clock:
 //! that is what lets them be tested event by event without a network.
@@ -26,6 +27,7 @@ mod retire;
 #[cfg(test)]
 mod sanity;
 mod scatter;
+mod stall;
 mod submit;
 mod task;
 mod workers;
@@ -34,6 +36,7 @@ use self::clients::ClientState;
 use self::nanny::{NannyState, PendingRestart};
 use self::placement::PlacementDue;
 use self::scatter::PendingScatter;
+use self::stall::Stall;
 #[cfg(test)]
 pub(crate) use self::task::TaskState;
 use self::task::{NameInterner, Task};
@@ -133,6 +136,8 @@ pub struct Core {
     next_attempt: u32,
     /// What the placement pass must do when this batch of events ends.
     placement_due: PlacementDue,
+    /// Whether waiting clients were told that no worker is connected.
+    stall: Stall,
     /// The latest `now` an event brought.
     clock: Instant,
     /// When the heartbeat check and rebalancing last ran.
@@ -161,6 +166,10 @@ impl Core {
             retiring: IdMap::default(),
             stealing: IdMap::default(),
             placement_due: PlacementDue::default(),
+            stall: Stall {
+                no_worker_since: Some(now),
+                told: false,
+            },
             clock: now,
             last_housekeeping: now,
             idle_since: now,
@@ -185,7 +194,10 @@ impl Core {
             .idle_timeout
             .filter(|_| self.is_idle())
             .map(|limit| self.idle_since + limit);
-        [housekeeping, restart, idle].into_iter().flatten().min()
+        [housekeeping, restart, idle, self.stall_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Notes the time an event brought. Called first by every event, so a core that was busy
@@ -258,6 +270,7 @@ impl Core {
     pub fn on_timer(&mut self, now: Instant) {
         self.at(now);
         self.restart_on_timer(now);
+        self.stall_on_timer(now);
         if let Some(limit) = self.config.idle_timeout {
             if self.is_idle() && now.saturating_duration_since(self.idle_since) >= limit {
                 log::info!("idle for {:.1} s; stopping", limit.as_secs_f64());

@@ -172,6 +172,7 @@ impl Core {
             },
         );
         self.restart_on_worker_joined(&name);
+        self.stall_on_worker_joined();
         self.want_balance();
     }
 

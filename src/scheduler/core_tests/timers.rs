@@ -3,15 +3,21 @@
 use super::*;
 
 #[test]
-fn a_core_with_no_worker_and_no_idle_timeout_has_no_deadline() {
+fn a_core_with_no_worker_and_no_idle_timeout_has_no_deadline_but_the_notice() {
     let mut cl = Cluster::new();
     assert_eq!(cl.core.next_deadline(), None, "nothing to wake up for");
     let c = cl.add_client();
     cl.submit(c, vec![task("a")], &["a"]);
+    assert!(
+        cl.core.next_deadline().is_some(),
+        "a ready task with no worker: its client is to be told"
+    );
+    cl.tick();
+    assert!(matches!(&cl.sent_to_client(c)[..], [ToClient::Notice { .. }]));
     assert_eq!(
         cl.core.next_deadline(),
         None,
-        "a ready task waits for a worker, not a timer"
+        "then a ready task waits for a worker, not a timer"
     );
 }
 
@@ -68,4 +74,35 @@ fn a_known_task_keeps_the_scheduler_from_going_idle() {
     cl.timer_now();
     assert!(cl.stops().is_empty());
     assert_eq!(cl.core.next_deadline(), None);
+}
+
+#[test]
+fn clients_waiting_with_no_worker_are_told_once_and_again_when_one_joins() {
+    let (mut cl, c) = Cluster::new().with_workers(&[("w1", 1)]);
+    cl.submit(c, vec![task("a")], &["a"]);
+    cl.computes_sent_to("w1");
+    cl.lose_worker("w1");
+    cl.sent_to_client(c);
+    // A restarting worker may be back soon: nothing is said at once.
+    cl.advance(Duration::from_secs(5));
+    cl.timer_now();
+    assert!(cl.sent_to_client(c).is_empty());
+    // Past the grace, the waiting client is told, once.
+    cl.tick();
+    let told = cl.sent_to_client(c);
+    assert!(
+        matches!(&told[..], [ToClient::Notice { message }] if message.contains("no worker") && message.contains("1 tasks")),
+        "{told:?}"
+    );
+    cl.advance(Duration::from_secs(60));
+    cl.timer_now();
+    assert!(cl.sent_to_client(c).is_empty(), "told once");
+    assert_eq!(cl.core.next_deadline(), None, "and then it sleeps");
+    cl.add_worker("w2", 1);
+    let told = cl.sent_to_client(c);
+    assert!(
+        matches!(&told[..], [ToClient::Notice { message }] if message.contains("joined")),
+        "{told:?}"
+    );
+    assert_eq!(cl.computes_sent_to("w2"), ["a"]);
 }
