@@ -635,6 +635,42 @@ fn restart_brings_the_same_workers_back_as_new_processes() {
     cluster.check_no_crashes();
 }
 
+/// Regression test for issue 10: after its scheduler restarted, the nanny never linked
+/// again, and `distd restart` said "no nanny-supervised workers to restart". Now it dials the
+/// new scheduler on the same port and registers again, and a restart works.
+#[test]
+fn a_nanny_links_again_to_a_restarted_scheduler_and_restart_works() {
+    let mut cluster = nanny_cluster(&[], "r", &["--nthreads", "1", "--death-timeout", "30s"], 1);
+    let nanny = cluster.pid(cluster.workers[0]);
+    let port: u16 = host_port(&cluster.address)
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the scheduler's address ends in its port");
+    let before = worker_pids(&cluster.info());
+    let old = cluster.scheduler;
+    cluster.kill_group(old);
+    let (scheduler, address) = harness::start_scheduler_on(&mut cluster, port, &[]);
+    cluster.scheduler = scheduler;
+    cluster.address = address.clone();
+    let back = worker_pids(&cluster.wait_for_workers(1));
+    assert_eq!(back, before, "the same worker process registers with the new scheduler");
+    // The nanny registers too (its dial backs off from a tenth of a second).
+    let out = cluster.wait_until("the nanny to register with the new scheduler", DEADLINE, |sb| {
+        let out = sb.run("restart", &["restart", &address]);
+        out.status.success().then_some(out)
+    });
+    assert_eq!(out.stdout, "restarted 1 workers\n", "{}", out.describe());
+    let after = worker_pids(&cluster.wait_for_workers(1));
+    assert_eq!(after[0].0, "r");
+    assert_ne!(after[0].1, before[0].1, "a new worker process");
+    assert_eq!(wait_for_children(&mut cluster, nanny, 1), [after[0].1]);
+    let out = cluster.run_graph("after.toml", &sleeps_and_sum(3));
+    out.assert_success();
+    assert_eq!(out.stdout, triangle(3));
+    cluster.check_no_crashes();
+}
+
 /// `distd local -n 2 --processes --run GRAPH`: the graph's result, exit 0, and no process
 /// left once it returns.
 #[test]

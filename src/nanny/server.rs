@@ -71,6 +71,8 @@ fn said(log: &[String]) -> String {
 enum Event {
     Exited(usize, ExitKind),
     Linked(Link),
+    /// A dial gave up (unreachable past the death timeout, or refused).
+    LinkFailed,
     FromScheduler(ToNanny),
     SchedulerLost(String),
     Signal,
@@ -139,23 +141,15 @@ pub async fn supervise(config: NannyConfig, stop: async_channel::Receiver<()>) -
     } else {
         (0..config.nworkers).map(|i| format!("{}-{i}", config.name)).collect()
     };
-    // The scheduler link comes up in the background: the workers start at once and wait for
-    // the scheduler themselves, under their own death timeout.
-    let _linking = {
-        let (c, n, tx) = (config.clone(), names.clone(), tx.clone());
-        crate::rt::spawn(async move {
-            if let Some(link) = connect(&c, &n, tx.clone()).await {
-                let _ = tx.send(Event::Linked(link)).await;
-            }
-        })
-    };
     let now = Instant::now();
     let mut nanny = Nanny {
         slots: names.iter().map(|_| Slot::default()).collect(),
-        core: NannyCore::new(names, &config.policy, now),
+        core: NannyCore::new(names.clone(), &config.policy, now),
         config,
+        names,
         events: tx,
         link: None,
+        linking: None,
         failure: None,
     };
     nanny.core.on_timer(now);
@@ -221,10 +215,15 @@ async fn connect(config: &NannyConfig, names: &[String], events: async_channel::
 struct Nanny {
     config: NannyConfig,
     core: NannyCore,
+    /// The workers' names, as registered with the scheduler.
+    names: Vec<String>,
     /// Indexed like the core's slots.
     slots: Vec<Slot>,
     events: async_channel::Sender<Event>,
     link: Option<Link>,
+    /// The dial under way, if any: it comes up in the background, as the workers start at
+    /// once and wait for the scheduler themselves, under their own death timeout.
+    linking: Option<Task<()>>,
     /// The error the nanny ends with: the first slot that gave up, and why.
     failure: Option<NannyError>,
 }
@@ -238,12 +237,17 @@ impl Nanny {
                 self.core.on_exit(i, how, now);
             }
             Event::Linked(link) => {
+                self.linking = None;
                 self.link = Some(link);
                 self.core.on_linked(now);
             }
+            Event::LinkFailed => {
+                self.linking = None;
+                self.core.on_link_failed(now);
+            }
             Event::FromScheduler(msg) => self.core.on_scheduler_message(msg, now),
             Event::SchedulerLost(reason) => {
-                log::warn!("nanny: lost the scheduler ({reason}); the workers reconnect on their own");
+                log::warn!("nanny: lost the scheduler ({reason}); dialling again (the workers reconnect on their own)");
                 self.link = None;
                 self.core.on_scheduler_lost(now);
             }
@@ -317,6 +321,16 @@ impl Nanny {
                 }
             }
             NannyAction::ReapOrphans => self.reap_orphans(),
+            NannyAction::Link => {
+                let (c, n, tx) = (self.config.clone(), self.names.clone(), self.events.clone());
+                self.linking = Some(crate::rt::spawn(async move {
+                    let linked = match connect(&c, &n, tx.clone()).await {
+                        Some(link) => Event::Linked(link),
+                        None => Event::LinkFailed,
+                    };
+                    let _ = tx.send(linked).await;
+                }));
+            }
         }
     }
 
