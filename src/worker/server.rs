@@ -171,6 +171,7 @@ impl Worker {
         let ctx = ExecContext {
             registry: Arc::new(registry),
             local_dir: work_dir.clone(),
+            groups: crate::sys::cgroup::TaskGroups::new(),
         };
         let functions = FunctionThreads::new(config.nthreads);
         let settings = WorkerSettings {
