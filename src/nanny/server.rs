@@ -132,9 +132,10 @@ pub fn run_nanny(config: NannyConfig) -> Result<(), NannyError> {
 /// that polls this future, which must outlive them (the main thread, or one of smol's
 /// executor threads, which live as long as the process).
 pub async fn supervise(config: NannyConfig, stop: async_channel::Receiver<()>) -> Result<(), NannyError> {
-    crate::sys::become_subreaper();
-    // Made (and guarded) before any child starts.
+    // Made (and guarded) before any child starts, and before this process becomes a
+    // subreaper, so the double-forked guardian is not re-parented to it.
     let _ = crate::sys::cgroup::owner_dir();
+    crate::sys::become_subreaper();
     let (tx, rx) = async_channel::unbounded::<Event>();
     let _stops = {
         let tx = tx.clone();

@@ -290,20 +290,25 @@ impl Drop for TaskGroups {
     }
 }
 
+/// The guardian's pid, once started: a subreaper above it may inherit it, and must not
+/// sweep it away as an orphan.
+static GUARDIAN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// The guardian of this process's directory, if one runs.
+pub fn guardian_pid() -> Option<u32> {
+    Some(GUARDIAN.load(Ordering::Relaxed)).filter(|p| *p != 0)
+}
+
 /// Forks the guardian of `dir`: it waits for this process to end, then kills and removes
 /// `dir`. The write end of its pipe stays open (close-on-exec) until this process ends.
 fn start_guardian(dir: &Path) -> io::Result<()> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two fds into the array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both fds were just created and are owned by nothing else.
-    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read, write) = pipe()?;
+    let (report_read, report_write) = pipe()?;
     let dir = dir.to_path_buf();
-    // SAFETY: the first child only forks again and exits; the second (the guardian) makes
-    // system calls until its pipe ends, which is after this process is gone, and only then
-    // uses the allocator (glibc's and musl's fork leave malloc usable in the child).
+    // SAFETY: the first child only forks again, reports the second's pid and exits; the
+    // second (the guardian) makes system calls until its pipe ends, which is after this
+    // process is gone, and only then uses the allocator (glibc's and musl's fork leave malloc
+    // usable in the child).
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(io::Error::last_os_error());
@@ -312,18 +317,41 @@ fn start_guardian(dir: &Path) -> io::Result<()> {
         // SAFETY: see above; every call here is async-signal-safe.
         unsafe {
             libc::setsid();
-            if libc::fork() != 0 {
+            let guardian_pid = libc::fork();
+            if guardian_pid != 0 {
+                let bytes = guardian_pid.to_ne_bytes();
+                libc::write(report_write.as_raw_fd(), bytes.as_ptr().cast(), bytes.len());
                 libc::_exit(0);
             }
             guardian(read.as_raw_fd(), &dir)
         }
     }
+    drop(report_write);
+    let mut bytes = [0u8; 4];
+    // SAFETY: read into a 4-byte buffer; the first child writes 4 bytes, then exits.
+    let n = unsafe { libc::read(report_read.as_raw_fd(), bytes.as_mut_ptr().cast(), bytes.len()) };
     // SAFETY: waitpid on the first child, which exits at once.
     unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+    let guardian = i32::from_ne_bytes(bytes);
+    if n != 4 || guardian <= 0 {
+        return Err(io::Error::other("the guardian did not start"));
+    }
+    GUARDIAN.store(guardian as u32, Ordering::Relaxed);
     drop(read);
     // The write end lives as long as this process: its end is the guardian's signal.
     std::mem::forget(write);
     Ok(())
+}
+
+/// A close-on-exec pipe: (read end, write end).
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two fds into the array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just created and are owned by nothing else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// The guardian's life: wait for end of file on `pipe`, then kill and remove `dir`.

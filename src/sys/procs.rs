@@ -12,8 +12,13 @@ use std::path::Path;
 /// task groups, which hold processes that left the tree with a double fork). Shared pages of
 /// the descendants are left out because every `sh` a task starts maps the same libraries: a
 /// sum of their full RSS would count those pages once per process. None when `pid` is gone.
+///
+/// A descendant that has not exec'd since it was cloned (a command between its `vfork` and
+/// its exec, a fork of the worker) maps the worker's own pages: it is left out too, or a
+/// sample taken during a spawn would count the worker twice.
 pub fn tree_rss(pid: u32, cgroup: Option<&Path>) -> Option<u64> {
     let own = super::rss(Some(pid))?;
+    let layout = code_and_stack(pid);
     let mut seen: HashSet<u32> = HashSet::from([pid]);
     let mut others: Vec<u32> = descendants(pid);
     if let Some(dir) = cgroup {
@@ -23,6 +28,7 @@ pub fn tree_rss(pid: u32, cgroup: Option<&Path>) -> Option<u64> {
     let private: u64 = others
         .into_iter()
         .filter(|p| seen.insert(*p))
+        .filter(|p| layout.is_none() || code_and_stack(*p) != layout)
         .filter_map(|p| {
             let statm = std::fs::read_to_string(format!("/proc/{p}/statm")).ok()?;
             let mut f = statm.split_whitespace().skip(1);
@@ -32,6 +38,18 @@ pub fn tree_rss(pid: u32, cgroup: Option<&Path>) -> Option<u64> {
         })
         .sum();
     Some(own + private)
+}
+
+/// Where `pid`'s code and stack start (`/proc/PID/stat`): the same in a process and in its
+/// clones until they exec, different after (address space randomisation, another program).
+/// None when the kernel hides them (zeros) or the process is gone.
+fn code_and_stack(pid: u32) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let code: u64 = f.get(23)?.parse().ok()?;
+    let stack: u64 = f.get(25)?.parse().ok()?;
+    (code != 0 || stack != 0).then_some((code, stack))
 }
 
 fn page_size() -> u64 {
@@ -128,8 +146,13 @@ const SWEEP_ROUNDS: usize = 20;
 /// children, re-parented to us): the orphans a subreaper inherits, down to the last one.
 pub fn kill_children_except(keep: &[u32]) {
     let me = std::process::id();
+    // Our cgroups' guardian may have been re-parented to us: it is no orphan.
+    let guardian = super::cgroup::guardian_pid();
     for _ in 0..SWEEP_ROUNDS {
-        let victims: Vec<(u32, i32)> = children_of(me).into_iter().filter(|(p, _)| !keep.contains(p)).collect();
+        let victims: Vec<(u32, i32)> = children_of(me)
+            .into_iter()
+            .filter(|(p, _)| !keep.contains(p) && Some(*p) != guardian)
+            .collect();
         if victims.is_empty() {
             return;
         }
