@@ -54,7 +54,7 @@ complete -c distd -n "__fish_distd_using_subcommand worker" -l memory-limit -d '
 complete -c distd -n "__fish_distd_using_subcommand worker" -l shutdown-timeout -d 'Grace period for a worker to stop before it is killed' -r
 complete -c distd -n "__fish_distd_using_subcommand worker" -l lifetime -d 'Retire each worker after this long (its results are moved to other workers first)' -r
 complete -c distd -n "__fish_distd_using_subcommand worker" -l lifetime-stagger -d 'Spread retirements: each worker\'s lifetime varies by up to this much either way' -r
-complete -c distd -n "__fish_distd_using_subcommand worker" -l crash-limit -d 'The nanny gives up after this many worker crashes within a minute' -r
+complete -c distd -n "__fish_distd_using_subcommand worker" -l crash-limit -d 'The nanny gives up on a crash loop: this many failures within a minute of a worker that died by itself seconds after it started (workers killed from outside or for memory are always restarted)' -r
 complete -c distd -n "__fish_distd_using_subcommand worker" -l name -d 'The worker\'s name (default: HOST-PID)' -r
 complete -c distd -n "__fish_distd_using_subcommand worker" -l resources -d 'Abstract resources, e.g. "GPU=2 MEM=8e9"' -r
 complete -c distd -n "__fish_distd_using_subcommand worker" -l local-directory -d 'Folder for scratch files (default: ~/.cache/distd)' -r -F
@@ -73,7 +73,7 @@ complete -c distd -n "__fish_distd_using_subcommand nanny" -l memory-limit -d 'M
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l shutdown-timeout -d 'Grace period for a worker to stop before it is killed' -r
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l lifetime -d 'Retire each worker after this long (its results are moved to other workers first)' -r
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l lifetime-stagger -d 'Spread retirements: each worker\'s lifetime varies by up to this much either way' -r
-complete -c distd -n "__fish_distd_using_subcommand nanny" -l crash-limit -d 'The nanny gives up after this many worker crashes within a minute' -r
+complete -c distd -n "__fish_distd_using_subcommand nanny" -l crash-limit -d 'The nanny gives up on a crash loop: this many failures within a minute of a worker that died by itself seconds after it started (workers killed from outside or for memory are always restarted)' -r
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l name -d 'The worker\'s name (default: HOST-PID)' -r
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l resources -d 'Abstract resources, e.g. "GPU=2 MEM=8e9"' -r
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l local-directory -d 'Folder for scratch files (default: ~/.cache/distd)' -r -F

@@ -406,12 +406,8 @@ impl Spilling {
     }
 }
 
-/// Results three times the memory limit, each consumed by its own command: they spill to the
-/// local directory while the graph runs, are read back right, and the files are gone after
-/// the run and after the worker. The blobs go first (higher priority), so they pile up.
-#[test]
-fn results_beyond_the_memory_limit_spill_to_disk_and_the_files_are_removed() {
-    let mut s = Spilling::start();
+/// [`SPILL_BLOBS`] blobs, each counted by a command, and the sum of the counts as output.
+fn blobs_counted() -> String {
     let mut graph = String::new();
     for i in 0..SPILL_BLOBS {
         graph.push_str(&format!(
@@ -424,7 +420,68 @@ fn results_beyond_the_memory_limit_spill_to_disk_and_the_files_are_removed() {
         "[[task]]\nkey = \"total\"\nfunction = \"sum\"\ndeps = [{}]\noutput = true\n",
         deps.join(", ")
     ));
-    let (out, spilled) = s.run("blobs.toml", &graph);
+    graph
+}
+
+/// Regression test for issue 10: a SIGKILLed worker left its spill files behind (279 MB
+/// after one memory kill). Its successor sweeps the dead worker's folder as it starts, and
+/// the graph still finishes right.
+#[test]
+fn a_sigkilled_workers_spill_files_are_removed() {
+    let mut s = Spilling::start();
+    let run = s.cluster.spawn_graph("blobs.toml", &blobs_counted());
+    let local = s.local.clone();
+    s.cluster.wait_until("spill files to appear", DEADLINE, |_| {
+        (!spill_files(&local).is_empty()).then_some(())
+    });
+    let dead = s.worker;
+    // SAFETY: kill has no memory-safety preconditions; `dead` is our nanny's child.
+    assert_eq!(unsafe { libc::kill(dead, libc::SIGKILL) }, 0, "kill the worker");
+    let prefix = format!("worker-{dead}-");
+    let of_dead = |local: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(local)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let gone = s
+        .cluster
+        .poll_until(DEADLINE, |_| of_dead(&local).is_empty().then_some(()));
+    assert!(
+        gone.is_some(),
+        "the killed worker's folder stays: {:?}",
+        of_dead(&local)
+    );
+    let out = s.cluster.wait_exit(run, DEADLINE);
+    out.assert_success();
+    assert_eq!(
+        out.stdout,
+        format!("{}\n", SPILL_BLOBS * SPILL_BLOB),
+        "{}",
+        out.describe()
+    );
+    let clean = s.cluster.poll_until(Duration::from_secs(10), |_| {
+        spill_files(&local).is_empty().then_some(())
+    });
+    assert!(
+        clean.is_some(),
+        "spill files left after the run: {:?}",
+        spill_files(&local)
+    );
+    s.cluster.check_no_crashes();
+}
+
+/// Results three times the memory limit, each consumed by its own command: they spill to the
+/// local directory while the graph runs, are read back right, and the files are gone after
+/// the run and after the worker. The blobs go first (higher priority), so they pile up.
+#[test]
+fn results_beyond_the_memory_limit_spill_to_disk_and_the_files_are_removed() {
+    let mut s = Spilling::start();
+    let (out, spilled) = s.run("blobs.toml", &blobs_counted());
     out.assert_success();
     assert_eq!(
         out.stdout,
@@ -632,6 +689,42 @@ fn restart_brings_the_same_workers_back_as_new_processes() {
     let out = cluster.run_graph("again.toml", &sleeps_and_sum(6));
     out.assert_success();
     assert_eq!(out.stdout, triangle(6));
+    cluster.check_no_crashes();
+}
+
+/// Regression test for issue 10: after its scheduler restarted, the nanny never linked
+/// again, and `distd restart` said "no nanny-supervised workers to restart". Now it dials the
+/// new scheduler on the same port and registers again, and a restart works.
+#[test]
+fn a_nanny_links_again_to_a_restarted_scheduler_and_restart_works() {
+    let mut cluster = nanny_cluster(&[], "r", &["--nthreads", "1", "--death-timeout", "30s"], 1);
+    let nanny = cluster.pid(cluster.workers[0]);
+    let port: u16 = host_port(&cluster.address)
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the scheduler's address ends in its port");
+    let before = worker_pids(&cluster.info());
+    let old = cluster.scheduler;
+    cluster.kill_group(old);
+    let (scheduler, address) = harness::start_scheduler_on(&mut cluster, port, &[]);
+    cluster.scheduler = scheduler;
+    cluster.address = address.clone();
+    let back = worker_pids(&cluster.wait_for_workers(1));
+    assert_eq!(back, before, "the same worker process registers with the new scheduler");
+    // The nanny registers too (its dial backs off from a tenth of a second).
+    let out = cluster.wait_until("the nanny to register with the new scheduler", DEADLINE, |sb| {
+        let out = sb.run("restart", &["restart", &address]);
+        out.status.success().then_some(out)
+    });
+    assert_eq!(out.stdout, "restarted 1 workers\n", "{}", out.describe());
+    let after = worker_pids(&cluster.wait_for_workers(1));
+    assert_eq!(after[0].0, "r");
+    assert_ne!(after[0].1, before[0].1, "a new worker process");
+    assert_eq!(wait_for_children(&mut cluster, nanny, 1), [after[0].1]);
+    let out = cluster.run_graph("after.toml", &sleeps_and_sum(3));
+    out.assert_success();
+    assert_eq!(out.stdout, triangle(3));
     cluster.check_no_crashes();
 }
 

@@ -116,7 +116,9 @@ pub struct WorkerArgs {
     /// Start a new worker after one retires (under a nanny)
     #[arg(long, requires = "lifetime")]
     pub lifetime_restart: bool,
-    /// The nanny gives up after this many worker crashes within a minute
+    /// The nanny gives up on a crash loop: this many failures within a minute of a worker
+    /// that died by itself seconds after it started (workers killed from outside or for
+    /// memory are always restarted)
     #[arg(long, default_value_t = Policy::default().crash_limit, value_name = "N")]
     pub crash_limit: usize,
     /// The worker's name (default: HOST-PID)

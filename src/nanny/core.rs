@@ -4,7 +4,9 @@
 //! It decides what the nanny does: a first SIGINT/SIGTERM stops the workers gracefully, a
 //! second kills them at once; one slot giving up stops them all; the scheduler's restart
 //! restarts them all; memory is checked on a timer; a death is told to the scheduler (when
-//! linked) *before* a memory kill, so the report arrives ahead of the connection drop.
+//! linked) *before* a memory kill, so the report arrives ahead of the connection drop; a lost
+//! scheduler is dialled again at once, and a dial that gave up is tried again after a backoff,
+//! for as long as the nanny runs (a restarted scheduler finds its nannies again).
 //!
 //! The contract: `on_*(..., now)` in, [`NannyAction`]s out through [`NannyCore::take_outbox`],
 //! [`NannyCore::next_deadline`] for the next timer. It never spawns, signals, reads `/proc`
@@ -13,7 +15,12 @@
 use super::supervisor::{Action, ExitKind, GiveUp, Policy, Supervisor};
 use crate::memory::MemoryPolicy;
 use crate::protocol::{FromNanny, ToNanny};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// The wait before dialling again after a dial gave up (it retried for its own patience
+/// first); doubles on each failure up to [`LINK_RETRY_MAX`], reset once linked.
+const LINK_RETRY: Duration = Duration::from_secs(1);
+const LINK_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// What the nanny's shell must do. `slot` indexes the workers as named at the start.
 #[derive(Clone, Debug, PartialEq)]
@@ -35,6 +42,20 @@ pub enum NannyAction {
     SampleMemory,
     /// Kill processes re-parented to the nanny: orphans of a dead worker's tasks.
     ReapOrphans,
+    /// Dial the scheduler and register; the shell answers with [`NannyCore::on_linked`] or
+    /// [`NannyCore::on_link_failed`].
+    Link,
+}
+
+/// The nanny's link to the scheduler.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Link {
+    /// Not linked: dial again at `retry` (None once the nanny stops for good).
+    Down { retry: Option<Instant> },
+    /// A dial is under way.
+    Dialing,
+    /// Registered: deaths are reported.
+    Up,
 }
 
 /// One worker slot.
@@ -52,8 +73,10 @@ pub struct NannyCore {
     stopping: bool,
     /// The slot that gave up first.
     gave_up: Option<usize>,
-    /// Registered with the scheduler: deaths can be reported.
-    linked: bool,
+    /// The scheduler link: deaths are reported while it is up.
+    link: Link,
+    /// The wait before the next dial after one that gave up.
+    link_backoff: Duration,
     /// None without a memory limit, or once done.
     next_memory_check: Option<Instant>,
     outbox: Vec<NannyAction>,
@@ -74,7 +97,8 @@ impl NannyCore {
             signals: 0,
             stopping: false,
             gave_up: None,
-            linked: false,
+            link: Link::Down { retry: Some(now) },
+            link_backoff: LINK_RETRY,
             next_memory_check: (policy.memory.is_limited() && !names_empty).then(|| now + MemoryPolicy::CHECK_EVERY),
             outbox: Vec::new(),
         }
@@ -103,11 +127,19 @@ impl NannyCore {
             .iter()
             .filter_map(|s| s.supervisor.next_deadline())
             .chain(self.next_memory_check)
+            .chain(match self.link {
+                Link::Down { retry } => retry,
+                _ => None,
+            })
             .min()
     }
 
-    /// Starts, kills and samples whatever is due at `now`.
+    /// Starts, kills, samples and dials whatever is due at `now`.
     pub fn on_timer(&mut self, now: Instant) {
+        if matches!(self.link, Link::Down { retry: Some(at) } if at <= now) {
+            self.link = Link::Dialing;
+            self.outbox.push(NannyAction::Link);
+        }
         for i in 0..self.slots.len() {
             self.slots[i].supervisor.on_timer(now);
             self.drain(i, now);
@@ -155,12 +187,27 @@ impl NannyCore {
 
     /// The nanny registered with the scheduler.
     pub fn on_linked(&mut self, _now: Instant) {
-        self.linked = true;
+        self.link = Link::Up;
+        self.link_backoff = LINK_RETRY;
     }
 
-    /// The scheduler connection is gone; the workers reconnect on their own.
+    /// A dial asked for by [`NannyAction::Link`] gave up (unreachable past its patience, or
+    /// refused): another comes after the backoff, unless the nanny is stopping.
+    pub fn on_link_failed(&mut self, now: Instant) {
+        let retry = (!self.stopping && !self.is_done()).then(|| now + self.link_backoff);
+        self.link = Link::Down { retry };
+        self.link_backoff = (self.link_backoff * 2).min(LINK_RETRY_MAX);
+    }
+
+    /// The scheduler connection is gone: dial again at once (a restarted scheduler comes back
+    /// on the same address), unless the nanny is stopping. The workers reconnect on their own.
     pub fn on_scheduler_lost(&mut self, _now: Instant) {
-        self.linked = false;
+        if self.stopping || self.is_done() {
+            self.link = Link::Down { retry: None };
+        } else {
+            self.link = Link::Dialing;
+            self.outbox.push(NannyAction::Link);
+        }
     }
 
     pub fn on_scheduler_message(&mut self, msg: ToNanny, now: Instant) {
@@ -187,7 +234,7 @@ impl NannyCore {
                 Action::Terminate => self.outbox.push(NannyAction::Terminate { slot: i }),
                 Action::Kill => self.outbox.push(NannyAction::Kill { slot: i }),
                 Action::ReportDeath { reason } => {
-                    if self.linked {
+                    if self.link == Link::Up {
                         self.outbox.push(NannyAction::Send(FromNanny::WorkerDied {
                             worker: self.slots[i].name.clone(),
                             reason: reason.clone(),
@@ -201,6 +248,12 @@ impl NannyCore {
         }
         if self.is_done() {
             self.next_memory_check = None;
+        }
+        if self.stopping {
+            // No new dial once stopping: a link that is up keeps reporting deaths.
+            if let Link::Down { retry } = &mut self.link {
+                *retry = None;
+            }
         }
     }
 
@@ -236,6 +289,16 @@ impl NannyCore {
             assert_eq!(self.next_memory_check, None, "a done nanny checks no memory");
             assert_eq!(self.next_deadline(), None, "a done nanny has no timer");
         }
+        if self.stopping {
+            assert!(
+                !matches!(self.link, Link::Down { retry: Some(_) }),
+                "a stopping nanny dials no more"
+            );
+        }
+        assert!(
+            (LINK_RETRY..=LINK_RETRY_MAX).contains(&self.link_backoff),
+            "the link backoff within its bounds"
+        );
     }
 }
 
@@ -250,7 +313,7 @@ mod tests {
 
     impl Checked {
         /// `n` workers `w-0`... started at `now`, under a 1000-byte limit (kill above 950),
-        /// linked to the scheduler; the outbox holds their spawns.
+        /// linked to the scheduler; the outbox is empty.
         fn started(n: usize, now: Instant) -> Checked {
             let policy = Policy {
                 shutdown_timeout: Duration::from_secs(2),
@@ -259,12 +322,11 @@ mod tests {
             };
             let mut c = Checked(NannyCore::new((0..n).map(|i| format!("w-{i}")).collect(), &policy, now));
             c.0.sanity_check();
-            c.on_linked(now);
             c.on_timer(now);
-            assert_eq!(
-                c.take_outbox(),
-                (0..n).map(|slot| NannyAction::Spawn { slot }).collect::<Vec<_>>()
-            );
+            let mut expected = vec![NannyAction::Link];
+            expected.extend((0..n).map(|slot| NannyAction::Spawn { slot }));
+            assert_eq!(c.take_outbox(), expected, "the first timer dials and spawns");
+            c.on_linked(now);
             c
         }
 
@@ -275,6 +337,7 @@ mod tests {
             on_exit(slot: usize, how: ExitKind, now: Instant);
             on_memory(slot: usize, rss: u64, now: Instant);
             on_linked(now: Instant);
+            on_link_failed(now: Instant);
             on_scheduler_lost(now: Instant);
             on_scheduler_message(msg: ToNanny, now: Instant);
             on_spawn_failed(slot: usize, error: &std::io::Error, now: Instant);
@@ -375,6 +438,7 @@ mod tests {
         let t0 = Instant::now();
         let mut n = Checked::started(1, t0);
         n.on_scheduler_lost(t0);
+        assert_eq!(n.take_outbox(), vec![NannyAction::Link], "dials again at once");
         n.on_exit(0, ExitKind::Code(3), t0);
         assert_eq!(
             n.take_outbox(),
@@ -494,5 +558,79 @@ mod tests {
             assert!(c.0.is_done(), "{n} workers: the nanny ends");
             assert!(gave_up, "{n} workers: it gives up, naming why");
         }
+    }
+
+    /// Regression test for issue 10: after the scheduler restarted, the nanny never linked
+    /// again, and `distd restart` found no nanny-supervised worker.
+    #[test]
+    fn a_lost_scheduler_is_dialled_again_at_once_and_a_dial_that_gave_up_after_a_backoff() {
+        let t0 = Instant::now();
+        let mut n = Checked::started(1, t0);
+        n.on_scheduler_lost(t0);
+        assert_eq!(n.take_outbox(), vec![NannyAction::Link]);
+        n.on_link_failed(t0);
+        assert_eq!(n.take_outbox(), vec![]);
+        // Each failed dial is tried again after 1 s, 2 s, 4 s ... up to 30 s, memory checks
+        // going on meanwhile.
+        let mut dials = vec![t0];
+        while dials.len() < 8 {
+            let now = n.0.next_deadline().expect("a dial or a memory check is due");
+            n.on_timer(now);
+            let a = n.take_outbox();
+            if a.contains(&NannyAction::Link) {
+                dials.push(now);
+                n.on_link_failed(now);
+            }
+        }
+        let gaps: Vec<u64> = dials
+            .windows(2)
+            .map(|w| w[1].duration_since(w[0]).as_millis() as u64)
+            .collect();
+        // Memory checks come every 100 ms, so a dial is due within one check of its time.
+        let expected = [1000, 2000, 4000, 8000, 16_000, 30_000, 30_000];
+        for (gap, want) in gaps.iter().zip(expected) {
+            assert!(
+                *gap >= want && *gap <= want + 100,
+                "gaps {gaps:?}, expected about {expected:?}"
+            );
+        }
+        // Linked again: deaths are reported once more, and the backoff starts over.
+        let now = n.0.next_deadline().expect("a deadline");
+        n.on_timer(now);
+        n.take_outbox();
+        n.on_linked(now);
+        n.on_exit(0, ExitKind::Code(3), now);
+        assert_eq!(n.take_outbox()[0], died("w-0", "worker process exit status 3"));
+        n.on_scheduler_lost(now);
+        assert_eq!(n.take_outbox(), vec![NannyAction::Link]);
+        n.on_link_failed(now);
+        assert_eq!(
+            n.0.link,
+            Link::Down {
+                retry: Some(now + LINK_RETRY)
+            }
+        );
+    }
+
+    #[test]
+    fn a_stopping_nanny_dials_no_more() {
+        let t0 = Instant::now();
+        let mut n = Checked::started(1, t0);
+        n.on_scheduler_lost(t0);
+        n.on_link_failed(t0);
+        n.take_outbox();
+        n.on_signal(t0);
+        assert_eq!(n.take_outbox(), vec![NannyAction::Terminate { slot: 0 }]);
+        n.on_exit(0, ExitKind::Signal(15), t0);
+        n.take_outbox();
+        assert!(n.0.is_done());
+        assert_eq!(n.0.next_deadline(), None, "no dial is pending");
+
+        // Linked while stopping: the link stays up, and once lost it is not dialled again.
+        let mut n = Checked::started(1, t0);
+        n.on_signal(t0);
+        n.take_outbox();
+        n.on_scheduler_lost(t0);
+        assert_eq!(n.take_outbox(), vec![]);
     }
 }

@@ -6,8 +6,12 @@
 //! core's) and keeps no periodic ticker: its loop waits for an event or the core's deadline.
 //!
 //! The nanny is a child subreaper: task processes orphaned by a dead worker are re-parented
-//! to it, and it kills them. Each worker child is tethered (`sys::spawn_tethered`), so it dies
-//! with the nanny however the nanny dies.
+//! to it, and it kills them. Where cgroups can be used, each worker child makes its task
+//! groups in a cgroup directory of its own that the nanny names (`sys::cgroup::CGROUP_ENV`),
+//! and the nanny kills and removes that directory when the child dies: that finds the
+//! processes that left the tree too. Each worker child is tethered (`sys::spawn_tethered`),
+//! so it dies with the nanny however the nanny dies, and the nanny's cgroup directory has a
+//! guardian that kills what is left in it then (`sys::cgroup`).
 
 use super::core::{NannyAction, NannyCore};
 use super::supervisor::{ExitKind, Policy};
@@ -71,6 +75,8 @@ fn said(log: &[String]) -> String {
 enum Event {
     Exited(usize, ExitKind),
     Linked(Link),
+    /// A dial gave up (unreachable past the death timeout, or refused).
+    LinkFailed,
     FromScheduler(ToNanny),
     SchedulerLost(String),
     Signal,
@@ -79,6 +85,8 @@ enum Event {
 /// The I/O side of one worker slot (its decisions are the core's).
 #[derive(Default)]
 struct Slot {
+    /// The cgroup directory of a dead child, until its leftovers are killed.
+    dead_cgroup: Option<PathBuf>,
     child: Option<Child>,
     /// The last lines the child wrote to stderr.
     log: Arc<Mutex<VecDeque<String>>>,
@@ -87,6 +95,8 @@ struct Slot {
 /// A live child process and the task that watches it (and forwards its output).
 struct Child {
     pid: u32,
+    /// Where it makes its task cgroups, if cgroups are used.
+    cgroup: Option<PathBuf>,
     _waiter: Task<()>,
 }
 
@@ -122,6 +132,9 @@ pub fn run_nanny(config: NannyConfig) -> Result<(), NannyError> {
 /// that polls this future, which must outlive them (the main thread, or one of smol's
 /// executor threads, which live as long as the process).
 pub async fn supervise(config: NannyConfig, stop: async_channel::Receiver<()>) -> Result<(), NannyError> {
+    // Made (and guarded) before any child starts, and before this process becomes a
+    // subreaper, so the double-forked guardian is not re-parented to it.
+    let _ = crate::sys::cgroup::owner_dir();
     crate::sys::become_subreaper();
     let (tx, rx) = async_channel::unbounded::<Event>();
     let _stops = {
@@ -139,23 +152,15 @@ pub async fn supervise(config: NannyConfig, stop: async_channel::Receiver<()>) -
     } else {
         (0..config.nworkers).map(|i| format!("{}-{i}", config.name)).collect()
     };
-    // The scheduler link comes up in the background: the workers start at once and wait for
-    // the scheduler themselves, under their own death timeout.
-    let _linking = {
-        let (c, n, tx) = (config.clone(), names.clone(), tx.clone());
-        crate::rt::spawn(async move {
-            if let Some(link) = connect(&c, &n, tx.clone()).await {
-                let _ = tx.send(Event::Linked(link)).await;
-            }
-        })
-    };
     let now = Instant::now();
     let mut nanny = Nanny {
         slots: names.iter().map(|_| Slot::default()).collect(),
-        core: NannyCore::new(names, &config.policy, now),
+        core: NannyCore::new(names.clone(), &config.policy, now),
         config,
+        names,
         events: tx,
         link: None,
+        linking: None,
         failure: None,
     };
     nanny.core.on_timer(now);
@@ -221,10 +226,15 @@ async fn connect(config: &NannyConfig, names: &[String], events: async_channel::
 struct Nanny {
     config: NannyConfig,
     core: NannyCore,
+    /// The workers' names, as registered with the scheduler.
+    names: Vec<String>,
     /// Indexed like the core's slots.
     slots: Vec<Slot>,
     events: async_channel::Sender<Event>,
     link: Option<Link>,
+    /// The dial under way, if any: it comes up in the background, as the workers start at
+    /// once and wait for the scheduler themselves, under their own death timeout.
+    linking: Option<Task<()>>,
     /// The error the nanny ends with: the first slot that gave up, and why.
     failure: Option<NannyError>,
 }
@@ -234,16 +244,23 @@ impl Nanny {
         let now = Instant::now();
         match ev {
             Event::Exited(i, how) => {
-                self.slots[i].child = None;
+                if let Some(child) = self.slots[i].child.take() {
+                    self.slots[i].dead_cgroup = child.cgroup;
+                }
                 self.core.on_exit(i, how, now);
             }
             Event::Linked(link) => {
+                self.linking = None;
                 self.link = Some(link);
                 self.core.on_linked(now);
             }
+            Event::LinkFailed => {
+                self.linking = None;
+                self.core.on_link_failed(now);
+            }
             Event::FromScheduler(msg) => self.core.on_scheduler_message(msg, now),
             Event::SchedulerLost(reason) => {
-                log::warn!("nanny: lost the scheduler ({reason}); the workers reconnect on their own");
+                log::warn!("nanny: lost the scheduler ({reason}); dialling again (the workers reconnect on their own)");
                 self.link = None;
                 self.core.on_scheduler_lost(now);
             }
@@ -270,7 +287,14 @@ impl Nanny {
             NannyAction::Spawn { slot } => {
                 let name = self.core.name(slot).to_string();
                 let log = self.slots[slot].log.clone();
-                match spawn_worker(&self.config, &name, slot, log, self.events.clone()) {
+                let cgroup = crate::sys::cgroup::owner_dir().and_then(|owner| {
+                    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    crate::sys::cgroup::make(owner, &format!("worker-{n}"))
+                        .map_err(|e| log::warn!("nanny: no cgroup for worker {name}: {e}"))
+                        .ok()
+                });
+                match spawn_worker(&self.config, &name, slot, cgroup, log, self.events.clone()) {
                     Ok(child) => {
                         log::info!("nanny: started worker {name} (pid {})", child.pid);
                         self.slots[slot].child = Some(child);
@@ -310,13 +334,27 @@ impl Nanny {
             NannyAction::SampleMemory => {
                 let now = Instant::now();
                 for i in 0..self.slots.len() {
-                    let rss = self.slots[i].child.as_ref().and_then(|c| crate::sys::rss(Some(c.pid)));
+                    // The worker and everything it started: its task commands' memory too.
+                    let rss = self.slots[i]
+                        .child
+                        .as_ref()
+                        .and_then(|c| crate::sys::tree_rss(c.pid, c.cgroup.as_deref()));
                     if let Some(rss) = rss {
                         self.core.on_memory(i, rss, now);
                     }
                 }
             }
             NannyAction::ReapOrphans => self.reap_orphans(),
+            NannyAction::Link => {
+                let (c, n, tx) = (self.config.clone(), self.names.clone(), self.events.clone());
+                self.linking = Some(crate::rt::spawn(async move {
+                    let linked = match connect(&c, &n, tx.clone()).await {
+                        Some(link) => Event::Linked(link),
+                        None => Event::LinkFailed,
+                    };
+                    let _ = tx.send(linked).await;
+                }));
+            }
         }
     }
 
@@ -327,8 +365,14 @@ impl Nanny {
         }
     }
 
-    /// Kills processes re-parented to the nanny (orphans of dead workers' tasks).
-    fn reap_orphans(&self) {
+    /// Kills what dead workers left: their cgroups (removed with what is in them), and
+    /// processes re-parented to the nanny (orphans of their tasks).
+    fn reap_orphans(&mut self) {
+        for slot in &mut self.slots {
+            if let Some(dir) = slot.dead_cgroup.take() {
+                crate::sys::cgroup::remove_tree(&dir);
+            }
+        }
         let live: Vec<u32> = self
             .slots
             .iter()
@@ -354,6 +398,7 @@ fn spawn_worker(
     config: &NannyConfig,
     name: &str,
     index: usize,
+    cgroup: Option<PathBuf>,
     log: Arc<Mutex<VecDeque<String>>>,
     events: async_channel::Sender<Event>,
 ) -> std::io::Result<Child> {
@@ -366,6 +411,10 @@ fn spawn_worker(
         .args(&config.worker_args);
     // The nanny watches its own stdin for `distd ssh`; its workers do not.
     cmd.env_remove(crate::sys::WATCH_STDIN_ENV);
+    match &cgroup {
+        Some(dir) => cmd.env(crate::sys::cgroup::CGROUP_ENV, dir),
+        None => cmd.env_remove(crate::sys::cgroup::CGROUP_ENV),
+    };
     // The worker leads its own process group, so a terminal's Ctrl-C reaches only the nanny,
     // which then stops the worker in order; and it dies with the nanny.
     let mut child = crate::sys::spawn_tethered(cmd)?;
@@ -419,5 +468,9 @@ fn spawn_worker(
         };
         let _ = events.send(Event::Exited(index, how)).await;
     });
-    Ok(Child { pid, _waiter: waiter })
+    Ok(Child {
+        pid,
+        cgroup,
+        _waiter: waiter,
+    })
 }

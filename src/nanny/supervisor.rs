@@ -2,6 +2,14 @@
 //! and how long to wait first, when a crash loop means giving up, when memory means killing
 //! it, and how a stop escalates from SIGTERM to SIGKILL.
 //!
+//! The restart rule: every death is restarted after a backoff that doubles while deaths come
+//! before the worker settled ([`Policy::settle`]) and resets once one ran that long. Only a
+//! *crash loop* gives up: a worker that failed by itself (an exit status, or a signal other
+//! than the ones others send to stop a process: [`OUTSIDE_SIGNALS`]) before it settled,
+//! [`Policy::crash_limit`] times within [`Policy::crash_window`]. A worker killed from outside
+//! or for memory is restarted, however often, as dask's nanny does: giving up would leave the
+//! scheduler's clients waiting on a cluster with no workers.
+//!
 //! A synchronous state machine under the one contract: events are `on_*` calls with `now`
 //! passed in, decisions are [`Action`]s taken with [`Supervisor::take_outbox`], its next timer is
 //! [`Supervisor::next_deadline`]. It never spawns, signals, sleeps or reads the clock itself.
@@ -21,15 +29,23 @@ pub const EXIT_RETIRED: i32 = 75;
 /// Grace between SIGTERM and SIGKILL for a memory kill: memory runs away fast.
 const MEMORY_KILL_GRACE: Duration = Duration::from_millis(500);
 
+/// The signals others send to stop a process (SIGHUP, SIGINT, SIGKILL, SIGTERM; the numbers
+/// are the same on every Unix): a worker ended by one did not fail by itself, so its death
+/// never counts toward a crash loop. The kernel's OOM killer sends SIGKILL too.
+pub const OUTSIDE_SIGNALS: [i32; 4] = [1, 2, 9, 15];
+
 /// Restart and memory policy.
 #[derive(Clone, Debug)]
 pub struct Policy {
-    /// Second restart delay (the first restart is immediate); doubles on each crash.
+    /// Second restart delay (the first restart is immediate); doubles on each death before
+    /// the worker settled.
     pub backoff_start: Duration,
     pub backoff_max: Duration,
-    /// A child that ran this long resets the backoff.
-    pub stable_after: Duration,
-    /// This many crashes within `crash_window` stop the nanny.
+    /// How long a worker runs before it counts as settled (it registered and served long
+    /// ago): its death then resets the backoff and is never part of a crash loop.
+    pub settle: Duration,
+    /// This many deaths of a crash loop (the worker failed by itself before it settled)
+    /// within `crash_window` stop the nanny. Other deaths never do.
     pub crash_limit: usize,
     pub crash_window: Duration,
     /// Grace between SIGTERM and SIGKILL when stopping.
@@ -43,7 +59,8 @@ impl Default for Policy {
         Policy {
             backoff_start: Duration::from_millis(100),
             backoff_max: Duration::from_secs(10),
-            stable_after: Duration::from_secs(60),
+            // Registration takes well under a second; five leave room for a loaded machine.
+            settle: Duration::from_secs(5),
             crash_limit: 5,
             crash_window: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(10),
@@ -75,13 +92,16 @@ pub enum GiveUp {
     #[error("the worker cannot start ({how})")]
     CannotStart { how: ExitKind },
     #[error(
-        "crash loop: the worker failed {} times within {:.0} s ({}); not restarting it",
+        "crash loop: the worker failed {} times within {:.0} s, each time less than {:.0} s after it started ({}); not restarting it",
         .exits.len(),
         .window.as_secs_f64(),
+        .settle.as_secs_f64(),
         .exits.join("; ")
     )]
     CrashLoop {
         window: Duration,
+        /// How soon after its start a death counted.
+        settle: Duration,
         /// How each recent crash ended, oldest first.
         exits: Vec<String>,
     },
@@ -111,8 +131,8 @@ enum AfterStop {
     Finish,
     /// A requested restart: start again at once, not counted as a crash.
     Restart,
-    /// The nanny killed it, for this reason (memory), already reported: a crash, restarted
-    /// with backoff.
+    /// The nanny killed it, for this reason (memory), already reported: restarted with
+    /// backoff, never part of a crash loop.
     Crash(String),
 }
 
@@ -126,13 +146,37 @@ enum Phase {
         since: Instant,
     },
     /// SIGTERM sent; SIGKILL at `kill_at` unless `killed` already; `after` says what the
-    /// exit leads to.
+    /// exit leads to. `since` is when the child started (for the backoff).
     Stopping {
+        since: Instant,
         kill_at: Instant,
         after: AfterStop,
         killed: bool,
     },
     Done,
+}
+
+/// What one death means for the restart policy.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Death {
+    /// The child ran past [`Policy::settle`]: the backoff starts over.
+    settled: bool,
+    /// It failed by itself before it settled: one more toward the crash limit.
+    crash_loop: bool,
+}
+
+impl Death {
+    const SETTLED: Death = Death {
+        settled: true,
+        crash_loop: false,
+    };
+
+    fn early(by_itself: bool) -> Death {
+        Death {
+            settled: false,
+            crash_loop: by_itself,
+        }
+    }
 }
 
 /// One supervised child.
@@ -141,7 +185,8 @@ pub struct Supervisor {
     phase: Phase,
     /// The next restart delay.
     backoff: Duration,
-    /// Recent crashes, for crash-loop detection: when, and how the child ended.
+    /// Recent deaths of a crash loop (failed by itself before it settled): when, and how
+    /// the child ended.
     crashes: VecDeque<(Instant, String)>,
     outbox: Vec<Action>,
 }
@@ -197,23 +242,39 @@ impl Supervisor {
     /// The child could not even be spawned (the executable is gone, fork failed).
     pub fn on_spawn_failed(&mut self, error: &std::io::Error, now: Instant) {
         match std::mem::replace(&mut self.phase, Phase::Done) {
-            Phase::Running { .. } => self.crashed(format!("could not start: {error}"), false, true, now),
+            Phase::Running { since } => {
+                let death = Death::early(true);
+                self.died(format!("could not start: {error}"), death, since, true, now)
+            }
             // Asked to stop before its spawn was tried: no child will ever exit, so the stop
             // is over now.
-            Phase::Stopping { after, .. } => self.stopped(after, now),
+            Phase::Stopping { after, since, .. } => self.stopped(after, since, now),
             phase => self.phase = phase,
         }
     }
 
     /// A stop is over (its child exited, or never started): what comes after it.
-    fn stopped(&mut self, after: AfterStop, now: Instant) {
+    fn stopped(&mut self, after: AfterStop, since: Instant, now: Instant) {
         match after {
             AfterStop::Restart => {
                 self.phase = Phase::Waiting { at: now };
                 self.on_timer(now);
             }
             AfterStop::Finish => self.outbox.push(Action::Finished(Ok(()))),
-            AfterStop::Crash(reason) => self.crashed(reason, false, false, now),
+            AfterStop::Crash(reason) => {
+                // A memory kill is the nanny's own doing: never a crash loop.
+                self.died(reason, self.judge(since, false, now), since, false, now)
+            }
+        }
+    }
+
+    /// What a death `since`..`now` means: settled or not, and whether it counts toward a
+    /// crash loop (only when it failed `by_itself` before settling).
+    fn judge(&self, since: Instant, by_itself: bool, now: Instant) -> Death {
+        if now.duration_since(since) >= self.policy.settle {
+            Death::SETTLED
+        } else {
+            Death::early(by_itself)
         }
     }
 
@@ -226,7 +287,7 @@ impl Supervisor {
                 log::debug!("nanny: an exit ({how}) without a running child");
                 self.phase = phase;
             }
-            Phase::Stopping { after, .. } => self.stopped(after, now),
+            Phase::Stopping { after, since, .. } => self.stopped(after, since, now),
             Phase::Running { since } => match how {
                 // The worker ended by itself, as asked by its scheduler: nothing to restart.
                 ExitKind::Code(0) => self.outbox.push(Action::Finished(Ok(()))),
@@ -243,23 +304,27 @@ impl Supervisor {
                     self.outbox.push(Action::Finished(Err(reason)));
                 }
                 how => {
-                    let stable = now.duration_since(since) >= self.policy.stable_after;
-                    self.crashed(format!("worker process {how}"), stable, true, now);
+                    let by_itself = match how {
+                        ExitKind::Code(_) => true,
+                        ExitKind::Signal(s) => !OUTSIDE_SIGNALS.contains(&s),
+                    };
+                    let death = self.judge(since, by_itself, now);
+                    self.died(format!("worker process {how}"), death, since, true, now);
                 }
             },
         }
     }
 
-    /// A crash: counted, reported unless `report` is false (reported already), and
-    /// restarted after backoff, or given up on as a crash loop.
-    fn crashed(&mut self, reason: String, stable: bool, report: bool, now: Instant) {
+    /// A death: reported unless `report` is false (reported already), restarted after the
+    /// backoff, or given up on when it completes a crash loop.
+    fn died(&mut self, reason: String, death: Death, since: Instant, report: bool, now: Instant) {
+        debug_assert!(since <= now, "a child dies after it started");
         if report {
             self.outbox.push(Action::ReportDeath { reason: reason.clone() });
         }
-        if stable {
+        if death.settled {
             self.backoff = Duration::ZERO;
         }
-        self.crashes.push_back((now, reason));
         while let Some((t, _)) = self.crashes.front() {
             if now.duration_since(*t) > self.policy.crash_window {
                 self.crashes.pop_front();
@@ -267,10 +332,14 @@ impl Supervisor {
                 break;
             }
         }
+        if death.crash_loop {
+            self.crashes.push_back((now, reason));
+        }
         if self.crashes.len() >= self.policy.crash_limit {
             self.phase = Phase::Done;
             self.outbox.push(Action::Finished(Err(GiveUp::CrashLoop {
                 window: self.policy.crash_window,
+                settle: self.policy.settle,
                 exits: self.crashes.iter().map(|(_, r)| r.clone()).collect(),
             })));
             return;
@@ -300,7 +369,11 @@ impl Supervisor {
         // The scheduler hears why before the worker's connection drops, so the tasks it was
         // running are charged with the reason.
         self.outbox.push(Action::ReportDeath { reason: reason.clone() });
+        let Phase::Running { since } = self.phase else {
+            return;
+        };
         self.phase = Phase::Stopping {
+            since,
             kill_at: now + MEMORY_KILL_GRACE.min(self.policy.shutdown_timeout),
             after: AfterStop::Crash(reason),
             killed: false,
@@ -316,8 +389,9 @@ impl Supervisor {
     /// Stop at once (a second signal): SIGKILL now.
     pub fn on_kill_now(&mut self, now: Instant) {
         match self.phase {
-            Phase::Running { .. } | Phase::Stopping { .. } => {
+            Phase::Running { since } | Phase::Stopping { since, .. } => {
                 self.phase = Phase::Stopping {
+                    since,
                     kill_at: now,
                     after: AfterStop::Finish,
                     killed: true,
@@ -340,8 +414,9 @@ impl Supervisor {
 
     fn terminate(&mut self, now: Instant, after: AfterStop) {
         match &mut self.phase {
-            Phase::Running { .. } => {
+            Phase::Running { since } => {
                 self.phase = Phase::Stopping {
+                    since: *since,
                     kill_at: now + self.policy.shutdown_timeout,
                     after,
                     killed: false,
@@ -390,11 +465,13 @@ impl Supervisor {
             assert!(last.0.duration_since(first.0) <= p.crash_window, "only recent crashes");
         }
         if let Phase::Stopping {
-            after: AfterStop::Crash(reason),
-            ..
+            after, since, kill_at, ..
         } = &self.phase
         {
-            assert!(!reason.is_empty(), "a kill carries its reason");
+            assert!(since <= kill_at, "a stop escalates after the child started");
+            if let AfterStop::Crash(reason) = after {
+                assert!(!reason.is_empty(), "a kill carries its reason");
+            }
         }
     }
 }
@@ -560,7 +637,7 @@ mod tests {
     }
 
     #[test]
-    fn a_memory_kill_escalates_after_half_a_second_and_counts_as_a_crash() {
+    fn a_memory_kill_escalates_after_half_a_second_and_backs_off_like_a_crash() {
         let t0 = Instant::now();
         let mut s = Checked::new(policy(), t0);
         s.on_timer(t0);
@@ -576,7 +653,7 @@ mod tests {
             vec![],
             "the memory reason was reported before the kill"
         );
-        // Counted as a crash: the first restarts at once, the next one backs off.
+        // Backed off like any early death: the first restarts at once, the next one waits.
         assert_eq!(s.next_deadline(), Some(t0 + MEMORY_KILL_GRACE));
         let t1 = t0 + MEMORY_KILL_GRACE;
         s.on_timer(t1);
@@ -616,7 +693,7 @@ mod tests {
         let t1 = t0 + Duration::from_millis(100);
         s.on_timer(t1);
         s.take_outbox();
-        let t2 = t1 + policy().stable_after;
+        let t2 = t1 + policy().settle;
         s.on_exit(ExitKind::Code(1), t2);
         s.take_outbox();
         assert_eq!(s.next_deadline(), Some(t2), "a stable child restarts at once");
@@ -630,5 +707,133 @@ mod tests {
         s.on_exit(ExitKind::Signal(9), t2);
         assert_eq!(s.take_outbox(), vec![Action::Finished(Ok(()))]);
         assert!(s.is_done());
+    }
+
+    /// Runs the child until it dies `after` its start, as `how`; returns the restart delay
+    /// chosen (None when the supervisor gave up).
+    fn die(s: &mut Checked, now: &mut Instant, after: Duration, how: ExitKind) -> Option<Duration> {
+        *now += after;
+        s.on_exit(how, *now);
+        let a = s.take_outbox();
+        if matches!(a.last(), Some(Action::Finished(_))) {
+            return None;
+        }
+        let at = s.next_deadline().expect("a restart is due");
+        let delay = at.duration_since(*now);
+        *now = at;
+        s.on_timer(*now);
+        assert_eq!(s.take_outbox(), vec![Action::Spawn]);
+        Some(delay)
+    }
+
+    /// Regression test for issue 10: with the default policy, outside SIGKILLs stopped the
+    /// nanny within seconds (5 "crashes" in a minute), and clients then waited forever.
+    #[test]
+    fn workers_killed_from_outside_are_restarted_however_often_and_however_soon() {
+        let mut now = Instant::now();
+        let mut s = Checked::new(Policy::default(), now);
+        s.on_timer(now);
+        s.take_outbox();
+        let mut delays = Vec::new();
+        for i in 0..200u64 {
+            // Some die at once, some after they served; SIGKILL, SIGTERM, SIGINT and SIGHUP.
+            let after = Duration::from_millis((i * 7919) % 9000);
+            let how = ExitKind::Signal(OUTSIDE_SIGNALS[i as usize % 4]);
+            let delay = die(&mut s, &mut now, after, how).expect("never gives up on outside kills");
+            delays.push(delay);
+        }
+        assert!(!s.is_done());
+        assert!(delays.iter().all(|d| *d <= Policy::default().backoff_max), "{delays:?}");
+    }
+
+    #[test]
+    fn memory_kills_are_restarted_however_often() {
+        let mut now = Instant::now();
+        let mut s = Checked::new(policy(), now);
+        s.on_timer(now);
+        s.take_outbox();
+        for _ in 0..50 {
+            s.on_memory(2000, now);
+            assert!(matches!(
+                s.take_outbox()[..],
+                [Action::ReportDeath { .. }, Action::Terminate]
+            ));
+            s.on_exit(ExitKind::Signal(15), now);
+            assert_eq!(s.take_outbox(), vec![], "reported before the kill, never given up");
+            now = s.next_deadline().expect("restarts");
+            s.on_timer(now);
+            assert_eq!(s.take_outbox(), vec![Action::Spawn]);
+        }
+    }
+
+    #[test]
+    fn the_backoff_doubles_up_to_its_cap_while_deaths_come_early_and_resets_once_settled() {
+        let p = Policy::default();
+        let mut now = Instant::now();
+        let mut s = Checked::new(p.clone(), now);
+        s.on_timer(now);
+        s.take_outbox();
+        let early = Duration::from_millis(10);
+        let delays: Vec<Duration> = (0..10)
+            .map(|_| die(&mut s, &mut now, early, ExitKind::Signal(9)).expect("restarts"))
+            .collect();
+        let ms = Duration::from_millis;
+        assert_eq!(
+            delays,
+            [0, 100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000]
+                .map(ms)
+                .to_vec()
+        );
+        assert_eq!(
+            die(&mut s, &mut now, p.settle, ExitKind::Signal(9)),
+            Some(ms(0)),
+            "settled: at once"
+        );
+        assert_eq!(die(&mut s, &mut now, early, ExitKind::Signal(9)), Some(ms(100)));
+    }
+
+    #[test]
+    fn only_early_failures_of_the_worker_itself_make_a_crash_loop() {
+        let p = Policy::default();
+        let mut now = Instant::now();
+        let mut s = Checked::new(p.clone(), now);
+        s.on_timer(now);
+        s.take_outbox();
+        // Failures after the worker settled never add up, however many.
+        for _ in 0..20 {
+            assert!(die(&mut s, &mut now, p.settle, ExitKind::Code(101)).is_some());
+            assert!(die(&mut s, &mut now, p.settle, ExitKind::Signal(11)).is_some());
+        }
+        // Early outside kills between early failures do not count either: the fifth early
+        // failure of its own, a panic or a segfault, gives up.
+        let early = Duration::from_millis(10);
+        for i in 0..4 {
+            let how = if i % 2 == 0 {
+                ExitKind::Code(101)
+            } else {
+                ExitKind::Signal(11)
+            };
+            assert!(die(&mut s, &mut now, early, how).is_some(), "failure {i}");
+            assert!(die(&mut s, &mut now, early, ExitKind::Signal(9)).is_some());
+        }
+        assert_eq!(die(&mut s, &mut now, early, ExitKind::Code(1)), None);
+        assert!(s.is_done());
+    }
+
+    #[test]
+    fn early_failures_spread_wider_than_the_window_do_not_give_up() {
+        let p = Policy::default();
+        let mut now = Instant::now();
+        let mut s = Checked::new(p.clone(), now);
+        s.on_timer(now);
+        s.take_outbox();
+        for i in 0..3 * p.crash_limit {
+            // One early failure per 20 s: never crash_limit of them within the minute.
+            now += Duration::from_secs(20);
+            assert!(
+                die(&mut s, &mut now, Duration::from_millis(1), ExitKind::Code(1)).is_some(),
+                "{i}"
+            );
+        }
     }
 }

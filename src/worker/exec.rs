@@ -1,11 +1,17 @@
 //! Runs one task: a function from the registry on the function threads, or a command as a child
-//! process in its own process group, with its inputs handed over as files or stdin.
+//! process in its own process group (and its own cgroup where the machine allows), with its
+//! inputs handed over as files or stdin.
 //!
-//! Dropping the future of a running command kills its whole process group, so cancelling a
-//! task (or shutting the worker down) never leaves its processes behind.
+//! A command's task ends when the command exits: whatever it left running (background jobs,
+//! `setsid`, double forks) is killed then, and so is everything when the future of a running
+//! command is dropped (the task was cancelled or stolen, or the worker stops), so a task
+//! never leaves its processes behind. With a cgroup every process the command started is
+//! found; without one, those that stayed in its process group (see ARCHITECTURE.md, "No
+//! orphans").
 
 use super::registry::Registry;
 use crate::protocol::{CommandSpec, Data, TaskError, TaskId, TaskSpec};
+use crate::sys::cgroup::{TaskGroup, TaskGroups};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use std::collections::BinaryHeap;
 use std::os::unix::process::ExitStatusExt;
@@ -23,6 +29,8 @@ pub struct ExecContext {
     pub registry: Arc<Registry>,
     /// Where input files of command tasks are written, one folder per task.
     pub local_dir: PathBuf,
+    /// The worker's task cgroups, where the machine allows them.
+    pub groups: Option<Arc<TaskGroups>>,
 }
 
 /// An input of a task: its key and its bytes.
@@ -43,7 +51,7 @@ pub async fn execute(
         }
         TaskSpec::Command(cmd) => {
             let dir = ctx.local_dir.join(format!("task-{}", task.0));
-            let result = run_command(cmd, key, &inputs, &dir).await;
+            let result = run_command(cmd, key, &inputs, &dir, ctx.groups.as_ref()).await;
             let _ = std::fs::remove_dir_all(&dir);
             result
         }
@@ -232,24 +240,29 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-/// Kills a process group when dropped, unless disarmed: the command's cleanup on cancel.
-struct GroupGuard {
+/// What a command leaves behind: its process group and, when it has one, its cgroup (which
+/// also holds what left the group). Killed when asked or when dropped.
+struct Leftovers {
     pgid: Option<i32>,
+    group: Option<(TaskGroup, Arc<TaskGroups>)>,
 }
 
-impl GroupGuard {
+impl Leftovers {
     fn kill(&mut self) {
         if let Some(pgid) = self.pgid.take() {
-            // SAFETY: killpg has no memory-safety preconditions; a stale group id at worst
-            // fails with ESRCH.
+            // SAFETY: killpg has no memory-safety preconditions. The group's leader is not
+            // reaped before this runs, so the id names no newer group.
             unsafe {
                 libc::killpg(pgid, libc::SIGKILL);
             }
         }
+        if let Some((group, groups)) = self.group.take() {
+            groups.put_back(group);
+        }
     }
 }
 
-impl Drop for GroupGuard {
+impl Drop for Leftovers {
     fn drop(&mut self) {
         self.kill();
     }
@@ -268,7 +281,13 @@ fn substitute(arg: &str, paths: &[(String, PathBuf)]) -> Vec<String> {
     vec![out]
 }
 
-async fn run_command(cmd: CommandSpec, key: &str, inputs: &[Input], dir: &Path) -> Result<Vec<u8>, TaskError> {
+async fn run_command(
+    cmd: CommandSpec,
+    key: &str,
+    inputs: &[Input],
+    dir: &Path,
+    groups: Option<&Arc<TaskGroups>>,
+) -> Result<Vec<u8>, TaskError> {
     let program = cmd.argv.first().cloned().unwrap_or_default();
     let spawn_error = |reason: String| TaskError::Spawn {
         program: program.clone(),
@@ -307,9 +326,26 @@ async fn run_command(cmd: CommandSpec, key: &str, inputs: &[Input], dir: &Path) 
         env.push((format!("DISTD_DEP_{i}"), p.display().to_string()));
     }
     env.extend(cmd.env.iter().cloned());
-    let mut child = super::spawn::spawn(&argv, &env, cmd.cwd.as_deref().map(Path::new), stdin_data.is_some())
-        .map_err(|e| spawn_error(e.to_string()))?;
-    let mut guard = GroupGuard { pgid: Some(child.pid) };
+    let group = match groups {
+        Some(groups) => Some((
+            groups
+                .take()
+                .map_err(|e| spawn_error(format!("cannot make its cgroup in {}: {e}", groups.dir().display())))?,
+            groups.clone(),
+        )),
+        None => None,
+    };
+    let mut leftovers = Leftovers { pgid: None, group };
+    let cgroup = leftovers.group.as_ref().map(|(g, _)| g.procs_fd());
+    let mut child = super::spawn::spawn(
+        &argv,
+        &env,
+        cmd.cwd.as_deref().map(Path::new),
+        stdin_data.is_some(),
+        cgroup,
+    )
+    .map_err(|e| spawn_error(e.to_string()))?;
+    leftovers.pgid = Some(child.pid);
     let stdin = child.stdin.take();
     let mut stdout = child.stdout.take().expect("stdout is a pipe");
     let mut stderr = child.stderr.take().expect("stderr is a pipe");
@@ -329,8 +365,16 @@ async fn run_command(cmd: CommandSpec, key: &str, inputs: &[Input], dir: &Path) 
             let mut err = Vec::new();
             stderr.read_to_end(&mut err).await.map(|_| err)
         };
-        let ((out, err), ()) = futures_lite::future::zip(futures_lite::future::zip(read_out, read_err), feed).await;
-        let status = child.status().await;
+        let reads = futures_lite::future::zip(futures_lite::future::zip(read_out, read_err), feed);
+        let waited = async {
+            let exited = child.exited().await;
+            // The task ends with its command: what it left running dies now, and with it the
+            // pipes those processes held open, so the reads end too.
+            leftovers.kill();
+            exited?;
+            child.status().await
+        };
+        let (((out, err), ()), status) = futures_lite::future::zip(reads, waited).await;
         Some((out, err, status))
     };
     let timeout = cmd.timeout_ms.map(Duration::from_millis);
@@ -346,13 +390,12 @@ async fn run_command(cmd: CommandSpec, key: &str, inputs: &[Input], dir: &Path) 
         None => collect.await,
     };
     let Some((out, err, status)) = outcome else {
-        guard.kill();
+        leftovers.kill();
         return Err(TaskError::Timeout {
             after_ms: cmd.timeout_ms.unwrap_or_default(),
             stderr: String::new(),
         });
     };
-    guard.pgid = None;
     let io = |e: std::io::Error| spawn_error(format!("while running: {e}"));
     let (out, err, status) = (out.map_err(io)?, err.map_err(io)?, status.map_err(io)?);
     if status.success() {

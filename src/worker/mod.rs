@@ -1,11 +1,13 @@
 //! The worker: a synchronous state machine ([`state`], with its decisions in time in
 //! `lifecycle`), task execution ([`exec`]), starting commands ([`spawn`]), the function
-//! registry ([`registry`]), result transfer ([`peer`]) and the async shell ([`server`]).
+//! registry ([`registry`]), result transfer ([`peer`]), its scratch folder ([`scratch`]) and
+//! the async shell ([`server`]).
 
 pub mod exec;
 mod lifecycle;
 pub mod peer;
 pub mod registry;
+mod scratch;
 pub mod server;
 mod spawn;
 pub mod state;

@@ -121,17 +121,13 @@ pub struct Worker {
 impl Worker {
     /// Connects (retrying up to the death timeout), opens the peer port and registers.
     pub async fn start(config: WorkerConfig, registry: Registry) -> Result<Worker, WorkerError> {
-        // Each worker gets its own folder under the local directory, removed when it ends.
-        static NEXT_DIR: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let work_dir = config.local_dir.join(format!(
-            "worker-{}-{}",
-            std::process::id(),
-            NEXT_DIR.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&work_dir).map_err(|source| WorkerError::LocalDir {
-            path: work_dir.display().to_string(),
+        // Each worker gets its own folder under the local directory, removed when it ends
+        // (or by the next worker to start there, if it was killed).
+        let scratch = super::scratch::Scratch::create(&config.local_dir).map_err(|source| WorkerError::LocalDir {
+            path: config.local_dir.display().to_string(),
             source,
         })?;
+        let work_dir = scratch.path().to_path_buf();
         let (stream, scheduler_addr) = connect_scheduler(&config.scheduler, config.death_timeout).await?;
         let bind = config
             .listen
@@ -174,6 +170,7 @@ impl Worker {
         let ctx = ExecContext {
             registry: Arc::new(registry),
             local_dir: work_dir.clone(),
+            groups: crate::sys::cgroup::TaskGroups::new(),
         };
         let functions = FunctionThreads::new(config.nthreads);
         let settings = WorkerSettings {
@@ -198,7 +195,7 @@ impl Worker {
         };
         let main = crate::rt::spawn(async move {
             let ended = shell.run(session, events_rx).await;
-            let _ = std::fs::remove_dir_all(&work_dir);
+            drop(scratch);
             ended
         });
         Ok(Worker {

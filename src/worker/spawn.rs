@@ -1,5 +1,5 @@
-//! Starting a task's command: a `vfork`-style clone that sets `PR_SET_PDEATHSIG` and its own
-//! process group in the child, then execs.
+//! Starting a task's command: a `vfork`-style clone that sets `PR_SET_PDEATHSIG`, joins the
+//! task's cgroup (when there is one) and its own process group in the child, then execs.
 //!
 //! The standard library spawns with `posix_spawn` (a `vfork`, cheap) unless the command has
 //! a `pre_exec` hook, and then it forks, which copies the worker's page tables for every
@@ -51,6 +51,41 @@ impl Spawned {
         }
     }
 
+    /// Waits until the command has exited, without reaping it: its pid, and so the id of its
+    /// process group, stays taken until [`status`](Self::status), so the group can be killed
+    /// meanwhile with no risk of hitting a newer process that got the same id.
+    pub async fn exited(&mut self) -> io::Result<()> {
+        while !self.has_exited()? {
+            match &self.exited {
+                Some(fd) => fd.readable().await?,
+                None => {
+                    async_io::Timer::after(std::time::Duration::from_millis(5)).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the command has exited (it is not reaped).
+    fn has_exited(&self) -> io::Result<bool> {
+        // SAFETY: a zeroed siginfo_t is a valid out-parameter; waitid only writes it.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid with WNOWAIT only looks; the pointer is valid.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                self.pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: si_pid is set by waitid (0 while the child runs).
+        Ok(unsafe { info.si_pid() } != 0)
+    }
+
     fn try_reap(&mut self) -> io::Result<Option<ExitStatus>> {
         let mut status = 0;
         // SAFETY: waitpid only writes the status through the valid pointer.
@@ -95,13 +130,23 @@ struct ChildArgs {
     mask: libc::sigset_t,
     /// The worker's pid: if the child finds another parent, the worker is already gone.
     parent: libc::pid_t,
+    /// `cgroup.procs` of the task's cgroup, or -1: the child joins it before its exec, so
+    /// everything the command starts is in the group from its first instruction.
+    cgroup_procs: RawFd,
     /// Set by the child when a step before the exec fails.
     errno: libc::c_int,
 }
 
 /// Starts `argv` with the worker's environment plus `env`, in `cwd`, in a process group of
-/// its own, killed when the worker dies. Stdin is a pipe when `piped_stdin`, else /dev/null.
-pub fn spawn(argv: &[String], env: &[(String, String)], cwd: Option<&Path>, piped_stdin: bool) -> io::Result<Spawned> {
+/// its own, killed when the worker dies, in the cgroup whose `cgroup.procs` is open as
+/// `cgroup` if given. Stdin is a pipe when `piped_stdin`, else /dev/null.
+pub fn spawn(
+    argv: &[String],
+    env: &[(String, String)],
+    cwd: Option<&Path>,
+    piped_stdin: bool,
+    cgroup: Option<RawFd>,
+) -> io::Result<Spawned> {
     let program = argv
         .first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
@@ -113,7 +158,10 @@ pub fn spawn(argv: &[String], env: &[(String, String)], cwd: Option<&Path>, pipe
         .or_else(|| std::env::var_os("PATH"));
     let path = resolve(program, path_var.as_deref())?;
     let argv_c: Vec<CString> = argv.iter().map(|a| cstring(a.as_bytes())).collect::<io::Result<_>>()?;
-    let mut vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    // The nanny's word to its worker about cgroups is not for the commands.
+    let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| k != crate::sys::cgroup::CGROUP_ENV)
+        .collect();
     for (k, v) in env {
         vars.retain(|(name, _)| name != OsStr::new(k));
         vars.push((k.into(), v.into()));
@@ -152,6 +200,7 @@ pub fn spawn(argv: &[String], env: &[(String, String)], cwd: Option<&Path>, pipe
         mask: unsafe { std::mem::zeroed() },
         // SAFETY: getpid has no preconditions.
         parent: unsafe { libc::getpid() },
+        cgroup_procs: cgroup.unwrap_or(-1),
         errno: 0,
     };
     let mut stack = vec![0u8; CHILD_STACK];
@@ -233,6 +282,9 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             // The worker died before the death signal was armed.
             libc::_exit(127);
         }
+        if args.cgroup_procs >= 0 && libc::write(args.cgroup_procs, b"0".as_ptr().cast(), 1) != 1 {
+            return fail(args);
+        }
         if libc::setpgid(0, 0) != 0 {
             return fail(args);
         }
@@ -301,7 +353,7 @@ mod tests {
     fn run(argv: &[&str], env: &[(&str, &str)], cwd: Option<&Path>) -> io::Result<(ExitStatus, String)> {
         let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let mut child = spawn(&argv, &env, cwd, false)?;
+        let mut child = spawn(&argv, &env, cwd, false, None)?;
         smol::block_on(async {
             let mut out = String::new();
             child.stdout.take().expect("piped").read_to_string(&mut out).await?;

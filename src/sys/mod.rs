@@ -4,9 +4,17 @@
 //! launcher's pipe on stdin closes. Linux only (`/proc`,
 //! `prctl`); the questions answer "unknown" (empty, 0, None) rather than failing.
 //!
-//! The one place that reads `/proc`. It decides nothing: callers say what to spawn or kill.
-//! (Task commands start through `worker::spawn`'s vfork path, which needs the same death
-//! signal inside its child; it calls [`set_death_signal`].)
+//! The one place that reads `/proc` and the cgroup tree. It decides nothing: callers say
+//! what to spawn or kill. (Task commands start through `worker::spawn`'s vfork path, which
+//! needs the same death signal inside its child; it calls [`set_death_signal`].)
+//!
+//! Process trees and orphan sweeps are in [`procs`]; task cgroups and the guardian that
+//! kills them when this process dies are in [`cgroup`].
+
+pub mod cgroup;
+mod procs;
+
+pub use procs::{kill_children_except, tree_rss};
 
 use std::hash::{BuildHasher, Hasher};
 use std::io;
@@ -127,56 +135,6 @@ pub fn become_subreaper() {
     }
 }
 
-/// SIGKILLs every child of this process except `keep`, each with its process group (unless
-/// that is ours), and reaps it: the orphans a subreaper inherits.
-pub fn kill_children_except(keep: &[u32]) {
-    let me = std::process::id();
-    for (pid, pgrp) in children_of(me) {
-        if keep.contains(&pid) {
-            continue;
-        }
-        // SAFETY: plain signal and wait calls on a process that is our own child.
-        unsafe {
-            if pgrp as u32 != me && pgrp > 1 {
-                libc::killpg(pgrp, libc::SIGKILL);
-            }
-            libc::kill(pid as libc::pid_t, libc::SIGKILL);
-            libc::waitpid(pid as libc::pid_t, std::ptr::null_mut(), libc::WNOHANG);
-        }
-    }
-}
-
-/// The children of `parent` with their process groups, from `/proc`.
-fn children_of(parent: u32) -> Vec<(u32, i32)> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| {
-            let (ppid, pgrp) = parent_and_group(pid)?;
-            (ppid == parent).then_some((pid, pgrp))
-        })
-        .collect()
-}
-
-/// Parent pid and process group of `pid`, from `/proc/PID/stat`.
-fn parent_and_group(pid: u32) -> Option<(u32, i32)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_parent_and_group(&stat)
-}
-
-/// The parent pid and process group fields of a `/proc/PID/stat` line.
-fn parse_parent_and_group(stat: &str) -> Option<(u32, i32)> {
-    // The command name may hold spaces and parentheses: fields start after the last ')'.
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let mut f = rest.split_whitespace();
-    let _state = f.next()?;
-    let ppid = f.next()?.parse().ok()?;
-    let pgrp = f.next()?.parse().ok()?;
-    Some((ppid, pgrp))
-}
-
 /// The environment variable that makes a distd (started remotely by `distd ssh`) stop when
 /// its stdin closes. Set by the launcher; removed before a nanny starts its workers.
 pub const WATCH_STDIN_ENV: &str = "DISTD_WATCH_STDIN";
@@ -200,23 +158,4 @@ pub fn stop_when_stdin_closes(exit_code: u8) {
         std::thread::sleep(std::time::Duration::from_secs(20));
         std::process::exit(exit_code as i32);
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stat_fields_are_found_after_a_command_name_with_spaces_and_parentheses() {
-        assert_eq!(parse_parent_and_group("42 (a (b) c) S 7 42 42 0 -1"), Some((7, 42)));
-        assert_eq!(parse_parent_and_group("42 (x)"), None);
-        assert_eq!(parse_parent_and_group("garbage"), None);
-    }
-
-    #[test]
-    fn this_process_is_a_child_of_its_parent() {
-        let me = std::process::id();
-        let parent = parent_and_group(me).expect("own stat").0;
-        assert!(children_of(parent).iter().any(|(pid, _)| *pid == me));
-    }
 }
