@@ -20,8 +20,8 @@ pub use frame::{encode_frame, FrameError, FrameReader, MAX_FRAME_LEN};
 pub use handshake::{accept_handshake, connect_handshake, HandshakeError, Hello, Role, MAGIC, PROTOCOL_VERSION};
 pub use ids::{ClientId, NannyId, RequestId, TaskId, WorkerId};
 pub use messages::*;
-pub use net::{dial, serve, AttemptError, DialError, Dialed};
-pub use peer_client::{PeerClient, PeerError};
+pub use net::{dial, dial_bounded, serve, AttemptError, DialError, Dialed};
+pub use peer_client::{PeerClient, PeerError, PeerTimeouts};
 pub use task::{CommandSpec, TaskDesc, TaskOptions, TaskSpec};
 
 /// The version of this build of distd, sent in every handshake.

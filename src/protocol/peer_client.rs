@@ -3,18 +3,64 @@
 //!
 //! A fetch is one `ToPeer::Fetch` frame; each result comes back as a `FromPeer::Data` header
 //! followed by the raw bytes (or `FromPeer::Missing`), in the order asked. It dials through
-//! [`super::net::dial`] and never decides what to fetch or from whom.
+//! [`super::net::dial_bounded`] and never decides what to fetch or from whom.
+//!
+//! A peer may stop answering without closing anything (a stopped process: the kernel still
+//! accepts its connections and buffers what is sent to it), so both halves are bounded
+//! ([`PeerTimeouts`]): connecting with its handshake, and progress while an answer is owed:
+//! no byte for that long fails the fetch, however large the result and however long it has
+//! been flowing. An idle connection between fetches is never timed out.
 
 use super::conn::Data;
 use super::frame::{encode_frame, FrameError, FrameReader};
 use super::handshake::{HandshakeError, Role};
 use super::ids::TaskId;
 use super::messages::{FromPeer, ToPeer};
-use super::net::{dial, AttemptError};
-use futures_lite::AsyncWriteExt;
+use super::net::{dial_bounded, AttemptError};
+use async_io::Timer;
+use futures_lite::{AsyncRead, AsyncWriteExt, FutureExt};
 use smol::net::TcpStream;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// How long a peer may keep a fetch waiting: the one home of these defaults, for workers'
+/// fetches and clients' gathers alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerTimeouts {
+    /// Connecting and the handshake, per attempt.
+    pub connect: Duration,
+    /// The longest wait for the next byte while an answer is owed: a bound on silence, not
+    /// on a transfer's length.
+    pub progress: Duration,
+    /// How long a worker keeps trying again, with backoff, when the connection to the only
+    /// holder of an input is refused or breaks (a peer restarting its listener, a full
+    /// backlog). A holder that is gone is reported within about this long.
+    pub reconnect: Duration,
+}
+
+impl PeerTimeouts {
+    /// Below the scheduler's default heartbeat timeout (10 s), so that a fetch from a
+    /// stopped peer fails, and the task can go elsewhere, before or about when the
+    /// scheduler gives the peer up; far above any answer a live peer owes (its peer port
+    /// answers from memory or one file read at a time).
+    pub const CONNECT: Duration = Duration::from_secs(5);
+    pub const PROGRESS: Duration = Duration::from_secs(8);
+    pub const RECONNECT: Duration = Duration::from_secs(3);
+}
+
+impl Default for PeerTimeouts {
+    fn default() -> Self {
+        PeerTimeouts {
+            connect: Self::CONNECT,
+            progress: Self::PROGRESS,
+            reconnect: Self::RECONNECT,
+        }
+    }
+}
 
 /// Why a fetch from a peer failed.
 #[derive(Debug, thiserror::Error)]
@@ -29,25 +75,58 @@ pub enum PeerError {
     Io(#[from] std::io::Error),
     #[error("peer closed the connection")]
     Closed,
+    /// Connected, but the peer sent nothing for `after` while it owed an answer.
+    #[error("the peer sent nothing for {:.1} s while it owed a result", after.as_secs_f64())]
+    Stalled { after: Duration },
     #[error("result of {len} bytes is too large")]
     TooLarge { len: u64 },
     #[error("peer answered out of order: {got:?} for {want}")]
     OutOfOrder { got: FromPeer, want: TaskId },
 }
 
+impl PeerError {
+    /// Whether trying again soon, over a new connection, may pass: the connection was
+    /// refused or broke. Not when the peer stalled (it would stall again), refused this
+    /// distd, or answered nonsense.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PeerError::Connect { source, .. } => source.is_transient(),
+            PeerError::Refused { source, .. } => matches!(source, HandshakeError::Io(_)),
+            PeerError::Frame(FrameError::Io(_) | FrameError::Truncated { .. }) => true,
+            PeerError::Io(_) | PeerError::Closed => true,
+            PeerError::Frame(_) | PeerError::Stalled { .. } | PeerError::TooLarge { .. } => false,
+            PeerError::OutOfOrder { .. } => false,
+        }
+    }
+}
+
 /// A connection to one worker's peer port.
 pub struct PeerClient {
-    reader: FrameReader<TcpStream>,
+    reader: FrameReader<Watched<TcpStream>>,
     writer: TcpStream,
+    timeouts: PeerTimeouts,
     /// Reused for every request's encoding.
     buf: Vec<u8>,
 }
 
 impl PeerClient {
     /// Connects to the peer port at `addr` as `role` (a worker's `Peer`, or a `Client`),
-    /// once: a peer that is not there is the caller's news, not something to wait for.
+    /// once, with the default timeouts: a peer that is not there is the caller's news, not
+    /// something to wait for.
     pub async fn connect(addr: &str, role: Role) -> Result<PeerClient, PeerError> {
-        let dialed = dial(addr, role, Role::Worker, Duration::ZERO)
+        PeerClient::connect_with(addr, role, PeerTimeouts::default(), Duration::ZERO).await
+    }
+
+    /// Connects as `role` with `timeouts`, trying again with backoff for `patience` while
+    /// the connection is refused or breaks (zero: once). Each attempt may take
+    /// `timeouts.connect`; one that runs out of time is not tried again.
+    pub async fn connect_with(
+        addr: &str,
+        role: Role,
+        timeouts: PeerTimeouts,
+        patience: Duration,
+    ) -> Result<PeerClient, PeerError> {
+        let dialed = dial_bounded(addr, role, Role::Worker, patience, Some(timeouts.connect))
             .await
             .map_err(|e| match e.into_refusal() {
                 Ok(source) => PeerError::Refused {
@@ -60,17 +139,40 @@ impl PeerClient {
                 },
             })?;
         Ok(PeerClient {
-            reader: FrameReader::new(dialed.stream.clone()),
+            reader: FrameReader::new(Watched::new(dialed.stream.clone(), timeouts.progress)),
             writer: dialed.stream,
+            timeouts,
             buf: Vec::new(),
         })
     }
 
-    /// Fetches results; `None` where the peer does not hold one.
+    /// Fetches results; `None` where the peer does not hold one. Fails with
+    /// [`PeerError::Stalled`] when the peer goes silent for `timeouts.progress` before the
+    /// last byte; the connection is then of no further use.
     pub async fn fetch(&mut self, tasks: &[TaskId]) -> Result<Vec<Option<Data>>, PeerError> {
         self.buf.clear();
         encode_frame(&mut self.buf, &ToPeer::Fetch { tasks: tasks.to_vec() })?;
-        self.writer.write_all(&self.buf).await?;
+        let after = self.timeouts.progress;
+        // The request is small: a peer that cannot take it in that long does not read.
+        let stalled = async {
+            Timer::after(after).await;
+            Err(io::Error::new(io::ErrorKind::TimedOut, Silence(after)))
+        };
+        self.writer
+            .write_all(&self.buf)
+            .or(stalled)
+            .await
+            .map_err(|e| stalled_or(e, after))?;
+        self.reader.get_mut().owed(true);
+        let answers = self.read_answers(tasks).await;
+        self.reader.get_mut().owed(false);
+        answers.map_err(|e| match e {
+            PeerError::Frame(FrameError::Io(e)) | PeerError::Io(e) => stalled_or(e, after),
+            other => other,
+        })
+    }
+
+    async fn read_answers(&mut self, tasks: &[TaskId]) -> Result<Vec<Option<Data>>, PeerError> {
         let mut out = Vec::with_capacity(tasks.len());
         for &want in tasks {
             let reply = self.reader.next::<FromPeer>().await?.ok_or(PeerError::Closed)?;
@@ -86,3 +188,83 @@ impl PeerClient {
         Ok(out)
     }
 }
+
+/// A timeout of ours as [`PeerError::Stalled`]; any other I/O error as it is.
+fn stalled_or(e: io::Error, after: Duration) -> PeerError {
+    if e.kind() == io::ErrorKind::TimedOut && e.get_ref().is_some_and(|inner| inner.is::<Silence>()) {
+        PeerError::Stalled { after }
+    } else {
+        PeerError::Io(e)
+    }
+}
+
+/// The error inside the `TimedOut` of a [`Watched`] read, so that a timeout of ours is told
+/// from the kernel's own `ETIMEDOUT`.
+#[derive(Debug, thiserror::Error)]
+#[error("no byte for {:.1} s", .0.as_secs_f64())]
+struct Silence(Duration);
+
+/// A read half that fails a read with `TimedOut` once no byte has come for `patience` while
+/// an answer is owed ([`Watched::owed`]); while nothing is owed, reads pass through.
+///
+/// Its one timer is moved only when it fires: bytes that arrive just note the time, so a
+/// large transfer costs no timer per read (each registration costs the reactor a wake-up).
+struct Watched<R> {
+    inner: R,
+    patience: Duration,
+    owed: bool,
+    /// The last byte, or when the answer started to be owed.
+    last_progress: Instant,
+    timer: Option<Timer>,
+}
+
+impl<R> Watched<R> {
+    fn new(inner: R, patience: Duration) -> Watched<R> {
+        Watched {
+            inner,
+            patience,
+            owed: false,
+            last_progress: Instant::now(),
+            timer: None,
+        }
+    }
+
+    /// An answer is owed from now on (`true`), or no longer.
+    fn owed(&mut self, owed: bool) {
+        self.owed = owed;
+        if owed {
+            self.last_progress = Instant::now();
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Watched<R> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if let Poll::Ready(read) = Pin::new(&mut this.inner).poll_read(cx, buf) {
+            if this.owed {
+                this.last_progress = Instant::now();
+            }
+            return Poll::Ready(read);
+        }
+        if !this.owed {
+            return Poll::Pending;
+        }
+        loop {
+            let deadline = this.last_progress + this.patience;
+            let timer = this.timer.get_or_insert_with(|| Timer::at(deadline));
+            if Pin::new(&mut *timer).poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if Instant::now() >= deadline {
+                this.timer = None;
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, Silence(this.patience))));
+            }
+            // It was set for an earlier deadline: bytes came since.
+            timer.set_at(deadline);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

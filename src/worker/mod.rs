@@ -1,8 +1,12 @@
 //! The worker: a synchronous state machine ([`state`], with its decisions in time in
 //! `lifecycle`), task execution ([`exec`]), starting commands ([`spawn`]), the function
-//! registry ([`registry`]), result transfer ([`peer`]) and the async shell ([`server`]).
+//! registry ([`registry`]), result transfer (serving in [`peer`], fetching in `fetcher`) and
+//! the async shell ([`server`]).
 
 pub mod exec;
+mod fetcher;
+#[cfg(test)]
+mod fetcher_tests;
 mod lifecycle;
 pub mod peer;
 pub mod registry;
