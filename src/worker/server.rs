@@ -166,7 +166,10 @@ impl Worker {
         let (events_tx, events_rx) = async_channel::unbounded();
         let session = register_patiently(Some(stream), &config, &info, events_tx.clone()).await?;
         let memory = MemoryPolicy::new(config.memory_limit);
-        let store: Arc<Store> = Arc::new(Store::new(work_dir.join("spill"), memory.spill_above()));
+        let store: Arc<Store> = Arc::new(
+            Store::new(work_dir.join("spill"), memory.spill_above())
+                .with_largest_in_memory(memory.largest_held_result()),
+        );
         let peers = crate::rt::spawn(serve_peers(listener, store.clone()));
         let ctx = ExecContext {
             registry: Arc::new(registry),

@@ -6,6 +6,10 @@
 //! written). Spilling is invisible to callers: [`Store::get`] reads a spilled result back, so
 //! executions and the peer server see the same results whatever their place.
 //!
+//! A result too large to hold next to the worker's memory limit (see
+//! [`Store::with_largest_in_memory`]) is written straight to disk when it is put, without
+//! pushing the others out: held, it would leave the next task no room to run.
+//!
 //! It must never:
 //! - lose a result because a spill write failed (disk full): the result stays in memory, the
 //!   failure is logged, and [`Store::spill_until`] reports it;
@@ -94,26 +98,73 @@ impl Store {
         }
     }
 
+    /// Results larger than `bytes` are written straight to disk when they are put, and never
+    /// kept in memory when read back (`None`: no such limit). The worker passes
+    /// [`crate::memory::MemoryPolicy::largest_held_result`].
+    pub fn with_largest_in_memory(mut self, bytes: Option<u64>) -> Store {
+        self.ledger
+            .get_mut()
+            .expect("a store being built has no other user")
+            .largest_in_memory = bytes;
+        self
+    }
+
     /// Holds `data` as the result of `id`, replacing (and deleting the file of) any earlier
-    /// one. May spill other results; the new one is spilled only if it alone exceeds the
-    /// target.
+    /// one. A result larger than the largest held in memory is written to disk before this
+    /// returns (served from memory meanwhile); otherwise this may spill other results, and
+    /// the new one is spilled only if it alone exceeds the target.
     ///
     /// A failed spill is logged and the results stay in memory, so this does not fail today;
     /// the `Result` keeps callers ready for a store that can.
     pub fn put(&self, id: TaskId, data: Data) -> Result<(), StoreError> {
-        let (stale, target) = {
+        let len = data.len() as u64;
+        let (stale, next) = {
             let mut ledger = self.lock();
-            let stale = ledger.on_put(id, data);
-            (stale, ledger.spill_target())
+            if ledger.too_large_to_hold(len) {
+                let (stale, serial) = ledger.on_put_to_disk(id, data.clone());
+                (stale, AfterPut::Write { serial, data })
+            } else {
+                let stale = ledger.on_put(id, data);
+                (
+                    stale,
+                    ledger.spill_target().map_or(AfterPut::Nothing, AfterPut::SpillDownTo),
+                )
+            }
         };
         if let Some(serial) = stale {
             remove_file_logged(&spill_path(&self.dir, id, serial));
         }
-        if let Some(target) = target {
-            // Already logged where it failed; the data stays in memory.
-            let _ = self.spill_down_to(target);
+        match next {
+            AfterPut::Nothing => {}
+            AfterPut::SpillDownTo(target) => {
+                // Already logged where it failed; the data stays in memory.
+                let _ = self.spill_down_to(target);
+            }
+            AfterPut::Write { serial, data } => self.write_through(id, serial, data),
         }
         Ok(())
+    }
+
+    /// Writes the file `serial` of a result put straight to disk, and commits it, or keeps
+    /// the result in memory if the write fails.
+    fn write_through(&self, id: TaskId, serial: u64, data: Data) {
+        let path = spill_path(&self.dir, id, serial);
+        let len = data.len();
+        let written = self.ensure_dir().and_then(|()| write_atomically(&path, &data));
+        // Our reference must not outlive the write: the entry's own copy goes at commit.
+        drop(data);
+        match written {
+            Ok(()) => {
+                if !self.lock().on_spill_written(id, serial) {
+                    // Removed or replaced while we wrote: the file belongs to nobody.
+                    remove_file_logged(&path);
+                }
+            }
+            Err(e) => {
+                self.lock().on_spill_failed(id, serial);
+                log::warn!("{e}; keeping the result {id} ({len} bytes) in memory");
+            }
+        }
     }
 
     /// The result of `id`, marked most recently used. A spilled result is read back from its
@@ -352,6 +403,9 @@ struct Ledger {
     next_serial: u64,
     /// Memory level above which results are spilled; `None` = only on `spill_until`.
     spill_above: Option<u64>,
+    /// Results larger than this go straight to disk and are never read back into memory;
+    /// `None` = no such limit.
+    largest_in_memory: Option<u64>,
     /// Count of `Memory` and `Spilling` results (the latter still hold their bytes), kept so
     /// stats and the threshold check are O(1).
     in_memory: usize,
@@ -388,6 +442,17 @@ enum Place {
     },
 }
 
+/// What [`Store::put`] does once the ledger has the new result.
+enum AfterPut {
+    Nothing,
+    SpillDownTo(u64),
+    /// Write the new result to its file `serial`.
+    Write {
+        serial: u64,
+        data: Data,
+    },
+}
+
 /// What a reader must do to get a result.
 enum Lookup {
     Absent,
@@ -415,6 +480,7 @@ impl Ledger {
             next_tick: 0,
             next_serial: 0,
             spill_above,
+            largest_in_memory: None,
             in_memory: 0,
             in_memory_bytes: 0,
             spilling_bytes: 0,
@@ -445,8 +511,15 @@ impl Ledger {
     /// so that reading never triggers another spill. Without a threshold, results spilled by
     /// `spill_until` (memory pressure) stay on disk.
     fn has_room_for(&self, len: u64) -> bool {
-        self.spill_above
-            .is_some_and(|limit| self.in_memory_bytes.saturating_add(len) <= low_water_mark(limit))
+        !self.too_large_to_hold(len)
+            && self
+                .spill_above
+                .is_some_and(|limit| self.in_memory_bytes.saturating_add(len) <= low_water_mark(limit))
+    }
+
+    /// Whether a result of `len` bytes is too large to keep in memory at all.
+    fn too_large_to_hold(&self, len: u64) -> bool {
+        self.largest_in_memory.is_some_and(|max| len > max)
     }
 
     /// Returns the serial of a spill file the replaced result leaves behind.
@@ -463,6 +536,26 @@ impl Ledger {
         self.in_memory += 1;
         self.in_memory_bytes += len;
         stale
+    }
+
+    /// A result too large to hold is put: it is held as being spilled (served from memory
+    /// until its file, `serial` returned here, is written), never in the LRU order. Also
+    /// returns the serial of a spill file the replaced result leaves behind.
+    fn on_put_to_disk(&mut self, id: TaskId, data: Data) -> (Option<u64>, u64) {
+        let tick = self.tick();
+        let len = data.len() as u64;
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        let entry = Entry {
+            tick,
+            len,
+            place: Place::Spilling { data, serial },
+        };
+        let stale = self.entries.insert(id, entry).and_then(|old| self.forget(id, old));
+        self.in_memory += 1;
+        self.in_memory_bytes += len;
+        self.spilling_bytes += len;
+        (stale, serial)
     }
 
     fn on_get(&mut self, id: TaskId) -> Lookup {
