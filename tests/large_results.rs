@@ -45,3 +45,28 @@ fn results_of_half_the_memory_limit_go_to_disk_and_the_worker_survives() {
     assert!(sb.is_running(worker));
     sb.check_no_crashes();
 }
+
+/// One result of most of a bare worker's memory limit is stored (on disk) and gathered whole.
+#[test]
+fn a_result_of_most_of_the_memory_limit_is_gathered_exactly() {
+    let mut sb = Sandbox::new();
+    let (_scheduler, addr) = start_scheduler(&mut sb, &[]);
+    let worker = sb
+        .worker(&addr)
+        .name("bare")
+        .nthreads(1)
+        .no_nanny()
+        .args(&["--memory-limit", "100MiB"])
+        .start();
+    let out = sb.path("most.out");
+    let graph = format!(
+        "[[task]]\nkey = \"most\"\nfunction = \"blob\"\nargs = \"70MiB\"\noutput = \"{}\"\n",
+        out.display()
+    );
+    let file = sb.write("most.toml", &graph);
+    sb.run_graph("run", &file, &addr).assert_success();
+    let got = std::fs::read(&out).expect("the output file");
+    assert!(got == blob(70 << 20), "{} bytes, not the blob", got.len());
+    assert!(sb.is_running(worker));
+    sb.check_no_crashes();
+}
