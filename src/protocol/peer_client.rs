@@ -17,15 +17,13 @@ use super::handshake::{HandshakeError, Role};
 use super::ids::TaskId;
 use super::messages::{FromPeer, ToPeer};
 use super::net::{dial_bounded, AttemptError};
+use super::watched::{is_silence, Silence, Watched};
 use async_io::Timer;
-use futures_lite::{AsyncRead, AsyncWriteExt, FutureExt};
+use futures_lite::{AsyncWriteExt, FutureExt};
 use smol::net::TcpStream;
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a peer may keep a fetch waiting: the one home of these defaults, for workers'
 /// fetches and clients' gathers alike.
@@ -163,10 +161,8 @@ impl PeerClient {
             .or(stalled)
             .await
             .map_err(|e| stalled_or(e, after))?;
-        self.reader.get_mut().owed(true);
-        let answers = self.read_answers(tasks).await;
-        self.reader.get_mut().owed(false);
-        answers.map_err(|e| match e {
+        self.reader.get_mut().restart();
+        self.read_answers(tasks).await.map_err(|e| match e {
             PeerError::Frame(FrameError::Io(e)) | PeerError::Io(e) => stalled_or(e, after),
             other => other,
         })
@@ -191,78 +187,10 @@ impl PeerClient {
 
 /// A timeout of ours as [`PeerError::Stalled`]; any other I/O error as it is.
 fn stalled_or(e: io::Error, after: Duration) -> PeerError {
-    if e.kind() == io::ErrorKind::TimedOut && e.get_ref().is_some_and(|inner| inner.is::<Silence>()) {
+    if is_silence(&e) {
         PeerError::Stalled { after }
     } else {
         PeerError::Io(e)
-    }
-}
-
-/// The error inside the `TimedOut` of a [`Watched`] read, so that a timeout of ours is told
-/// from the kernel's own `ETIMEDOUT`.
-#[derive(Debug, thiserror::Error)]
-#[error("no byte for {:.1} s", .0.as_secs_f64())]
-struct Silence(Duration);
-
-/// A read half that fails a read with `TimedOut` once no byte has come for `patience` while
-/// an answer is owed ([`Watched::owed`]); while nothing is owed, reads pass through.
-///
-/// Its one timer is moved only when it fires: bytes that arrive just note the time, so a
-/// large transfer costs no timer per read (each registration costs the reactor a wake-up).
-struct Watched<R> {
-    inner: R,
-    patience: Duration,
-    owed: bool,
-    /// The last byte, or when the answer started to be owed.
-    last_progress: Instant,
-    timer: Option<Timer>,
-}
-
-impl<R> Watched<R> {
-    fn new(inner: R, patience: Duration) -> Watched<R> {
-        Watched {
-            inner,
-            patience,
-            owed: false,
-            last_progress: Instant::now(),
-            timer: None,
-        }
-    }
-
-    /// An answer is owed from now on (`true`), or no longer.
-    fn owed(&mut self, owed: bool) {
-        self.owed = owed;
-        if owed {
-            self.last_progress = Instant::now();
-        }
-    }
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for Watched<R> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        if let Poll::Ready(read) = Pin::new(&mut this.inner).poll_read(cx, buf) {
-            if this.owed {
-                this.last_progress = Instant::now();
-            }
-            return Poll::Ready(read);
-        }
-        if !this.owed {
-            return Poll::Pending;
-        }
-        loop {
-            let deadline = this.last_progress + this.patience;
-            let timer = this.timer.get_or_insert_with(|| Timer::at(deadline));
-            if Pin::new(&mut *timer).poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            if Instant::now() >= deadline {
-                this.timer = None;
-                return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, Silence(this.patience))));
-            }
-            // It was set for an earlier deadline: bytes came since.
-            timer.set_at(deadline);
-        }
     }
 }
 

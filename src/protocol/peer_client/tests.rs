@@ -7,8 +7,10 @@ use crate::protocol::net::serve;
 use crate::protocol::{accept_handshake, encode_frame, FrameReader, FromPeer, ToPeer};
 use smol::net::TcpListener;
 use smol::Task;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 /// Runs `f` to its end, failing the test (instead of hanging it) if that takes a minute: the
 /// bug these tests pin is a wait without end.
