@@ -69,6 +69,32 @@ fn good_peer() -> (String, Task<()>) {
     (addr, task)
 }
 
+/// A peer port that answers one fetch per connection and then closes it, as a peer that
+/// restarted between two fetches leaves the connection kept from the first.
+fn one_fetch_per_connection_peer() -> (String, Task<()>) {
+    let listener = smol::block_on(TcpListener::bind("127.0.0.1:0")).expect("bind loopback");
+    let addr = listener.local_addr().expect("local address").to_string();
+    let task = crate::rt::spawn(serve(
+        listener,
+        "fake peer",
+        Role::Worker,
+        &[Role::Peer],
+        |stream, _, _| async move {
+            let mut writer = stream.clone();
+            let mut reader = FrameReader::new(stream);
+            if let Ok(Some(ToPeer::Fetch { tasks })) = reader.next::<ToPeer>().await {
+                let mut buf = Vec::new();
+                for t in tasks {
+                    encode_frame(&mut buf, &FromPeer::Data { task: t, len: 8 }).expect("encode");
+                    buf.extend_from_slice(&t.0.to_le_bytes());
+                }
+                let _ = writer.write_all(&buf).await;
+            }
+        },
+    ));
+    (addr, task)
+}
+
 /// A stopped peer: its kernel accepts connections, nothing answers.
 fn stopped_peer() -> (String, std::net::TcpListener) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
@@ -172,4 +198,18 @@ fn a_holder_that_is_gone_is_reported_within_the_reconnect_patience() {
     // Tried for the patience (2 s here), and not much longer.
     assert!(took >= Duration::from_secs(2), "gave up after {took:?}");
     assert!(took < Duration::from_secs(30), "gave up after {took:?}");
+}
+
+/// A connection kept from an earlier fetch that broke meanwhile is replaced, not reported:
+/// even for an input with other holders, the peer never refused anything.
+#[test]
+fn a_kept_connection_that_broke_is_replaced_without_a_failure() {
+    let (addr, _peer) = one_fetch_per_connection_peer();
+    let (mut f, rx) = fetchers();
+    f.fetch(TaskId(1), addr.clone(), false);
+    assert!(next(&rx).1.is_ok());
+    f.fetch(TaskId(2), addr, false);
+    let (t, r) = next(&rx);
+    assert_eq!(t, TaskId(2));
+    assert_eq!(r.as_deref().ok(), Some(&2u64.to_le_bytes().to_vec()), "{r:?}");
 }
