@@ -40,13 +40,16 @@ pub struct PeerTimeouts {
     pub reconnect: Duration,
 }
 
+/// Connect and progress stay below the scheduler's default heartbeat timeout (10 s), so that
+/// a fetch from a stopped peer fails, and its task can go elsewhere, before or about when the
+/// scheduler gives the peer up; and far above anything a live peer takes to answer (its peer
+/// port answers from memory, or from one file read at a time).
 impl PeerTimeouts {
-    /// Below the scheduler's default heartbeat timeout (10 s), so that a fetch from a
-    /// stopped peer fails, and the task can go elsewhere, before or about when the
-    /// scheduler gives the peer up; far above any answer a live peer owes (its peer port
-    /// answers from memory or one file read at a time).
+    /// Connecting and the handshake, per attempt.
     pub const CONNECT: Duration = Duration::from_secs(5);
+    /// Silence while bytes are owed.
     pub const PROGRESS: Duration = Duration::from_secs(8);
+    /// Retrying a refused or broken connection to an input's only holder.
     pub const RECONNECT: Duration = Duration::from_secs(3);
 }
 
