@@ -483,7 +483,7 @@ impl Sim {
                 trace(format_args!("  {id} does {effect:?}"));
                 match effect {
                     Effect::Send(msg) => sw.outbox.push_back(msg),
-                    Effect::Fetch { task, from } => sw.fetches.push((task, from)),
+                    Effect::Fetch { task, from, .. } => sw.fetches.push((task, from)),
                     Effect::Execute {
                         task,
                         attempt,

@@ -60,6 +60,15 @@ impl MemoryPolicy {
         self.share(self.spill_percent)
     }
 
+    /// The largest result the store keeps in memory when it is stored: the headroom between
+    /// the spill and the kill thresholds (35% of the limit), which is all the room a task can
+    /// count on to produce its result while others are held. A larger result written straight
+    /// to disk leaves the next task the room its own task took; held in memory, it would not,
+    /// and a second one of its size would cross the kill threshold before any spill could run.
+    pub fn largest_held_result(&self) -> Option<u64> {
+        self.share(self.kill_percent.saturating_sub(self.spill_percent))
+    }
+
     /// No new task starts while memory exceeds this many bytes.
     pub fn pause_above(&self) -> Option<u64> {
         self.share(self.pause_percent)
@@ -101,11 +110,13 @@ mod tests {
         assert_eq!(p.spill_above(), Some(600));
         assert_eq!(p.pause_above(), Some(800));
         assert_eq!(p.kill_above(), Some(950));
+        assert_eq!(p.largest_held_result(), Some(350));
         let none = MemoryPolicy::unlimited();
         assert_eq!(
             (none.spill_above(), none.pause_above(), none.kill_above()),
             (None, None, None)
         );
+        assert_eq!(none.largest_held_result(), None);
         // No overflow near the top of the range.
         assert_eq!(MemoryPolicy::new(u64::MAX).kill_above(), Some(u64::MAX / 100 * 95 + 14));
     }

@@ -24,6 +24,7 @@ const SANS_IO: &[&str] = &[
     "src/nanny/core.rs",
     "src/nanny/supervisor.rs",
     "src/memory.rs",
+    "src/worker/store/ledger.rs",
 ];
 
 /// What a state machine must not name: runtimes, sockets, files, threads, processes, clocks,

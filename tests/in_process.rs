@@ -256,3 +256,74 @@ fn a_chain_queued_behind_a_flaky_head_runs_once_the_retry_succeeds() {
     assert_eq!(tries.load(Ordering::SeqCst), 2);
     cluster.stop_blocking();
 }
+
+/// A TCP relay on loopback to `target` that breaks its first connection at once: a holder
+/// whose peer port fails one round of fetches and then answers.
+fn relay_breaking_the_first_connection(target: std::net::SocketAddr) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = listener.local_addr().expect("relay address");
+    std::thread::spawn(move || {
+        for (n, incoming) in listener.incoming().enumerate() {
+            let Ok(client) = incoming else { continue };
+            if n == 0 {
+                drop(client);
+                continue;
+            }
+            let Ok(server) = std::net::TcpStream::connect(target) else {
+                continue;
+            };
+            for (mut from, mut to) in [
+                (client.try_clone().expect("clone"), server.try_clone().expect("clone")),
+                (server, client),
+            ] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        }
+    });
+    addr
+}
+
+/// Regression: gather's budget for failed fetches counted failed keys, not rounds, so a
+/// gather of more than 400 keys whose holder failed one round of fetches gave up at once.
+#[test]
+fn a_gather_of_many_keys_outlasts_a_round_their_holder_failed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cluster = LocalCluster::start_blocking(LocalClusterConfig {
+        workers: 0,
+        local_dir: dir.path().to_path_buf(),
+        ..LocalClusterConfig::default()
+    })
+    .expect("local cluster starts");
+    // The worker's peer port, and the relay its peers and clients are told to use.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let relay = relay_breaking_the_first_connection(port);
+    let worker = smol::block_on(distd::Worker::start(
+        distd::WorkerConfig {
+            scheduler: cluster.address().trim_start_matches("tcp://").to_string(),
+            nthreads: 1,
+            name: Some("behind-a-relay".into()),
+            resources: Vec::new(),
+            local_dir: dir.path().to_path_buf(),
+            listen: Some(port),
+            contact_address: Some(relay.to_string()),
+            death_timeout: Duration::from_secs(5),
+            memory_limit: 0,
+            lifetime: None,
+            drain: false,
+        },
+        Registry::builtin(),
+    ))
+    .expect("the worker starts");
+    cluster.workers.push(worker);
+    let client = Client::connect(&cluster.address()).unwrap();
+    let keys = client.map("identity", 0..500u32).unwrap();
+    client.wait(&keys).unwrap();
+    let got: Vec<u32> = client.gather_typed(&keys).expect("the second round fetches them all");
+    assert_eq!(got, (0..500).collect::<Vec<u32>>());
+    cluster.stop_blocking();
+}

@@ -18,6 +18,8 @@ const HOSTS: [&str; 4] = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"];
 /// sshd on every test address in a sandbox, and what a client needs to use them.
 struct Sshd {
     sb: Sandbox,
+    /// The sshd listening on each test address.
+    daemons: Vec<(&'static str, ProcId)>,
     port: u16,
     /// The distd copy remote hosts run; its path marks every remote process of this test.
     remote_distd: PathBuf,
@@ -63,6 +65,7 @@ impl Sshd {
         while !port_free_everywhere(port) {
             port += 1;
         }
+        let mut daemons = Vec::new();
         for h in HOSTS {
             let conf = sb.write(
                 &format!("sshd-{h}.conf"),
@@ -74,7 +77,8 @@ impl Sshd {
                 ),
             );
             let log = d.join(format!("sshd-{h}.log"));
-            sb.spawn_program_daemon(&format!("sshd {h}"), SSHD, &["-D", "-f", arg(&conf), "-E", arg(&log)]);
+            let id = sb.spawn_program_daemon(&format!("sshd {h}"), SSHD, &["-D", "-f", arg(&conf), "-E", arg(&log)]);
+            daemons.push((h, id));
         }
         for h in HOSTS {
             sb.wait_until(&format!("sshd on {h}:{port}"), DEADLINE, |_| {
@@ -92,7 +96,12 @@ impl Sshd {
         let remote_distd = d.join("bin").join("distd");
         std::fs::create_dir_all(d.join("bin")).expect("bin dir");
         std::fs::copy(harness::distd_exe(), &remote_distd).expect("copy distd");
-        Some(Sshd { sb, port, remote_distd })
+        Some(Sshd {
+            sb,
+            daemons,
+            port,
+            remote_distd,
+        })
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -308,4 +317,59 @@ fn a_remote_of_another_version_is_refused_before_anything_starts() {
     assert!(s.remote_pids().is_empty());
     // Nothing was started: no scheduler line was printed.
     assert!(out.stdout.is_empty(), "{}", out.describe());
+}
+
+/// A dropped ssh connection: the sshd process serving the launcher's session to one worker
+/// host is killed (found as the only child of the sshd this test started for that address).
+/// The remote worker stops with its channel, and the launcher reconnects and starts another
+/// one there: the cluster is back to two workers and runs a graph.
+#[test]
+fn a_dropped_connection_is_reconnected_and_its_worker_started_again() {
+    let Some(mut s) = Sshd::start() else { return };
+    let bin = s.remote_distd.display().to_string();
+    let ssh = s.distd_ssh("ssh drop", &["127.0.0.{2,3}", "--remote-distd", &bin]);
+    let summary = s.sb.wait_for_stdout(ssh, "2 workers on 2 hosts", DEADLINE);
+    let addr = address_of(&summary);
+    let listener = s
+        .daemons
+        .iter()
+        .find(|(h, _)| *h == "127.0.0.3")
+        .map(|(_, id)| s.sb.pid(*id));
+    let listener = listener.expect("an sshd for 127.0.0.3");
+    let serving = procfs::children(listener);
+    assert_eq!(
+        serving.len(),
+        1,
+        "one connection to 127.0.0.3, the launcher's: {serving:?}"
+    );
+    let serving = serving[0];
+    let remote = s.remote_pids();
+    let old: Vec<i32> = procfs::descendants(serving)
+        .into_iter()
+        .filter(|p| remote.contains(p))
+        .collect();
+    assert!(!old.is_empty(), "the worker on 127.0.0.3 runs under that connection");
+
+    // SAFETY: kill has no memory-safety preconditions; `serving` is the child of an sshd this
+    // test started, and was seen alive just now.
+    assert_eq!(unsafe { libc::kill(serving, libc::SIGKILL) }, 0, "kill sshd {serving}");
+
+    let back = s.sb.poll_until(Duration::from_secs(60), |sb| {
+        let gone = old.iter().all(|&p| !procfs::alive(p));
+        let again = procfs::children(listener)
+            .into_iter()
+            .any(|c| c != serving && !procfs::descendants(c).is_empty());
+        let workers = harness::info(sb, &addr)["workers"].as_array().map_or(0, Vec::len);
+        (gone && again && workers == 2).then_some(())
+    });
+    assert!(
+        back.is_some(),
+        "no new worker on 127.0.0.3 after the drop; launcher said:\n{}",
+        s.sb.stderr(ssh)
+    );
+    let err = s.sb.stderr(ssh);
+    assert!(err.contains("[127.0.0.3] restarting the worker"), "{err}");
+    assert_eq!(run_graph(&mut s.sb, &addr), "28");
+    s.interrupt(ssh);
+    s.wait_no_remote(Duration::from_secs(10));
 }

@@ -15,7 +15,7 @@ use smol::Task;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What can go wrong for a client.
 #[derive(Debug, thiserror::Error)]
@@ -54,9 +54,14 @@ pub enum GatherProblem {
     Peer(Arc<PeerError>),
 }
 
-/// How many fetch attempts may fail (a holder died and the scheduler has not noticed yet)
-/// before a gather gives up; 50 ms apart.
-const GATHER_LIMBO_ROUNDS: usize = 400;
+/// How long a gather may go on failing to fetch anything (a holder died or stalled and the
+/// scheduler has not noticed yet) before it gives up. Counted over rounds of fetches that
+/// fetched nothing, whatever the number of keys in them, and never while the gather waits
+/// for a key to be computed (again).
+const GATHER_LIMBO: Duration = Duration::from_secs(20);
+
+/// The pause before fetching again the keys a round could not fetch.
+const GATHER_RETRY: Duration = Duration::from_millis(50);
 
 /// What the client knows of a key it submitted or asked about.
 #[derive(Clone, Debug, PartialEq)]
@@ -344,8 +349,9 @@ impl AsyncClient {
         let mut out: Vec<Option<Vec<u8>>> = vec![None; keys.len()];
         // A holder may die between "finished" and the fetch: the scheduler then says the key
         // is lost (and computes it again), so the missing ones are waited for and fetched
-        // again. Only the time a dead holder goes unnoticed counts against this budget.
-        let mut limbo_rounds = 0;
+        // again. Only the time a dead holder goes unnoticed counts against the budget: the
+        // rounds that fetched nothing, since the last that fetched something.
+        let mut limbo = Duration::ZERO;
         loop {
             let todo: Vec<usize> = (0..keys.len()).filter(|&i| out[i].is_none()).collect();
             if todo.is_empty() {
@@ -364,25 +370,35 @@ impl AsyncClient {
                     }
                 }
             }
+            let round = Instant::now();
             let missing = self.fetch_round(&want).await?;
-            let mut retry = false;
+            let mut fetched_any = false;
+            let mut first_failure = None;
             for (&i, got) in todo.iter().zip(missing) {
                 match got {
-                    Ok(d) => out[i] = Some(d),
+                    Ok(d) => {
+                        out[i] = Some(d);
+                        fetched_any = true;
+                    }
                     Err(reason) => {
-                        retry = true;
-                        limbo_rounds += 1;
-                        if limbo_rounds > GATHER_LIMBO_ROUNDS {
-                            return Err(ClientError::Gather {
-                                key: keys[i].clone(),
-                                reason,
-                            });
-                        }
+                        first_failure.get_or_insert((i, reason));
                     }
                 }
             }
-            if retry {
-                async_io::Timer::after(std::time::Duration::from_millis(50)).await;
+            let Some((i, reason)) = first_failure else {
+                break;
+            };
+            async_io::Timer::after(GATHER_RETRY).await;
+            if fetched_any {
+                limbo = Duration::ZERO;
+                continue;
+            }
+            limbo += round.elapsed();
+            if limbo > GATHER_LIMBO {
+                return Err(ClientError::Gather {
+                    key: keys[i].clone(),
+                    reason,
+                });
             }
         }
         Ok(out.into_iter().map(|d| d.expect("every key was fetched")).collect())

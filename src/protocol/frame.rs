@@ -73,6 +73,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// The read half underneath, for the settings of a wrapper around the socket (the peer
+    /// client's progress timeout).
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
     fn unread(&self) -> usize {
         self.end - self.pos
     }

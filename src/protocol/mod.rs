@@ -14,15 +14,17 @@ mod messages;
 pub mod net;
 mod peer_client;
 mod task;
+mod watched;
 
 pub use conn::{spawn_writer, write_loop, Data};
 pub use frame::{encode_frame, FrameError, FrameReader, MAX_FRAME_LEN};
 pub use handshake::{accept_handshake, connect_handshake, HandshakeError, Hello, Role, MAGIC, PROTOCOL_VERSION};
 pub use ids::{AttemptId, ClientId, NannyId, RequestId, TaskId, WorkerId};
 pub use messages::*;
-pub use net::{dial, serve, AttemptError, DialError, Dialed};
-pub use peer_client::{PeerClient, PeerError};
+pub use net::{dial, dial_bounded, serve, AttemptError, DialError, Dialed};
+pub use peer_client::{PeerClient, PeerError, PeerTimeouts};
 pub use task::{CommandSpec, TaskDesc, TaskOptions, TaskSpec};
+pub(crate) use watched::Watched;
 
 /// The version of this build of distd, sent in every handshake.
 pub const DISTD_VERSION: &str = env!("CARGO_PKG_VERSION");

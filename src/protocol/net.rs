@@ -3,13 +3,15 @@
 //! the scheduler and the peer port taking their connections.
 //!
 //! [`dial`] resolves the address anew on every attempt, connects with backoff up to a
-//! patience, sets `TCP_NODELAY` and runs the handshake for the dialing role; [`serve`]
+//! patience, sets `TCP_NODELAY` and runs the handshake for the dialing role ([`dial_bounded`]
+//! also bounds each attempt, for peers that may stop answering); [`serve`]
 //! accepts, backs off on errors and runs one task per connection. Encryption and
 //! authentication belong here, so nothing else in distd may call `TcpStream::connect` or
 //! `TcpListener::accept` (`tests/architecture.rs` checks it). It never decides anything
 //! about tasks or workers, and never reads a message after the handshake.
 
 use super::handshake::{accept_handshake, connect_handshake, HandshakeError, Hello, Role};
+use futures_lite::FutureExt;
 use smol::net::{TcpListener, TcpStream};
 use smol::Task;
 use std::fmt;
@@ -44,6 +46,11 @@ pub enum AttemptError {
     /// that is restarting: worth another attempt, unlike a refusal.
     #[error("{to}: {source}")]
     Handshake { to: SocketAddr, source: HandshakeError },
+    /// Connecting and the handshake took longer than the attempt may: something accepts
+    /// (the kernel does for a stopped process) but nothing answers. Not tried again: another
+    /// attempt would wait as long.
+    #[error("{addr}: no answer within {:.1} s", after.as_secs_f64())]
+    TimedOut { addr: String, after: Duration },
 }
 
 impl AttemptError {
@@ -53,7 +60,14 @@ impl AttemptError {
             AttemptError::Resolve { source, .. } | AttemptError::Connect { source, .. } => source,
             AttemptError::NoAddress { .. } => &"it resolved to no address",
             AttemptError::Handshake { source, .. } => source,
+            AttemptError::TimedOut { .. } => &"no answer in time",
         }
+    }
+
+    /// Whether another attempt may pass: the connection was refused or broke (a peer
+    /// restarting, a full backlog), not a peer that accepts and then says nothing.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, AttemptError::TimedOut { .. })
     }
 }
 
@@ -106,7 +120,8 @@ pub struct Dialed {
 
 /// How one attempt ended, if not with a connection.
 enum Failure {
-    /// May pass: try again while there is patience.
+    /// Nothing that would talk was reached: try again while there is patience, unless the
+    /// attempt ran out of time ([`AttemptError::is_transient`]).
     Transient(AttemptError),
     /// Will not pass.
     Refused(HandshakeError),
@@ -116,10 +131,36 @@ enum Failure {
 /// `patience` has passed (zero: one attempt), and runs the handshake. `theirs`, the role
 /// expected at `addr`, is for messages only: the accepting side decides whom it admits.
 pub async fn dial(addr: &str, ours: Role, theirs: Role, patience: Duration) -> Result<Dialed, DialError> {
+    dial_bounded(addr, ours, theirs, patience, None).await
+}
+
+/// [`dial`], with each attempt (resolving, connecting, the handshake) given at most
+/// `attempt_timeout`. An attempt that runs out of time ends the dial at once, patience or
+/// not ([`AttemptError::TimedOut`]).
+pub async fn dial_bounded(
+    addr: &str,
+    ours: Role,
+    theirs: Role,
+    patience: Duration,
+    attempt_timeout: Option<Duration>,
+) -> Result<Dialed, DialError> {
     let start = Instant::now();
     let mut delay = FIRST_RETRY;
     loop {
-        let last = match attempt(addr, ours).await {
+        let tried = match attempt_timeout {
+            None => attempt(addr, ours).await,
+            Some(after) => {
+                let out_of_time = async {
+                    async_io::Timer::after(after).await;
+                    Err(Failure::Transient(AttemptError::TimedOut {
+                        addr: addr.to_string(),
+                        after,
+                    }))
+                };
+                attempt(addr, ours).or(out_of_time).await
+            }
+        };
+        let last = match tried {
             Ok(dialed) => return Ok(dialed),
             Err(Failure::Refused(source)) => {
                 return Err(DialError::Refused {
@@ -132,7 +173,7 @@ pub async fn dial(addr: &str, ours: Role, theirs: Role, patience: Duration) -> R
             Err(Failure::Transient(last)) => last,
         };
         let waited = start.elapsed();
-        if waited >= patience {
+        if waited >= patience || !last.is_transient() {
             return Err(DialError::Unreachable {
                 addr: addr.to_string(),
                 theirs,

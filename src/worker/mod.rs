@@ -1,9 +1,13 @@
 //! The worker: a synchronous state machine ([`state`], with its decisions in time in
 //! `lifecycle`), task execution ([`exec`]), starting commands ([`spawn`]), the function
-//! registry ([`registry`]), result transfer ([`peer`]), its scratch folder ([`scratch`]) and
+//! registry ([`registry`]), result transfer (serving in [`peer`], fetching in `fetcher`), its
+//! scratch folder ([`scratch`]) and
 //! the async shell ([`server`]).
 
 pub mod exec;
+mod fetcher;
+#[cfg(test)]
+mod fetcher_tests;
 mod lifecycle;
 pub mod peer;
 pub mod registry;

@@ -4,13 +4,16 @@
 //! A fetch is one `ToPeer::Fetch` frame; each result comes back as a `FromPeer::Data` header
 //! followed by the raw bytes, written straight from the store without copying. Connections
 //! are accepted by [`crate::protocol::serve`]; this file never dials and never decides what
-//! a worker holds.
+//! a worker holds. A peer that stops reading an answer for [`PeerTimeouts::progress`] (a
+//! stopped process) loses its connection, so it holds neither a task nor result bytes here.
+//! An idle connection, between requests, is kept.
 
 use super::store::Store;
-use crate::protocol::{encode_frame, serve, FrameError, FrameReader, FromPeer, Role, ToPeer};
+use crate::protocol::{encode_frame, serve, FrameError, FrameReader, FromPeer, PeerTimeouts, Role, ToPeer, Watched};
 use futures_lite::AsyncWriteExt;
 use smol::net::{TcpListener, TcpStream};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Results smaller than this are copied into the reply buffer; larger ones are written
 /// straight from the store.
@@ -30,6 +33,11 @@ enum ServeError {
 
 /// Serves `Fetch` requests from peers and clients until dropped.
 pub async fn serve_peers(listener: TcpListener, store: Arc<Store>) {
+    serve_peers_with(listener, store, PeerTimeouts::default().progress).await
+}
+
+/// [`serve_peers`], dropping a peer that reads nothing of an answer for `patience`.
+async fn serve_peers_with(listener: TcpListener, store: Arc<Store>, patience: Duration) {
     serve(
         listener,
         "peer port",
@@ -38,7 +46,7 @@ pub async fn serve_peers(listener: TcpListener, store: Arc<Store>) {
         move |stream, _, from| {
             let store = store.clone();
             async move {
-                if let Err(e) = serve_one(stream, store).await {
+                if let Err(e) = serve_one(stream, store, patience).await {
                     log::warn!("peer connection from {from} closed: {e}");
                 }
             }
@@ -48,12 +56,13 @@ pub async fn serve_peers(listener: TcpListener, store: Arc<Store>) {
 }
 
 /// Answers one peer's fetches (its handshake passed) until it closes.
-async fn serve_one(stream: TcpStream, store: Arc<Store>) -> Result<(), ServeError> {
-    let mut writer = stream.clone();
+async fn serve_one(stream: TcpStream, store: Arc<Store>, patience: Duration) -> Result<(), ServeError> {
+    let mut writer = Watched::new(stream.clone(), patience);
     let mut reader = FrameReader::new(stream);
     let mut buf = Vec::with_capacity(INLINE_RESULT);
     while let Some(req) = reader.next::<ToPeer>().await? {
         let ToPeer::Fetch { tasks } = req;
+        writer.restart();
         // One result at a time: a spilled result is read back only when its turn comes, and
         // large ones go straight from the store to the socket.
         for t in tasks {
@@ -89,4 +98,56 @@ async fn serve_one(stream: TcpStream, store: Arc<Store>) -> Result<(), ServeErro
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{dial, TaskId};
+    use futures_lite::AsyncReadExt;
+
+    /// A fetcher that asks for a large result and then reads nothing (a stopped process) is
+    /// dropped once it has read nothing for the patience: it holds no task and no bytes here.
+    #[test]
+    fn a_peer_that_stops_reading_an_answer_loses_its_connection() {
+        let len = 64 << 20;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Arc::new(Store::new(dir.path().join("spill"), None));
+        store.put(TaskId(1), Arc::new(vec![7u8; len])).expect("put");
+        let listener = smol::block_on(TcpListener::bind("127.0.0.1:0")).expect("bind loopback");
+        let addr = listener.local_addr().expect("address").to_string();
+        let _server = crate::rt::spawn(serve_peers_with(listener, store, Duration::from_millis(300)));
+        let read = smol::block_on(async {
+            let mut conn = dial(&addr, Role::Peer, Role::Worker, Duration::ZERO)
+                .await
+                .expect("dial");
+            let mut buf = Vec::new();
+            encode_frame(&mut buf, &ToPeer::Fetch { tasks: vec![TaskId(1)] }).expect("encode");
+            conn.stream.write_all(&buf).await.expect("ask");
+            // Stopped: far longer than the patience.
+            async_io::Timer::after(Duration::from_secs(3)).await;
+            // Then all of the answer, or up to where the server closed the connection.
+            let mut header = Vec::new();
+            encode_frame(
+                &mut header,
+                &FromPeer::Data {
+                    task: TaskId(1),
+                    len: len as u64,
+                },
+            )
+            .expect("encode");
+            let whole = header.len() + len;
+            let mut got = 0;
+            let mut chunk = vec![0u8; 1 << 20];
+            while got < whole {
+                match conn.stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got += n,
+                }
+            }
+            got - header.len().min(got)
+        });
+        // What the kernel buffers held when the server gave up, not the whole result.
+        assert!(read < len, "read {read} of {len} bytes: the server waited for ever");
+    }
 }

@@ -8,6 +8,7 @@
 //! (every 100 ms until `--death-timeout`, a refusal final at once), in `register_patiently`.
 
 use super::exec::{call_function, execute, Claim, ExecContext, FunctionThreads};
+use super::fetcher::{Fetchers, Report};
 use super::peer::serve_peers;
 use super::registry::Registry;
 use super::state::{Effect, FetchError, WorkerCore, WorkerSettings};
@@ -15,7 +16,7 @@ use super::store::Store;
 use crate::idmap::IdMap;
 use crate::memory::MemoryPolicy;
 use crate::protocol::{
-    dial, spawn_writer, AttemptId, Data, DialError, FrameReader, FromWorker, PeerClient, Role, TaskError, TaskId,
+    dial, spawn_writer, AttemptId, Data, DialError, FrameReader, FromWorker, PeerTimeouts, Role, TaskError, TaskId,
     TaskSpec, ToWorker, WorkerInfo,
 };
 use crate::rt::{DeadlineWait, Woke};
@@ -23,7 +24,6 @@ use async_io::Timer;
 use futures_lite::FutureExt;
 use smol::net::{TcpListener, TcpStream};
 use smol::Task;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -165,7 +165,10 @@ impl Worker {
         let (events_tx, events_rx) = async_channel::unbounded();
         let session = register_patiently(Some(stream), &config, &info, events_tx.clone()).await?;
         let memory = MemoryPolicy::new(config.memory_limit);
-        let store: Arc<Store> = Arc::new(Store::new(work_dir.join("spill"), memory.spill_above()));
+        let store: Arc<Store> = Arc::new(
+            Store::new(work_dir.join("spill"), memory.spill_above())
+                .with_largest_in_memory(memory.largest_held_result()),
+        );
         let peers = crate::rt::spawn(serve_peers(listener, store.clone()));
         let ctx = ExecContext {
             registry: Arc::new(registry),
@@ -190,7 +193,13 @@ impl Worker {
             spilling: None,
             functions,
             claims: IdMap::default(),
-            fetchers: HashMap::new(),
+            fetchers: Fetchers::new(
+                Report {
+                    events: events_tx.clone(),
+                    event: Event::Fetched,
+                },
+                PeerTimeouts::default(),
+            ),
             _peers: peers,
         };
         let main = crate::rt::spawn(async move {
@@ -338,8 +347,8 @@ struct Shell {
     claims: IdMap<TaskId, (AttemptId, Arc<Claim>)>,
     /// A forced spill running on a blocking thread, when the core asked for one.
     spilling: Option<Task<()>>,
-    /// One fetcher per peer address, fed task ids to fetch.
-    fetchers: HashMap<String, (async_channel::Sender<TaskId>, Task<()>)>,
+    /// One fetcher per peer address.
+    fetchers: Fetchers<Event>,
     _peers: Task<()>,
 }
 
@@ -570,14 +579,11 @@ impl Shell {
             Effect::Send(msg) => {
                 let _ = session.tx.try_send(msg);
             }
-            Effect::Fetch { task, from } => {
-                let events = self.events_tx.clone();
-                let entry = self.fetchers.entry(from.clone()).or_insert_with(|| {
-                    let (tx, rx) = async_channel::unbounded();
-                    (tx, crate::rt::spawn(fetcher(from, rx, events)))
-                });
-                let _ = entry.0.try_send(task);
-            }
+            Effect::Fetch {
+                task,
+                from,
+                only_holder,
+            } => self.fetchers.fetch(task, from, only_holder),
             Effect::Execute {
                 task,
                 attempt,
@@ -708,44 +714,4 @@ enum Ended {
     /// The core decided the worker ends.
     Leave(WorkerExit),
     Lost(String),
-}
-
-/// Fetches results from one peer over one connection, batching whatever is queued. A
-/// failure is handed to the core: that is where it is reported.
-async fn fetcher(addr: String, rx: async_channel::Receiver<TaskId>, events: async_channel::Sender<Event>) {
-    let mut conn: Option<PeerClient> = None;
-    while let Ok(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while let Ok(t) = rx.try_recv() {
-            batch.push(t);
-        }
-        if conn.is_none() {
-            match PeerClient::connect(&addr, Role::Peer).await {
-                Ok(c) => conn = Some(c),
-                Err(e) => {
-                    let e = FetchError::Transfer(e.to_string());
-                    for t in batch {
-                        let _ = events.send(Event::Fetched(t, Err(e.clone()))).await;
-                    }
-                    continue;
-                }
-            }
-        }
-        let c = conn.as_mut().expect("connected above");
-        match c.fetch(&batch).await {
-            Ok(results) => {
-                for (t, r) in batch.into_iter().zip(results) {
-                    let r = r.ok_or_else(|| FetchError::NotHeld { holder: addr.clone() });
-                    let _ = events.send(Event::Fetched(t, r)).await;
-                }
-            }
-            Err(e) => {
-                conn = None;
-                let e = FetchError::Transfer(e.to_string());
-                for t in batch {
-                    let _ = events.send(Event::Fetched(t, Err(e.clone()))).await;
-                }
-            }
-        }
-    }
 }

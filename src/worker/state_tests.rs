@@ -612,7 +612,8 @@ fn a_replicated_result_is_kept_and_reported_whatever_local_tasks_do() {
         w.take_outbox(),
         vec![Effect::Fetch {
             task: TaskId(3),
-            from: "old:1".into()
+            from: "old:1".into(),
+            only_holder: true,
         }]
     );
     // A local task waiting for the same result shares the fetch.
@@ -646,4 +647,53 @@ fn scattered_data_is_reported_and_released_results_are_dropped() {
     w.on_release_data(vec![TaskId(1), TaskId(2)]);
     assert_eq!(w.take_outbox(), vec![Effect::Drop(vec![TaskId(1)])]);
     assert_eq!(w.held(), 0);
+}
+
+/// A failed transfer moves on to the next listed holder, marked as one of several (the
+/// shell reports its failures at once); only once every holder failed is the task given
+/// back. A sole holder's fetch is marked so the shell gives it a little patience.
+#[test]
+fn a_failed_transfer_tries_the_next_holder_before_giving_the_task_back() {
+    let mut w = Sim::new(1);
+    let mut task = ct(6, vec![(1, "a:1")]);
+    task.deps[0].holders = vec!["a:1".into(), "b:1".into()];
+    w.on_compute(task);
+    let first = w.take_outbox();
+    let Some(Effect::Fetch {
+        from,
+        only_holder: false,
+        ..
+    }) = first.first()
+    else {
+        panic!("a fetch from one of two holders: {first:?}");
+    };
+    let other = if from == "a:1" { "b:1" } else { "a:1" };
+    w.on_fetched(TaskId(1), Err(FetchError::Transfer("no answer".into())));
+    assert_eq!(
+        w.take_outbox(),
+        vec![Effect::Fetch {
+            task: TaskId(1),
+            from: other.into(),
+            only_holder: false,
+        }]
+    );
+    w.on_fetched(TaskId(1), Err(FetchError::Transfer("no answer".into())));
+    let e = w.take_outbox();
+    assert!(
+        e.iter().any(|e| matches!(
+            e,
+            Effect::Send(FromWorker::FetchFailed { task: TaskId(6), dep: TaskId(1), holder, .. }) if holder == other
+        )),
+        "{e:?}"
+    );
+    assert_eq!(w.assigned(), 0);
+    w.on_compute(ct(7, vec![(2, "c:1")]));
+    assert_eq!(
+        w.take_outbox(),
+        vec![Effect::Fetch {
+            task: TaskId(2),
+            from: "c:1".into(),
+            only_holder: true,
+        }]
+    );
 }

@@ -36,6 +36,9 @@ pub enum Effect {
     Fetch {
         task: TaskId,
         from: String,
+        /// `from` is the only holder listed: the shell tries a refused or broken connection
+        /// again for a little while before it reports the fetch failed.
+        only_holder: bool,
     },
     /// Run a task; its inputs are in the store under these ids, in this order. Its outcome
     /// comes back to [`WorkerCore::on_executed`] with the same `attempt`.
@@ -354,6 +357,7 @@ impl WorkerCore {
         self.outbox.push(Effect::Fetch {
             task,
             from: f.holders[f.trying].clone(),
+            only_holder: f.holders.len() == 1,
         });
         self.fetching.insert(task, f);
     }

@@ -6,6 +6,10 @@
 //! written). Spilling is invisible to callers: [`Store::get`] reads a spilled result back, so
 //! executions and the peer server see the same results whatever their place.
 //!
+//! A result too large to hold next to the worker's memory limit (see
+//! [`Store::with_largest_in_memory`]) is written straight to disk when it is put, without
+//! pushing the others out: held, it would leave the next task no room to run.
+//!
 //! It must never:
 //! - lose a result because a spill write failed (disk full): the result stays in memory, the
 //!   failure is logged, and [`Store::spill_until`] reports it;
@@ -31,9 +35,10 @@
 //! thread can only ever write, read or delete its own file, never a newer spill of the same
 //! result. A reader whose file vanished (removed, replaced or read back meanwhile) looks again.
 
-use crate::idmap::IdMap;
+mod ledger;
+
 use crate::protocol::{Data, TaskId};
-use std::collections::BTreeMap;
+use ledger::{Ledger, Lookup, Place, Victim};
 use std::fmt;
 use std::fs;
 use std::io;
@@ -94,26 +99,73 @@ impl Store {
         }
     }
 
+    /// Results larger than `bytes` are written straight to disk when they are put, and never
+    /// kept in memory when read back (`None`: no such limit). The worker passes
+    /// [`crate::memory::MemoryPolicy::largest_held_result`].
+    pub fn with_largest_in_memory(mut self, bytes: Option<u64>) -> Store {
+        self.ledger
+            .get_mut()
+            .expect("a store being built has no other user")
+            .largest_in_memory = bytes;
+        self
+    }
+
     /// Holds `data` as the result of `id`, replacing (and deleting the file of) any earlier
-    /// one. May spill other results; the new one is spilled only if it alone exceeds the
-    /// target.
+    /// one. A result larger than the largest held in memory is written to disk before this
+    /// returns (served from memory meanwhile); otherwise this may spill other results, and
+    /// the new one is spilled only if it alone exceeds the target.
     ///
     /// A failed spill is logged and the results stay in memory, so this does not fail today;
     /// the `Result` keeps callers ready for a store that can.
     pub fn put(&self, id: TaskId, data: Data) -> Result<(), StoreError> {
-        let (stale, target) = {
+        let len = data.len() as u64;
+        let (stale, next) = {
             let mut ledger = self.lock();
-            let stale = ledger.on_put(id, data);
-            (stale, ledger.spill_target())
+            if ledger.too_large_to_hold(len) {
+                let (stale, serial) = ledger.on_put_to_disk(id, data.clone());
+                (stale, AfterPut::Write { serial, data })
+            } else {
+                let stale = ledger.on_put(id, data);
+                (
+                    stale,
+                    ledger.spill_target().map_or(AfterPut::Nothing, AfterPut::SpillDownTo),
+                )
+            }
         };
         if let Some(serial) = stale {
             remove_file_logged(&spill_path(&self.dir, id, serial));
         }
-        if let Some(target) = target {
-            // Already logged where it failed; the data stays in memory.
-            let _ = self.spill_down_to(target);
+        match next {
+            AfterPut::Nothing => {}
+            AfterPut::SpillDownTo(target) => {
+                // Already logged where it failed; the data stays in memory.
+                let _ = self.spill_down_to(target);
+            }
+            AfterPut::Write { serial, data } => self.write_through(id, serial, data),
         }
         Ok(())
+    }
+
+    /// Writes the file `serial` of a result put straight to disk, and commits it, or keeps
+    /// the result in memory if the write fails.
+    fn write_through(&self, id: TaskId, serial: u64, data: Data) {
+        let path = spill_path(&self.dir, id, serial);
+        let len = data.len();
+        let written = self.ensure_dir().and_then(|()| write_atomically(&path, &data));
+        // Our reference must not outlive the write: the entry's own copy goes at commit.
+        drop(data);
+        match written {
+            Ok(()) => {
+                if !self.lock().on_spill_written(id, serial) {
+                    // Removed or replaced while we wrote: the file belongs to nobody.
+                    remove_file_logged(&path);
+                }
+            }
+            Err(e) => {
+                self.lock().on_spill_failed(id, serial);
+                log::warn!("{e}; keeping the result {id} ({len} bytes) in memory");
+            }
+        }
     }
 
     /// The result of `id`, marked most recently used. A spilled result is read back from its
@@ -338,344 +390,15 @@ impl Drop for Store {
     }
 }
 
-/// The bookkeeping behind the lock: a synchronous state machine that never touches the disk.
-/// Each method is one event; the `Store` carries out the file I/O it implies.
-struct Ledger {
-    /// Every result held, wherever it lives.
-    entries: IdMap<TaskId, Entry>,
-    /// Results in `Place::Memory` by last use, oldest first: spill victims in order. Keyed by
-    /// each entry's unique tick so that touching and picking are O(log n), not a scan.
-    lru: BTreeMap<u64, TaskId>,
-    /// Source of ticks, bumped on every use, so ticks are unique and ordered by recency.
-    next_tick: u64,
-    /// Source of spill-file serials. Never reused: that is what makes unlocked file I/O safe.
-    next_serial: u64,
-    /// Memory level above which results are spilled; `None` = only on `spill_until`.
-    spill_above: Option<u64>,
-    /// Count of `Memory` and `Spilling` results (the latter still hold their bytes), kept so
-    /// stats and the threshold check are O(1).
-    in_memory: usize,
-    /// Their bytes.
-    in_memory_bytes: u64,
-    /// Bytes of `Spilling` results: already on their way out, so a concurrent spill does not
-    /// pick more victims for the same excess.
-    spilling_bytes: u64,
-    /// Count of `Spilled` results.
-    spilled: usize,
-    /// Their bytes.
-    spilled_bytes: u64,
-}
-
-/// One held result.
-struct Entry {
-    /// Last use. For `Place::Memory` it is also the entry's key in `Ledger::lru`.
-    tick: u64,
-    /// Size of the result, kept for spilled ones whose bytes are not at hand.
-    len: u64,
-    place: Place,
-}
-
-enum Place {
-    Memory(Data),
-    /// Its file `serial` is being written outside the lock; still served from memory.
-    Spilling {
+/// What [`Store::put`] does once the ledger has the new result.
+enum AfterPut {
+    Nothing,
+    SpillDownTo(u64),
+    /// Write the new result to its file `serial`.
+    Write {
+        serial: u64,
         data: Data,
-        serial: u64,
     },
-    /// Only in the file `serial`.
-    Spilled {
-        serial: u64,
-    },
-}
-
-/// What a reader must do to get a result.
-enum Lookup {
-    Absent,
-    InMemory(Data),
-    /// Read the file `serial`, which should hold `len` bytes.
-    Spilled {
-        serial: u64,
-        len: u64,
-    },
-}
-
-/// A result picked for spilling, with the bytes to write.
-struct Victim {
-    id: TaskId,
-    serial: u64,
-    len: u64,
-    data: Data,
-}
-
-impl Ledger {
-    fn new(spill_above: Option<u64>) -> Ledger {
-        Ledger {
-            entries: IdMap::default(),
-            lru: BTreeMap::new(),
-            next_tick: 0,
-            next_serial: 0,
-            spill_above,
-            in_memory: 0,
-            in_memory_bytes: 0,
-            spilling_bytes: 0,
-            spilled: 0,
-            spilled_bytes: 0,
-        }
-    }
-
-    fn tick(&mut self) -> u64 {
-        let tick = self.next_tick;
-        self.next_tick += 1;
-        tick
-    }
-
-    /// Bytes that will stay in memory once the spills under way finish.
-    fn staying_bytes(&self) -> u64 {
-        self.in_memory_bytes - self.spilling_bytes
-    }
-
-    /// The level to spill down to, if memory is above the threshold.
-    fn spill_target(&self) -> Option<u64> {
-        self.spill_above
-            .filter(|&limit| self.staying_bytes() > limit)
-            .map(low_water_mark)
-    }
-
-    /// Whether a result read back from disk may stay in memory: only under the spill target,
-    /// so that reading never triggers another spill. Without a threshold, results spilled by
-    /// `spill_until` (memory pressure) stay on disk.
-    fn has_room_for(&self, len: u64) -> bool {
-        self.spill_above
-            .is_some_and(|limit| self.in_memory_bytes.saturating_add(len) <= low_water_mark(limit))
-    }
-
-    /// Returns the serial of a spill file the replaced result leaves behind.
-    fn on_put(&mut self, id: TaskId, data: Data) -> Option<u64> {
-        let tick = self.tick();
-        let len = data.len() as u64;
-        let entry = Entry {
-            tick,
-            len,
-            place: Place::Memory(data),
-        };
-        let stale = self.entries.insert(id, entry).and_then(|old| self.forget(id, old));
-        self.lru.insert(tick, id);
-        self.in_memory += 1;
-        self.in_memory_bytes += len;
-        stale
-    }
-
-    fn on_get(&mut self, id: TaskId) -> Lookup {
-        let tick = self.tick();
-        let Some(entry) = self.entries.get_mut(&id) else {
-            return Lookup::Absent;
-        };
-        let old_tick = std::mem::replace(&mut entry.tick, tick);
-        match &entry.place {
-            Place::Memory(data) => {
-                let data = Arc::clone(data);
-                self.lru.remove(&old_tick);
-                self.lru.insert(tick, id);
-                Lookup::InMemory(data)
-            }
-            Place::Spilling { data, .. } => Lookup::InMemory(Arc::clone(data)),
-            Place::Spilled { serial } => Lookup::Spilled {
-                serial: *serial,
-                len: entry.len,
-            },
-        }
-    }
-
-    fn is_spilled_as(&self, id: TaskId, serial: u64) -> bool {
-        self.entries
-            .get(&id)
-            .is_some_and(|e| matches!(e.place, Place::Spilled { serial: s } if s == serial))
-    }
-
-    /// A reader got `data` back from the file `serial`. Returns whether the result is held in
-    /// memory again, in which case the caller deletes the file.
-    fn on_read_back(&mut self, id: TaskId, serial: u64, data: &Data) -> bool {
-        let len = data.len() as u64;
-        if !self.is_spilled_as(id, serial) || !self.has_room_for(len) {
-            return false;
-        }
-        let tick = self.tick();
-        let entry = self.entries.get_mut(&id).expect("is_spilled_as just found the entry");
-        entry.tick = tick;
-        entry.place = Place::Memory(Arc::clone(data));
-        self.lru.insert(tick, id);
-        self.spilled -= 1;
-        self.spilled_bytes -= len;
-        self.in_memory += 1;
-        self.in_memory_bytes += len;
-        true
-    }
-
-    /// Returns the serial of the spill file to delete, if any.
-    fn on_remove(&mut self, id: TaskId) -> Option<u64> {
-        let entry = self.entries.remove(&id)?;
-        self.forget(id, entry)
-    }
-
-    /// Returns the spill files to delete. Spills under way find their entries gone and delete
-    /// their own files.
-    fn on_clear(&mut self) -> Vec<(TaskId, u64)> {
-        let stale = self
-            .entries
-            .drain()
-            .filter_map(|(id, entry)| match entry.place {
-                Place::Spilled { serial } => Some((id, serial)),
-                Place::Memory(_) | Place::Spilling { .. } => None,
-            })
-            .collect();
-        self.lru.clear();
-        self.in_memory = 0;
-        self.in_memory_bytes = 0;
-        self.spilling_bytes = 0;
-        self.spilled = 0;
-        self.spilled_bytes = 0;
-        stale
-    }
-
-    /// Takes an entry already out of `entries` off the books; returns its file's serial if
-    /// it was spilled.
-    fn forget(&mut self, id: TaskId, entry: Entry) -> Option<u64> {
-        match entry.place {
-            Place::Memory(_) => {
-                let listed = self.lru.remove(&entry.tick);
-                debug_assert_eq!(listed, Some(id), "a Memory entry is in lru under its tick");
-                self.in_memory -= 1;
-                self.in_memory_bytes -= entry.len;
-                None
-            }
-            Place::Spilling { .. } => {
-                self.in_memory -= 1;
-                self.in_memory_bytes -= entry.len;
-                self.spilling_bytes -= entry.len;
-                None
-            }
-            Place::Spilled { serial } => {
-                self.spilled -= 1;
-                self.spilled_bytes -= entry.len;
-                Some(serial)
-            }
-        }
-    }
-
-    /// Marks least recently used results `Spilling` until at most `target` bytes will stay
-    /// in memory, and hands them out for writing.
-    fn pick_victims(&mut self, target: u64) -> Vec<Victim> {
-        let mut victims = Vec::new();
-        while self.staying_bytes() > target {
-            let Some((_, id)) = self.lru.pop_first() else {
-                break;
-            };
-            let entry = self.entries.get_mut(&id).expect("lru names only held entries");
-            let Place::Memory(data) = &entry.place else {
-                unreachable!("lru names only entries in Place::Memory");
-            };
-            let data = Arc::clone(data);
-            let serial = self.next_serial;
-            self.next_serial += 1;
-            entry.place = Place::Spilling {
-                data: Arc::clone(&data),
-                serial,
-            };
-            self.spilling_bytes += entry.len;
-            victims.push(Victim {
-                id,
-                serial,
-                len: entry.len,
-                data,
-            });
-        }
-        victims
-    }
-
-    /// The file `serial` of `id` is complete. Returns false if the entry was removed or
-    /// replaced meanwhile: then the file belongs to nobody and the caller deletes it.
-    fn on_spill_written(&mut self, id: TaskId, serial: u64) -> bool {
-        let Some(entry) = self.entries.get_mut(&id) else {
-            return false;
-        };
-        if !matches!(entry.place, Place::Spilling { serial: s, .. } if s == serial) {
-            return false;
-        }
-        entry.place = Place::Spilled { serial };
-        self.spilling_bytes -= entry.len;
-        self.in_memory -= 1;
-        self.in_memory_bytes -= entry.len;
-        self.spilled += 1;
-        self.spilled_bytes += entry.len;
-        true
-    }
-
-    /// The file `serial` of `id` could not be written: the result stays in memory, in its LRU
-    /// place (or later, if it was read meanwhile).
-    fn on_spill_failed(&mut self, id: TaskId, serial: u64) {
-        let Some(entry) = self.entries.get_mut(&id) else {
-            return;
-        };
-        let Place::Spilling { data, serial: s } = &entry.place else {
-            return;
-        };
-        if *s != serial {
-            return;
-        }
-        entry.place = Place::Memory(Arc::clone(data));
-        self.spilling_bytes -= entry.len;
-        self.lru.insert(entry.tick, id);
-    }
-
-    fn stats(&self) -> StoreStats {
-        StoreStats {
-            in_memory: self.in_memory,
-            in_memory_bytes: self.in_memory_bytes,
-            spilled: self.spilled,
-            spilled_bytes: self.spilled_bytes,
-        }
-    }
-
-    /// Recounts everything from `entries` and checks the cached counters and the LRU index.
-    #[cfg(test)]
-    fn sanity_check(&self) {
-        let mut recount = StoreStats::default();
-        let mut spilling_bytes = 0;
-        let mut in_lru = 0;
-        for (id, entry) in &self.entries {
-            assert!(entry.tick < self.next_tick, "{id}: tick from the future");
-            match &entry.place {
-                Place::Memory(data) => {
-                    assert_eq!(data.len() as u64, entry.len, "{id}: len");
-                    assert_eq!(self.lru.get(&entry.tick), Some(id), "{id}: not in lru");
-                    recount.in_memory += 1;
-                    recount.in_memory_bytes += entry.len;
-                    in_lru += 1;
-                }
-                Place::Spilling { data, serial } => {
-                    assert_eq!(data.len() as u64, entry.len, "{id}: len");
-                    assert!(*serial < self.next_serial, "{id}: serial from the future");
-                    recount.in_memory += 1;
-                    recount.in_memory_bytes += entry.len;
-                    spilling_bytes += entry.len;
-                }
-                Place::Spilled { serial } => {
-                    assert!(*serial < self.next_serial, "{id}: serial from the future");
-                    recount.spilled += 1;
-                    recount.spilled_bytes += entry.len;
-                }
-            }
-        }
-        assert_eq!(recount, self.stats(), "cached counters");
-        assert_eq!(spilling_bytes, self.spilling_bytes, "spilling_bytes");
-        assert_eq!(in_lru, self.lru.len(), "lru holds exactly the Memory entries");
-    }
-}
-
-/// 80% of the threshold: spilling goes this far below it so that it does not run on every put.
-fn low_water_mark(spill_above: u64) -> u64 {
-    // u128: `spill_above * 4` may not fit in a u64.
-    (u128::from(spill_above) * 4 / 5) as u64
 }
 
 fn spill_path(dir: &Path, id: TaskId, serial: u64) -> PathBuf {

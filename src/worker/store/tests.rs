@@ -104,6 +104,57 @@ fn the_result_just_put_is_spilled_only_if_it_alone_exceeds_the_target() {
     store.sanity_check();
 }
 
+/// A result too large to hold next to the memory limit goes straight to disk when it is
+/// put, and the results already held stay where they are: before, it landed in memory (or
+/// pushed every other result out first), and the next task's result crossed the kill line.
+#[test]
+fn a_result_too_large_to_hold_is_written_straight_to_disk() {
+    let (_tmp, dir) = scratch();
+    // As a worker's store under a 1000-byte limit: spill above 600, hold at most 350.
+    let policy = crate::memory::MemoryPolicy::new(1000);
+    let store = Store::new(dir.clone(), policy.spill_above()).with_largest_in_memory(policy.largest_held_result());
+    store.put(TaskId(1), bytes(100, 1)).unwrap();
+    store.put(TaskId(2), bytes(350, 2)).unwrap();
+    assert_eq!(store.stats().spilled, 0, "350 bytes may be held");
+    // 475 bytes alone: under the spill threshold, and with the others, still under it.
+    store.put(TaskId(3), bytes(475, 3)).unwrap();
+    assert!(store.is_spilled(TaskId(3)), "on disk as soon as it is stored");
+    assert!(
+        !store.is_spilled(TaskId(1)) && !store.is_spilled(TaskId(2)),
+        "the others stay"
+    );
+    assert_eq!(store.stats().in_memory_bytes, 450);
+    assert_eq!(files_in(&dir).len(), 1);
+    store.sanity_check();
+    // It reads back whole, and is not kept in memory for it.
+    assert_eq!(*store.get(TaskId(3)).unwrap().expect("held"), vec![3; 475]);
+    assert!(store.is_spilled(TaskId(3)));
+    // Replaced by a small one, its file goes.
+    store.put(TaskId(3), bytes(10, 4)).unwrap();
+    assert!(!store.is_spilled(TaskId(3)));
+    assert!(files_in(&dir).is_empty());
+    store.sanity_check();
+}
+
+/// If its file cannot be written, a result too large to hold stays in memory, as any spill
+/// that fails does.
+#[test]
+fn a_result_too_large_to_hold_stays_in_memory_if_its_file_cannot_be_written() {
+    let (_tmp, dir) = scratch();
+    fs::create_dir(&dir).unwrap();
+    let obstacle = dir.join("t1-0.tmp");
+    fs::create_dir(&obstacle).unwrap();
+    let store = Store::new(dir.clone(), None).with_largest_in_memory(Some(100));
+    store.put(TaskId(1), bytes(200, 1)).unwrap();
+    assert!(!store.is_spilled(TaskId(1)));
+    assert_eq!(*store.get(TaskId(1)).unwrap().expect("held"), vec![1; 200]);
+    fs::remove_dir(&obstacle).unwrap();
+    // Still held, and a pressure spill can take it later.
+    assert_eq!(store.spill_until(0).unwrap(), 200);
+    assert!(store.is_spilled(TaskId(1)));
+    store.sanity_check();
+}
+
 #[test]
 fn spilled_results_stay_readable_and_their_files_exist() {
     let (_tmp, dir) = scratch();
@@ -427,9 +478,10 @@ fn concurrent_puts_gets_removes_and_spills_stay_consistent() {
 
     // Each thread also owns a few ids that only it puts and removes, and knows what they
     // must hold, while the others keep spilling them: a removed or replaced result that
-    // came back would show there.
+    // came back would show there. Results over 700 bytes (about a quarter) go straight to
+    // disk when put.
     let (_tmp, dir) = scratch();
-    let store = Store::new(dir.clone(), Some(8 * 1024));
+    let store = Store::new(dir.clone(), Some(8 * 1024)).with_largest_in_memory(Some(700));
     let outcomes: Vec<(HashMap<u64, u64>, u64)> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..THREADS)
             .map(|thread| {
