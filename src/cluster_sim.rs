@@ -100,11 +100,14 @@ fn random_graph(rng: &mut Rng) -> Graph {
         }
         let inputs: Vec<u64> = deps.iter().map(|d| values[d]).collect();
         values.insert(key.clone(), value_of(&key, &inputs));
-        let t = if rng.chance(50) {
+        let mut t = if rng.chance(50) {
             TaskDesc::function(key, "sim", Vec::new())
         } else {
             TaskDesc::command(key, ["sim"])
         };
+        if rng.chance(15) {
+            t.options.replicas = 2 + rng.below(2) as u32;
+        }
         tasks.push(t.with_deps(deps));
     }
     let used: BTreeSet<&String> = tasks.iter().flat_map(|t| t.deps.iter()).collect();
@@ -409,7 +412,8 @@ impl Sim {
                     taken
                 });
             }
-            ToWorker::Replicate { .. } | ToWorker::PutData { .. } => panic!("not used here"),
+            ToWorker::Replicate { task, from } => sw.core.on_replicate(task, from),
+            ToWorker::PutData { .. } => panic!("not used here"),
             ToWorker::Shutdown { reason } => panic!("shut down: {reason}"),
         }
         self.apply(id);
@@ -695,4 +699,26 @@ fn a_release_crossing_a_report_of_the_same_result() {
 #[test]
 fn a_fetch_outliving_its_last_waiter() {
     replay(1_000_305, true);
+}
+
+/// A copy made for a task's replicas was reported after its holder was lost and the task
+/// assigned again to the worker with the copy: the scheduler told it to drop the result it
+/// was assigned to compute.
+#[test]
+fn a_replica_reported_while_its_task_is_computed_again_where_it_is() {
+    replay(1_000_424, true);
+}
+
+/// A function taken back by a steal freed its slot, and the command waiting for the slot
+/// did not start: without another event, never.
+#[test]
+fn a_steal_freeing_a_slot() {
+    replay(7_615, false);
+}
+
+/// A worker fetching a copy for replicas was assigned the same task when its only holder
+/// was lost, and computed it while the fetch was under way.
+#[test]
+fn a_replica_fetched_while_computed_here() {
+    replay(1_000_895, true);
 }

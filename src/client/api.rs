@@ -529,6 +529,15 @@ impl AsyncClient {
         self.send(FromClient::Release { keys: keys.to_vec() })
     }
 
+    /// Keeps `replicas` copies of each of these results on different workers while they are
+    /// needed, so that losing a worker does not lose them (dask's `Client.replicate`).
+    pub fn replicate(&self, keys: &[String], replicas: u32) -> Result<(), ClientError> {
+        self.send(FromClient::Replicate {
+            keys: keys.to_vec(),
+            replicas,
+        })
+    }
+
     /// Where each key's result is held.
     pub async fn who_has(&self, keys: &[String]) -> Result<Vec<KeyLocation>, ClientError> {
         match self
@@ -653,6 +662,10 @@ impl Client {
 
     pub fn release(&self, keys: &[String]) -> Result<(), ClientError> {
         self.inner.release(keys)
+    }
+
+    pub fn replicate(&self, keys: &[String], replicas: u32) -> Result<(), ClientError> {
+        self.inner.replicate(keys, replicas)
     }
 
     pub fn who_has(&self, keys: &[String]) -> Result<Vec<KeyLocation>, ClientError> {

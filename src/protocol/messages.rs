@@ -131,6 +131,8 @@ pub enum FromWorker {
     Replicated {
         task: TaskId,
         nbytes: Option<u64>,
+        /// As in `Finished`: how many scheduler messages the worker had read.
+        seen: u64,
     },
 }
 
@@ -203,6 +205,12 @@ pub enum FromClient {
     /// with `Restarted` once the same workers are back.
     Restart {
         req: RequestId,
+    },
+    /// Keep `replicas` copies of these results on different workers while they are needed
+    /// (as the `replicas` task option does).
+    Replicate {
+        keys: Vec<String>,
+        replicas: u32,
     },
 }
 

@@ -54,6 +54,10 @@ pub struct TaskOptions {
     pub resources: Vec<(String, f64)>,
     /// When not empty, only workers with one of these names or addresses may run it.
     pub workers: Vec<String>,
+    /// How many workers keep a copy of the result while it is needed (0 and 1: the one
+    /// that computed it), so that losing a worker does not lose it: for results that are
+    /// expensive to compute again.
+    pub replicas: u32,
 }
 
 impl TaskDesc {

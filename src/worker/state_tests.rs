@@ -625,7 +625,8 @@ fn a_replicated_result_is_kept_and_reported_whatever_local_tasks_do() {
         e[0],
         Effect::Send(FromWorker::Replicated {
             task: TaskId(3),
-            nbytes: Some(9)
+            nbytes: Some(9),
+            seen: 1,
         })
     );
     assert_eq!(executes(&e), vec![TaskId(4)]);
@@ -696,4 +697,22 @@ fn a_failed_transfer_tries_the_next_holder_before_giving_the_task_back() {
             only_holder: true,
         }]
     );
+}
+
+/// Regression (found by the cluster simulation): a function taken back by a steal freed
+/// its slot, but the command waiting for that slot started only at the next event, and a
+/// worker with nothing else going on never had one: its queue stalled for good.
+#[test]
+fn a_steal_that_frees_a_slot_starts_the_task_waiting_for_it() {
+    let mut w = Sim::new(1);
+    w.on_compute(ct(1, vec![]));
+    assert_eq!(executes(&w.take_outbox()), vec![TaskId(1)]);
+    w.on_compute(cmd(2));
+    assert_eq!(executes(&w.take_outbox()), Vec::<TaskId>::new(), "the slot is taken");
+    w.on_steal(vec![TaskId(1)], |_| true);
+    let e = w.take_outbox();
+    assert!(e.contains(&Effect::Send(FromWorker::Stolen {
+        tasks: vec![(TaskId(1), at(1))]
+    })));
+    assert_eq!(executes(&e), vec![TaskId(2)]);
 }

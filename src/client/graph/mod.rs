@@ -35,11 +35,12 @@
 //! retries = 0
 //! resources = { GPU = 1 }        # name -> non-negative number
 //! workers = ["w1"]               # names or addresses of workers allowed to run it
+//! replicas = 2                   # workers keeping a copy of the result while it is needed
 //! output = true                  # true: print the result; "path": write it there
 //! ```
 //!
 //! `[defaults]` may set `env`, `cwd`, `timeout`, `args`, `priority`, `retries`, `resources`,
-//! `workers` and `output` (true or false only). A task's own value wins; `env` and
+//! `workers`, `replicas` and `output` (true or false only). A task's own value wins; `env` and
 //! `resources` are merged name by name. Defaults that only apply to one kind of task (`env`,
 //! `cwd`, `timeout` to commands, `args` to functions) are not applied to the other kind.
 //!
@@ -191,6 +192,8 @@ struct RawDefaults {
     priority: Option<i32>,
     /// Retries of tasks that set none.
     retries: Option<u32>,
+    /// Replicas of tasks that set none.
+    replicas: Option<u32>,
     /// Resources of every task; spanned for a bad amount.
     resources: Option<BTreeMap<String, Spanned<f64>>>,
     /// Allowed workers of tasks that set none.
@@ -228,6 +231,8 @@ struct RawTask {
     priority: Option<i32>,
     /// Retries after a failed run.
     retries: Option<u32>,
+    /// Workers keeping a copy of the result.
+    replicas: Option<u32>,
     /// Resources held while running; spanned for a bad amount.
     resources: Option<BTreeMap<String, Spanned<f64>>>,
     /// Workers allowed to run the task.
@@ -307,6 +312,8 @@ struct Defaults {
     priority: i32,
     /// Retries of tasks that set none.
     retries: u32,
+    /// Replicas of tasks that set none.
+    replicas: u32,
     /// Resources of every task, under the task's own.
     resources: BTreeMap<String, f64>,
     /// Allowed workers of tasks that name none.
@@ -339,6 +346,7 @@ impl Defaults {
             args: raw.args,
             priority: raw.priority.unwrap_or(0),
             retries: raw.retries.unwrap_or(0),
+            replicas: raw.replicas.unwrap_or(0),
             resources: check_resources(raw.resources.unwrap_or_default(), report, "[defaults]")?,
             workers: raw.workers.unwrap_or_default(),
             output,
@@ -429,6 +437,7 @@ fn build_task(
         retries: raw.retries.unwrap_or(defaults.retries),
         resources: resources.into_iter().collect(),
         workers: raw.workers.unwrap_or_else(|| defaults.workers.clone()),
+        replicas: raw.replicas.unwrap_or(defaults.replicas),
     };
 
     let choice = match raw.output.map(|o| (o.span().start, o.into_inner())) {
@@ -825,6 +834,7 @@ mod tests {
                 retries: 1,
                 resources: vec![("CPU".into(), 1.0)],
                 workers: vec!["w1".into(), "10.0.0.2:7000".into()],
+                replicas: 0,
             },
         };
         let sorted = TaskDesc {
@@ -854,6 +864,7 @@ mod tests {
                 retries: 0,
                 resources: vec![("CPU".into(), 1.0), ("GPU".into(), 1.0), ("Mem".into(), 0.5)],
                 workers: vec![],
+                replicas: 0,
             },
         };
         assert_eq!(graph.tasks, vec![numbers, sorted, total]);

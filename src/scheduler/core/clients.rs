@@ -96,6 +96,14 @@ impl Core {
             }
             FromClient::Scatter { req, items } => self.on_scatter(id, req, items),
             FromClient::Restart { req } => self.on_restart(id, req),
+            FromClient::Replicate { keys, replicas } => {
+                for k in keys {
+                    if let Some(t) = self.tasks.id_of(&k) {
+                        self.tasks.get_mut(&t).expect("known").extras_mut().options.replicas = replicas;
+                        self.replicate(t);
+                    }
+                }
+            }
         }
         self.want_placement();
     }

@@ -68,12 +68,16 @@ impl Core {
         }
         // Thieves that were to receive stolen tasks are forgotten with their worker.
         self.stealing.retain(|_, thief| *thief != id);
+        self.replicas_on_worker_lost(id);
         let mut lost = Vec::new();
+        let mut fewer = Vec::new();
         for t in ws.has_data {
             let task = self.tasks.get_mut(&t).expect("held results are of known tasks");
             task.who_has.retain(|w| *w != id);
             if task.state == TaskState::Memory && task.who_has.is_empty() {
                 lost.push(t);
+            } else if task.state == TaskState::Memory && task.extras().options.replicas > 1 {
+                fewer.push(t);
             }
         }
         self.on_data_lost(lost, &ws.info.name);
@@ -82,6 +86,9 @@ impl Core {
         }
         for t in again {
             self.compute(t);
+        }
+        for t in fewer {
+            self.replicate(t);
         }
         self.stall_on_no_worker(self.clock);
         self.want_balance();

@@ -12,7 +12,7 @@
 //! The core is spread over one file per lifecycle, each an `impl Core` block over the same
 //! tables: [`task`] (what a task is), [`workers`] (a worker's messages), [`clients`],
 //! [`submit`], [`scatter`], [`lifecycle`] (compute, err, release), [`loss`], [`retire`],
-//! [`nanny`], [`placement`], [`stall`] (telling clients nothing can go on), and the
+//! [`nanny`], [`placement`], [`replicas`], [`stall`] (telling clients nothing can go on), and the
 //! invariants in [`sanity`].
 //!
 //! This module and its children must never await, touch a socket or a file, or read a clock:
@@ -23,6 +23,7 @@ mod lifecycle;
 mod loss;
 mod nanny;
 mod placement;
+mod replicas;
 mod retire;
 #[cfg(test)]
 mod sanity;
@@ -42,7 +43,7 @@ pub(crate) use self::task::TaskState;
 use self::task::{NameInterner, Task};
 use self::workers::{Load, WorkerState};
 use super::table::TaskTable;
-use crate::idmap::IdMap;
+use crate::idmap::{IdMap, IdSet};
 use crate::protocol::{AttemptId, ClientId, NannyId, TaskId, ToClient, ToNanny, ToWorker, WorkerId};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -131,6 +132,11 @@ pub struct Core {
     stealing: IdMap<TaskId, WorkerId>,
     /// Retiring workers, with the copies of their results under way: task -> target worker.
     retiring: IdMap<WorkerId, IdMap<TaskId, WorkerId>>,
+    /// Copies under way for tasks that want replicas: task -> target workers.
+    copying: IdMap<TaskId, Vec<WorkerId>>,
+    /// Results with fewer copies than their task wants, for want of workers or after a
+    /// failed copy: tried again when a worker joins.
+    replicas_short: IdSet<TaskId>,
     next_seq: u64,
     /// The number of the next assignment of a task to a worker (wrapping).
     next_attempt: u32,
@@ -165,6 +171,8 @@ impl Core {
             restart: None,
             retiring: IdMap::default(),
             stealing: IdMap::default(),
+            copying: IdMap::default(),
+            replicas_short: IdSet::default(),
             placement_due: PlacementDue::default(),
             stall: Stall {
                 no_worker_since: Some(now),

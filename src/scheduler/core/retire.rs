@@ -25,17 +25,19 @@ impl Core {
         }
     }
 
-    /// A copy for a retiring worker arrived at `target` (or failed).
-    pub(super) fn on_replicated(&mut self, target: WorkerId, t: TaskId, nbytes: Option<u64>) {
+    /// A copy for a retiring worker or for a task's replicas arrived at `target` (or
+    /// failed).
+    pub(super) fn on_replicated(&mut self, target: WorkerId, t: TaskId, nbytes: Option<u64>, seen: u64) {
         for pending in self.retiring.values_mut() {
             if pending.get(&t) == Some(&target) {
                 pending.remove(&t);
             }
         }
-        let in_memory = matches!(self.tasks.get(&t), Some(task) if task.state == TaskState::Memory);
+        self.replica_arrived(target, t, nbytes.is_some());
         match nbytes {
-            Some(_) if in_memory => self.add_holder(t, target),
-            Some(_) => self.send(target, ToWorker::ReleaseData { tasks: vec![t] }),
+            // A copy held, like any reported result: kept where the task lacks one.
+            Some(n) if !self.release_on_its_way(target, t, seen) => self.on_result_held(target, t, None, Some(n)),
+            Some(_) => {}
             None => log::warn!("copying {t} to {target} failed; it may be computed again"),
         }
     }

@@ -26,6 +26,11 @@ impl Core {
         }
         self.check_placement_done();
         self.check_steals_and_retirement();
+        for (t, under_way) in &self.copying {
+            for w in under_way {
+                assert!(self.workers.contains_key(w), "a copy of {t} goes to {w}, which is gone");
+            }
+        }
         for s in &self.scatters {
             assert!(
                 self.clients.contains_key(&s.client),

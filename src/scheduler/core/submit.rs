@@ -118,7 +118,10 @@ impl Core {
                 continue;
             }
             let options = desc.options;
-            let rare = options.retries > 0 || !options.resources.is_empty() || !options.workers.is_empty();
+            let rare = options.retries > 0
+                || options.replicas > 1
+                || !options.resources.is_empty()
+                || !options.workers.is_empty();
             let id = self.tasks.insert(Task {
                 key: desc.key.into_boxed_str(),
                 spec: self.function_names.store(desc.spec),

@@ -91,6 +91,7 @@ static NO_EXTRAS: TaskExtras = TaskExtras {
         retries: 0,
         resources: Vec::new(),
         workers: Vec::new(),
+        replicas: 0,
     },
     retries_left: 0,
     suspicious: Vec::new(),

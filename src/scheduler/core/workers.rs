@@ -173,6 +173,7 @@ impl Core {
         );
         self.restart_on_worker_joined(&name);
         self.stall_on_worker_joined();
+        self.replicas_on_worker_joined();
         self.want_balance();
     }
 
@@ -212,7 +213,7 @@ impl Core {
                 self.set_leaving(id);
             }
             FromWorker::Retire { reason } => self.on_retire(id, &reason),
-            FromWorker::Replicated { task, nbytes } => self.on_replicated(id, task, nbytes),
+            FromWorker::Replicated { task, nbytes, seen } => self.on_replicated(id, task, nbytes, seen),
         }
         self.want_placement();
         let retiring: Vec<WorkerId> = self.retiring.keys().copied().collect();
@@ -297,6 +298,7 @@ impl Core {
     /// again), and inputs nothing needs any more are released.
     fn result_arrived(&mut self, w: WorkerId, t: TaskId, nbytes: u64, queued: Vec<TaskId>) {
         self.store_result(w, t, nbytes);
+        self.replicate(t);
         let deps = self.tasks[&t].deps.clone();
         self.wake_dependents(t);
         for d in queued {
@@ -386,6 +388,8 @@ impl Core {
                 if dt.who_has.is_empty() && dt.state == TaskState::Memory {
                     let name = self.workers[&h].info.name.clone();
                     self.on_data_lost(vec![dep], &name);
+                } else {
+                    self.replicate(dep);
                 }
             }
         }

@@ -52,7 +52,14 @@ fn a_retiring_worker_gives_back_queued_tasks_finishes_running_ones_and_hands_ove
     assert_eq!(shutdowns_sent_to(&mut cl, "w1"), 0);
     for k in ["a", "kept"] {
         let task = cl.id(k);
-        cl.worker_says("w2", FromWorker::Replicated { task, nbytes: Some(1) });
+        cl.worker_says(
+            "w2",
+            FromWorker::Replicated {
+                task,
+                nbytes: Some(1),
+                seen: u64::MAX,
+            },
+        );
     }
     assert_eq!(shutdowns_sent_to(&mut cl, "w1"), 1);
     cl.lose_worker("w1");
@@ -71,4 +78,51 @@ fn a_retiring_worker_with_no_one_to_take_its_results_just_leaves() {
     cl.finish("w1", "x", 1);
     cl.worker_says("w1", FromWorker::Retire { reason: "drain".into() });
     assert_eq!(shutdowns_sent_to(&mut cl, "w1"), 1);
+}
+
+#[test]
+fn a_result_with_replicas_is_copied_when_computed_and_again_when_a_holder_is_lost() {
+    let (mut cl, c) = Cluster::new().with_workers(&[("w1", 1), ("w2", 1), ("w3", 1)]);
+    let mut a = task("a");
+    a.options.replicas = 2;
+    cl.submit(c, vec![a, task_on("b", &["a"]).only_on(&["w3"])], &["b"]);
+    assert_eq!(cl.computes_sent_to("w1"), ["a"]);
+    cl.finish("w1", "a", 5);
+    assert_eq!(cl.computes_sent_to("w3"), ["b"]);
+    // One more copy, from w1, on one of the others.
+    let to_w2 = replicates_sent_to(&mut cl, "w2");
+    let to_w3 = replicates_sent_to(&mut cl, "w3");
+    assert_eq!(to_w2.len() + to_w3.len(), 1, "{to_w2:?} {to_w3:?}");
+    let (target, other) = if to_w2.is_empty() { ("w3", "w2") } else { ("w2", "w3") };
+    let task = cl.id("a");
+    cl.worker_says(
+        target,
+        FromWorker::Replicated {
+            task,
+            nbytes: Some(5),
+            seen: u64::MAX,
+        },
+    );
+    assert_eq!(cl.core.holders_of("a"), ["w1", target]);
+    // w1 dies: a is not lost, nothing is computed again, and a new copy is made from the
+    // one left.
+    cl.lose_worker("w1");
+    assert_eq!(cl.state("a"), TaskState::Memory);
+    assert!(cl.computes_sent_to("w2").is_empty() && cl.computes_sent_to("w3").is_empty());
+    assert_eq!(replicates_sent_to(&mut cl, other), [("a".to_string(), address(target))]);
+    cl.worker_says(
+        other,
+        FromWorker::Replicated {
+            task,
+            nbytes: Some(5),
+            seen: u64::MAX,
+        },
+    );
+    assert_eq!(cl.core.holders_of("a").len(), 2);
+    // Once nothing needs it, every copy goes.
+    cl.finish("w3", "b", 1);
+    assert_eq!(cl.finished_to_client(c), ["b"]);
+    let mut released = cl.releases_sent_to("w2");
+    released.extend(cl.releases_sent_to("w3"));
+    assert_eq!(released, ["a", "a"]);
 }

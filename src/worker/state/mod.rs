@@ -335,6 +335,7 @@ impl WorkerCore {
             self.outbox.push(Effect::Send(FromWorker::Replicated {
                 task,
                 nbytes: Some(nbytes),
+                seen: self.seen,
             }));
             return;
         }
@@ -370,6 +371,7 @@ impl WorkerCore {
             self.outbox.push(Effect::Send(FromWorker::Replicated {
                 task: dep,
                 nbytes: outcome.as_ref().ok().copied(),
+                seen: self.seen,
             }));
         }
         let Some(mut f) = self.fetching.remove(&dep) else {
@@ -474,6 +476,7 @@ impl WorkerCore {
                     fetched,
                     seen: self.seen,
                 }));
+                self.fetch_made_moot(task, nbytes);
                 for w in self.behind.remove(&task).unwrap_or_default() {
                     self.input_arrived(w);
                 }
@@ -486,6 +489,22 @@ impl WorkerCore {
             }
         }
         self.start_ready();
+    }
+
+    /// `task`'s result is held here now, computed: a fetch of it still under way (a copy for
+    /// replicas, an input of a local task) is over, as if it had arrived.
+    fn fetch_made_moot(&mut self, task: TaskId, nbytes: u64) {
+        let Some(f) = self.fetching.remove(&task) else { return };
+        if self.replicating.remove(&task) {
+            self.outbox.push(Effect::Send(FromWorker::Replicated {
+                task,
+                nbytes: Some(nbytes),
+                seen: self.seen,
+            }));
+        }
+        for w in f.waiters {
+            self.input_arrived(w);
+        }
     }
 
     /// The execution of `task` found its input `dep` gone from the store (a spill file that
@@ -579,6 +598,8 @@ impl WorkerCore {
             stolen.push((t, attempt));
         }
         self.outbox.push(Effect::Send(FromWorker::Stolen { tasks: stolen }));
+        // A function taken back from the threads gave back its slot: a ready task may start.
+        self.start_ready();
     }
 
     /// A client's scattered bytes were stored under `task`.
