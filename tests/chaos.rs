@@ -38,7 +38,7 @@ impl Rng {
 /// appends its key to `runs.log`, so runs can be counted.
 struct Layered {
     toml: String,
-    /// Each key with its inputs, in order, and its output file.
+    /// Each key with its inputs, in order.
     tasks: Vec<(String, Vec<String>)>,
     out: std::path::PathBuf,
 }
@@ -85,6 +85,12 @@ fn layered(layers: usize, width: usize, nap: &str, seed: u64, dir: &Path) -> Lay
 }
 
 impl Layered {
+    /// The same graph with a `[defaults]` table (e.g. `replicas = 2`).
+    fn with_defaults(mut self, defaults: &str) -> Layered {
+        self.toml = format!("[defaults]\n{defaults}\n\n{}", self.toml);
+        self
+    }
+
     /// What each task's output must be: `sha256sum`'s line for its key and inputs.
     fn expected(&self) -> BTreeMap<String, Vec<u8>> {
         let mut exp: BTreeMap<String, Vec<u8>> = BTreeMap::new();
@@ -345,28 +351,13 @@ fn chaos_the_fault_free_2000_task_graph_20_times_in_a_row() {
     );
 }
 
-#[test]
-#[ignore = "long: make chaos"]
-fn chaos_a_kill_every_second_for_minutes() {
-    let (mut cluster, work) = three_nannies(&[]);
-    let dir = cluster.dir().to_path_buf();
-    let graph = layered(20, 100, "sleep 0.02; ", 2027, &dir);
-    let calm = run_with_kills(&mut cluster, &graph, None, 0, Duration::from_secs(300), 1);
-    graph.clear_outputs();
-    let chaos = run_with_kills(
-        &mut cluster,
-        &graph,
-        Some((Duration::from_millis(700), Duration::from_millis(1300))),
-        usize::MAX,
-        Duration::from_secs(900),
-        2,
-    );
+/// Prints one chaos run's figures against the fault-free run.
+fn report(what: &str, graph: &Layered, calm: &ChaosRun, chaos: &ChaosRun) {
     let total: usize = chaos.runs.values().sum();
     let max = chaos.runs.values().max().copied().unwrap_or(0);
     eprintln!(
-        "2,000 tasks on 3 nannies: fault-free {:.1} s (scheduler CPU {:.1} s); with a worker \
-         killed every ~1 s: {:.1} s, {} kills, {} runs of {} tasks ({:.2} per task, at most {}), \
-         scheduler CPU {:.1} s",
+        "{what}: fault-free {:.1} s (scheduler CPU {:.1} s); with a worker killed every ~1 s: \
+         {:.1} s, {} kills, {} runs of {} tasks ({:.2} per task, at most {}), scheduler CPU {:.1} s",
         calm.elapsed.as_secs_f64(),
         calm.scheduler_cpu.as_secs_f64(),
         chaos.elapsed.as_secs_f64(),
@@ -377,6 +368,26 @@ fn chaos_a_kill_every_second_for_minutes() {
         max,
         chaos.scheduler_cpu.as_secs_f64()
     );
-    cluster.wait_for_workers(3);
+}
+
+/// 2,000 tasks on 3 nannies with a worker child killed about every second, for minutes:
+/// first with every result kept twice (`replicas = 2`), which a loss never loses; then
+/// with the defaults, where a lost result still needed is computed again from its
+/// lineage (and `--allowed-failures` is raised, as a user would under such a rate).
+#[test]
+#[ignore = "long: make chaos"]
+fn chaos_a_kill_every_second_for_minutes() {
+    let (mut cluster, work) = three_nannies(&["--allowed-failures", "100"]);
+    let dir = cluster.dir().to_path_buf();
+    let kills = Some((Duration::from_millis(700), Duration::from_millis(1300)));
+    for (what, defaults) in [("replicas = 2", "replicas = 2"), ("defaults", "")] {
+        let graph = layered(20, 100, "sleep 0.02; ", 2027, &dir).with_defaults(defaults);
+        let calm = run_with_kills(&mut cluster, &graph, None, 0, Duration::from_secs(300), 1);
+        graph.clear_outputs();
+        let chaos = run_with_kills(&mut cluster, &graph, kills, usize::MAX, Duration::from_secs(900), 2);
+        report(what, &graph, &calm, &chaos);
+        graph.clear_outputs();
+        cluster.wait_for_workers(3);
+    }
     stop_and_check_clean(cluster, &work);
 }
