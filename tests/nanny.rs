@@ -11,61 +11,11 @@
 
 mod harness;
 
-use harness::procfs::{alive, children, cmdline, descendants, processes_in, stat};
+use harness::procfs::{alive, children, cmdline, descendants, processes_in, Recorded};
 use harness::{host_port, info, start_scheduler, worker_entry, Cluster, ProcId, Sandbox, DEADLINE};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-// ---------------------------------------------------------------------------------------------
-// Processes seen through /proc
-// ---------------------------------------------------------------------------------------------
-
-/// Processes the nanny started, recorded while they ran; whatever of them is still alive
-/// when this is dropped is SIGKILLed, so a failing test leaves nothing running.
-#[derive(Default)]
-struct Recorded {
-    procs: Vec<(i32, u64, String)>,
-}
-
-impl Recorded {
-    /// Records `pid` (if it is alive) as one of the test's processes.
-    fn add(&mut self, pid: i32) {
-        if let Some(s) = stat(pid) {
-            if !self.procs.iter().any(|&(p, start, _)| p == pid && start == s.start) {
-                self.procs.push((pid, s.start, cmdline(pid)));
-            }
-        }
-    }
-
-    /// Records `root`'s descendants as they are now.
-    fn add_descendants(&mut self, root: i32) {
-        for p in descendants(root) {
-            self.add(p);
-        }
-    }
-
-    /// The recorded processes that still run: same pid, same start time, not a zombie.
-    fn survivors(&self) -> Vec<(i32, String)> {
-        self.procs
-            .iter()
-            .filter(|&&(p, start, _)| stat(p).is_some_and(|s| s.start == start && s.is_live()))
-            .map(|(p, _, cmd)| (*p, cmd.clone()))
-            .collect()
-    }
-}
-
-impl Drop for Recorded {
-    fn drop(&mut self) {
-        for (pid, _) in self.survivors() {
-            // SAFETY: kill has no memory-safety preconditions; the pid is a process this test
-            // caused to exist, checked by its start time just above.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Clusters of nanny-supervised workers
@@ -344,6 +294,19 @@ const SPILL_BLOB: usize = 4 << 20;
 const SPILL_BLOB_ARG: &str = "4MiB";
 
 impl Spilling {
+    /// Fails the test unless the spill files are gone within a few seconds.
+    fn assert_spill_files_go(&mut self) {
+        let local = self.local.clone();
+        let gone = self.cluster.poll_until(Duration::from_secs(10), |_| {
+            spill_files(&local).is_empty().then_some(())
+        });
+        assert!(
+            gone.is_some(),
+            "spill files left after the run: {:?}",
+            spill_files(&local)
+        );
+    }
+
     fn start() -> Spilling {
         let mut cluster = nanny_cluster(&[], "w", &["--memory-limit", SPILL_LIMIT, "--nthreads", "1"], 1);
         let nanny_id = cluster.workers[0];
@@ -381,15 +344,7 @@ impl Spilling {
             self.local.display(),
             self.cluster.report()
         );
-        let local = self.local.clone();
-        let gone = self.cluster.poll_until(Duration::from_secs(10), |_| {
-            spill_files(&local).is_empty().then_some(())
-        });
-        assert!(
-            gone.is_some(),
-            "spill files left after the run: {:?}",
-            spill_files(&local)
-        );
+        self.assert_spill_files_go();
         assert_eq!(
             children(self.nanny),
             [self.worker],
@@ -398,12 +353,22 @@ impl Spilling {
         );
         self.cluster.signal(self.nanny_id, libc::SIGTERM);
         self.cluster.wait_exit(self.nanny_id, DEADLINE).assert_success();
-        let left: Vec<PathBuf> = std::fs::read_dir(&local)
+        let left: Vec<PathBuf> = std::fs::read_dir(&self.local)
             .map(|d| d.flatten().map(|e| e.path()).collect())
             .unwrap_or_default();
         assert!(left.is_empty(), "the worker's scratch folders outlive it: {left:?}");
         self.cluster.check_no_crashes();
     }
+}
+
+/// The output of [`blobs_counted`]: every byte of every blob counted.
+fn assert_blobs_counted(out: &harness::Outcome) {
+    assert_eq!(
+        out.stdout,
+        format!("{}\n", SPILL_BLOBS * SPILL_BLOB),
+        "{}",
+        out.describe()
+    );
 }
 
 /// [`SPILL_BLOBS`] blobs, each counted by a command, and the sum of the counts as output.
@@ -458,20 +423,8 @@ fn a_sigkilled_workers_spill_files_are_removed() {
     );
     let out = s.cluster.wait_exit(run, DEADLINE);
     out.assert_success();
-    assert_eq!(
-        out.stdout,
-        format!("{}\n", SPILL_BLOBS * SPILL_BLOB),
-        "{}",
-        out.describe()
-    );
-    let clean = s.cluster.poll_until(Duration::from_secs(10), |_| {
-        spill_files(&local).is_empty().then_some(())
-    });
-    assert!(
-        clean.is_some(),
-        "spill files left after the run: {:?}",
-        spill_files(&local)
-    );
+    assert_blobs_counted(&out);
+    s.assert_spill_files_go();
     s.cluster.check_no_crashes();
 }
 
@@ -483,12 +436,7 @@ fn results_beyond_the_memory_limit_spill_to_disk_and_the_files_are_removed() {
     let mut s = Spilling::start();
     let (out, spilled) = s.run("blobs.toml", &blobs_counted());
     out.assert_success();
-    assert_eq!(
-        out.stdout,
-        format!("{}\n", SPILL_BLOBS * SPILL_BLOB),
-        "{}",
-        out.describe()
-    );
+    assert_blobs_counted(&out);
     s.check_cleanup(spilled);
 }
 

@@ -13,7 +13,7 @@
 
 mod harness;
 
-use harness::procfs::{processes_in, stat};
+use harness::procfs::{processes_in, Recorded};
 use harness::{distd_exe, worker_entry, Cluster, ProcId, Sandbox, DEADLINE};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -57,10 +57,7 @@ fn assert_pids_gone(sb: &mut Sandbox, out: &str, what: &str) {
 
 /// The `sleep 30x` processes of the task, recorded while they run; the survivors are
 /// SIGKILLed when this is dropped.
-#[derive(Default)]
-struct Sleeps {
-    procs: Vec<(i32, u64, String)>,
-}
+struct Sleeps(Recorded);
 
 impl Sleeps {
     /// Waits until the sandbox holds the `sleep 30x` processes named by `args`, and records
@@ -73,32 +70,21 @@ impl Sleeps {
                 .all(|a| found.iter().any(|(_, cmd)| cmd == &format!("sleep {a}")))
                 .then_some(found)
         });
-        let mut s = Sleeps::default();
-        for (pid, cmd) in found {
-            if let Some(st) = stat(pid) {
-                s.procs.push((pid, st.start, cmd));
-            }
+        let mut s = Recorded::default();
+        for (pid, _) in found {
+            s.add(pid);
         }
-        s
-    }
-
-    /// The recorded processes that still run.
-    fn survivors(&self) -> Vec<(i32, String)> {
-        self.procs
-            .iter()
-            .filter(|&&(p, start, _)| stat(p).is_some_and(|s| s.start == start && s.is_live()))
-            .map(|(p, _, cmd)| (*p, cmd.clone()))
-            .collect()
+        Sleeps(s)
     }
 
     /// Fails the test unless every recorded process is gone within a few seconds, and (when
     /// `only`: no rerun of the task may have started new ones) every other task process.
     fn assert_gone(&self, sb: &mut Sandbox, what: &str, only: bool) {
-        let gone = sb.poll_until(Duration::from_secs(5), |_| self.survivors().is_empty().then_some(()));
+        let gone = sb.poll_until(Duration::from_secs(5), |_| self.0.survivors().is_empty().then_some(()));
         if gone.is_none() {
             panic!(
                 "{what}: the task's processes survive: {:?}\n{}",
-                self.survivors(),
+                self.0.survivors(),
                 sb.report()
             );
         }
@@ -106,19 +92,6 @@ impl Sleeps {
             let dir = sb.dir().to_path_buf();
             let others = sleeps_in(&dir);
             assert!(others.is_empty(), "{what}: task processes left: {others:?}");
-        }
-    }
-}
-
-impl Drop for Sleeps {
-    fn drop(&mut self) {
-        let dir_left: Vec<(i32, String)> = self.survivors();
-        for (pid, _) in dir_left {
-            // SAFETY: kill has no memory-safety preconditions; the pid is a process this test
-            // caused to exist, checked by its start time just above.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
         }
     }
 }

@@ -43,35 +43,17 @@ fn next(rx: &async_channel::Receiver<Outcome>) -> Outcome {
 
 /// A peer port that answers every task with its id's bytes.
 fn good_peer() -> (String, Task<()>) {
-    let listener = smol::block_on(TcpListener::bind("127.0.0.1:0")).expect("bind loopback");
-    let addr = listener.local_addr().expect("local address").to_string();
-    let task = crate::rt::spawn(serve(
-        listener,
-        "fake peer",
-        Role::Worker,
-        &[Role::Peer],
-        |stream, _, _| async move {
-            let mut writer = stream.clone();
-            let mut reader = FrameReader::new(stream);
-            while let Ok(Some(ToPeer::Fetch { tasks })) = reader.next::<ToPeer>().await {
-                let mut buf = Vec::new();
-                for t in tasks {
-                    let bytes = t.0.to_le_bytes();
-                    encode_frame(&mut buf, &FromPeer::Data { task: t, len: 8 }).expect("encode");
-                    buf.extend_from_slice(&bytes);
-                }
-                if writer.write_all(&buf).await.is_err() {
-                    return;
-                }
-            }
-        },
-    ));
-    (addr, task)
+    id_peer(usize::MAX)
 }
 
 /// A peer port that answers one fetch per connection and then closes it, as a peer that
 /// restarted between two fetches leaves the connection kept from the first.
 fn one_fetch_per_connection_peer() -> (String, Task<()>) {
+    id_peer(1)
+}
+
+/// A peer port that answers each task with its id's bytes, `fetches` fetches a connection.
+fn id_peer(fetches: usize) -> (String, Task<()>) {
     let listener = smol::block_on(TcpListener::bind("127.0.0.1:0")).expect("bind loopback");
     let addr = listener.local_addr().expect("local address").to_string();
     let task = crate::rt::spawn(serve(
@@ -79,16 +61,21 @@ fn one_fetch_per_connection_peer() -> (String, Task<()>) {
         "fake peer",
         Role::Worker,
         &[Role::Peer],
-        |stream, _, _| async move {
+        move |stream, _, _| async move {
             let mut writer = stream.clone();
             let mut reader = FrameReader::new(stream);
-            if let Ok(Some(ToPeer::Fetch { tasks })) = reader.next::<ToPeer>().await {
+            for _ in 0..fetches {
+                let Ok(Some(ToPeer::Fetch { tasks })) = reader.next::<ToPeer>().await else {
+                    return;
+                };
                 let mut buf = Vec::new();
                 for t in tasks {
                     encode_frame(&mut buf, &FromPeer::Data { task: t, len: 8 }).expect("encode");
                     buf.extend_from_slice(&t.0.to_le_bytes());
                 }
-                let _ = writer.write_all(&buf).await;
+                if writer.write_all(&buf).await.is_err() {
+                    return;
+                }
             }
         },
     ));

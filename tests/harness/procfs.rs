@@ -123,3 +123,51 @@ pub fn running_programs_in(dir: &Path) -> Vec<i32> {
         .filter(|&p| alive(p) && argv(p).first().is_some_and(|a| a.starts_with(&prefix)))
         .collect()
 }
+
+/// Processes a test caused to exist (a nanny's workers, a task's leftovers), recorded while
+/// they ran; whatever of them is still alive
+/// when this is dropped is SIGKILLed, so a failing test leaves nothing running.
+#[derive(Default)]
+pub struct Recorded {
+    /// (pid, start time, command line) of each.
+    pub procs: Vec<(i32, u64, String)>,
+}
+
+impl Recorded {
+    /// Records `pid` (if it is alive) as one of the test's processes.
+    pub fn add(&mut self, pid: i32) {
+        if let Some(s) = stat(pid) {
+            if !self.procs.iter().any(|&(p, start, _)| p == pid && start == s.start) {
+                self.procs.push((pid, s.start, cmdline(pid)));
+            }
+        }
+    }
+
+    /// Records `root`'s descendants as they are now.
+    pub fn add_descendants(&mut self, root: i32) {
+        for p in descendants(root) {
+            self.add(p);
+        }
+    }
+
+    /// The recorded processes that still run: same pid, same start time, not a zombie.
+    pub fn survivors(&self) -> Vec<(i32, String)> {
+        self.procs
+            .iter()
+            .filter(|&&(p, start, _)| stat(p).is_some_and(|s| s.start == start && s.is_live()))
+            .map(|(p, _, cmd)| (*p, cmd.clone()))
+            .collect()
+    }
+}
+
+impl Drop for Recorded {
+    fn drop(&mut self) {
+        for (pid, _) in self.survivors() {
+            // SAFETY: kill has no memory-safety preconditions; the pid is a process this test
+            // caused to exist, checked by its start time just above.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}

@@ -161,8 +161,8 @@ fn cancelling_a_finished_or_unknown_key_changes_nothing() {
 
 // ----- fetch failures -----
 
-#[test]
-fn fetch_failure_drops_the_holder_and_places_the_task_again() {
+/// `a` computed on w1 and fetched by w2 for `b`; `c`, on w3, is to fetch it too.
+fn one_input_held_twice() -> Cluster {
     let (mut cl, c) = Cluster::new().with_workers(&[("w1", 1), ("w2", 1), ("w3", 1)]);
     cl.submit(
         c,
@@ -179,6 +179,12 @@ fn fetch_failure_drops_the_holder_and_places_the_task_again() {
     assert_eq!(cl.computes_sent_to("w3"), ["c"]);
     cl.finish_fetched("w2", "b", 1, &["a"]);
     assert_eq!(cl.core.holders_of("a"), ["w1", "w2"]);
+    cl
+}
+
+#[test]
+fn fetch_failure_drops_the_holder_and_places_the_task_again() {
+    let mut cl = one_input_held_twice();
 
     cl.fetch_failed("w3", "c", "a", "w1");
     assert_eq!(cl.core.holders_of("a"), ["w2"]);
@@ -218,18 +224,7 @@ fn fetch_failure_naming_an_unknown_holder_places_the_task_again() {
 
 #[test]
 fn a_holder_that_cannot_be_reached_is_told_to_drop_its_copy_and_one_without_it_is_not() {
-    let (mut cl, c) = Cluster::new().with_workers(&[("w1", 1), ("w2", 1), ("w3", 1)]);
-    cl.submit(
-        c,
-        vec![
-            task("a"),
-            task_on("b", &["a"]).only_on(&["w2"]),
-            task_on("c", &["a"]).only_on(&["w3"]),
-        ],
-        &["b", "c"],
-    );
-    cl.finish("w1", "a", 10);
-    cl.finish_fetched("w2", "b", 1, &["a"]);
+    let mut cl = one_input_held_twice();
     cl.take(|_| true);
     // The transfer from w1 failed: w1 is listed no more, and whatever it keeps is dropped.
     cl.fetch_failed("w3", "c", "a", "w1");
@@ -250,14 +245,20 @@ fn a_holder_that_cannot_be_reached_is_told_to_drop_its_copy_and_one_without_it_i
     );
 }
 
-#[test]
-fn the_only_copy_of_scattered_data_is_kept_when_one_transfer_from_its_holder_fails() {
+/// `x` scattered to w1, and `b` reading it placed on w2.
+fn scattered_x_read_on_w2() -> (Cluster, ClientId) {
     let (mut cl, c) = Cluster::new().with_workers(&[("w1", 1), ("w2", 1)]);
     cl.scatter(c, &[("x", b"hello")]);
     assert_eq!(cl.puts_sent_to("w1"), ["x"]);
     cl.stored("w1", "x", 5);
     cl.submit(c, vec![task_on("b", &["x"]).only_on(&["w2"])], &["b"]);
     assert_eq!(cl.computes_sent_to("w2"), ["b"]);
+    (cl, c)
+}
+
+#[test]
+fn the_only_copy_of_scattered_data_is_kept_when_one_transfer_from_its_holder_fails() {
+    let (mut cl, c) = scattered_x_read_on_w2();
     cl.sent_to_client(c);
     // A transfer failure is no proof that w1 lost x (it may be busy or restarting its
     // listener): x stays, b is placed again, and only w1's loss would err x.
@@ -400,12 +401,7 @@ fn info_and_who_has_describe_the_cluster() {
 /// to a worker when a result made from it was lost.
 #[test]
 fn released_scattered_input_is_never_sent_to_a_worker_to_compute() {
-    let (mut cl, c) = Cluster::new().with_workers(&[("w1", 1), ("w2", 1)]);
-    cl.scatter(c, &[("x", b"hello")]);
-    assert_eq!(cl.puts_sent_to("w1"), ["x"]);
-    cl.stored("w1", "x", 5);
-    cl.submit(c, vec![task_on("b", &["x"]).only_on(&["w2"])], &["b"]);
-    assert_eq!(cl.computes_sent_to("w2"), ["b"]);
+    let (mut cl, c) = scattered_x_read_on_w2();
     cl.finish_fetched("w2", "b", 1, &["x"]);
     // The usual pattern: scatter, compute on it, drop the scattered input.
     cl.release(c, &["x"]);
