@@ -162,6 +162,7 @@ impl Sim {
         let graph = random_graph(&mut rng);
         let config = CoreConfig {
             queue_per_thread: rng.below(3) as u32,
+            keep_idle_results: rng.chance(50),
             allowed_failures: 1000,
             ..CoreConfig::default()
         };

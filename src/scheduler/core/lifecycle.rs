@@ -144,17 +144,7 @@ impl Core {
             }
             let task = self.tasks.get_mut(&t).expect("checked");
             match task.state.clone() {
-                TaskState::Memory => {
-                    let holders = std::mem::take(&mut task.who_has);
-                    let nbytes = task.nbytes;
-                    task.state = TaskState::Released;
-                    for w in holders {
-                        let ws = self.workers.get_mut(&w).expect("holders are known workers");
-                        ws.has_data.remove(&t);
-                        ws.stored_bytes -= nbytes;
-                        self.send(w, ToWorker::ReleaseData { tasks: vec![t] });
-                    }
-                }
+                TaskState::Memory => self.result_idle(t),
                 TaskState::Processing { worker, .. } => {
                     self.unassign(worker, t);
                     self.send(worker, ToWorker::Cancel { tasks: vec![t] });

@@ -12,13 +12,14 @@
 //! The core is spread over one file per lifecycle, each an `impl Core` block over the same
 //! tables: [`task`] (what a task is), [`workers`] (a worker's messages), [`clients`],
 //! [`submit`], [`scatter`], [`lifecycle`] (compute, err, release), [`loss`], [`retire`],
-//! [`nanny`], [`placement`], [`replicas`], [`stall`] (telling clients nothing can go on), and the
+//! [`nanny`], [`placement`], [`replicas`], [`idle`] (results kept after use), [`stall`] (telling clients nothing can go on), and the
 //! invariants in [`sanity`].
 //!
 //! This module and its children must never await, touch a socket or a file, or read a clock:
 //! that is what lets them be tested event by event without a network.
 
 mod clients;
+mod idle;
 mod lifecycle;
 mod loss;
 mod nanny;
@@ -71,6 +72,11 @@ pub struct CoreConfig {
     pub queue_behind_inputs: bool,
     /// Stop after this long with no client and no task.
     pub idle_timeout: Option<Duration>,
+    /// Keep results nothing needs any more on their workers, within a budget, while tasks
+    /// that take them are still known (see `idle.rs`): a dependent computed again after a
+    /// loss then finds its inputs instead of redoing their lineage. Off only in tests that
+    /// pin down when results are released.
+    pub keep_idle_results: bool,
 }
 
 impl Default for CoreConfig {
@@ -82,6 +88,7 @@ impl Default for CoreConfig {
             heartbeat_interval: Duration::from_millis(1000),
             queue_behind_inputs: true,
             idle_timeout: None,
+            keep_idle_results: true,
         }
     }
 }
@@ -134,6 +141,8 @@ pub struct Core {
     retiring: IdMap<WorkerId, IdMap<TaskId, WorkerId>>,
     /// Copies under way for tasks that want replicas: task -> target workers.
     copying: IdMap<TaskId, Vec<WorkerId>>,
+    /// Results kept though nothing needs them, oldest first, and their bytes.
+    idle: self::idle::IdleResults,
     /// Results with fewer copies than their task wants, for want of workers or after a
     /// failed copy: tried again when a worker joins.
     replicas_short: IdSet<TaskId>,
@@ -172,6 +181,7 @@ impl Core {
             retiring: IdMap::default(),
             stealing: IdMap::default(),
             copying: IdMap::default(),
+            idle: Default::default(),
             replicas_short: IdSet::default(),
             placement_due: PlacementDue::default(),
             stall: Stall {

@@ -26,6 +26,8 @@ impl Core {
         }
         self.check_placement_done();
         self.check_steals_and_retirement();
+        let queued: u64 = self.idle.queue.iter().map(|(_, n)| n).sum();
+        assert_eq!(queued, self.idle.bytes, "bytes of the idle results");
         for (t, under_way) in &self.copying {
             for w in under_way {
                 assert!(self.workers.contains_key(w), "a copy of {t} goes to {w}, which is gone");

@@ -292,3 +292,44 @@ fn silent_worker_is_dropped_on_tick_and_its_tasks_reassigned() {
     cl.tick();
     assert!(cl.closed_workers().is_empty());
 }
+
+#[test]
+fn an_input_kept_idle_spares_its_lineage_when_a_result_made_from_it_is_lost() {
+    for keep in [true, false] {
+        let (mut cl, c) =
+            if keep { Cluster::keeping_idle() } else { Cluster::new() }.with_workers(&[("w1", 1), ("w2", 1)]);
+        cl.submit(
+            c,
+            vec![
+                task("a").only_on(&["w1"]),
+                task_on("b", &["a"]).only_on(&["w2"]),
+                task("x").only_on(&["w1"]),
+                task_on("c", &["b", "x"]).only_on(&["w1"]),
+            ],
+            &["c"],
+        );
+        assert_eq!(cl.computes_sent_to("w1"), ["a", "x"]);
+        cl.finish("w1", "a", 1);
+        assert_eq!(cl.computes_sent_to("w2"), ["b"]);
+        cl.finish_fetched("w2", "b", 1, &["a"]);
+        // Nothing needs a any more; kept, it is not released.
+        let released: Vec<String> = cl
+            .releases_sent_to("w1")
+            .into_iter()
+            .chain(cl.releases_sent_to("w2"))
+            .collect();
+        assert_eq!(released.is_empty(), keep, "{released:?}");
+        // b is lost before c could use it: b must be computed again, from a where a was
+        // kept (b then waits for a worker it may run on), or after a, computed again first.
+        cl.computes_sent_to("w1");
+        cl.lose_worker("w2");
+        if keep {
+            assert_eq!(cl.state("a"), TaskState::Memory);
+            assert_eq!(cl.state("b"), TaskState::Ready);
+            assert!(cl.computes_sent_to("w1").is_empty());
+        } else {
+            assert_eq!(cl.computes_sent_to("w1"), ["a"], "a is computed again first");
+            assert_eq!(cl.state("b"), TaskState::Waiting);
+        }
+    }
+}

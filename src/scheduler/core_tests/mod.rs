@@ -54,7 +54,17 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// A core that drops results as soon as nothing needs them (the tests pin that down;
+    /// `keeping_idle` for the cache of idle results).
     fn new() -> Cluster {
+        Cluster::with_config(CoreConfig {
+            keep_idle_results: false,
+            ..CoreConfig::default()
+        })
+    }
+
+    /// A core with its defaults: idle results are kept within the budget.
+    fn keeping_idle() -> Cluster {
         Cluster::with_config(CoreConfig::default())
     }
 
@@ -63,6 +73,7 @@ impl Cluster {
     fn ready_only() -> Cluster {
         Cluster::with_config(CoreConfig {
             queue_behind_inputs: false,
+            keep_idle_results: false,
             ..CoreConfig::default()
         })
     }

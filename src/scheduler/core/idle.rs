@@ -1,0 +1,81 @@
+//! Idle results: a result nothing needs any more, whose task is still known because tasks
+//! that take it are (the rest of the graph is pending), stays on its workers within a
+//! budget, oldest dropped first. When a worker dies and a dependent must be computed again,
+//! its inputs are then mostly still there, so recovery redoes one step of lineage instead
+//! of everything back to the graph's first tasks: what lets a deep graph finish while
+//! workers keep dying. A result whose task is forgotten (no dependent left, no client) is
+//! dropped at once, as before.
+
+use super::task::TaskState;
+use super::Core;
+use crate::protocol::TaskId;
+use std::collections::VecDeque;
+
+/// The budget for idle results on a worker with no memory limit.
+const IDLE_BYTES_UNLIMITED_WORKER: u64 = 64 << 20;
+
+/// The share of a worker's memory limit idle results may take (well under the 60% where it
+/// starts to spill).
+const IDLE_SHARE_OF_LIMIT: u64 = 10;
+
+/// Idle results in the order they became idle. Entries whose result was needed again,
+/// lost or dropped are skipped (and their bytes given back) when they reach the front.
+#[derive(Debug, Default)]
+pub(super) struct IdleResults {
+    pub(super) queue: VecDeque<(TaskId, u64)>,
+    /// Bytes of the entries in `queue`.
+    pub(super) bytes: u64,
+}
+
+impl Core {
+    /// `t`'s result is in memory and nothing needs it. Kept while the budget allows (and its
+    /// task stays known), else dropped now.
+    pub(super) fn result_idle(&mut self, t: TaskId) {
+        let task = &self.tasks[&t];
+        let forgotten_next = task.wanted_by.is_empty() && task.dependents.is_empty();
+        if !self.config.keep_idle_results || forgotten_next || task.scattered() {
+            self.drop_result(t);
+            return;
+        }
+        let nbytes = task.nbytes.max(1);
+        self.idle.queue.push_back((t, nbytes));
+        self.idle.bytes += nbytes;
+        let budget = self.idle_budget();
+        while self.idle.bytes > budget {
+            let Some((old, n)) = self.idle.queue.pop_front() else {
+                break;
+            };
+            self.idle.bytes -= n;
+            let still_idle =
+                self.tasks.get(&old).is_some_and(|task| task.state == TaskState::Memory) && !self.needed(old);
+            if still_idle {
+                self.drop_result(old);
+            }
+        }
+    }
+
+    /// What idle results may take in all: a share of each worker's memory limit.
+    fn idle_budget(&self) -> u64 {
+        self.workers
+            .values()
+            .map(|ws| match ws.info.memory_limit {
+                0 => IDLE_BYTES_UNLIMITED_WORKER,
+                limit => limit / IDLE_SHARE_OF_LIMIT,
+            })
+            .sum()
+    }
+
+    /// Drops `t`'s result from every worker holding it.
+    pub(super) fn drop_result(&mut self, t: TaskId) {
+        let task = self.tasks.get_mut(&t).expect("drop_result of a known task");
+        let holders = std::mem::take(&mut task.who_has);
+        let nbytes = task.nbytes;
+        task.state = TaskState::Released;
+        for w in holders {
+            let ws = self.workers.get_mut(&w).expect("holders are known workers");
+            ws.has_data.remove(&t);
+            ws.stored_bytes -= nbytes;
+            self.send(w, crate::protocol::ToWorker::ReleaseData { tasks: vec![t] });
+        }
+    }
+}
