@@ -440,15 +440,18 @@ fn results_beyond_the_memory_limit_spill_to_disk_and_the_files_are_removed() {
     s.check_cleanup(spilled);
 }
 
-/// The same results, all wanted as output files at once, as `distd run` gathers them: the
-/// worker serves spilled results without holding them all in memory again.
+/// The same results, each the input of an output file's command (`cat`): the blobs go first
+/// (higher priority) and pile up on disk, then each command gets its blob read back from its
+/// spill file, and `distd run` writes each output as it finishes. (It gathers as tasks finish, so
+/// it no longer fetches results that were spilled while it waited.)
 #[test]
-fn spilled_results_gathered_as_outputs_come_back_right() {
+fn spilled_results_read_back_for_the_outputs_come_back_right() {
     let mut s = Spilling::start();
     let mut graph = String::new();
     for i in 0..SPILL_BLOBS {
         graph.push_str(&format!(
-            "[[task]]\nkey = \"b{i}\"\nfunction = \"blob\"\nargs = \"{SPILL_BLOB_ARG}\"\noutput = \"out/b{i}.bin\"\n\n"
+            "[[task]]\nkey = \"b{i}\"\nfunction = \"blob\"\nargs = \"{SPILL_BLOB_ARG}\"\npriority = 1\n\n\
+             [[task]]\nkey = \"o{i}\"\nshell = \"cat {{dep:b{i}}}\"\ndeps = [\"b{i}\"]\noutput = \"out/b{i}.bin\"\n\n"
         ));
     }
     std::fs::create_dir_all(s.cluster.path("out")).expect("create the output folder");
