@@ -15,8 +15,13 @@ use std::collections::VecDeque;
 const IDLE_BYTES_UNLIMITED_WORKER: u64 = 64 << 20;
 
 /// The share of a worker's memory limit idle results may take (well under the 60% where it
-/// starts to spill).
-const IDLE_SHARE_OF_LIMIT: u64 = 10;
+/// starts to spill), as a divisor.
+const IDLE_SHARE_OF_LIMIT: u64 = 20;
+
+/// An idle result larger than this share of its holder's memory limit (as a divisor) is
+/// dropped at once: keeping it would push the worker toward spilling, the cache is for the
+/// many small results a deep graph's lineage is made of.
+const IDLE_RESULT_SHARE_OF_LIMIT: u64 = 100;
 
 /// Idle results in the order they became idle. Entries whose result was needed again,
 /// lost or dropped are skipped (and their bytes given back) when they reach the front.
@@ -33,7 +38,11 @@ impl Core {
     pub(super) fn result_idle(&mut self, t: TaskId) {
         let task = &self.tasks[&t];
         let forgotten_next = task.wanted_by.is_empty() && task.dependents.is_empty();
-        if !self.config.keep_idle_results || forgotten_next || task.scattered() {
+        let too_big = task.who_has.iter().any(|w| {
+            let limit = self.workers[w].info.memory_limit;
+            limit > 0 && task.nbytes > limit / IDLE_RESULT_SHARE_OF_LIMIT
+        });
+        if !self.config.keep_idle_results || forgotten_next || too_big || task.scattered() {
             self.drop_result(t);
             return;
         }
