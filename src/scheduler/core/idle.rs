@@ -25,11 +25,25 @@ const IDLE_RESULT_SHARE_OF_LIMIT: u64 = 100;
 
 /// Idle results in the order they became idle. Entries whose result was needed again,
 /// lost or dropped are skipped (and their bytes given back) when they reach the front.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct IdleResults {
     pub(super) queue: VecDeque<(TaskId, u64)>,
     /// Bytes of the entries in `queue`.
     pub(super) bytes: u64,
+    /// When the queue reaches this length, entries of results no longer idle (forgotten
+    /// with their task, needed again, lost) are dropped, so it stays within twice the idle
+    /// results (a run's forgotten tasks never come to its front when the budget is large).
+    pub(super) prune_at: usize,
+}
+
+impl Default for IdleResults {
+    fn default() -> Self {
+        IdleResults {
+            queue: VecDeque::new(),
+            bytes: 0,
+            prune_at: 1024,
+        }
+    }
 }
 
 impl Core {
@@ -49,6 +63,9 @@ impl Core {
         let nbytes = task.nbytes.max(1);
         self.idle.queue.push_back((t, nbytes));
         self.idle.bytes += nbytes;
+        if self.idle.queue.len() >= self.idle.prune_at {
+            self.prune_idle();
+        }
         let budget = self.idle_budget();
         while self.idle.bytes > budget {
             let Some((old, n)) = self.idle.queue.pop_front() else {
@@ -61,6 +78,17 @@ impl Core {
                 self.drop_result(old);
             }
         }
+    }
+
+    /// Drops the queue's entries whose result is no longer idle.
+    fn prune_idle(&mut self) {
+        let mut queue = std::mem::take(&mut self.idle.queue);
+        queue.retain(|(t, _)| {
+            self.tasks.get(t).is_some_and(|task| task.state == TaskState::Memory) && !self.needed(*t)
+        });
+        self.idle.bytes = queue.iter().map(|(_, n)| n).sum();
+        self.idle.prune_at = (queue.len() * 2).max(1024);
+        self.idle.queue = queue;
     }
 
     /// What idle results may take in all: a share of each worker's memory limit.
