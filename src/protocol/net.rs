@@ -262,6 +262,26 @@ where
     }
 }
 
+/// For tests: a peer port on a free loopback port whose connections, once the handshake is
+/// done, go to `conn`; its address, and the task serving it (dropping it stops the port).
+#[cfg(test)]
+pub(crate) fn fake_peer_port<F, Fut>(conn: F) -> (String, Task<()>)
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = smol::block_on(TcpListener::bind("127.0.0.1:0")).expect("bind loopback");
+    let addr = listener.local_addr().expect("local address").to_string();
+    let task = crate::rt::spawn(serve(
+        listener,
+        "fake peer",
+        Role::Worker,
+        &[Role::Peer],
+        move |stream, _, _| conn(stream),
+    ));
+    (addr, task)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,11 +5,10 @@
 use super::fetcher::{Fetchers, Report};
 use super::state::FetchError;
 use crate::protocol::{
-    accept_handshake, encode_frame, serve, Data, FrameReader, FromPeer, PeerTimeouts, Role, TaskId, ToPeer,
+    accept_handshake, encode_frame, Data, FrameReader, FromPeer, PeerTimeouts, Role, TaskId, ToPeer,
 };
 use async_io::Timer;
 use futures_lite::{AsyncWriteExt, FutureExt};
-use smol::net::TcpListener;
 use smol::Task;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -54,32 +53,23 @@ fn one_fetch_per_connection_peer() -> (String, Task<()>) {
 
 /// A peer port that answers each task with its id's bytes, `fetches` fetches a connection.
 fn id_peer(fetches: usize) -> (String, Task<()>) {
-    let listener = smol::block_on(TcpListener::bind("127.0.0.1:0")).expect("bind loopback");
-    let addr = listener.local_addr().expect("local address").to_string();
-    let task = crate::rt::spawn(serve(
-        listener,
-        "fake peer",
-        Role::Worker,
-        &[Role::Peer],
-        move |stream, _, _| async move {
-            let mut writer = stream.clone();
-            let mut reader = FrameReader::new(stream);
-            for _ in 0..fetches {
-                let Ok(Some(ToPeer::Fetch { tasks })) = reader.next::<ToPeer>().await else {
-                    return;
-                };
-                let mut buf = Vec::new();
-                for t in tasks {
-                    encode_frame(&mut buf, &FromPeer::Data { task: t, len: 8 }).expect("encode");
-                    buf.extend_from_slice(&t.0.to_le_bytes());
-                }
-                if writer.write_all(&buf).await.is_err() {
-                    return;
-                }
+    crate::protocol::net::fake_peer_port(move |stream| async move {
+        let mut writer = stream.clone();
+        let mut reader = FrameReader::new(stream);
+        for _ in 0..fetches {
+            let Ok(Some(ToPeer::Fetch { tasks })) = reader.next::<ToPeer>().await else {
+                return;
+            };
+            let mut buf = Vec::new();
+            for t in tasks {
+                encode_frame(&mut buf, &FromPeer::Data { task: t, len: 8 }).expect("encode");
+                buf.extend_from_slice(&t.0.to_le_bytes());
             }
-        },
-    ));
-    (addr, task)
+            if writer.write_all(&buf).await.is_err() {
+                return;
+            }
+        }
+    })
 }
 
 /// A stopped peer: its kernel accepts connections, nothing answers.

@@ -3,9 +3,7 @@
 //! connection breaks. Timeouts are short here; the bounds asserted are far from them.
 
 use super::*;
-use crate::protocol::net::serve;
 use crate::protocol::{accept_handshake, encode_frame, FrameReader, FromPeer, ToPeer};
-use smol::net::TcpListener;
 use smol::Task;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -34,24 +32,15 @@ type Answer = fn(TaskId, TcpStream) -> futures_lite::future::Boxed<()>;
 
 /// A fake peer port that answers every fetch with `answer`, one task at a time.
 fn fake_peer(answer: Answer) -> (String, Task<()>) {
-    let listener = smol::block_on(TcpListener::bind("127.0.0.1:0")).expect("bind loopback");
-    let addr = listener.local_addr().expect("local address").to_string();
-    let task = crate::rt::spawn(serve(
-        listener,
-        "fake peer",
-        Role::Worker,
-        &[Role::Peer],
-        move |stream, _, _| async move {
-            let writer = stream.clone();
-            let mut reader = FrameReader::new(stream);
-            while let Ok(Some(ToPeer::Fetch { tasks })) = reader.next::<ToPeer>().await {
-                for t in tasks {
-                    answer(t, writer.clone()).await;
-                }
+    crate::protocol::net::fake_peer_port(move |stream| async move {
+        let writer = stream.clone();
+        let mut reader = FrameReader::new(stream);
+        while let Ok(Some(ToPeer::Fetch { tasks })) = reader.next::<ToPeer>().await {
+            for t in tasks {
+                answer(t, writer.clone()).await;
             }
-        },
-    ));
-    (addr, task)
+        }
+    })
 }
 
 async fn send(w: &TcpStream, msg: &FromPeer, bytes: &[u8]) {

@@ -83,9 +83,8 @@ impl Core {
     /// Drops the queue's entries whose result is no longer idle.
     fn prune_idle(&mut self) {
         let mut queue = std::mem::take(&mut self.idle.queue);
-        queue.retain(|(t, _)| {
-            self.tasks.get(t).is_some_and(|task| task.state == TaskState::Memory) && !self.needed(*t)
-        });
+        queue
+            .retain(|(t, _)| self.tasks.get(t).is_some_and(|task| task.state == TaskState::Memory) && !self.needed(*t));
         self.idle.bytes = queue.iter().map(|(_, n)| n).sum();
         self.idle.prune_at = (queue.len() * 2).max(1024);
         self.idle.queue = queue;
