@@ -8,8 +8,10 @@
 //! stopped process) loses its connection, so it holds neither a task nor result bytes here.
 //! An idle connection, between requests, is kept.
 
-use super::store::Store;
-use crate::protocol::{encode_frame, serve, FrameError, FrameReader, FromPeer, PeerTimeouts, Role, ToPeer, Watched};
+use super::store::{Source, Store, StoreError};
+use crate::protocol::{
+    encode_frame, serve, FrameError, FrameReader, FromPeer, PeerTimeouts, Role, TaskId, ToPeer, Watched,
+};
 use futures_lite::AsyncWriteExt;
 use smol::net::{TcpListener, TcpStream};
 use std::sync::Arc;
@@ -18,6 +20,9 @@ use std::time::Duration;
 /// Results smaller than this are copied into the reply buffer; larger ones are written
 /// straight from the store.
 const INLINE_RESULT: usize = 64 * 1024;
+
+/// A spilled result is sent in pieces of this size, read from its file one at a time.
+const SEND_FILE_CHUNK: usize = 1024 * 1024;
 
 /// The reply buffer is written out once it holds this much.
 const FLUSH_AT: usize = 1024 * 1024;
@@ -55,6 +60,39 @@ async fn serve_peers_with(listener: TcpListener, store: Arc<Store>, patience: Du
     .await
 }
 
+/// Opens `t` in the store, on a blocking thread when results are spilled.
+async fn open(store: &Arc<Store>, t: TaskId) -> Result<Option<Source>, StoreError> {
+    if store.all_in_memory() {
+        return store.open(t);
+    }
+    let store = store.clone();
+    blocking::unblock(move || store.open(t)).await
+}
+
+/// Writes a spilled result's `len` bytes from its file, a piece at a time (read on a
+/// blocking thread), so serving it never holds it whole in memory. A file shorter than
+/// its length (which the store never writes) ends the connection: the peer would read a
+/// wrong result.
+async fn send_file(writer: &mut Watched<TcpStream>, file: std::fs::File, len: u64) -> Result<(), ServeError> {
+    let mut file = Some(file);
+    let mut left = len;
+    while left > 0 {
+        let want = left.min(SEND_FILE_CHUNK as u64) as usize;
+        let mut f = file.take().expect("put back after each read");
+        let (f, chunk) = blocking::unblock(move || {
+            let mut chunk = vec![0u8; want];
+            let got = std::io::Read::read_exact(&mut f, &mut chunk).map(|()| chunk);
+            (f, got)
+        })
+        .await;
+        file = Some(f);
+        let chunk = chunk?;
+        writer.write_all(&chunk).await?;
+        left -= want as u64;
+    }
+    Ok(())
+}
+
 /// Answers one peer's fetches (its handshake passed) until it closes.
 async fn serve_one(stream: TcpStream, store: Arc<Store>, patience: Duration) -> Result<(), ServeError> {
     let mut writer = Watched::new(stream.clone(), patience);
@@ -66,13 +104,13 @@ async fn serve_one(stream: TcpStream, store: Arc<Store>, patience: Duration) -> 
         // One result at a time: a spilled result is read back only when its turn comes, and
         // large ones go straight from the store to the socket.
         for t in tasks {
-            let data = store.get_async(t).await.unwrap_or_else(|e| {
+            let source = open(&store, t).await.unwrap_or_else(|e| {
                 log::warn!("cannot serve {t}: {e}");
                 None
             });
-            match data {
+            match source {
                 None => encode_frame(&mut buf, &FromPeer::Missing { task: t })?,
-                Some(d) => {
+                Some(Source::Memory(d)) => {
                     let header = FromPeer::Data {
                         task: t,
                         len: d.len() as u64,
@@ -85,6 +123,12 @@ async fn serve_one(stream: TcpStream, store: Arc<Store>, patience: Duration) -> 
                         buf.clear();
                         writer.write_all(&d).await?;
                     }
+                }
+                Some(Source::File { file, len }) => {
+                    encode_frame(&mut buf, &FromPeer::Data { task: t, len })?;
+                    writer.write_all(&buf).await?;
+                    buf.clear();
+                    send_file(&mut writer, file, len).await?;
                 }
             }
             if buf.len() >= FLUSH_AT {

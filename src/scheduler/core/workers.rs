@@ -35,6 +35,9 @@ pub(super) struct WorkerState {
     /// The number of the latest `ReleaseData` of each task sent to it that it may not have
     /// seen yet (pruned as its reports say how far it read).
     pub(super) releasing: IdMap<TaskId, u64>,
+    /// When `releasing` reaches this size it is pruned; then twice what is left, so a
+    /// burst of releases in flight costs each report nothing (pruning is amortized).
+    pub(super) releasing_prune_at: usize,
 }
 
 impl WorkerState {
@@ -132,8 +135,9 @@ impl Core {
         let Some(ws) = self.workers.get_mut(&w) else {
             return false;
         };
-        if ws.releasing.len() >= 64 {
+        if ws.releasing.len() >= ws.releasing_prune_at {
             ws.releasing.retain(|_, sent| *sent > seen);
+            ws.releasing_prune_at = (ws.releasing.len() * 2).max(64);
         }
         ws.releasing.get(&t).is_some_and(|sent| *sent > seen)
     }
@@ -161,6 +165,7 @@ impl Core {
             queue_later: Vec::new(),
             sent: 0,
             releasing: IdMap::default(),
+            releasing_prune_at: 64,
         };
         self.by_load.insert((Load(ws.load()), id));
         self.workers.insert(id, ws);

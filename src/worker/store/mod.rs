@@ -207,6 +207,31 @@ impl Store {
         }
     }
 
+    /// The result of `id` to be sent somewhere: in memory, or an open spill file to read a
+    /// piece at a time (never read back whole: serving a spilled result costs the worker no
+    /// memory). The file stays readable when the store removes it meanwhile.
+    pub fn open(&self, id: TaskId) -> Result<Option<Source>, StoreError> {
+        loop {
+            let lookup = self.lock().on_get(id);
+            let (serial, len) = match lookup {
+                Lookup::Absent => return Ok(None),
+                Lookup::InMemory(data) => return Ok(Some(Source::Memory(data))),
+                Lookup::Spilled { serial, len } => (serial, len),
+            };
+            let path = spill_path(&self.dir, id, serial);
+            match fs::File::open(&path) {
+                Ok(file) => return Ok(Some(Source::File { file, len })),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if self.lock().is_spilled_as(id, serial) {
+                        return Err(StoreError::Read { path, source: e });
+                    }
+                    // Removed, replaced or read back since we looked: look again.
+                }
+                Err(source) => return Err(StoreError::Read { path, source }),
+            }
+        }
+    }
+
     /// Whether a result for `id` is held, in memory or on disk.
     #[cfg(test)]
     pub fn contains(&self, id: TaskId) -> bool {
@@ -430,6 +455,12 @@ fn remove_file_logged(path: &Path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => log::warn!("cannot remove spill file {}: {e}", path.display()),
     }
+}
+
+/// A result to be sent: its bytes in memory, or its spill file and length.
+pub enum Source {
+    Memory(Data),
+    File { file: fs::File, len: u64 },
 }
 
 #[cfg(test)]

@@ -585,3 +585,28 @@ fn a_million_tiny_results_with_a_few_spilled() {
     assert_eq!(files_in(&dir).len(), 9);
     store.sanity_check();
 }
+
+/// A spilled result is opened to be sent, not read back: it stays spilled, costs no memory,
+/// and its file reads whole even when the store removes it meanwhile.
+#[test]
+fn a_spilled_result_is_opened_as_its_file_and_stays_on_disk() {
+    let (_tmp, dir) = scratch();
+    let store = Store::new(dir, Some(150));
+    store.put(TaskId(1), bytes(100, 1)).unwrap();
+    store.put(TaskId(2), bytes(100, 2)).unwrap();
+    assert!(store.is_spilled(TaskId(1)));
+    let in_memory = store.stats().in_memory_bytes;
+    let Some(Source::File { mut file, len }) = store.open(TaskId(1)).unwrap() else {
+        panic!("a spilled result opens as its file");
+    };
+    assert_eq!(len, 100);
+    assert!(store.is_spilled(TaskId(1)), "not read back");
+    assert_eq!(store.stats().in_memory_bytes, in_memory);
+    store.remove(TaskId(1));
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut got).unwrap();
+    assert_eq!(got, *bytes(100, 1));
+    assert!(matches!(store.open(TaskId(2)).unwrap(), Some(Source::Memory(d)) if *d == *bytes(100, 2)));
+    assert!(store.open(TaskId(1)).unwrap().is_none());
+    store.sanity_check();
+}
