@@ -138,8 +138,15 @@ impl Store {
         match next {
             AfterPut::Nothing => {}
             AfterPut::SpillDownTo(target) => {
-                // Already logged where it failed; the data stays in memory.
-                let _ = self.spill_down_to(target);
+                // Already logged where it failed; the data stays in memory. What was spilled
+                // is given back to the system at once: the allocator keeps freed blocks of
+                // this size for reuse, and the resident size the nanny watches would not
+                // fall until the next memory check spills again, too late under load.
+                if let Ok(spilled) = self.spill_down_to(target) {
+                    if spilled > 0 {
+                        crate::sys::release_free_memory();
+                    }
+                }
             }
             AfterPut::Write { serial, data } => self.write_through(id, serial, data),
         }
