@@ -90,8 +90,8 @@ struct Shared {
     status: HashMap<String, KeyStatus>,
     waiters: HashMap<String, Vec<Arc<WaitGroup>>>,
     replies: HashMap<RequestId, async_channel::Sender<ToClient>>,
-    /// Told (one token at most) whenever a key settles; see [`AsyncClient::settlements`].
-    watchers: Vec<async_channel::Sender<()>>,
+    /// Told the key whenever one settles; see [`AsyncClient::settlements`].
+    watchers: Vec<async_channel::Sender<String>>,
     /// Set once the scheduler connection is gone, with the reason.
     closed: Option<String>,
 }
@@ -105,7 +105,7 @@ impl Shared {
         }
         self.watchers.retain(|w| !w.is_closed());
         for w in &self.watchers {
-            let _ = w.try_send(());
+            let _ = w.try_send(key.clone());
         }
         self.status.insert(key, status);
     }
@@ -332,11 +332,11 @@ impl AsyncClient {
         Ok(())
     }
 
-    /// A signal that some key settled (finished or erred) since the last time it was read:
-    /// the receiver holds at most one token, and ends once the scheduler connection is gone.
-    /// For loops that react to keys as they settle, without a waiter per key and call.
-    pub fn settlements(&self) -> async_channel::Receiver<()> {
-        let (tx, rx) = async_channel::bounded(1);
+    /// Every key that settles (finishes or errs) from now on, as it does, so a loop that
+    /// reacts to keys looks at those and nothing else; the channel ends once the scheduler
+    /// connection is gone.
+    pub fn settlements(&self) -> async_channel::Receiver<String> {
+        let (tx, rx) = async_channel::unbounded();
         let mut s = self.inner.lock();
         if s.closed.is_none() {
             s.watchers.push(tx);

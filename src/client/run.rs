@@ -4,7 +4,7 @@
 use super::api::{AsyncClient, ClientError, KeyStatus};
 use super::graph::{Graph, OutputTarget};
 use crate::protocol::TaskError;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::time::Duration;
 
@@ -76,15 +76,24 @@ pub async fn run_graph(client: &AsyncClient, graph: Graph, progress: bool) -> Re
     let mut outputs = Outputs::new(&graph.outputs);
     // What each wanted key came to, once it settled for good.
     let mut settled: BTreeMap<String, Option<TaskError>> = BTreeMap::new();
-    let mut pending: Vec<String> = wanted.clone();
+    // The keys to look at: all at first (some may have settled before the loop), then those
+    // the client hears settle, so each settlement costs the loop one look, not a scan.
+    let mut look: Vec<String> = wanted.clone();
     let mut last_drawn = std::time::Instant::now();
-    while !pending.is_empty() {
+    while settled.len() < wanted.len() {
         let mut finished = Vec::new();
         let mut erred = Vec::new();
-        for k in &pending {
-            match client.status(k) {
-                Some(KeyStatus::Finished { .. }) => finished.push(k.clone()),
-                Some(KeyStatus::Erred(e)) => erred.push((k.clone(), e)),
+        // A key may be listed twice (settled before the loop, and heard of).
+        look.sort_unstable();
+        look.dedup();
+        for k in look.drain(..) {
+            if !in_wanted.contains(&k) || settled.contains_key(&k) {
+                continue;
+            }
+            match client.status(&k) {
+                Some(KeyStatus::Finished { .. }) => finished.push(k),
+                Some(KeyStatus::Erred(e)) => erred.push((k, e)),
+                // Lost and computed again: it settles again.
                 _ => {}
             }
         }
@@ -97,8 +106,12 @@ pub async fn run_graph(client: &AsyncClient, graph: Graph, progress: bool) -> Re
                     }
                 }
                 // One of them erred after all (lost, then failed when computed again): look
-                // again at what settled.
-                Err(ClientError::Task { .. }) => continue,
+                // again at these.
+                Err(ClientError::Task { .. }) => {
+                    look.extend(finished);
+                    look.extend(erred.into_iter().map(|(k, _)| k));
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -112,25 +125,37 @@ pub async fn run_graph(client: &AsyncClient, graph: Graph, progress: bool) -> Re
         for k in finished {
             settled.insert(k, None);
         }
-        pending.retain(|k| !settled.contains_key(k));
-        if progress && (pending.is_empty() || last_drawn.elapsed() >= Duration::from_millis(100)) {
+        let done = settled.len() == wanted.len();
+        if progress && (done || last_drawn.elapsed() >= Duration::from_millis(100)) {
             draw_progress(client, &settled, wanted.len(), total).await;
             last_drawn = std::time::Instant::now();
         }
-        if pending.is_empty() {
+        if done {
             break;
         }
-        if progress {
+        let next = if progress {
             let tick = async {
                 async_io::Timer::after(Duration::from_millis(100)).await;
-                Ok(())
+                Err(async_channel::RecvError)
             };
-            futures_lite::future::or(settlements.recv(), tick).await.ok();
+            futures_lite::future::or(settlements.recv(), tick).await
         } else {
-            // A closed channel means the scheduler is gone: the next status or gather says so.
-            if settlements.recv().await.is_err() {
-                client.wait(&pending).await?;
+            settlements.recv().await
+        };
+        match next {
+            Ok(k) => {
+                look.push(k);
+                while let Ok(k) = settlements.try_recv() {
+                    look.push(k);
+                }
             }
+            Err(_) if settlements.is_closed() => {
+                // The scheduler is gone: waiting says so.
+                let open: Vec<String> = wanted.iter().filter(|k| !settled.contains_key(*k)).cloned().collect();
+                client.wait(&open).await?;
+                look.extend(open);
+            }
+            Err(_) => {}
         }
     }
     if progress {
@@ -168,7 +193,8 @@ struct Outputs<'g> {
     /// Results for stdout that arrived before their turn, and outputs that will never
     /// come (their task erred: `None`).
     waiting: BTreeMap<usize, Option<Vec<u8>>>,
-    keys: HashSet<&'g str>,
+    /// Each output key's places in `targets`.
+    places: HashMap<&'g str, Vec<usize>>,
 }
 
 impl<'g> Outputs<'g> {
@@ -177,17 +203,29 @@ impl<'g> Outputs<'g> {
             targets,
             next_stdout: 0,
             waiting: BTreeMap::new(),
-            keys: targets.iter().map(|o| o.key.as_str()).collect(),
+            places: {
+                let mut places: HashMap<&str, Vec<usize>> = HashMap::new();
+                for (i, o) in targets.iter().enumerate() {
+                    places.entry(o.key.as_str()).or_default().push(i);
+                }
+                places
+            },
         }
     }
 
     fn wants(&self, key: &str) -> bool {
-        self.keys.contains(key)
+        self.places.contains_key(key)
+    }
+
+    /// The places of `key` among the outputs.
+    fn places(&self, key: &str) -> Vec<usize> {
+        self.places.get(key).cloned().unwrap_or_default()
     }
 
     /// `key`'s result: written to each of its files, and queued for stdout.
     fn deliver(&mut self, key: &str, bytes: Vec<u8>) -> Result<(), RunError> {
-        for (i, o) in self.targets.iter().enumerate().filter(|(_, o)| o.key == key) {
+        for i in self.places(key) {
+            let o = &self.targets[i];
             match &o.target {
                 OutputTarget::Stdout => {
                     self.waiting.insert(i, Some(bytes.clone()));
@@ -204,7 +242,7 @@ impl<'g> Outputs<'g> {
 
     /// `key` erred: its stdout turns are passed over.
     fn skip(&mut self, key: &str) -> Result<(), RunError> {
-        for (i, _) in self.targets.iter().enumerate().filter(|(_, o)| o.key == key) {
+        for i in self.places(key) {
             self.waiting.insert(i, None);
         }
         self.print_ready()
