@@ -13,6 +13,8 @@ pub struct Stat {
     pub pgrp: i32,
     /// Clock ticks after boot at which it started: with the pid, names one process for good.
     pub start: u64,
+    /// CPU time used so far (user and system), in clock ticks.
+    pub cpu_ticks: u64,
 }
 
 impl Stat {
@@ -32,6 +34,7 @@ pub fn stat(pid: i32) -> Option<Stat> {
         ppid: fields.get(1)?.parse().ok()?,
         pgrp: fields.get(2)?.parse().ok()?,
         start: fields.get(19)?.parse().ok()?,
+        cpu_ticks: fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?,
     })
 }
 

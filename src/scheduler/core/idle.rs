@@ -103,15 +103,11 @@ impl Core {
 
     /// Drops `t`'s result from every worker holding it.
     pub(super) fn drop_result(&mut self, t: TaskId) {
-        let task = self.tasks.get_mut(&t).expect("drop_result of a known task");
-        let holders = std::mem::take(&mut task.who_has);
-        let nbytes = task.nbytes;
-        task.state = TaskState::Released;
+        let holders = self.tasks[&t].who_has.clone();
         for w in holders {
-            let ws = self.workers.get_mut(&w).expect("holders are known workers");
-            ws.has_data.remove(&t);
-            ws.stored_bytes -= nbytes;
+            self.drop_holder(t, w);
             self.send(w, crate::protocol::ToWorker::ReleaseData { tasks: vec![t] });
         }
+        self.tasks.get_mut(&t).expect("drop_result of a known task").state = TaskState::Released;
     }
 }

@@ -15,6 +15,10 @@ impl Core {
     pub(super) fn replicate(&mut self, t: TaskId) {
         let Some(task) = self.tasks.get(&t) else { return };
         let want = task.options().replicas.max(1) as usize;
+        if want <= 1 && self.replicas_short.is_empty() {
+            // Most results: one copy wanted, nothing to do (this runs for every result).
+            return;
+        }
         if want <= 1 || task.state != TaskState::Memory || !self.needed(t) {
             self.replicas_short.remove(&t);
             return;

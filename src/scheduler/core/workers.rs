@@ -405,7 +405,7 @@ impl Core {
     }
 
     /// `h` no longer holds `t`'s result, as far as the scheduler knows.
-    fn drop_holder(&mut self, t: TaskId, h: WorkerId) {
+    pub(super) fn drop_holder(&mut self, t: TaskId, h: WorkerId) {
         let task = self.tasks.get_mut(&t).expect("drop_holder of a known task");
         if task.who_has.remove_item(h) {
             let ws = self.workers.get_mut(&h).expect("holders are known workers");
