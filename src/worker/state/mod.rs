@@ -185,6 +185,9 @@ pub struct WorkerCore {
     /// Function tasks that started but whose `Started` is not sent yet: sent by
     /// [`WorkerCore::report_starts`] unless their `Finished` goes first and says it all.
     unreported_starts: IdSet<TaskId>,
+    /// For each input of an assigned task, how many assigned tasks take it (counted once per
+    /// listing): whether a result is needed here, without a scan of every task.
+    input_refs: IdMap<TaskId, u32>,
     /// How many scheduler messages of this session were read: reports of results held
     /// carry it, so the scheduler can tell a `ReleaseData` that crossed them.
     pub(super) seen: u64,
@@ -215,6 +218,7 @@ impl WorkerCore {
             replicating: Default::default(),
             unreported_starts: Default::default(),
             behind: Default::default(),
+            input_refs: Default::default(),
             seen: 0,
             life,
         }
@@ -311,6 +315,9 @@ impl WorkerCore {
         } else {
             Phase::Fetching { missing }
         };
+        for d in &ct.deps {
+            *self.input_refs.entry(d.id).or_insert(0) += 1;
+        }
         self.tasks.insert(
             ct.id,
             Assigned {
@@ -456,6 +463,7 @@ impl WorkerCore {
         }
         self.unreported_starts.remove(&task);
         let t = self.tasks.remove(&task).expect("checked above");
+        self.unref_inputs(&t.deps);
         self.free_slot(t.function);
         match outcome {
             Ok(nbytes) => {
@@ -564,7 +572,19 @@ impl WorkerCore {
 
     /// Whether a task assigned here takes `t` as input.
     fn needed_here(&self, t: TaskId) -> bool {
-        self.tasks.values().any(|a| a.deps.iter().any(|d| d.id == t))
+        self.input_refs.contains_key(&t)
+    }
+
+    /// A task with these inputs is no longer assigned here.
+    fn unref_inputs(&mut self, deps: &[DepLocation]) {
+        for d in deps {
+            if let Some(n) = self.input_refs.get_mut(&d.id) {
+                *n -= 1;
+                if *n == 0 {
+                    self.input_refs.remove(&d.id);
+                }
+            }
+        }
     }
 
     pub fn on_cancel(&mut self, tasks: Vec<TaskId>) {
@@ -613,6 +633,7 @@ impl WorkerCore {
         let Some(t) = self.tasks.remove(&task) else {
             return;
         };
+        self.unref_inputs(&t.deps);
         self.unreported_starts.remove(&task);
         if matches!(t.phase, Phase::Running | Phase::Handed) {
             self.free_slot(t.function);

@@ -6,6 +6,13 @@ impl WorkerCore {
     /// Asserts the invariants between the tables: slots, queues, fetches in flight, held
     /// results, the paused state and the lifecycle. The tests call it after every step.
     pub fn sanity_check(&self) {
+        let mut refs: crate::idmap::IdMap<crate::protocol::TaskId, u32> = Default::default();
+        for t in self.tasks.values() {
+            for d in &t.deps {
+                *refs.entry(d.id).or_insert(0) += 1;
+            }
+        }
+        assert_eq!(refs, self.input_refs, "input references of the assigned tasks");
         let started: Vec<&Assigned> = self
             .tasks
             .values()
