@@ -496,10 +496,7 @@ impl Shell {
                 self.core.on_function_started(task, attempt)
             }
             Event::Executed(task, attempt, outcome) => {
-                self.forget_claim(task, attempt);
-                if self.executions.get(&task).is_some_and(|(a, _)| *a == attempt) {
-                    self.executions.remove(&task);
-                }
+                self.take_execution(task, attempt);
                 match outcome {
                     Ok(data) => {
                         let n = data.len() as u64;
@@ -510,10 +507,7 @@ impl Shell {
                 }
             }
             Event::InputMissing(task, attempt, dep) => {
-                self.forget_claim(task, attempt);
-                if self.executions.get(&task).is_some_and(|(a, _)| *a == attempt) {
-                    self.executions.remove(&task);
-                }
+                self.take_execution(task, attempt);
                 self.core.on_input_missing(task, attempt, dep);
             }
         }
@@ -562,10 +556,21 @@ impl Shell {
     }
 
     /// Forgets the function-thread claim of this assignment of `task` (not a newer one's).
-    fn forget_claim(&mut self, task: TaskId, attempt: AttemptId) {
+    fn forget_claim(&mut self, task: TaskId, attempt: AttemptId) -> Option<Arc<Claim>> {
         if self.claims.get(&task).is_some_and(|(a, _)| *a == attempt) {
-            self.claims.remove(&task);
+            return self.claims.remove(&task).map(|(_, c)| c);
         }
+        None
+    }
+
+    /// Ends this assignment of `task`'s execution here (not a newer one's): its handle is
+    /// dropped, which stops it, and its function-thread claim is returned to be retracted
+    /// or let go.
+    fn take_execution(&mut self, task: TaskId, attempt: AttemptId) -> Option<Arc<Claim>> {
+        if self.executions.get(&task).is_some_and(|(a, _)| *a == attempt) {
+            self.executions.remove(&task);
+        }
+        self.forget_claim(task, attempt)
     }
 
     fn store_put(&self, task: TaskId, data: Data) {
@@ -645,13 +650,8 @@ impl Shell {
                 self.executions.insert(task, (attempt, handle));
             }
             Effect::Kill(task, attempt) => {
-                if self.executions.get(&task).is_some_and(|(a, _)| *a == attempt) {
-                    self.executions.remove(&task);
-                }
-                if self.claims.get(&task).is_some_and(|(a, _)| *a == attempt) {
-                    if let Some((_, claim)) = self.claims.remove(&task) {
-                        claim.retract();
-                    }
+                if let Some(claim) = self.take_execution(task, attempt) {
+                    claim.retract();
                 }
             }
             Effect::Drop(tasks) => {
