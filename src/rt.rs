@@ -8,22 +8,23 @@
 //! Blocking work never runs here: functions run on the worker's function threads, file
 //! reads on `blocking`'s pool.
 //!
-//! After its last piece of work the executor's thread keeps polling, without blocking and
-//! yielding its core to anything runnable, for [`spin_budget`] (100 µs by default,
-//! `DISTD_SPIN_US`) before it sleeps in the reactor: the next message of a busy exchange is
-//! then handled at once, instead of after an idle core wakes up, which costs about 100 µs on
-//! a virtual machine.
+//! The executor's thread sleeps in the reactor as soon as no task is runnable: an idle
+//! process uses no CPU. (A spin that polled on for 100 µs after the last work was measured
+//! and removed: see ARCHITECTURE.md, "Rest when idle".)
+//!
+//! A shell's loop takes its events from an [`Inbox`]: ordinary events in order, and an urgent
+//! lane (stop requests, from a signal) that overtakes any backlog. It handles at most
+//! [`BATCH`] events before it lets the executor's other tasks run ([`yield_now`]), so a
+//! stream of events that never pauses cannot starve them (the signal handler among them).
 //!
 //! [`DeadlineWait`] is how every state machine's shell waits: for its next event or its
 //! machine's next deadline, with one timer that moves only when the deadline does.
 
 use async_executor::{Executor, Task};
 use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 static EXECUTOR: Executor<'static> = Executor::new();
 
@@ -39,9 +40,8 @@ fn ensure_runner() {
     BACKGROUND.get_or_init(|| {
         RUNNER.store(true, Ordering::Release);
         let spawned = std::thread::Builder::new().name("distd-rt".into()).spawn(|| loop {
-            let _ = std::panic::catch_unwind(|| {
-                async_io::block_on(Spin::new(EXECUTOR.run(futures_lite::future::pending::<()>())))
-            });
+            let _ =
+                std::panic::catch_unwind(|| async_io::block_on(EXECUTOR.run(futures_lite::future::pending::<()>())));
         });
         if let Err(e) = spawned {
             panic!("cannot start distd's runtime thread: {e}");
@@ -52,7 +52,7 @@ fn ensure_runner() {
 /// Spawns a task on distd's executor. Dropping the returned handle cancels the task.
 pub fn spawn<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> Task<T> {
     ensure_runner();
-    EXECUTOR.spawn(counted(future))
+    EXECUTOR.spawn(future)
 }
 
 /// Runs `future` to completion on this thread, which runs every distd task meanwhile. For a
@@ -60,76 +60,68 @@ pub fn spawn<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static
 /// started.
 pub fn block_on<T>(future: impl Future<Output = T>) -> T {
     RUNNER.store(true, Ordering::Release);
-    async_io::block_on(Spin::new(EXECUTOR.run(counted(future))))
+    async_io::block_on(EXECUTOR.run(future))
 }
 
-/// Polls of distd's tasks so far: the executor's thread watches it to tell work from idling.
-static POLLS: AtomicU64 = AtomicU64::new(0);
+/// Most events a shell's loop handles in a row before it lets the executor's other tasks
+/// run (readers, writers, the signal handler): enough that the per-batch work (timers, the
+/// outbox) is spread thin, few enough that a burst never holds the thread for long.
+pub const BATCH: usize = 256;
 
-/// How long, by default, a thread keeps looking for work after its last before it sleeps.
-const DEFAULT_SPIN_US: u64 = 100;
+/// Lets the executor's other tasks run once before this one goes on.
+pub use futures_lite::future::yield_now;
 
-/// How long the executor's thread (and a function thread) keeps looking for work after its
-/// last before it sleeps: `DISTD_SPIN_US` microseconds, 0 to sleep at once.
-pub(crate) fn spin_budget() -> Duration {
-    static BUDGET: OnceLock<Duration> = OnceLock::new();
-    *BUDGET.get_or_init(|| {
-        let us = match std::env::var("DISTD_SPIN_US") {
-            Err(_) => DEFAULT_SPIN_US,
-            Ok(v) => v.trim().parse().unwrap_or_else(|_| {
-                log::warn!("DISTD_SPIN_US={v:?} is not a number of microseconds; using {DEFAULT_SPIN_US}");
-                DEFAULT_SPIN_US
-            }),
-        };
-        Duration::from_micros(us)
-    })
+/// Where a shell's events come from: ordinary events in the order they were sent, and an
+/// urgent lane whose events overtake every ordinary one already queued. A stop request
+/// (a signal) goes in the urgent lane, so no backlog of messages delays it.
+pub struct Inbox<T> {
+    urgent: async_channel::Receiver<T>,
+    events: async_channel::Receiver<T>,
 }
 
-/// `inner`, with its polls counted in [`POLLS`].
-fn counted<F: Future>(inner: F) -> impl Future<Output = F::Output> {
-    let mut inner = Box::pin(inner);
-    futures_lite::future::poll_fn(move |cx| {
-        POLLS.fetch_add(1, Ordering::Relaxed);
-        inner.as_mut().poll(cx)
-    })
+/// The two ends that send to an [`Inbox`].
+pub struct Senders<T> {
+    /// Ordinary events, handled in order.
+    pub events: async_channel::Sender<T>,
+    /// Events that overtake the queued ordinary ones.
+    pub urgent: async_channel::Sender<T>,
 }
 
-/// Keeps the executor's thread awake for a moment after its last work: it polls the
-/// reactor without blocking, yielding the core to anything else runnable, so a message
-/// arriving soon is handled at once instead of waiting for an idle core to wake up.
-struct Spin<F> {
-    inner: Pin<Box<F>>,
-    seen: u64,
-    last_work: Instant,
+/// A new inbox and its senders. The inbox counts as closed once every ordinary sender is
+/// gone; the urgent lane alone does not keep it open.
+pub fn inbox<T>() -> (Senders<T>, Inbox<T>) {
+    let (events, events_rx) = async_channel::unbounded();
+    let (urgent, urgent_rx) = async_channel::unbounded();
+    (
+        Senders { events, urgent },
+        Inbox {
+            urgent: urgent_rx,
+            events: events_rx,
+        },
+    )
 }
 
-impl<F> Spin<F> {
-    fn new(inner: F) -> Spin<F> {
-        Spin {
-            inner: Box::pin(inner),
-            seen: 0,
-            last_work: Instant::now(),
-        }
+impl<T> Inbox<T> {
+    /// The next event if one is queued: an urgent one first.
+    pub fn try_next(&self) -> Option<T> {
+        self.urgent.try_recv().or_else(|_| self.events.try_recv()).ok()
     }
-}
 
-impl<F: Future> Future for Spin<F> {
-    type Output = F::Output;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        if let Poll::Ready(v) = self.inner.as_mut().poll(cx) {
-            return Poll::Ready(v);
+    /// Waits for the next event (an urgent one first); `None` once the ordinary lane closed
+    /// and nothing urgent is queued.
+    pub async fn next(&self) -> Option<T> {
+        use futures_lite::FutureExt;
+        if let Some(ev) = self.try_next() {
+            return Some(ev);
         }
-        let polls = POLLS.load(Ordering::Relaxed);
-        let now = Instant::now();
-        if polls != self.seen {
-            self.seen = polls;
-            self.last_work = now;
-        }
-        if now.duration_since(self.last_work) < spin_budget() {
-            std::thread::yield_now();
-            cx.waker().wake_by_ref();
-        }
-        Poll::Pending
+        let urgent = async {
+            match self.urgent.recv().await {
+                Ok(ev) => Some(ev),
+                // Nobody can send an urgent event any more: only the ordinary lane matters.
+                Err(_) => futures_lite::future::pending().await,
+            }
+        };
+        urgent.or(async { self.events.recv().await.ok() }).await
     }
 }
 
@@ -152,15 +144,15 @@ pub struct DeadlineWait {
 }
 
 impl DeadlineWait {
-    pub async fn next<T>(&mut self, events: &async_channel::Receiver<T>, deadline: Option<Instant>) -> Woke<T> {
+    pub async fn next<T>(&mut self, events: &Inbox<T>, deadline: Option<Instant>) -> Woke<T> {
         use futures_lite::FutureExt;
         if self.armed.as_ref().map(|(at, _)| *at) != deadline {
             self.armed = deadline.map(|at| (at, async_io::Timer::at(at)));
         }
         let event = async {
-            match events.recv().await {
-                Ok(ev) => Woke::Event(ev),
-                Err(_) => Woke::Closed,
+            match events.next().await {
+                Some(ev) => Woke::Event(ev),
+                None => Woke::Closed,
             }
         };
         let Some((_, timer)) = self.armed.as_mut() else {
@@ -183,11 +175,13 @@ impl DeadlineWait {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn the_wait_ends_with_the_next_event_or_the_deadline_and_rearms_after_it_fired() {
         block_on(async {
-            let (tx, rx) = async_channel::unbounded::<u32>();
+            let (tx, rx) = inbox::<u32>();
+            let tx = tx.events;
             let mut wait = DeadlineWait::default();
             let waiting = futures_lite::future::poll_once(wait.next(&rx, None)).await;
             assert!(waiting.is_none(), "no event, no deadline: it waits");
@@ -200,6 +194,28 @@ mod tests {
             assert!(matches!(wait.next(&rx, Some(soon)).await, Woke::Deadline));
             drop(tx);
             assert!(matches!(wait.next(&rx, None).await, Woke::Closed));
+        });
+    }
+
+    #[test]
+    fn urgent_events_overtake_the_queued_ones_and_the_inbox_closes_with_its_ordinary_lane() {
+        block_on(async {
+            let (tx, rx) = inbox::<u32>();
+            for i in 0..1000 {
+                tx.events.try_send(i).expect("open");
+            }
+            tx.urgent.try_send(9999).expect("open");
+            assert_eq!(rx.next().await, Some(9999), "the urgent event comes first");
+            assert_eq!(rx.try_next(), Some(0), "then the others, in order");
+            let Senders { events, urgent } = tx;
+            drop(urgent);
+            assert_eq!(rx.next().await, Some(1), "a closed urgent lane leaves the rest");
+            drop(events);
+            let mut left = 0;
+            while rx.next().await.is_some() {
+                left += 1;
+            }
+            assert_eq!(left, 998, "what was queued is still handed out before the end");
         });
     }
 }

@@ -22,6 +22,11 @@ use std::time::{Duration, Instant};
 const LINK_RETRY: Duration = Duration::from_secs(1);
 const LINK_RETRY_MAX: Duration = Duration::from_secs(30);
 
+/// The longest wait between memory checks while no worker's memory moves: an idle nanny
+/// wakes about once a second, and memory that starts to grow is seen within this long and
+/// then every [`MemoryPolicy::CHECK_EVERY`].
+pub const MEMORY_CHECK_AT_REST: Duration = Duration::from_secs(1);
+
 /// What the nanny's shell must do. `slot` indexes the workers as named at the start.
 #[derive(Clone, Debug, PartialEq)]
 pub enum NannyAction {
@@ -79,6 +84,13 @@ pub struct NannyCore {
     link_backoff: Duration,
     /// None without a memory limit, or once done.
     next_memory_check: Option<Instant>,
+    /// The wait from one memory check to the next: [`MemoryPolicy::CHECK_EVERY`] while a
+    /// worker's memory moves, doubling up to [`MEMORY_CHECK_AT_REST`] while none does.
+    memory_every: Duration,
+    /// Each slot's last memory reading, to tell movement from rest.
+    last_rss: Vec<Option<u64>>,
+    /// A reading that differs from the last by more than this (1% of the limit) is movement.
+    moved_by: u64,
     outbox: Vec<NannyAction>,
 }
 
@@ -86,6 +98,7 @@ impl NannyCore {
     /// Supervises one worker per name, each started at once (at the first `on_timer`).
     pub fn new(names: Vec<String>, policy: &Policy, now: Instant) -> NannyCore {
         let names_empty = names.is_empty();
+        let slots = names.len();
         NannyCore {
             slots: names
                 .into_iter()
@@ -100,6 +113,9 @@ impl NannyCore {
             link: Link::Down { retry: Some(now) },
             link_backoff: LINK_RETRY,
             next_memory_check: (policy.memory.is_limited() && !names_empty).then(|| now + MemoryPolicy::CHECK_EVERY),
+            memory_every: MemoryPolicy::CHECK_EVERY,
+            last_rss: vec![None; slots],
+            moved_by: policy.memory.limit() / 100,
             outbox: Vec::new(),
         }
     }
@@ -145,7 +161,9 @@ impl NannyCore {
             self.drain(i, now);
         }
         if let Some(at) = self.next_memory_check.filter(|at| *at <= now) {
-            self.next_memory_check = (!self.is_done()).then(|| at.max(now) + MemoryPolicy::CHECK_EVERY);
+            self.next_memory_check = (!self.is_done()).then(|| at.max(now) + self.memory_every);
+            // Slower next time unless a reading of this round moves (see `on_memory`).
+            self.memory_every = (self.memory_every * 2).min(MEMORY_CHECK_AT_REST);
             self.outbox.push(NannyAction::SampleMemory);
         }
     }
@@ -181,6 +199,14 @@ impl NannyCore {
 
     /// A memory reading of the slot's live worker, as asked by [`NannyAction::SampleMemory`].
     pub fn on_memory(&mut self, slot: usize, rss: u64, now: Instant) {
+        let last = self.last_rss[slot].replace(rss);
+        if last.is_none_or(|l| l.abs_diff(rss) > self.moved_by) {
+            // Memory moves: watch it closely again, from now on.
+            self.memory_every = MemoryPolicy::CHECK_EVERY;
+            if let Some(at) = &mut self.next_memory_check {
+                *at = (*at).min(now + MemoryPolicy::CHECK_EVERY);
+            }
+        }
         self.slots[slot].supervisor.on_memory(rss, now);
         self.drain(slot, now);
     }
@@ -399,6 +425,28 @@ mod tests {
         assert!(a.contains(&NannyAction::Kill { slot: 0 }), "{a:?}");
         n.on_exit(0, ExitKind::Signal(9), grace);
         assert!(n.0.is_done());
+    }
+
+    #[test]
+    fn memory_checks_slow_down_to_once_a_second_at_rest_and_speed_up_when_memory_moves() {
+        let t0 = Instant::now();
+        let mut n = Checked::started(1, t0);
+        let mut gaps = Vec::new();
+        let mut last = t0;
+        // Limit 1000: readings within 10 bytes of the last are rest.
+        for rss in [500, 505, 500, 508, 503, 500, 501, 600, 600, 600] {
+            let now = n.0.next_deadline().expect("a memory check is due");
+            n.on_timer(now);
+            assert_eq!(n.take_outbox(), vec![NannyAction::SampleMemory]);
+            n.on_memory(0, rss, now);
+            assert_eq!(n.take_outbox(), vec![]);
+            gaps.push(now.duration_since(last).as_millis() as u64);
+            last = now;
+        }
+        // The first reading is movement (nothing to compare with): two checks 100 ms apart,
+        // then 200, 400, 800 ms and 1 s at rest; 600 moves, so checks come every 100 ms
+        // again.
+        assert_eq!(gaps, [100, 100, 100, 200, 400, 800, 1000, 1000, 100, 100]);
     }
 
     #[test]

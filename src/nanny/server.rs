@@ -136,9 +136,11 @@ pub async fn supervise(config: NannyConfig, stop: async_channel::Receiver<()>) -
     // subreaper, so the double-forked guardian is not re-parented to it.
     let _ = crate::sys::cgroup::owner_dir();
     crate::sys::become_subreaper();
-    let (tx, rx) = async_channel::unbounded::<Event>();
+    let (senders, rx) = crate::rt::inbox::<Event>();
+    let tx = senders.events;
+    // Stop requests take the urgent lane: no queued event delays them.
     let _stops = {
-        let tx = tx.clone();
+        let tx = senders.urgent;
         crate::rt::spawn(async move {
             while stop.recv().await.is_ok() {
                 if tx.send(Event::Signal).await.is_err() {

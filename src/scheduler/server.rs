@@ -11,7 +11,7 @@ use crate::protocol::{
     serve, spawn_writer, ClientId, FrameError, FrameReader, FromClient, FromNanny, FromWorker, Hello, NannyId, Role,
     ToClient, ToNanny, ToWorker, WorkerId, WorkerInfo,
 };
-use crate::rt::{DeadlineWait, Woke};
+use crate::rt::{DeadlineWait, Inbox, Woke, BATCH};
 use smol::net::{TcpListener, TcpStream};
 use smol::Task;
 use std::collections::HashMap;
@@ -47,7 +47,10 @@ enum Event {
 /// A running scheduler.
 pub struct Scheduler {
     pub address: SocketAddr,
-    events: async_channel::Sender<Event>,
+    /// Keeps the loop's inbox open while this handle lives, whatever the connections do.
+    _events: async_channel::Sender<Event>,
+    /// The urgent lane: a stop overtakes every message already queued.
+    urgent: async_channel::Sender<Event>,
     main: Task<StopReason>,
 }
 
@@ -55,13 +58,14 @@ impl Scheduler {
     pub async fn start(config: SchedulerConfig) -> std::io::Result<Scheduler> {
         let listener = TcpListener::bind(config.listen).await?;
         let address = listener.local_addr()?;
-        let (tx, rx) = async_channel::unbounded();
-        let accept = crate::rt::spawn(accept_loop(listener, tx.clone()));
+        let (tx, rx) = crate::rt::inbox();
+        let accept = crate::rt::spawn(accept_loop(listener, tx.events.clone()));
         let main = crate::rt::spawn(core_loop(config, rx, accept));
         log::info!("scheduler listening at tcp://{address}");
         Ok(Scheduler {
             address,
-            events: tx,
+            _events: tx.events,
+            urgent: tx.urgent,
             main,
         })
     }
@@ -73,13 +77,13 @@ impl Scheduler {
 
     /// Tells every worker and client, closes all connections and returns.
     pub async fn stop(self) -> StopReason {
-        let _ = self.events.send(Event::Stop("scheduler shut down".into())).await;
+        let _ = self.urgent.send(Event::Stop("scheduler shut down".into())).await;
         self.main.await
     }
 
     /// A handle that can stop the scheduler from elsewhere.
     pub fn stopper(&self) -> SchedulerStopper {
-        SchedulerStopper(self.events.clone())
+        SchedulerStopper(self.urgent.clone())
     }
 }
 
@@ -93,23 +97,30 @@ impl SchedulerStopper {
     }
 }
 
-async fn core_loop(config: SchedulerConfig, events: async_channel::Receiver<Event>, accept: Task<()>) -> StopReason {
+async fn core_loop(config: SchedulerConfig, events: Inbox<Event>, accept: Task<()>) -> StopReason {
     let mut core = Core::new(config.core.clone(), Instant::now());
     let mut links = Links::default();
     let mut wait = DeadlineWait::default();
     let stop = loop {
         let mut stop = None;
+        let mut cut = false;
         match wait.next(&events, core.next_deadline()).await {
             Woke::Closed => break (StopReason::Requested, "scheduler shut down".to_string()),
             Woke::Deadline => {}
             Woke::Event(first) => {
                 let mut next = Some(first);
+                let mut handled = 0;
                 while let Some(ev) = next.take() {
                     if let Some(reason) = links.handle(&mut core, ev, Instant::now()) {
                         stop = Some((StopReason::Requested, reason));
                         break;
                     }
-                    next = events.try_recv().ok();
+                    handled += 1;
+                    cut = handled == BATCH;
+                    if cut {
+                        break;
+                    }
+                    next = events.try_next();
                 }
             }
         }
@@ -129,6 +140,10 @@ async fn core_loop(config: SchedulerConfig, events: async_channel::Receiver<Even
         }
         if let Some(s) = stop {
             break s;
+        }
+        if cut {
+            // More is queued: let the readers, writers and the signal handler run first.
+            crate::rt::yield_now().await;
         }
     };
     let Links {

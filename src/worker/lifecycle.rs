@@ -40,6 +40,11 @@ pub struct Life {
 }
 
 impl Life {
+    /// A spill asked for has not finished.
+    pub(crate) fn is_spilling(&self) -> bool {
+        self.spilling
+    }
+
     pub fn new(settings: &WorkerSettings, now: Instant) -> Life {
         Life {
             drain: settings.drain,
@@ -85,10 +90,10 @@ impl WorkerCore {
         }
         // The lifetime waits for a scheduler to hand the work to.
         let lifetime = life.lifetime_ends.filter(|_| life.connected);
-        [life.next_heartbeat, life.next_memory_check, lifetime]
-            .into_iter()
-            .flatten()
-            .min()
+        // Memory is watched while something can make it grow; at rest the heartbeat's reading
+        // is enough (a check that fell due meanwhile runs as soon as work comes).
+        let memory = life.next_memory_check.filter(|_| self.is_busy());
+        [life.next_heartbeat, memory, lifetime].into_iter().flatten().min()
     }
 
     /// Whatever is due at `now`: retire when the lifetime is up; ask for a memory reading
@@ -107,7 +112,7 @@ impl WorkerCore {
             self.life.next_heartbeat = Some(at.max(now) + self.life.heartbeat_every);
             sample = true;
         }
-        if let Some(at) = self.life.next_memory_check.filter(|at| *at <= now) {
+        if let Some(at) = self.life.next_memory_check.filter(|at| *at <= now && self.is_busy()) {
             self.life.next_memory_check = Some(at.max(now) + MemoryPolicy::CHECK_EVERY);
             sample = true;
         }

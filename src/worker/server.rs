@@ -19,7 +19,7 @@ use crate::protocol::{
     dial, spawn_writer, AttemptId, Data, DialError, FrameReader, FromWorker, PeerTimeouts, Role, TaskError, TaskId,
     TaskSpec, ToWorker, WorkerInfo,
 };
-use crate::rt::{DeadlineWait, Woke};
+use crate::rt::{DeadlineWait, Inbox, Woke, BATCH};
 use async_io::Timer;
 use futures_lite::FutureExt;
 use smol::net::{TcpListener, TcpStream};
@@ -162,7 +162,8 @@ impl Worker {
             pid: std::process::id(),
             host,
         };
-        let (events_tx, events_rx) = async_channel::unbounded();
+        let (senders, events_rx) = crate::rt::inbox();
+        let events_tx = senders.events;
         let session = register_patiently(Some(stream), &config, &info, events_tx.clone()).await?;
         let memory = MemoryPolicy::new(config.memory_limit);
         let store: Arc<Store> = Arc::new(
@@ -211,7 +212,7 @@ impl Worker {
             peer_address,
             name,
             scheduler: scheduler_addr.to_string(),
-            stop: events_tx,
+            stop: senders.urgent,
             main,
         })
     }
@@ -353,11 +354,7 @@ struct Shell {
 }
 
 impl Shell {
-    async fn run(
-        mut self,
-        mut session: Session,
-        events: async_channel::Receiver<Event>,
-    ) -> Result<WorkerExit, WorkerError> {
+    async fn run(mut self, mut session: Session, events: Inbox<Event>) -> Result<WorkerExit, WorkerError> {
         loop {
             self.core.on_registered(session.heartbeat, Instant::now());
             let ended = match self.apply_outbox(&session) {
@@ -397,11 +394,11 @@ impl Shell {
             let core = &mut self.core;
             let stopped = async {
                 loop {
-                    match events.recv().await {
-                        Ok(Event::Stop) => core.on_stop_requested(Instant::now()),
-                        Ok(Event::Spilled) => core.on_spilled(),
-                        Ok(_) => {}
-                        Err(_) => return WorkerExit::Stopped,
+                    match events.next().await {
+                        Some(Event::Stop) => core.on_stop_requested(Instant::now()),
+                        Some(Event::Spilled) => core.on_spilled(),
+                        Some(_) => {}
+                        None => return WorkerExit::Stopped,
                     }
                     for effect in core.take_outbox() {
                         if let Effect::Leave(exit) = effect {
@@ -421,17 +418,24 @@ impl Shell {
     }
 
     /// Handles events until the session ends, waking for the core's next deadline too.
-    async fn serve(&mut self, session: &Session, events: &async_channel::Receiver<Event>) -> Ended {
+    async fn serve(&mut self, session: &Session, events: &Inbox<Event>) -> Ended {
         let mut wait = DeadlineWait::default();
         loop {
+            let mut cut = false;
             match wait.next(events, self.core.next_deadline()).await {
                 Woke::Event(first) => {
                     let mut next = Some(first);
+                    let mut handled = 0;
                     while let Some(ev) = next.take() {
                         if let Some(end) = self.handle(ev, session) {
                             return end;
                         }
-                        next = events.try_recv().ok();
+                        handled += 1;
+                        cut = handled == BATCH;
+                        if cut {
+                            break;
+                        }
+                        next = events.try_next();
                     }
                 }
                 Woke::Closed => return Ended::Leave(WorkerExit::Stopped),
@@ -445,6 +449,11 @@ impl Shell {
             self.core.report_starts();
             if let Some(end) = self.apply_outbox(session) {
                 return end;
+            }
+            if cut {
+                // More is queued (function threads may finish tasks as fast as this loop
+                // takes them): let the connections and the signal handler run first.
+                crate::rt::yield_now().await;
             }
         }
     }

@@ -512,10 +512,17 @@ fn memory_above_the_thresholds_spills_pauses_and_resumes() {
         ..WorkerSettings::new(1)
     };
     let mut w = Sim::with(settings, t0);
+    let heartbeat = w.next_deadline().expect("a heartbeat is due");
+    assert!(
+        heartbeat > t0 + MemoryPolicy::CHECK_EVERY,
+        "at rest only the heartbeat reads memory"
+    );
+    w.on_compute(cmd(1));
+    assert_eq!(executes(&w.take_outbox()), vec![TaskId(1)]);
     assert_eq!(
         w.next_deadline(),
         Some(t0 + MemoryPolicy::CHECK_EVERY),
-        "memory is checked between heartbeats"
+        "while a task runs memory is checked between heartbeats"
     );
     let t1 = t0 + MemoryPolicy::CHECK_EVERY;
     w.on_timer(t1);
@@ -529,8 +536,6 @@ fn memory_above_the_thresholds_spills_pauses_and_resumes() {
     w.on_memory(750, 400, t1);
     assert_eq!(w.take_outbox(), vec![]);
     assert!(!w.core.is_paused());
-    w.on_compute(cmd(1));
-    assert_eq!(executes(&w.take_outbox()), vec![TaskId(1)]);
     // Above the pause threshold (80%): what runs goes on, nothing new starts.
     w.on_memory(850, 400, t1);
     assert!(w.core.is_paused());
@@ -549,6 +554,11 @@ fn memory_above_the_thresholds_spills_pauses_and_resumes() {
     // A spill that is over can be followed by another.
     w.on_memory(650, 100, t2);
     assert_eq!(w.take_outbox(), vec![Effect::Spill { keep: 50 }]);
+    // Nothing running, nothing spilling: at rest again, the heartbeat alone reads memory.
+    w.on_executed(TaskId(2), Ok(1));
+    w.on_spilled();
+    w.take_outbox();
+    assert!(w.next_deadline().expect("a heartbeat") > t2 + MemoryPolicy::CHECK_EVERY);
 }
 
 /// A spill the core asked for in the batch that lost the scheduler is dropped with the

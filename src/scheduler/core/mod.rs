@@ -51,8 +51,12 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::time::{Duration, Instant};
 
 /// How often the core looks for workers that missed their heartbeats and rebalances
-/// queues, while any worker is connected.
+/// queues, while any worker is connected and any task is known.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(200);
+
+/// The same with no task known: nothing to rebalance, only heartbeats to watch (a silent
+/// worker is then dropped up to this much later than its heartbeat timeout).
+const HOUSEKEEPING_IDLE: Duration = Duration::from_secs(2);
 
 /// Tunables of the scheduling policy.
 #[derive(Clone, Debug)]
@@ -205,7 +209,7 @@ impl Core {
     /// connected, a restart's patience, the idle timeout. `None` when nothing is pending: an
     /// idle scheduler sleeps.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let housekeeping = (!self.workers.is_empty()).then(|| self.last_housekeeping + HOUSEKEEPING_EVERY);
+        let housekeeping = (!self.workers.is_empty()).then(|| self.last_housekeeping + self.housekeeping_every());
         let restart = self.restart.as_ref().map(|r| r.deadline);
         let idle = self
             .config
@@ -216,6 +220,15 @@ impl Core {
             .into_iter()
             .flatten()
             .min()
+    }
+
+    /// How long from one housekeeping round to the next.
+    fn housekeeping_every(&self) -> Duration {
+        if self.tasks.is_empty() {
+            HOUSEKEEPING_IDLE
+        } else {
+            HOUSEKEEPING_EVERY
+        }
     }
 
     /// Notes the time an event brought. Called first by every event, so a core that was busy
@@ -295,7 +308,7 @@ impl Core {
                 self.outbox.push(Outgoing::Stop(StopReason::IdleTimeout(limit)));
             }
         }
-        if now < self.last_housekeeping + HOUSEKEEPING_EVERY {
+        if now < self.last_housekeeping + self.housekeeping_every() {
             return;
         }
         self.last_housekeeping = now;

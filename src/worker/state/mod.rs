@@ -224,6 +224,17 @@ impl WorkerCore {
         }
     }
 
+    /// Whether anything under way can make this worker's memory grow: a task running or
+    /// ready, a result on its way here, a spill, or a pause that waits for memory to fall.
+    pub(crate) fn is_busy(&self) -> bool {
+        self.running > 0
+            || !self.ready.is_empty()
+            || !self.fetching.is_empty()
+            || !self.replicating.is_empty()
+            || self.paused
+            || self.life.is_spilling()
+    }
+
     /// Everything decided since the last call, in order.
     pub fn take_outbox(&mut self) -> Vec<Effect> {
         std::mem::take(&mut self.outbox)
