@@ -6,7 +6,7 @@ PREFIX ?= /usr/local
 RELEASE_BIN := target/release/distd
 MUSL_TARGET := x86_64-unknown-linux-musl
 
-.PHONY: all build run test lint bench chaos static completions man install clean
+.PHONY: all build run test lint bench bench-loaded chaos static completions man install clean
 
 all: build
 
@@ -33,6 +33,10 @@ lint:
 
 bench: build
 	$(CARGO) run --release --example bench
+
+# The same beside another process that burns one core the whole time, as on a shared machine.
+bench-loaded: build
+	$(CARGO) run --release --example bench -- --loaded
 
 # Correctness under faults, at length (minutes): the cluster simulation over 20,000 seeds,
 # the fault-free 2,000-task graph 20 times in a row, and 2,000 tasks with a worker killed

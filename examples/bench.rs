@@ -5,8 +5,11 @@
 //! Progress and diagnostics go to stderr. A workload that fails prints
 //! `{"name", "error"}` instead, the others still run, and the suite exits 1.
 //!
-//! Usage: `bench [--quick] [--only NAME[,NAME...]] [--list]`; `BENCH_QUICK=1` is `--quick`
-//! (much smaller sizes, a sanity run). `DISTD_BIN` overrides the distd executable, which is
+//! Usage: `bench [--quick] [--loaded] [--only NAME[,NAME...]] [--list]`; `BENCH_QUICK=1` is
+//! `--quick` (much smaller sizes, a sanity run). `--loaded` (`BENCH_LOADED=1`, `make
+//! bench-loaded`) runs every workload beside another process that burns one core the whole
+//! time (`sh -c 'while :; do :; done'`), as on a shared machine; each line then says
+//! `"loaded": true`. `DISTD_BIN` overrides the distd executable, which is
 //! otherwise `distd` next to this example's directory (target/release/distd).
 //!
 //! Every wait is bounded, and every process is killed with its process group and reaped when
@@ -139,6 +142,7 @@ const WORKLOADS: &[(&str, Workload)] = &[
 /// The command line, parsed.
 struct Options {
     quick: bool,
+    loaded: bool,
     only: Option<Vec<String>>,
     list: bool,
 }
@@ -146,6 +150,7 @@ struct Options {
 fn parse_options() -> Outcome<Options> {
     let mut opts = Options {
         quick: std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0"),
+        loaded: std::env::var("BENCH_LOADED").is_ok_and(|v| !v.is_empty() && v != "0"),
         only: None,
         list: false,
     };
@@ -153,6 +158,7 @@ fn parse_options() -> Outcome<Options> {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => opts.quick = true,
+            "--loaded" => opts.loaded = true,
             "--list" => opts.list = true,
             "--only" => {
                 let names = args
@@ -162,7 +168,7 @@ fn parse_options() -> Outcome<Options> {
             }
             other => {
                 return fail(format!(
-                    "unknown argument {other:?} (try --quick, --only NAMES, --list)"
+                    "unknown argument {other:?} (try --quick, --loaded, --only NAMES, --list)"
                 ))
             }
         }
@@ -259,6 +265,29 @@ fn main() -> ExitCode {
         bench.open_files.0,
         bench.open_files.1
     );
+    // The other process of a loaded run: it burns one core until the suite ends.
+    let _burner = match opts.loaded {
+        false => None,
+        true => {
+            let burn = ["-c".to_string(), "while :; do :; done".to_string()];
+            match procs::Proc::spawn(
+                "core burner",
+                std::path::Path::new("/bin/sh"),
+                &burn,
+                &bench.env.dir.join("burner.log"),
+                procs::Output::Discard,
+            ) {
+                Ok(p) => {
+                    eprintln!("bench: loaded run: process {} burns one core meanwhile", p.pid());
+                    Some(p)
+                }
+                Err(e) => {
+                    eprintln!("bench: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
     let suite = Instant::now();
     let mut failed = Vec::new();
     for (name, workload) in WORKLOADS {
@@ -269,6 +298,7 @@ fn main() -> ExitCode {
         let start = Instant::now();
         match run_one(&bench, *workload) {
             Ok(report) => {
+                let report = report.field("loaded", opts.loaded);
                 println!("{}", report.to_line());
                 eprintln!(
                     "bench: {name} done in {:.1} s (median {:.1})",

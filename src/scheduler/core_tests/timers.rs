@@ -26,8 +26,20 @@ fn housekeeping_is_due_only_while_workers_are_connected() {
     let mut cl = Cluster::new();
     cl.add_worker("w1", 1);
     let deadline = cl.core.next_deadline().expect("heartbeats are watched");
-    assert!(deadline > cl.now && deadline <= cl.now + Duration::from_secs(1));
+    assert!(
+        deadline > cl.now + Duration::from_secs(1) && deadline <= cl.now + Duration::from_secs(2),
+        "with no task, only heartbeats to watch: every 2 s"
+    );
+    let c = cl.add_client();
+    cl.submit(c, vec![task("a")], &["a"]);
+    let deadline = cl.core.next_deadline().expect("a task to balance");
+    assert!(
+        deadline <= cl.now + Duration::from_millis(200),
+        "with a task known, queues are balanced every 200 ms"
+    );
     cl.lose_worker("w1");
+    cl.disconnect(c);
+    assert_eq!(cl.core.next_deadline(), None);
     assert_eq!(cl.core.next_deadline(), None);
 }
 
