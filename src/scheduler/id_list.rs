@@ -66,10 +66,10 @@ impl<T: Copy + Eq + Hash> Indexed<T> {
     fn push(&mut self, id: T) {
         let pos = self.ids.len() as u32;
         self.ids.push(id);
-        if self.first.contains_key(&id) {
-            self.more.entry(id).or_default().push(pos);
+        if let std::collections::hash_map::Entry::Vacant(e) = self.first.entry(id) {
+            e.insert(pos);
         } else {
-            self.first.insert(id, pos);
+            self.more.entry(id).or_default().push(pos);
         }
     }
 
