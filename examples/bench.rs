@@ -21,6 +21,8 @@ mod cluster;
 mod procs;
 #[path = "bench/report.rs"]
 mod report;
+#[path = "bench/shapes.rs"]
+mod shapes;
 #[path = "bench/standins.rs"]
 mod standins;
 #[path = "bench/system.rs"]
@@ -57,6 +59,12 @@ pub struct Sizes {
     pub memory_batch: usize,
     pub standins: usize,
     pub standin_tasks: usize,
+    /// Inputs of the one task of fan-in.
+    pub fan_in: usize,
+    /// Tasks over the one input of fan-out.
+    pub fan_out: usize,
+    /// Tasks (each an output) of the graph of many-outputs.
+    pub many_outputs: usize,
 }
 
 impl Sizes {
@@ -76,6 +84,9 @@ impl Sizes {
             memory_batch: 100_000,
             standins: 1_000,
             standin_tasks: 100_000,
+            fan_in: 100_000,
+            fan_out: 100_000,
+            many_outputs: 100_000,
         }
     }
 
@@ -95,6 +106,9 @@ impl Sizes {
             memory_batch: 5_000,
             standins: 50,
             standin_tasks: 2_000,
+            fan_in: 2_000,
+            fan_out: 2_000,
+            many_outputs: 2_000,
         }
     }
 }
@@ -130,6 +144,9 @@ const WORKLOADS: &[(&str, Workload)] = &[
     ("map-noop-nanny", |b| tasks::map_noop(b, true)),
     ("chain", tasks::chain),
     ("tree", tasks::tree),
+    ("fan-in", shapes::fan_in),
+    ("fan-out", shapes::fan_out),
+    ("many-outputs", shapes::many_outputs),
     ("latency", tasks::latency),
     ("map-cmd", tasks::map_cmd),
     ("transfer", transfer::transfer),

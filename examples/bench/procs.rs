@@ -119,6 +119,25 @@ impl Proc {
         }
     }
 
+    /// Waits for the process to exit, within `limit`: its exit status.
+    pub fn wait_exit(&mut self, limit: Duration) -> Outcome<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Ok(status),
+                Ok(None) if Instant::now() >= deadline => {
+                    return fail(format!(
+                        "the {} did not exit within {limit:?} (its log: {})",
+                        self.label,
+                        self.log.display()
+                    ))
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+                Err(e) => return fail(format!("cannot wait for the {}: {e}", self.label)),
+            }
+        }
+    }
+
     /// Fails if the process has exited.
     pub fn check_alive(&mut self) -> Outcome<()> {
         match self.child.try_wait() {

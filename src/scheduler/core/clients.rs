@@ -4,6 +4,7 @@
 use super::task::Task;
 use super::task::TaskState;
 use super::{Core, Outgoing};
+use crate::idmap::IdSet;
 use crate::protocol::{
     ClientId, ClusterInfo, FromClient, KeyLocation, LocationProblem, TaskId, ToClient, WorkerSummary,
 };
@@ -79,9 +80,12 @@ impl Core {
                 }
             }
             FromClient::Cancel { keys } => {
+                // Tasks found wanted by no other client downstream, for the whole message:
+                // cancelling many keys that share what is downstream of them looks at it once.
+                let mut clean = IdSet::default();
                 for k in keys {
                     if let Some(t) = self.tasks.id_of(&k) {
-                        self.on_cancel(id, t);
+                        self.on_cancel(id, t, &mut clean);
                     }
                 }
             }
@@ -111,8 +115,8 @@ impl Core {
     /// Client `c` cancels `t`. If another client still waits for `t` or for something
     /// downstream of it, only `c` lets go: it is told `t` is cancelled and no longer wants it.
     /// Otherwise `t` stops and errs as cancelled, with everything downstream.
-    fn on_cancel(&mut self, c: ClientId, t: TaskId) {
-        if !self.wanted_by_others(t, c) {
+    fn on_cancel(&mut self, c: ClientId, t: TaskId, clean: &mut IdSet<TaskId>) {
+        if !self.wanted_by_others(t, c, clean) {
             self.cancel(t);
             return;
         }
@@ -132,20 +136,25 @@ impl Core {
         );
     }
 
-    /// Whether a client other than `c` wants `t` or a task downstream of it.
-    fn wanted_by_others(&self, t: TaskId, c: ClientId) -> bool {
-        let mut seen = crate::idmap::IdSet::default();
+    /// Whether a client other than `c` wants `t` or a task downstream of it. `clean` holds
+    /// tasks already found wanted by none but `c` with all that is downstream of them: they
+    /// are not looked at again, and what this search finds clean joins them. (What `c`
+    /// cancels changes neither: other clients' wants stay, and edges only go.)
+    fn wanted_by_others(&self, t: TaskId, c: ClientId, clean: &mut IdSet<TaskId>) -> bool {
+        let mut seen = IdSet::default();
         let mut stack = vec![t];
         while let Some(t) = stack.pop() {
-            if !seen.insert(t) {
+            if clean.contains(&t) || !seen.insert(t) {
                 continue;
             }
             let task = &self.tasks[&t];
             if task.wanted_by.iter().any(|w| *w != c) {
                 return true;
             }
+            self.visited(task.dependents.len());
             stack.extend(task.dependents.iter().copied());
         }
+        clean.extend(seen);
         false
     }
 

@@ -108,6 +108,6 @@ impl Core {
             self.drop_holder(t, w);
             self.send(w, crate::protocol::ToWorker::ReleaseData { tasks: vec![t] });
         }
-        self.tasks.get_mut(&t).expect("drop_result of a known task").state = TaskState::Released;
+        self.set_state(t, TaskState::Released);
     }
 }

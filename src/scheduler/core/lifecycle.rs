@@ -2,22 +2,67 @@
 //! ready, computed again, erred with everything downstream, cancelled, and released then
 //! forgotten when nothing needs it.
 
-use super::task::{dependency_error, TaskState};
+use super::task::{dependency_error, TaskState, WIDE_DEPENDENTS};
 use super::{Core, Outgoing};
 use crate::protocol::{TaskError, TaskId, ToClient, ToWorker, WorkerId};
 use std::cmp::Reverse;
 
 impl Core {
     /// Whether anything still needs `t`'s result: a client, or a dependent being computed.
+    /// A read for a task with many dependents (their count is kept), a look at each for one
+    /// with few.
     pub(super) fn needed(&self, t: TaskId) -> bool {
         let task = &self.tasks[&t];
-        !task.wanted_by.is_empty()
-            || task.dependents.iter().any(|d| {
-                matches!(
-                    self.tasks[d].state,
-                    TaskState::Waiting | TaskState::Ready | TaskState::Processing { .. }
-                )
-            })
+        if !task.wanted_by.is_empty() {
+            return true;
+        }
+        if task.dependents.len() > WIDE_DEPENDENTS {
+            return task.extras().active_dependents > 0;
+        }
+        self.visited(task.dependents.len());
+        task.dependents.iter().any(|d| self.tasks[d].state.is_active())
+    }
+
+    /// Sets `t`'s state. When `t` starts or stops being computed, the inputs with many
+    /// dependents count it (see [`Core::needed`]): every change of state goes through here.
+    pub(super) fn set_state(&mut self, t: TaskId, state: TaskState) {
+        let task = self.tasks.get_mut(&t).expect("set_state of a known task");
+        let (was, is) = (task.state.is_active(), state.is_active());
+        task.state = state;
+        if was == is {
+            return;
+        }
+        let n = task.deps.len();
+        self.visited(n);
+        for i in 0..n {
+            let d = self.tasks[&t].deps[i];
+            let dt = self.tasks.get_mut(&d).expect("inputs outlive their dependents");
+            if dt.dependents.len() > WIDE_DEPENDENTS {
+                let count = &mut dt.extras_mut().active_dependents;
+                if is {
+                    *count += 1;
+                } else {
+                    *count -= 1;
+                }
+            }
+        }
+    }
+
+    /// `dependent` was just added to `t`'s dependents: a list that became wide counts its
+    /// dependents being computed from now on.
+    pub(super) fn dependent_added(&mut self, t: TaskId) {
+        let n = self.tasks[&t].dependents.len();
+        if n != WIDE_DEPENDENTS + 1 {
+            return;
+        }
+        self.visited(n);
+        let task = &self.tasks[&t];
+        let active = task
+            .dependents
+            .iter()
+            .filter(|d| self.tasks[d].state.is_active())
+            .count() as u32;
+        self.tasks.get_mut(&t).expect("known").extras_mut().active_dependents = active;
     }
 
     /// Starts computing `root` (if released), and every released input it needs.
@@ -36,6 +81,7 @@ impl Core {
             }
             let mut missing = 0;
             let mut failed = None;
+            self.visited(task.deps.len());
             for d in &task.deps {
                 match &self.tasks[d].state {
                     TaskState::Memory => {}
@@ -53,16 +99,15 @@ impl Core {
             } else if missing == 0 {
                 self.make_ready(t);
             } else {
-                let task = self.tasks.get_mut(&t).expect("popped from known");
-                task.state = TaskState::Waiting;
-                task.waiting_on = missing;
+                self.set_state(t, TaskState::Waiting);
+                self.tasks.get_mut(&t).expect("popped from known").waiting_on = missing;
             }
         }
     }
 
     pub(super) fn make_ready(&mut self, t: TaskId) {
+        self.set_state(t, TaskState::Ready);
         let task = self.tasks.get_mut(&t).expect("make_ready of a known task");
-        task.state = TaskState::Ready;
         task.waiting_on = 0;
         self.ready.push((task.priority, Reverse(task.seq), t));
     }
@@ -84,7 +129,7 @@ impl Core {
 
     /// [`Core::compute_again`] once the dependents queued behind `t` are taken back.
     pub(super) fn compute_again_with(&mut self, t: TaskId, queued: Vec<TaskId>) {
-        self.tasks.get_mut(&t).expect("known").state = TaskState::Released;
+        self.set_state(t, TaskState::Released);
         self.compute(t);
         for d in queued {
             self.compute(d);
@@ -107,9 +152,9 @@ impl Core {
             if self.tasks[&t].scattered() {
                 self.fail_scatters(t, &error);
             }
-            let task = self.tasks.get_mut(&t).expect("known");
+            self.set_state(t, TaskState::Erred(Box::new(error.clone())));
+            let task = &self.tasks[&t];
             log::debug!("task {} erred: {}", task.key, error);
-            task.state = TaskState::Erred(Box::new(error.clone()));
             for c in &task.wanted_by {
                 self.outbox.push(Outgoing::Client(
                     *c,
@@ -120,6 +165,7 @@ impl Core {
                 ));
             }
             let downstream = dependency_error(&task.key, error);
+            self.visited(task.dependents.len());
             for d in &task.dependents {
                 stack.push((*d, downstream.clone()));
             }
@@ -142,24 +188,27 @@ impl Core {
             if !self.tasks.contains_key(&t) || self.needed(t) {
                 continue;
             }
-            let task = self.tasks.get_mut(&t).expect("checked");
-            match task.state.clone() {
+            let state = self.tasks[&t].state.clone();
+            match state {
                 TaskState::Memory => self.result_idle(t),
                 TaskState::Processing { worker, .. } => {
                     self.unassign(worker, t);
                     self.send(worker, ToWorker::Cancel { tasks: vec![t] });
-                    self.tasks.get_mut(&t).expect("known").state = TaskState::Released;
+                    self.set_state(t, TaskState::Released);
+                    self.visited(self.tasks[&t].deps.len());
                     stack.extend(self.tasks[&t].deps.iter().copied());
                 }
                 TaskState::Waiting | TaskState::Ready => {
-                    task.state = TaskState::Released;
-                    stack.extend(task.deps.iter().copied());
+                    self.set_state(t, TaskState::Released);
+                    self.visited(self.tasks[&t].deps.len());
+                    stack.extend(self.tasks[&t].deps.iter().copied());
                 }
                 TaskState::Released | TaskState::Erred(_) => {}
             }
             let task = &self.tasks[&t];
             if task.wanted_by.is_empty() && task.dependents.is_empty() {
                 let task = self.tasks.remove(&t).expect("checked");
+                self.visited(task.deps.len());
                 for d in task.deps {
                     let dt = self.tasks.get_mut(&d).expect("inputs outlive their dependents");
                     dt.dependents.remove_item(t);

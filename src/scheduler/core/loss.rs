@@ -39,11 +39,12 @@ impl Core {
         let mut erred = Vec::new();
         for t in ws.processing {
             self.stealing.remove(&t);
-            let task = self.tasks.get_mut(&t).expect("processing tasks are known");
+            let task = &self.tasks[&t];
             let TaskState::Processing { started, .. } = task.state else {
                 panic!("task {t} in a worker's processing set is {:?}", task.state)
             };
-            task.state = TaskState::Released;
+            self.set_state(t, TaskState::Released);
+            let task = self.tasks.get_mut(&t).expect("processing tasks are known");
             if task.scattered() {
                 let worker = ws.info.name.clone();
                 erred.push((t, TaskError::LostData { worker }));
@@ -99,8 +100,8 @@ impl Core {
     pub(super) fn on_data_lost(&mut self, lost: Vec<TaskId>, worker_name: &str) {
         let mut reset = Vec::new();
         for &t in &lost {
-            let task = self.tasks.get_mut(&t).expect("lost tasks are known");
-            task.state = TaskState::Released;
+            self.set_state(t, TaskState::Released);
+            let task = &self.tasks[&t];
             for c in &task.wanted_by {
                 self.outbox.push(Outgoing::Client(
                     *c,
@@ -118,18 +119,19 @@ impl Core {
                 );
                 continue;
             }
+            self.visited(task.dependents.len());
             for d in task.dependents.clone() {
                 let dt = self.tasks.get_mut(&d).expect("dependents are known");
                 match dt.state {
                     TaskState::Waiting => dt.waiting_on += 1,
                     TaskState::Ready => {
-                        dt.state = TaskState::Released;
+                        self.set_state(d, TaskState::Released);
                         reset.push(d);
                     }
                     TaskState::Processing { worker, .. } => {
                         self.unassign(worker, d);
                         self.send(worker, ToWorker::Cancel { tasks: vec![d] });
-                        self.tasks.get_mut(&d).expect("known").state = TaskState::Released;
+                        self.set_state(d, TaskState::Released);
                         reset.push(d);
                         reset.extend(self.unqueue_dependents(d, worker));
                     }

@@ -164,6 +164,10 @@ pub struct Core {
     /// Since when no client is connected and no task is known.
     idle_since: Instant,
     outbox: Vec<Outgoing>,
+    /// Entries of task lists (inputs, dependents) visited by the loops that must cost in
+    /// proportion to what an event touches: what the shape tests count.
+    #[cfg(test)]
+    work: std::cell::Cell<u64>,
 }
 
 impl Core {
@@ -195,7 +199,24 @@ impl Core {
             clock: now,
             last_housekeeping: now,
             idle_since: now,
+            #[cfg(test)]
+            work: std::cell::Cell::new(0),
         }
+    }
+
+    /// Counts `n` entries of task lists visited (tests only; nothing in a release build).
+    #[inline]
+    fn visited(&self, n: usize) {
+        #[cfg(test)]
+        self.work.set(self.work.get() + n as u64);
+        #[cfg(not(test))]
+        let _ = n;
+    }
+
+    /// Entries of task lists visited so far (see `Core::visited`).
+    #[cfg(test)]
+    pub(crate) fn work(&self) -> u64 {
+        self.work.get()
     }
 
     /// Ends a batch of events: runs the placement pass the batch asked for, then hands over

@@ -9,8 +9,9 @@
 //! one worker.
 
 use super::task::{Task, TaskState};
-use super::workers::{change_load, WorkerState};
+use super::workers::change_load;
 use super::Core;
+use crate::idmap::{IdMap, IdSet};
 use crate::protocol::{AttemptId, ComputeTask, DepLocation, TaskId, ToWorker, WorkerId};
 
 /// A waiting task with more inputs than this is not queued behind them on their worker:
@@ -98,23 +99,18 @@ impl Core {
             // The least loaded worker is full, so every worker is.
             return Placement::NoRoom;
         }
+        // What each holder of its inputs holds of them, from one pass over the inputs' holders
+        // (a look at every input for each holder would cost inputs times holders).
+        let held = self.held_bytes(task);
         if task.options().workers.is_empty() && task.options().resources.is_empty() {
             // Any worker may run it: the holders of its inputs compete on bytes held, and
             // the rest on load alone, where the least loaded one wins.
-            let mut holders: Vec<WorkerId> = task
-                .deps
-                .iter()
-                .flat_map(|d| self.tasks[d].who_has.iter().copied())
-                .collect();
-            holders.sort_unstable();
-            holders.dedup();
             let mut best: Option<(WorkerId, u64, f64)> = None;
-            for id in holders {
+            for (id, held) in held {
                 let ws = &self.workers[&id];
                 if ws.leaving || !ws.has_room(q) {
                     continue;
                 }
-                let held = self.held_bytes(task, ws);
                 let load = ws.load();
                 if best.is_none_or(|(_, bh, bl)| held > bh || (held == bh && load < bl)) {
                     best = Some((id, held, load));
@@ -122,6 +118,7 @@ impl Core {
             }
             return Placement::On(best.map_or(least, |(w, _, _)| w));
         }
+        let held: IdMap<WorkerId, u64> = held.into_iter().collect();
         let mut any_room = false;
         let mut best: Option<(WorkerId, u64, f64)> = None;
         for (id, ws) in &self.workers {
@@ -132,7 +129,7 @@ impl Core {
             if !ws.fits(task.options()) {
                 continue;
             }
-            let held = self.held_bytes(task, ws);
+            let held = held.get(id).copied().unwrap_or(0);
             let load = ws.load();
             let better = match best {
                 None => true,
@@ -149,13 +146,27 @@ impl Core {
         }
     }
 
-    /// How many of `task`'s input bytes `ws` holds (an empty input counts as one byte).
-    fn held_bytes(&self, task: &Task, ws: &WorkerState) -> u64 {
-        task.deps
+    /// How many of `task`'s input bytes each worker holding any of them holds (an empty input
+    /// counts as one byte), by worker id, from one pass over the inputs and their holders.
+    fn held_bytes(&self, task: &Task) -> Vec<(WorkerId, u64)> {
+        self.visited(task.deps.len());
+        let mut copies: Vec<(WorkerId, u64)> = task
+            .deps
             .iter()
-            .filter(|d| ws.has_data.contains(d))
-            .map(|d| self.tasks[d].nbytes.max(1))
-            .sum()
+            .flat_map(|d| {
+                let dt = &self.tasks[d];
+                dt.who_has.iter().map(|w| (*w, dt.nbytes.max(1)))
+            })
+            .collect();
+        copies.sort_unstable_by_key(|(w, _)| *w);
+        let mut held: Vec<(WorkerId, u64)> = Vec::new();
+        for (w, bytes) in copies {
+            match held.last_mut() {
+                Some((last, sum)) if *last == w => *sum += bytes,
+                _ => held.push((w, bytes)),
+            }
+        }
+        held
     }
 
     /// Assigns `t` to `w` and queues behind it there the dependents that may wait for it.
@@ -167,12 +178,15 @@ impl Core {
     /// Assigns `t` to `w`: `w` is sent its `Compute`.
     fn assign(&mut self, t: TaskId, w: WorkerId) {
         let attempt = self.new_attempt();
-        let task = self.tasks.get_mut(&t).expect("assign of a known task");
-        task.state = TaskState::Processing {
-            worker: w,
-            started: false,
-            attempt,
-        };
+        self.set_state(
+            t,
+            TaskState::Processing {
+                worker: w,
+                started: false,
+                attempt,
+            },
+        );
+        let task = &self.tasks[&t];
         let ws = self.workers.get_mut(&w).expect("assign to a known worker");
         change_load(&mut self.by_load, w, ws, |ws| {
             ws.processing.insert(t);
@@ -214,35 +228,53 @@ impl Core {
     /// round trip to the scheduler. A chain of such tasks is queued as deep as `w` has room;
     /// the rest follow as its tasks finish (`queue_later`).
     fn queue_dependents(&mut self, t: TaskId, w: WorkerId) {
-        let mut stack = vec![t];
-        while let Some(t) = stack.pop() {
-            // By index, without copying the list: a task may have many dependents, and this
-            // runs again (from `queue_later`) each time a task finishes on `w`.
-            let mut i = 0;
+        self.queue_dependents_from(t, 0, w);
+    }
+
+    /// [`Core::queue_dependents`], starting at `t`'s dependent number `from`: where an
+    /// earlier call stopped for want of room. Each dependent of `t` is looked at once while
+    /// `t` is processing on `w`, however many tasks finish there meanwhile (a task with
+    /// 100,000 dependents would otherwise have them all looked at again on each). A
+    /// dependent moved below `from` (the list reorders when one is forgotten) is not queued
+    /// here; it is placed as usual once its inputs are done.
+    fn queue_dependents_from(&mut self, t: TaskId, from: usize, w: WorkerId) {
+        let mut stack = vec![(t, from)];
+        while let Some((t, from)) = stack.pop() {
+            // By index, without copying the list: a task may have many dependents.
+            let mut i = from;
             while let Some(&d) = self.tasks[&t].dependents.get(i) {
-                i += 1;
+                self.visited(1);
                 if !self.may_queue_behind(d, w) {
+                    i += 1;
                     continue;
                 }
                 if !self.workers[&w].has_room(self.config.queue_per_thread) {
                     let ws = self.workers.get_mut(&w).expect("checked");
-                    for t in stack.into_iter().chain([t]) {
-                        if !ws.queue_later.contains(&t) {
-                            ws.queue_later.push(t);
+                    for (t, from) in stack.into_iter().chain([(t, i)]) {
+                        match ws.queue_later.iter_mut().find(|(x, _)| *x == t) {
+                            Some((_, at)) => *at = (*at).min(from),
+                            None => ws.queue_later.push((t, from)),
                         }
                     }
                     return;
                 }
                 self.assign(d, w);
-                stack.push(d);
+                stack.push((d, 0));
+                i += 1;
             }
         }
     }
 
     /// Queues waiting `d` on the worker computing its remaining inputs, if one worker computes
-    /// them all and has room.
+    /// them all and has room. Runs each time one of `d`'s inputs is done, so a task over more
+    /// inputs than may queue behind them is turned away before any of them is looked at.
     pub(super) fn queue_behind_remaining_inputs(&mut self, d: TaskId) {
-        let computing_on = self.tasks[&d].deps.iter().find_map(|x| match self.tasks[x].state {
+        if !self.may_have_inputs_queued(d) {
+            return;
+        }
+        let deps = &self.tasks[&d].deps;
+        self.visited(deps.len());
+        let computing_on = deps.iter().find_map(|x| match self.tasks[x].state {
             TaskState::Processing { worker, .. } => Some(worker),
             _ => None,
         });
@@ -252,29 +284,38 @@ impl Core {
         }
     }
 
-    /// Whether waiting `d` may be queued on `w` behind inputs processing there.
+    /// What may be known of whether `d` may be queued behind its inputs without looking at
+    /// them: it must be waiting, with few enough inputs.
+    fn may_have_inputs_queued(&self, d: TaskId) -> bool {
+        let task = &self.tasks[&d];
+        self.config.queue_behind_inputs && task.state == TaskState::Waiting && task.deps.len() <= MAX_QUEUED_BEHIND_DEPS
+    }
+
+    /// Whether waiting `d` may be queued on `w` behind inputs processing there. Its inputs
+    /// are looked at last, and only for a task with at most `MAX_QUEUED_BEHIND_DEPS` of them.
     fn may_queue_behind(&self, d: TaskId, w: WorkerId) -> bool {
+        if !self.may_have_inputs_queued(d) {
+            return false;
+        }
         let task = &self.tasks[&d];
         let ws = &self.workers[&w];
-        self.config.queue_behind_inputs
-            && task.state == TaskState::Waiting
-            && task.deps.len() <= MAX_QUEUED_BEHIND_DEPS
-            && !ws.leaving
-            && ws.fits(task.options())
-            && task.deps.iter().all(|x| match self.tasks[x].state {
-                TaskState::Memory => true,
-                // Not behind an input being stolen: it may leave, and the task queued behind
-                // it would find its input gone.
-                TaskState::Processing { worker, .. } => worker == w && !self.stealing.contains_key(x),
-                _ => false,
-            })
-            && task
-                .deps
-                .iter()
-                .filter(|x| self.tasks[x].state == TaskState::Memory && !ws.has_data.contains(x))
-                .map(|x| self.tasks[x].nbytes)
-                .sum::<u64>()
-                <= QUEUE_BEHIND_MAX_FETCH
+        if ws.leaving || !ws.fits(task.options()) {
+            return false;
+        }
+        self.visited(2 * task.deps.len());
+        task.deps.iter().all(|x| match self.tasks[x].state {
+            TaskState::Memory => true,
+            // Not behind an input being stolen: it may leave, and the task queued behind
+            // it would find its input gone.
+            TaskState::Processing { worker, .. } => worker == w && !self.stealing.contains_key(x),
+            _ => false,
+        }) && task
+            .deps
+            .iter()
+            .filter(|x| self.tasks[x].state == TaskState::Memory && !ws.has_data.contains(x))
+            .map(|x| self.tasks[x].nbytes)
+            .sum::<u64>()
+            <= QUEUE_BEHIND_MAX_FETCH
     }
 
     /// Whether `d` is on `w` queued behind inputs still computing there.
@@ -282,18 +323,53 @@ impl Core {
         self.processing_on(d, w) && self.tasks[&d].waiting_on > 0
     }
 
-    /// Whether dependents of `t` are queued on `w` behind it.
-    fn has_queued_dependents(&self, t: TaskId, w: WorkerId) -> bool {
-        self.tasks[&t].dependents.iter().any(|d| self.queued_behind_on(*d, w))
+    /// The tasks queued on `w` behind `t`: looked for among `t`'s dependents, or among the
+    /// tasks on `w` when those are fewer (an input with 100,000 dependents stopping on a
+    /// worker with a queue of 64 looks at 64 tasks), in submission order then.
+    fn queued_behind(&self, t: TaskId, w: WorkerId) -> Vec<TaskId> {
+        let dependents = &self.tasks[&t].dependents;
+        let Some(ws) = self.workers.get(&w) else {
+            return Vec::new();
+        };
+        if dependents.len() <= ws.processing.len() {
+            self.visited(dependents.len());
+            return dependents
+                .iter()
+                .copied()
+                .filter(|d| self.queued_behind_on(*d, w))
+                .collect();
+        }
+        self.visited(ws.processing.len());
+        let mut queued: Vec<TaskId> = ws
+            .processing
+            .iter()
+            .copied()
+            .filter(|d| self.tasks[d].waiting_on > 0 && self.tasks[d].deps.contains(&t))
+            .collect();
+        queued.sort_by_key(|d| self.tasks[d].seq);
+        queued
+    }
+
+    /// The inputs that tasks queued on `w` wait for there: an input among them has
+    /// dependents queued behind it. From the tasks on `w` (a bounded queue, each such task
+    /// with few inputs), not from each input's dependents.
+    fn waited_on_at(&self, w: WorkerId) -> IdSet<TaskId> {
+        let ws = &self.workers[&w];
+        self.visited(ws.processing.len());
+        ws.processing
+            .iter()
+            .filter(|p| self.tasks[p].waiting_on > 0)
+            .flat_map(|p| self.tasks[p].deps.iter().copied())
+            .collect()
     }
 
     /// A task finished on `w`: dependents that found no room behind their inputs there may
     /// find it now.
     pub(super) fn queue_dependents_later(&mut self, w: WorkerId) {
         let Some(ws) = self.workers.get_mut(&w) else { return };
-        for t in std::mem::take(&mut ws.queue_later) {
+        for (t, from) in std::mem::take(&mut ws.queue_later) {
             if self.processing_on(t, w) {
-                self.queue_dependents(t, w);
+                self.queue_dependents_from(t, from, w);
             }
         }
     }
@@ -305,13 +381,14 @@ impl Core {
         let mut unqueued = Vec::new();
         let mut stack = vec![t];
         while let Some(t) = stack.pop() {
-            for d in self.tasks[&t].dependents.clone() {
+            for d in self.queued_behind(t, w) {
                 if !self.queued_behind_on(d, w) {
+                    // Listed twice (a task naming `t` twice): taken back already.
                     continue;
                 }
                 self.unassign(w, d);
                 self.send(w, ToWorker::Cancel { tasks: vec![d] });
-                self.tasks.get_mut(&d).expect("known").state = TaskState::Released;
+                self.set_state(d, TaskState::Released);
                 unqueued.push(d);
                 stack.push(d);
             }
@@ -354,6 +431,7 @@ impl Core {
             if thief == thieves.len() {
                 break;
             }
+            let waited_on = self.waited_on_at(v);
             let ws = &self.workers[&v];
             let mut candidates: Vec<TaskId> = ws
                 .processing
@@ -363,7 +441,7 @@ impl Core {
                     matches!(self.tasks[t].state, TaskState::Processing { started: false, .. })
                         && !self.stealing.contains_key(t)
                         && self.tasks[t].waiting_on == 0
-                        && !self.has_queued_dependents(*t, v)
+                        && !waited_on.contains(t)
                 })
                 .collect();
             candidates.sort_by_key(|t| self.tasks[t].seq);
@@ -405,7 +483,7 @@ impl Core {
                 self.compute_again_with(t, queued);
                 continue;
             }
-            self.tasks.get_mut(&t).expect("processing").state = TaskState::Ready;
+            self.set_state(t, TaskState::Ready);
             match stealing_to {
                 Some(thief)
                     if self.workers.get(&thief).is_some_and(|ws| {

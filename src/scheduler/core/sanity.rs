@@ -1,7 +1,7 @@
 //! The invariants that tie the core's tables together, checked after every step of the
 //! state-machine tests. Test-only: a release build never pays for it.
 
-use super::task::{Task, TaskState};
+use super::task::{Task, TaskState, WIDE_DEPENDENTS};
 use super::workers::Load;
 use super::Core;
 use crate::idmap::IdMap;
@@ -174,6 +174,19 @@ impl Core {
                 }
             }
             _ => {}
+        }
+        if task.dependents.len() > WIDE_DEPENDENTS {
+            let active = task
+                .dependents
+                .iter()
+                .filter(|d| self.tasks[d].state.is_active())
+                .count();
+            assert_eq!(
+                active,
+                task.extras().active_dependents as usize,
+                "dependents of {} being computed",
+                task.key
+            );
         }
         for d in &task.deps {
             assert!(

@@ -149,6 +149,7 @@ impl Core {
             let dep_ids: Vec<TaskId> = deps.iter().map(|d| self.tasks.id_of(d).expect("checked")).collect();
             for d in &dep_ids {
                 self.tasks.get_mut(d).expect("checked").dependents.push(*id);
+                self.dependent_added(*d);
             }
             let task = self.tasks.get_mut(id).expect("just inserted");
             task.deps = dep_ids.into_iter().collect();

@@ -32,6 +32,14 @@ pub enum TaskState {
 }
 
 impl TaskState {
+    /// Whether a task in this state is being computed: it needs its inputs.
+    pub(super) fn is_active(&self) -> bool {
+        matches!(
+            self,
+            TaskState::Waiting | TaskState::Ready | TaskState::Processing { .. }
+        )
+    }
+
     pub(super) fn name(&self) -> &'static str {
         match self {
             TaskState::Released => "released",
@@ -82,7 +90,15 @@ pub(super) struct TaskExtras {
     pub(super) suspicious: Vec<String>,
     /// Data a client scattered: there is no spec to compute it again.
     pub(super) scattered: bool,
+    /// While the task has more than [`WIDE_DEPENDENTS`] dependents: how many of them are
+    /// being computed (waiting, ready or processing), so whether it is still needed is a
+    /// read, not a scan of every dependent on every one that finishes.
+    pub(super) active_dependents: u32,
 }
+
+/// A task with more dependents than this keeps a count of those being computed
+/// (`TaskExtras::active_dependents`); with fewer, they are looked at.
+pub(super) const WIDE_DEPENDENTS: usize = 16;
 
 /// The extras of a task that has none.
 static NO_EXTRAS: TaskExtras = TaskExtras {
@@ -96,6 +112,7 @@ static NO_EXTRAS: TaskExtras = TaskExtras {
     retries_left: 0,
     suspicious: Vec::new(),
     scattered: false,
+    active_dependents: 0,
 };
 
 impl Task {

@@ -28,8 +28,9 @@ pub(super) struct WorkerState {
     /// It said it is leaving on purpose: it gets no new tasks, and its death is no crash.
     pub(super) leaving: bool,
     /// Tasks processing here whose dependents could have been queued behind them but for
-    /// the worker's room: tried again when a task here finishes.
-    pub(super) queue_later: Vec<TaskId>,
+    /// the worker's room, each with the first dependent not looked at yet: tried again from
+    /// there when a task here finishes.
+    pub(super) queue_later: Vec<(TaskId, usize)>,
     /// How many messages were sent to it: each message's number in its stream.
     pub(super) sent: u64,
     /// The number of the latest `ReleaseData` of each task sent to it that it may not have
@@ -317,6 +318,7 @@ impl Core {
 
     /// `t`'s result is now in memory: its waiting dependents have one input less to wait for.
     pub(super) fn wake_dependents(&mut self, t: TaskId) {
+        self.visited(self.tasks[&t].dependents.len());
         for d in self.tasks[&t].dependents.clone() {
             let dt = self.tasks.get_mut(&d).expect("dependents are known");
             match dt.state {
@@ -352,7 +354,7 @@ impl Core {
             self.compute_again(t, w);
         } else {
             // Its worker reported it: no need to tell it to stop.
-            task.state = TaskState::Released;
+            self.set_state(t, TaskState::Released);
             self.set_erred(t, error);
         }
     }
@@ -416,8 +418,8 @@ impl Core {
 
     /// `t`, assigned nowhere, now has its result on `w` alone: clients that want it are told.
     pub(super) fn store_result(&mut self, w: WorkerId, t: TaskId, nbytes: u64) {
+        self.set_state(t, TaskState::Memory);
         let task = self.tasks.get_mut(&t).expect("store_result of a known task");
-        task.state = TaskState::Memory;
         task.nbytes = nbytes;
         task.who_has.clear();
         self.add_holder(t, w);

@@ -23,6 +23,7 @@ mod queue_behind;
 mod retire;
 mod runs;
 mod scatter;
+mod shapes;
 mod submit;
 mod timers;
 
