@@ -56,7 +56,6 @@ pub struct Sizes {
     pub spawn_reference: usize,
     pub transfer_bytes: u64,
     pub memory_tasks: usize,
-    pub memory_batch: usize,
     pub standins: usize,
     pub standin_tasks: usize,
     /// Inputs of the one task of fan-in.
@@ -81,7 +80,6 @@ impl Sizes {
             spawn_reference: 2_000,
             transfer_bytes: 1 << 30,
             memory_tasks: 1_000_000,
-            memory_batch: 100_000,
             standins: 1_000,
             standin_tasks: 100_000,
             fan_in: 100_000,
@@ -103,7 +101,6 @@ impl Sizes {
             spawn_reference: 100,
             transfer_bytes: 16 << 20,
             memory_tasks: 20_000,
-            memory_batch: 5_000,
             standins: 50,
             standin_tasks: 2_000,
             fan_in: 2_000,

@@ -1,96 +1,181 @@
-//! Workloads about the processes rather than task throughput: the scheduler's memory per
-//! pending task, `distd local` startup time, and how fast a nanny replaces a killed worker.
+//! Workloads about the processes rather than task throughput: the scheduler's and the
+//! client's memory per pending task, `distd local` startup time, and how fast a nanny replaces a killed worker.
 
 use crate::cluster::{limit_for, Cluster, Workers, START_LIMIT};
 use crate::procs::{rss_bytes, Output, Proc};
 use crate::report::{fail, num, whole, Context, Outcome, Report, Stats};
 use crate::Bench;
-use distd::TaskDesc;
 use std::time::{Duration, Instant};
 
-/// The scheduler's RSS growth per task with `n` noop tasks pending on one blocked task.
-/// A fresh cluster per run, so every run starts from the same baseline.
+/// Memory per pending task of a 1,000,000-task graph (`n` noop tasks pending on one blocked
+/// task), in both processes that hold it, submitted in one call by a real client process:
+/// `distd run GRAPH.toml --scheduler ADDR`. The figure is the scheduler's RSS growth per
+/// task; the client's is its peak RSS (`VmHWM`, graph file read, parsed and submitted) less
+/// that of the same command on a one-task graph, per task. A fresh cluster per run, so every
+/// run starts from the same baseline.
 pub fn memory(bench: &Bench) -> Outcome<Report> {
     let n = bench.sizes.memory_tasks;
-    let batch = bench.sizes.memory_batch;
-    let (mut per_task, mut before_all, mut after_all, mut submit_secs) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let dir = bench.env.dir.join(bench.cluster_label("memory-graphs"));
+    std::fs::create_dir_all(&dir).context(format!("cannot create {}", dir.display()))?;
+    let graph = dir.join("graph.toml");
+    let one = dir.join("one.toml");
+    write_pending_graph(&graph, n, "big")?;
+    write_pending_graph(&one, 1, "one")?;
+    let mut samples: Vec<[f64; 6]> = Vec::new();
     for run in 0..bench.sizes.runs {
         let cluster = Cluster::start(&bench.env, &bench.cluster_label("memory"), Workers::Plain(2))?;
-        // A function sleep (not a `sleep` command): it dies with its worker when the cluster
-        // is killed, so it leaves no process behind.
-        let blocker = cluster.client.unique_key("blocker");
-        cluster
-            .client
-            .submit(vec![TaskDesc::function(blocker.clone(), "sleep", b"600s".to_vec())])
-            .context("submitting the blocking task")?;
-        wait_for_state(&cluster, "processing", 1, Duration::from_secs(30))?;
         let before = rss_bytes(cluster.scheduler_pid)?;
-        let start = Instant::now();
-        let mut submitted = 0;
-        while submitted < n {
-            let size = batch.min(n - submitted);
-            let tasks: Vec<TaskDesc> = (0..size)
-                .map(|_| {
-                    TaskDesc::function(cluster.client.unique_key("pending"), "noop", Vec::new())
-                        .with_deps([blocker.clone()])
-                })
-                .collect();
-            cluster.client.submit(tasks).context("submitting pending tasks")?;
-            submitted += size;
-        }
-        wait_for_state(&cluster, "waiting", n as u64, limit_for(n, 10_000.0))?;
-        let secs = start.elapsed().as_secs_f64();
-        let after = rss_bytes(cluster.scheduler_pid)?;
-        let bytes = after as f64 - before as f64;
+        let base = run_pending_graph(bench, &cluster, &one, 1, &dir.join(format!("one-{run}.log")))?;
+        // The client gone, its tasks are forgotten: wait for that, so the scheduler holds
+        // only the big graph next (its blocker still sleeps on a worker thread).
+        wait_for_tasks(&cluster, PENDING, 0, Duration::from_secs(30))?;
+        let big = run_pending_graph(bench, &cluster, &graph, n, &dir.join(format!("run-{run}.log")))?;
+        let scheduler = (big.scheduler_rss as f64 - before as f64) / n as f64;
+        let client = (big.client_peak as f64 - base.client_peak as f64) / n as f64;
         bench.progress(
             "memory",
             run,
             &format!(
-                "scheduler RSS {:.1} -> {:.1} MiB: {:.0} bytes per pending task (submitted in {secs:.1} s)",
+                "scheduler RSS {:.1} -> {:.1} MiB: {scheduler:.0} bytes per pending task; client peak RSS \
+                 {:.1} MiB (one task: {:.1}), {:.1} MiB once submitted: {client:.0} bytes per task; \
+                 submitted in {:.1} s",
                 before as f64 / 1048576.0,
-                after as f64 / 1048576.0,
-                bytes / n as f64
+                big.scheduler_rss as f64 / 1048576.0,
+                big.client_peak as f64 / 1048576.0,
+                base.client_peak as f64 / 1048576.0,
+                big.client_rss as f64 / 1048576.0,
+                big.secs,
             ),
         );
-        per_task.push(bytes / n as f64);
-        before_all.push(before as f64);
-        after_all.push(after as f64);
-        submit_secs.push(secs);
+        samples.push([
+            scheduler,
+            client,
+            before as f64,
+            big.scheduler_rss as f64,
+            big.client_peak as f64,
+            big.secs,
+        ]);
         // Dropping the cluster kills it: cancelling a million tasks would only measure that.
     }
+    let column = |i: usize| Stats::of(&samples.iter().map(|s| s[i]).collect::<Vec<_>>()).median;
+    let per_task: Vec<f64> = samples.iter().map(|s| s[0]).collect();
     Ok(Report::new("memory", "bytes/task", &per_task)
         .param("tasks", n)
-        .param("batch", batch)
-        .param("blocked_on", "one `sleep 600s` function task")
+        .param("submitted", "in one call: distd run GRAPH.toml --scheduler ADDR")
+        .param("blocked_on", "one `sleep 600s` function task of the graph")
+        .param("wanted", "every pending task (each is a sink, so an output of the run)")
         .param(
-            "wanted",
-            "every pending task (the scheduler drops unwanted new tasks at once)",
+            "client_bytes_per_task",
+            "peak RSS (VmHWM) of the distd run process less that of one on a one-task graph, per task",
         )
-        .field("rss_before", whole(Stats::of(&before_all).median))
-        .field("rss_after", whole(Stats::of(&after_all).median))
-        .field("submit_s", num(Stats::of(&submit_secs).median)))
+        .field("client_bytes_per_task", whole(column(1)))
+        .field("rss_before", whole(column(2)))
+        .field("rss_after", whole(column(3)))
+        .field("client_peak_rss", whole(column(4)))
+        .field("submit_s", num(column(5))))
 }
 
-/// Waits until the scheduler counts `count` tasks in `state`.
-fn wait_for_state(cluster: &Cluster, state: &str, count: u64, limit: Duration) -> Outcome<()> {
+/// A graph of one blocking task (a function sleep, not a `sleep` command: it dies with its
+/// worker when the cluster is killed, so it leaves no process behind) and `n` noop tasks on it.
+/// Keys start with `tag`, so that graphs run on one cluster never share a task.
+fn write_pending_graph(path: &std::path::Path, n: usize, tag: &str) -> Outcome<()> {
+    use std::io::Write;
+    let file = std::fs::File::create(path).context(format!("cannot create {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    let mut text =
+        format!("[[task]]\nkey = \"{tag}-blocker\"\nfunction = \"sleep\"\nargs = \"600s\"\noutput = false\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "\n[[task]]\nkey = \"{tag}-{i:07}\"\nfunction = \"noop\"\ndeps = [\"{tag}-blocker\"]\n"
+        ));
+        if text.len() > 1 << 20 {
+            out.write_all(text.as_bytes()).context("cannot write the graph")?;
+            text.clear();
+        }
+    }
+    out.write_all(text.as_bytes()).context("cannot write the graph")?;
+    out.flush().context("cannot write the graph")
+}
+
+/// What one `distd run` of a pending graph cost, once the scheduler held all of it.
+struct PendingRun {
+    client_peak: u64,
+    client_rss: u64,
+    scheduler_rss: u64,
+    /// From the client's start until the scheduler held every pending task.
+    secs: f64,
+}
+
+/// Runs `distd run graph --scheduler ADDR` until the scheduler holds its `n` pending tasks,
+/// measures both processes, and stops the client.
+fn run_pending_graph(
+    bench: &Bench,
+    cluster: &Cluster,
+    graph: &std::path::Path,
+    n: usize,
+    log: &std::path::Path,
+) -> Outcome<PendingRun> {
+    let args: Vec<String> = vec![
+        "run".into(),
+        graph.display().to_string(),
+        "--scheduler".into(),
+        cluster.address.clone(),
+        "--no-progress".into(),
+    ];
+    let start = Instant::now();
+    let mut client = Proc::spawn("distd run", &bench.env.distd, &args, log, Output::Discard)?;
+    // The blocker and its dependents: some are queued on the blocker's worker behind it.
+    let waiting = wait_for_tasks(cluster, PENDING, n as u64 + 1, limit_for(n, 10_000.0));
+    client.check_alive()?;
+    waiting?;
+    let secs = start.elapsed().as_secs_f64();
+    let (client_peak, client_rss) = status_rss(client.pid())?;
+    Ok(PendingRun {
+        client_peak,
+        client_rss,
+        scheduler_rss: rss_bytes(cluster.scheduler_pid)?,
+        secs,
+    })
+}
+
+/// `VmHWM` (peak) and `VmRSS` (now) of `pid`, in bytes, from `/proc/PID/status`.
+fn status_rss(pid: u32) -> Outcome<(u64, u64)> {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).context(format!("cannot read /proc/{pid}/status"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .context(format!("/proc/{pid}/status has no {name}"))
+    };
+    Ok((field("VmHWM:")?, field("VmRSS:")?))
+}
+
+/// The states of a task that has not run yet.
+const PENDING: &[&str] = &["waiting", "processing"];
+
+/// Waits until the scheduler counts `count` tasks in `states` together.
+fn wait_for_tasks(cluster: &Cluster, states: &[&str], count: u64, limit: Duration) -> Outcome<()> {
     let deadline = Instant::now() + limit;
     loop {
         // The request queues behind the submissions on the same connection, so it may take
         // as long as they do.
         let info = cluster.info_within(limit)?;
-        let have = info
+        let have: u64 = info
             .tasks
             .iter()
-            .find(|(s, _)| s == state)
+            .filter(|(s, _)| states.contains(&s.as_str()))
             .map(|(_, n)| *n)
-            .unwrap_or(0);
+            .sum();
         if have == count {
             return Ok(());
         }
         if Instant::now() >= deadline {
             return fail(format!(
-                "expected {count} tasks {state}, the scheduler has {:?}",
+                "expected {count} tasks {}, the scheduler has {:?}",
+                states.join(" or "),
                 info.tasks
             ));
         }

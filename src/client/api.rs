@@ -7,8 +7,8 @@
 use crate::protocol::codec;
 use crate::protocol::LocationProblem;
 use crate::protocol::{
-    dial, spawn_writer, AttemptError, ClusterInfo, FrameReader, FromClient, HandshakeError, KeyLocation, PeerClient,
-    PeerError, RequestId, Role, TaskDesc, TaskError, ToClient,
+    dial, write_loop, AttemptError, ClusterInfo, FrameReader, FromClient, HandshakeError, KeyLocation, PeerClient,
+    PeerError, RequestId, Role, SubmitTooLarge, TaskDesc, TaskError, ToClient,
 };
 use serde::{de::DeserializeOwned, Serialize};
 use smol::Task;
@@ -34,6 +34,8 @@ pub enum ClientError {
     Scatter(String),
     #[error("restart failed: {0}")]
     Restart(String),
+    #[error("cannot submit: {0}")]
+    SubmitTooLarge(#[from] SubmitTooLarge),
     #[error("{0}")]
     Codec(#[from] codec::CodecError),
 }
@@ -126,6 +128,9 @@ struct Inner {
     tx: async_channel::Sender<FromClient>,
     shared: Mutex<Shared>,
     next_req: AtomicU64,
+    /// Held while the parts of one submission are queued, so that two submissions from
+    /// different threads never interleave their parts.
+    submitting: Mutex<()>,
 }
 
 impl Inner {
@@ -181,8 +186,18 @@ impl AsyncClient {
             tx,
             shared: Mutex::new(Shared::default()),
             next_req: AtomicU64::new(0),
+            submitting: Mutex::new(()),
         });
-        let writer = spawn_writer(rx, stream.clone());
+        let writer_inner = inner.clone();
+        let writer_stream = stream.clone();
+        // The connection's one writer; a message it cannot send (one over the frame limit)
+        // ends the connection, and the client says why instead of "connection closed".
+        let writer = crate::rt::spawn(async move {
+            if let Err(e) = write_loop(rx, writer_stream.clone()).await {
+                writer_inner.lock().close(format!("cannot send to the scheduler: {e}"));
+            }
+            let _ = writer_stream.shutdown(std::net::Shutdown::Both);
+        });
         let reader_inner = inner.clone();
         let reader = crate::rt::spawn(async move {
             let reason = loop {
@@ -250,8 +265,9 @@ impl AsyncClient {
         })
     }
 
-    /// Submits tasks in one message; the client keeps every one of their results until it
-    /// releases them. Returns their keys.
+    /// Submits tasks as one submission, of any size (it is sent in parts that each fit a
+    /// frame, and the scheduler takes them whole); the client keeps every one of their
+    /// results until it releases them. Returns their keys.
     pub async fn submit(&self, tasks: Vec<TaskDesc>) -> Result<Vec<String>, ClientError> {
         let keys: Vec<String> = tasks.iter().map(|t| t.key.clone()).collect();
         self.submit_wanting(tasks, keys.clone()).await?;
@@ -260,14 +276,26 @@ impl AsyncClient {
 
     /// Submits tasks but keeps only the results of `wanted` (the others are dropped as soon
     /// as their dependents have them).
+    ///
+    /// Only a task (or key) that cannot fit a frame by itself is refused
+    /// ([`ClientError::SubmitTooLarge`], naming it and the limit); nothing is sent then.
     pub async fn submit_wanting(&self, tasks: Vec<TaskDesc>, wanted: Vec<String>) -> Result<(), ClientError> {
+        let parts = FromClient::split_submission(tasks, wanted)?;
         {
             let mut s = self.inner.lock();
-            for k in &wanted {
-                s.status.insert(k.clone(), KeyStatus::Pending);
+            for part in &parts {
+                if let FromClient::Submit { wanted, .. } | FromClient::SubmitPart { wanted, .. } = part {
+                    for k in wanted {
+                        s.status.insert(k.clone(), KeyStatus::Pending);
+                    }
+                }
             }
         }
-        self.send(FromClient::Submit { tasks, wanted })
+        let _one_at_a_time = self.inner.submitting.lock().unwrap_or_else(|e| e.into_inner());
+        for part in parts {
+            self.send(part)?;
+        }
+        Ok(())
     }
 
     /// Submits one call of the registry function `name` with typed arguments.
@@ -595,6 +623,7 @@ fn dispatch(inner: &Inner, msg: ToClient) {
         ToClient::Welcome { .. } => {}
         ToClient::Notice { message } => log::warn!("scheduler: {message}"),
         ToClient::Shutdown { reason } => s.close(format!("scheduler shut down: {reason}")),
+        ToClient::Closing { reason } => s.close(format!("the scheduler closed the connection: {reason}")),
     }
 }
 

@@ -3,16 +3,68 @@
 //! A frame longer than [`MAX_FRAME_LEN`] is refused before any byte of it is buffered. Raw
 //! payloads (result bytes) may follow a frame; they are read straight into their own buffer
 //! and never framed, so a large result is neither capped nor copied through the frame buffer.
+//!
+//! Memory for undecoded input is bounded by what arrived, never by what a length promises:
+//! a reader's buffer starts at [`READ_CHUNK`] and grows only when it is full and the frame
+//! needs more, at most doubling and never past the frame, so one connection holds at most
+//! `4 + MAX_FRAME_LEN` bytes, and a peer that declares 64 MiB and sends one byte costs
+//! 64 KiB. Growth beyond the first chunk is charged to one budget for the whole process
+//! ([`UNDECODED_LIMIT`], counted in [`READ_CHUNK`] permits) and given back when the frame is
+//! decoded (the buffer shrinks back) or the reader is dropped. A reader that would exceed the
+//! budget waits for room: it stops reading, so its peer is held back by TCP, and an honest
+//! big frame goes through once others are decoded. Only a budget held for
+//! [`BUDGET_PATIENCE`] by frames that do not complete (peers that stopped halfway) fails the
+//! waiting frame, with [`FrameError::OverBudget`] naming the limit. This module never
+//! decides anything about the messages themselves.
 
-use futures_lite::{AsyncRead, AsyncReadExt};
+use futures_lite::{AsyncRead, AsyncReadExt, FutureExt};
 use serde::{de::DeserializeOwned, Serialize};
+use smol::lock::Semaphore;
 use std::io;
+use std::time::{Duration, Instant};
 
 /// The largest frame accepted or sent. Result bytes travel as raw payloads, not in frames.
 pub const MAX_FRAME_LEN: usize = 64 * 1024 * 1024;
 
-/// How much is read from the socket at once when no large frame is pending.
+/// How much is read from the socket at once, and each reader's buffer at rest: the part of
+/// it that is never charged to the budget.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// The most bytes the frame buffers of all the connections of one process may hold together
+/// beyond their first [`READ_CHUNK`] each, before their frames are decoded: four frames of
+/// the largest size at once.
+pub const UNDECODED_LIMIT: usize = 4 * MAX_FRAME_LEN;
+
+/// How long a reader waits for room under [`UNDECODED_LIMIT`] before it gives up its frame.
+/// Frames from peers that keep sending finish in well under a second on any network a
+/// cluster runs on; only peers that stopped in the middle of big frames hold room this long.
+pub const BUDGET_PATIENCE: Duration = Duration::from_secs(30);
+
+/// A budget of bytes for undecoded frames, shared by readers, in permits of [`READ_CHUNK`].
+pub(crate) struct Budget {
+    permits: Semaphore,
+    limit: usize,
+    patience: Duration,
+}
+
+impl Budget {
+    pub(crate) const fn new(limit: usize, patience: Duration) -> Budget {
+        Budget {
+            permits: Semaphore::new(limit / READ_CHUNK),
+            limit,
+            patience,
+        }
+    }
+
+    /// Bytes charged to this budget now.
+    #[cfg(test)]
+    fn used(&self) -> usize {
+        self.limit - self.permits.available_permits() * READ_CHUNK
+    }
+}
+
+/// The process's one budget, shared by every [`FrameReader::new`].
+static UNDECODED: Budget = Budget::new(UNDECODED_LIMIT, BUDGET_PATIENCE);
 
 /// Why a frame could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +75,12 @@ pub enum FrameError {
     Truncated { got: usize, expected: usize },
     #[error("frame of {len} bytes is larger than the limit of {max} bytes")]
     TooLarge { len: usize, max: usize },
+    /// Frames still arriving on other connections held the whole budget for too long.
+    #[error(
+        "frame of {len} bytes not read: frames still arriving on other connections held the \
+         limit of {limit} bytes for undecoded input for {} s", waited.as_secs()
+    )]
+    OverBudget { len: usize, limit: usize, waited: Duration },
     #[error("malformed frame: {0}")]
     Malformed(#[source] postcard::Error),
     #[error("malformed frame: {0} unexpected bytes after the message")]
@@ -51,7 +109,8 @@ pub fn encode_frame<T: Serialize>(buf: &mut Vec<u8>, msg: &T) -> Result<(), Fram
     Ok(())
 }
 
-/// Reads frames (and raw payloads) from one connection, through one reused buffer.
+/// Reads frames (and raw payloads) from one connection, through one reused buffer that
+/// grows with the bytes that arrived (see the module doc).
 pub struct FrameReader<R> {
     /// The socket's read half.
     inner: R,
@@ -61,15 +120,25 @@ pub struct FrameReader<R> {
     pos: usize,
     /// Where they end; `buf[end..]` is free space for the next read.
     end: usize,
+    /// Where `buf`'s growth beyond [`READ_CHUNK`] is charged.
+    budget: &'static Budget,
+    /// Permits of `budget` this reader holds: `buf.len() <= READ_CHUNK * (1 + charged)`.
+    charged: usize,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(inner: R) -> Self {
+        FrameReader::with_budget(inner, &UNDECODED)
+    }
+
+    fn with_budget(inner: R, budget: &'static Budget) -> Self {
         FrameReader {
             inner,
             buf: vec![0; READ_CHUNK],
             pos: 0,
             end: 0,
+            budget,
+            charged: 0,
         }
     }
 
@@ -87,15 +156,17 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// end of stream with nothing unread.
     async fn fill(&mut self, want: usize) -> Result<bool, FrameError> {
         if self.pos + want > self.buf.len() {
-            // Move the unread bytes to the front, and grow (zeroing once) if still short.
+            // Move the unread bytes to the front.
             self.buf.copy_within(self.pos..self.end, 0);
             self.end -= self.pos;
             self.pos = 0;
-            if want > self.buf.len() {
-                self.buf.resize(want.max(READ_CHUNK), 0);
-            }
         }
         while self.unread() < want {
+            if self.end == self.buf.len() {
+                // Full and the frame needs more: double, but never past the frame, so the
+                // buffer is at most twice what arrived.
+                self.grow_to((self.buf.len() * 2).min(self.pos + want)).await?;
+            }
             let n = self.inner.read(&mut self.buf[self.end..]).await?;
             if n == 0 {
                 if self.unread() == 0 {
@@ -109,6 +180,57 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             self.end += n;
         }
         Ok(true)
+    }
+
+    /// Grows the buffer to `len` bytes once the budget has room for it.
+    async fn grow_to(&mut self, len: usize) -> Result<(), FrameError> {
+        let needed = (len - READ_CHUNK).div_ceil(READ_CHUNK);
+        let mut deadline = None;
+        while self.charged < needed {
+            if let Some(permit) = self.budget.permits.try_acquire() {
+                permit.forget();
+                self.charged += 1;
+                continue;
+            }
+            let budget = self.budget;
+            let at = *deadline.get_or_insert_with(|| Instant::now() + budget.patience);
+            let acquired = async { Some(budget.permits.acquire().await) }
+                .or(async {
+                    async_io::Timer::at(at).await;
+                    None
+                })
+                .await;
+            match acquired {
+                Some(permit) => {
+                    permit.forget();
+                    self.charged += 1;
+                }
+                None => {
+                    return Err(FrameError::OverBudget {
+                        len: len.saturating_sub(4),
+                        limit: budget.limit,
+                        waited: budget.patience,
+                    })
+                }
+            }
+        }
+        self.buf.resize(len, 0);
+        Ok(())
+    }
+
+    /// Once a frame is decoded: a buffer that grew for it goes back to its size at rest, and
+    /// its charge back to the budget, unless more than that is already unread.
+    fn shrink(&mut self) {
+        if self.charged == 0 || self.unread() > READ_CHUNK {
+            return;
+        }
+        let mut rest = vec![0; READ_CHUNK];
+        rest[..self.unread()].copy_from_slice(&self.buf[self.pos..self.end]);
+        self.end -= self.pos;
+        self.pos = 0;
+        self.buf = rest;
+        self.budget.permits.add_permits(self.charged);
+        self.charged = 0;
     }
 
     /// The next message, or `None` when the peer closed the connection between frames.
@@ -143,11 +265,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             self.pos = 0;
             self.end = 0;
         }
-        match decoded {
+        let decoded = match decoded {
             Ok((msg, [])) => Ok(Some(msg)),
             Ok((_, rest)) => Err(FrameError::TrailingBytes(rest.len())),
             Err(e) => Err(FrameError::Malformed(e)),
-        }
+        };
+        self.shrink();
+        decoded
     }
 
     /// Reads a raw payload of exactly `len` bytes that followed a frame.
@@ -162,6 +286,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             self.pos = 0;
             self.end = 0;
         }
+        self.shrink();
         // Grown (and zeroed) a chunk at a time just ahead of the reads, so a large payload is
         // written once by the zeroing and once by the socket while still in cache.
         const STEP: usize = 1 << 20;
@@ -178,6 +303,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             }
         }
         Ok(out)
+    }
+}
+
+impl<R> Drop for FrameReader<R> {
+    fn drop(&mut self) {
+        self.budget.permits.add_permits(self.charged);
     }
 }
 
@@ -258,5 +389,161 @@ mod tests {
             assert_eq!(r.read_payload(3).await.unwrap(), b"abc");
             assert_eq!(r.next::<Msg>().await.unwrap(), Some(Msg::A(4)));
         });
+    }
+
+    /// A reader over bytes that arrive in pieces, each when the test sends it.
+    struct Trickle {
+        rx: std::pin::Pin<Box<async_channel::Receiver<Vec<u8>>>>,
+        pending: Vec<u8>,
+    }
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            out: &mut [u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            use futures_lite::Stream;
+            use std::task::Poll;
+            let this = self.get_mut();
+            while this.pending.is_empty() {
+                match this.rx.as_mut().poll_next(cx) {
+                    Poll::Ready(Some(bytes)) => this.pending = bytes,
+                    Poll::Ready(None) => return Poll::Ready(Ok(0)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            let n = out.len().min(this.pending.len());
+            out[..n].copy_from_slice(&this.pending[..n]);
+            this.pending.drain(..n);
+            Poll::Ready(Ok(n))
+        }
+    }
+
+    fn trickle() -> (async_channel::Sender<Vec<u8>>, Trickle) {
+        let (tx, rx) = async_channel::unbounded();
+        (
+            tx,
+            Trickle {
+                rx: Box::pin(rx),
+                pending: Vec::new(),
+            },
+        )
+    }
+
+    fn leaked_budget(limit: usize, patience: Duration) -> &'static Budget {
+        Box::leak(Box::new(Budget::new(limit, patience)))
+    }
+
+    /// One frame of `len` bytes of body (a `Msg::B` with a text of the right length).
+    fn frame_of(len: usize) -> Vec<u8> {
+        // A tag byte and the text's length (a varint of 1 to 5 bytes) come before the text.
+        for head in 2..=6 {
+            let mut buf = Vec::new();
+            let fits = encode_frame(
+                &mut buf,
+                &Msg::B {
+                    text: "x".repeat(len - head),
+                },
+            )
+            .is_ok();
+            if fits && buf.len() == 4 + len {
+                return buf;
+            }
+        }
+        panic!("no text makes a frame of {len} bytes")
+    }
+
+    /// Runs `fut` until it finishes or `ticks` passes of the executor pass without it.
+    fn poll_a_while<T>(fut: &mut std::pin::Pin<Box<impl std::future::Future<Output = T>>>) -> Option<T> {
+        smol::block_on(async {
+            async { Some(fut.as_mut().await) }
+                .or(async {
+                    async_io::Timer::after(Duration::from_millis(50)).await;
+                    None
+                })
+                .await
+        })
+    }
+
+    #[test]
+    fn a_declared_length_takes_no_memory_until_its_bytes_arrive() {
+        let budget = leaked_budget(UNDECODED_LIMIT, BUDGET_PATIENCE);
+        let (tx, src) = trickle();
+        let mut r = FrameReader::with_budget(src, budget);
+        let frame = frame_of(MAX_FRAME_LEN);
+        // A call of `next` cut short leaves what arrived in the buffer for the next call.
+        let poll_next = |r: &mut FrameReader<Trickle>| poll_a_while(&mut Box::pin(r.next::<Msg>()));
+        tx.try_send(frame[..5].to_vec()).unwrap();
+        assert!(poll_next(&mut r).is_none(), "the frame is not complete");
+        assert_eq!(r.buf.len(), READ_CHUNK, "64 MiB declared, 1 byte sent: no growth");
+        assert_eq!(budget.used(), 0);
+        // A megabyte arrives: the buffer grows with it, not to the declared length.
+        tx.try_send(frame[5..5 + (1 << 20)].to_vec()).unwrap();
+        assert!(poll_next(&mut r).is_none());
+        assert!(
+            r.buf.len() > 1 << 20 && r.buf.len() <= 2 << 20,
+            "{} bytes held",
+            r.buf.len()
+        );
+        assert!(budget.used() + READ_CHUNK >= r.buf.len(), "growth is charged");
+        tx.try_send(frame[5 + (1 << 20)..].to_vec()).unwrap();
+        let got = poll_next(&mut r).expect("the whole frame arrived");
+        assert!(matches!(got, Ok(Some(Msg::B { .. }))));
+        // Decoded: the buffer is back at rest and the budget whole.
+        assert_eq!(r.buf.len(), READ_CHUNK);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn a_reader_over_the_budget_waits_for_room_then_reads() {
+        // Room for one frame of 1 MiB beyond the first chunk, not two.
+        let budget = leaked_budget(3 * (1 << 19), BUDGET_PATIENCE);
+        let (tx_a, src_a) = trickle();
+        let (tx_b, src_b) = trickle();
+        let mut a = FrameReader::with_budget(src_a, budget);
+        let mut b = FrameReader::with_budget(src_b, budget);
+        let frame = frame_of(1 << 20);
+        tx_a.try_send(frame[..frame.len() - 1].to_vec()).unwrap();
+        tx_b.try_send(frame[..frame.len() - 1].to_vec()).unwrap();
+        let mut next_a = Box::pin(async move { a.next::<Msg>().await.map(|m| m.is_some()).map_err(|e| e.to_string()) });
+        let mut next_b = Box::pin(async move { b.next::<Msg>().await.map(|m| m.is_some()).map_err(|e| e.to_string()) });
+        assert!(poll_a_while(&mut next_a).is_none());
+        assert!(poll_a_while(&mut next_b).is_none(), "b waits for room");
+        assert!(budget.used() <= budget.limit);
+        // a's last byte: a is decoded and gives its room back, and b goes on.
+        tx_a.try_send(frame[frame.len() - 1..].to_vec()).unwrap();
+        assert_eq!(poll_a_while(&mut next_a), Some(Ok(true)));
+        tx_b.try_send(frame[frame.len() - 1..].to_vec()).unwrap();
+        assert_eq!(poll_a_while(&mut next_b), Some(Ok(true)));
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn a_budget_held_too_long_fails_the_waiting_frame_naming_the_limit() {
+        let budget = leaked_budget(1 << 20, Duration::from_millis(200));
+        let (tx_a, src_a) = trickle();
+        let (tx_b, src_b) = trickle();
+        let mut a = FrameReader::with_budget(src_a, budget);
+        let mut b = FrameReader::with_budget(src_b, budget);
+        let frame = frame_of(1 << 20);
+        // a stops halfway through, holding the whole budget.
+        tx_a.try_send(frame[..frame.len() - 1].to_vec()).unwrap();
+        tx_b.try_send(frame[..frame.len() - 1].to_vec()).unwrap();
+        let mut next_a = Box::pin(async move { a.next::<Msg>().await.map(|_| ()).map_err(|e| e.to_string()) });
+        assert!(poll_a_while(&mut next_a).is_none());
+        let err = smol::block_on(b.next::<Msg>()).expect_err("no room within the patience");
+        assert!(
+            matches!(err, FrameError::OverBudget { limit, .. } if limit == 1 << 20),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains(&format!("limit of {} bytes", 1 << 20)),
+            "{err}"
+        );
+        drop(next_a);
+        drop(b);
+        assert_eq!(budget.used(), 0, "dropped readers give their room back");
+        drop((tx_a, tx_b));
     }
 }

@@ -16,7 +16,7 @@ pub const MAGIC: [u8; 8] = *b"DISTD\x7fHS";
 pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Bumped on every incompatible change of any message.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Who is speaking on a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 //! Scheduler <-> worker: [`ToWorker`], [`FromWorker`]. Scheduler <-> client: [`ToClient`],
 //! [`FromClient`]. Worker <-> worker or client fetching results: [`ToPeer`], [`FromPeer`].
 
+use super::frame::MAX_FRAME_LEN;
 use super::ids::{AttemptId, ClientId, RequestId, TaskId, WorkerId};
 use super::task::{TaskDesc, TaskSpec};
 use serde::{Deserialize, Serialize};
@@ -176,8 +177,15 @@ pub struct WorkerInfo {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum FromClient {
     /// New tasks (known keys are not run twice). The client is told when each of `wanted`
-    /// finishes or errs, and the scheduler keeps those results until released.
+    /// finishes or errs, and the scheduler keeps those results until released. With the
+    /// `SubmitPart`s sent before it, one submission: checked, stored and answered whole.
     Submit {
+        tasks: Vec<TaskDesc>,
+        wanted: Vec<String>,
+    },
+    /// Part of a submission too big for one frame ([`FromClient::split_submission`]): held by
+    /// the scheduler, unchecked, until the `Submit` that ends it.
+    SubmitPart {
         tasks: Vec<TaskDesc>,
         wanted: Vec<String>,
     },
@@ -281,6 +289,11 @@ pub enum ToClient {
     Shutdown {
         reason: String,
     },
+    /// The scheduler closes this connection because of what the client sent (a frame over
+    /// the limit, say); the connection ends right after.
+    Closing {
+        reason: String,
+    },
 }
 
 /// A snapshot of the cluster, for `distd info` and `Client::info`.
@@ -376,6 +389,119 @@ pub enum TaskError {
     Other(String),
 }
 
+/// The most bytes one part of a split submission takes: well under [`MAX_FRAME_LEN`], so
+/// that parts from many clients fit the scheduler's budget for undecoded input at once and
+/// each waits little for the core.
+pub const SUBMIT_PART_LEN: usize = 4 * 1024 * 1024;
+
+/// What a `Submit` or `SubmitPart` frame takes beyond its tasks and keys: the tag and two
+/// lengths, each a varint of at most 5 bytes.
+const SUBMIT_OVERHEAD: usize = 16;
+
+/// Why a submission cannot be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitTooLarge {
+    #[error(
+        "task {} is {len} bytes encoded, more than the limit of {max} bytes for one message \
+         ({MAX_FRAME_LEN}-byte frames)",
+        shorten(key)
+    )]
+    Task { key: String, len: usize, max: usize },
+    #[error(
+        "wanted key {} is {len} bytes, more than the limit of {max} bytes for one message",
+        shorten(key)
+    )]
+    Key { key: String, len: usize, max: usize },
+    #[error("task could not be encoded: {0}")]
+    Encode(#[source] postcard::Error),
+}
+
+/// A key for a message: quoted, and cut after 80 characters.
+fn shorten(key: &str) -> String {
+    match key.char_indices().nth(80) {
+        None => format!("{key:?}"),
+        Some((at, _)) => format!("{:?}... ({} bytes)", &key[..at], key.len()),
+    }
+}
+
+impl FromClient {
+    /// One submission as messages that each fit a frame: a `Submit` alone when it is small,
+    /// else `SubmitPart`s of at most [`SUBMIT_PART_LEN`] bytes (more for a task bigger than
+    /// that, alone in its part) then a `Submit`, in the order given. The scheduler takes them
+    /// together, so the order of tasks across parts does not matter. A task (or wanted key)
+    /// that alone cannot fit a frame is refused, naming it and the limit.
+    pub fn split_submission(
+        mut tasks: Vec<TaskDesc>,
+        mut wanted: Vec<String>,
+    ) -> Result<Vec<FromClient>, SubmitTooLarge> {
+        let max = MAX_FRAME_LEN - SUBMIT_OVERHEAD;
+        let room = SUBMIT_PART_LEN - SUBMIT_OVERHEAD;
+        // Where each part after the first starts, counting the tasks then the wanted keys as
+        // one sequence (a part may hold both).
+        let mut starts = Vec::new();
+        let mut part = 0;
+        let mut add = |at: usize, len: usize| {
+            if part > 0 && part + len > room {
+                starts.push(at);
+                part = 0;
+            }
+            part += len;
+        };
+        for (i, t) in tasks.iter().enumerate() {
+            let len = postcard::experimental::serialized_size(t).map_err(SubmitTooLarge::Encode)?;
+            if len > max {
+                let key = t.key.clone();
+                return Err(SubmitTooLarge::Task { key, len, max });
+            }
+            add(i, len);
+        }
+        for (i, k) in wanted.iter().enumerate() {
+            let len = postcard::experimental::serialized_size(k).map_err(SubmitTooLarge::Encode)?;
+            if len > max {
+                return Err(SubmitTooLarge::Key {
+                    key: k.clone(),
+                    len,
+                    max,
+                });
+            }
+            add(tasks.len() + i, len);
+        }
+        // Parts are cut off the end, each list shrunk after each cut: a big submission is
+        // never held twice over (the allocator takes back the cut-off tail of a large list).
+        let n = tasks.len();
+        let mut parts = Vec::with_capacity(starts.len() + 1);
+        for &start in std::iter::once(&0).chain(&starts).rev() {
+            let keys = cut_tail(&mut wanted, start.saturating_sub(n));
+            let part_tasks = if start < n {
+                cut_tail(&mut tasks, start)
+            } else {
+                Vec::new()
+            };
+            parts.push((part_tasks, keys));
+        }
+        // Pushed last part first: the last, index 0, is the `Submit` that ends the submission.
+        Ok(parts
+            .into_iter()
+            .enumerate()
+            .rev()
+            .map(|(i, (tasks, wanted))| match i {
+                0 => FromClient::Submit { tasks, wanted },
+                _ => FromClient::SubmitPart { tasks, wanted },
+            })
+            .collect())
+    }
+}
+
+/// `v[at..]`, taken off `v`, whose spare room goes back to the allocator.
+fn cut_tail<T>(v: &mut Vec<T>, at: usize) -> Vec<T> {
+    if at == 0 {
+        return std::mem::take(v);
+    }
+    let tail = v.split_off(at);
+    v.shrink_to_fit();
+    tail
+}
+
 fn tail(stderr: &str) -> String {
     let s = stderr.trim_end();
     if s.is_empty() {
@@ -388,5 +514,87 @@ fn tail(stderr: &str) -> String {
 impl fmt::Display for DepLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({}) at {}", self.key, self.id, self.holders.join(","))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(i: usize, arg_len: usize) -> TaskDesc {
+        TaskDesc::function(format!("t{i}"), "noop", vec![7; arg_len]).with_deps((i > 0).then(|| format!("t{}", i - 1)))
+    }
+
+    /// The parts' tasks and keys in order, checking that each part fits its room.
+    fn joined(parts: Vec<FromClient>) -> (Vec<TaskDesc>, Vec<String>) {
+        let (mut tasks, mut wanted) = (Vec::new(), Vec::new());
+        let last = parts.len() - 1;
+        for (i, p) in parts.into_iter().enumerate() {
+            let len = postcard::experimental::serialized_size(&p).unwrap();
+            match p {
+                FromClient::SubmitPart { tasks: t, wanted: w } if i < last => {
+                    assert!(len <= SUBMIT_PART_LEN, "part {i} is {len} bytes");
+                    tasks.extend(t);
+                    wanted.extend(w);
+                }
+                FromClient::Submit { tasks: t, wanted: w } if i == last => {
+                    assert!(len <= SUBMIT_PART_LEN, "the last part is {len} bytes");
+                    tasks.extend(t);
+                    wanted.extend(w);
+                }
+                other => panic!("part {i} of {} is {other:?}", last + 1),
+            }
+        }
+        (tasks, wanted)
+    }
+
+    #[test]
+    fn a_small_submission_is_one_message() {
+        let tasks: Vec<TaskDesc> = (0..3).map(|i| task(i, 10)).collect();
+        let parts = FromClient::split_submission(tasks.clone(), vec!["t2".into()]).unwrap();
+        assert_eq!(
+            parts,
+            [FromClient::Submit {
+                tasks,
+                wanted: vec!["t2".into()]
+            }]
+        );
+    }
+
+    #[test]
+    fn a_big_submission_is_cut_into_parts_that_fit_in_order() {
+        // 12 MiB of tasks and about 2.5 MiB of wanted keys.
+        let tasks: Vec<TaskDesc> = (0..120).map(|i| task(i, 100 * 1024)).collect();
+        let wanted: Vec<String> = (0..100_000).map(|i| format!("wanted-key-{i:012}")).collect();
+        let parts = FromClient::split_submission(tasks.clone(), wanted.clone()).unwrap();
+        assert!(parts.len() >= 4, "{} parts", parts.len());
+        assert_eq!(joined(parts), (tasks, wanted));
+    }
+
+    #[test]
+    fn a_task_bigger_than_a_part_goes_alone() {
+        let tasks = vec![task(0, 10), task(1, SUBMIT_PART_LEN + 10), task(2, 10)];
+        let parts = FromClient::split_submission(tasks.clone(), vec![]).unwrap();
+        assert_eq!(parts.len(), 3);
+        let mut got = Vec::new();
+        for p in parts {
+            match p {
+                FromClient::SubmitPart { tasks, .. } | FromClient::Submit { tasks, .. } => got.extend(tasks),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(got, tasks);
+    }
+
+    #[test]
+    fn a_task_that_cannot_fit_a_frame_is_named_with_the_limit() {
+        let tasks = vec![task(0, 10), task(1, MAX_FRAME_LEN)];
+        let err = FromClient::split_submission(tasks, vec![]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("task \"t1\""), "{text}");
+        assert!(
+            text.contains(&format!("limit of {} bytes", MAX_FRAME_LEN - SUBMIT_OVERHEAD)),
+            "{text}"
+        );
     }
 }

@@ -318,7 +318,7 @@ async fn serve_connection(
             let id = ClientId(id);
             let (tx, rx) = async_channel::unbounded();
             let writer = spawn_writer(rx, stream);
-            let _ = events.send(Event::ClientJoined(id, tx)).await;
+            let _ = events.send(Event::ClientJoined(id, tx.clone())).await;
             let (handled_tx, handled) = async_channel::bounded(1);
             let ended = pump(
                 &mut reader,
@@ -327,8 +327,17 @@ async fn serve_connection(
                 Some(&handled),
             )
             .await;
+            if let Err(e @ ConnectionError::Frame(_)) = &ended {
+                // Told why, rather than left with a closed connection: the writer sends what
+                // is queued, this last, and ends (bounded, for a client that stopped reading).
+                let _ = tx.try_send(ToClient::Closing { reason: e.to_string() });
+                tx.close();
+                let grace = async {
+                    async_io::Timer::after(Duration::from_secs(1)).await;
+                };
+                futures_lite::future::or(writer, grace).await;
+            }
             let _ = events.send(Event::ClientLost(id)).await;
-            drop(writer);
             ended
         }
         Role::Nanny => {

@@ -22,6 +22,8 @@ pub(super) struct ClientState {
     pub(super) wanted: Vec<TaskId>,
     /// How many tasks name this client in their `wanted_by`.
     pub(super) wants: usize,
+    /// The parts of a submission that came in several messages, until its last.
+    pub(super) partial_submission: Option<Box<super::submit::PartialSubmission>>,
 }
 
 impl ClientState {
@@ -68,6 +70,7 @@ impl Core {
         }
         match msg {
             FromClient::Submit { tasks, wanted } => self.on_submit(id, tasks, wanted),
+            FromClient::SubmitPart { tasks, wanted } => self.on_submit_part(id, tasks, wanted),
             FromClient::Release { keys } => {
                 for k in keys {
                     if let Some(t) = self.tasks.id_of(&k) {

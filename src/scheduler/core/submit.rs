@@ -1,5 +1,8 @@
 //! Submissions: a batch is checked whole before any of it is stored (keys unique, inputs
-//! known, no cycle), then its tasks are linked and what the client wants is computed.
+//! known, no cycle), then its tasks are linked and what the client wants is computed. A
+//! submission too big for one frame comes in parts (`SubmitPart`s, then the `Submit` that
+//! ends it): the parts are held, unchecked, and the batch is the parts and the `Submit`
+//! together, so it is checked, stored and answered exactly as one message would be.
 
 use super::task::{Task, TaskExtras, TaskState};
 use super::{Core, Outgoing};
@@ -21,6 +24,13 @@ pub(super) enum Rejected {
     /// A few of the keys in the cycle.
     #[error("dependency cycle among {}", .0.join(", "))]
     Cycle(Vec<String>),
+}
+
+/// The parts of a submission received so far from one client, in order.
+#[derive(Debug, Default)]
+pub(super) struct PartialSubmission {
+    tasks: Vec<TaskDesc>,
+    wanted: Vec<String>,
 }
 
 impl Core {
@@ -84,7 +94,21 @@ impl Core {
         Ok(())
     }
 
-    pub(super) fn on_submit(&mut self, client: ClientId, tasks: Vec<TaskDesc>, wanted: Vec<String>) {
+    /// A part of a submission: held until the `Submit` that ends it.
+    pub(super) fn on_submit_part(&mut self, client: ClientId, tasks: Vec<TaskDesc>, wanted: Vec<String>) {
+        let cs = self.clients.get_mut(&client).expect("checked by caller");
+        let held = cs.partial_submission.get_or_insert_with(Box::default);
+        held.tasks.extend(tasks);
+        held.wanted.extend(wanted);
+    }
+
+    pub(super) fn on_submit(&mut self, client: ClientId, mut tasks: Vec<TaskDesc>, mut wanted: Vec<String>) {
+        let cs = self.clients.get_mut(&client).expect("checked by caller");
+        if let Some(mut held) = cs.partial_submission.take() {
+            held.tasks.append(&mut tasks);
+            held.wanted.append(&mut wanted);
+            (tasks, wanted) = (held.tasks, held.wanted);
+        }
         if let Err(rejected) = self.check_batch(&tasks) {
             log::warn!("client {client}: submission rejected: {rejected}");
             let reason = rejected.to_string();

@@ -124,3 +124,59 @@ fn unwanted_submitted_tasks_are_dropped_at_once() {
     assert_eq!(cl.core.task_count(), 0);
     cl.assert_nothing_else_sent();
 }
+
+// ----- submissions in parts -----
+
+fn part(cl: &mut Cluster, c: ClientId, tasks: Vec<TaskDesc>, wanted: &[&str]) {
+    cl.client_says(
+        c,
+        FromClient::SubmitPart {
+            tasks,
+            wanted: strings(wanted),
+        },
+    );
+}
+
+#[test]
+fn a_submission_in_parts_is_taken_whole_at_its_last_part() {
+    let (mut cl, c) = Cluster::new().with_workers(&[("w1", 1)]);
+    // `a` is wanted by nobody and only used by a later part: a batch of its own would have
+    // dropped it at once.
+    part(&mut cl, c, vec![task("a")], &[]);
+    part(&mut cl, c, vec![task_on("b", &["a"])], &[]);
+    assert_eq!(cl.core.task_count(), 0, "parts are held until the submission ends");
+    cl.assert_nothing_else_sent();
+    cl.submit(c, vec![task_on("c", &["b", "a"])], &["c"]);
+    assert_eq!(cl.core.task_count(), 3);
+    // The chain is queued on the worker behind its head.
+    assert_eq!(cl.computes_sent_to("w1"), ["a", "b", "c"]);
+    for k in ["a", "b", "c"] {
+        cl.start("w1", k);
+        cl.finish("w1", k, 1);
+    }
+    assert_eq!(cl.finished_to_client(c), ["c"]);
+}
+
+#[test]
+fn a_bad_part_rejects_the_whole_submission() {
+    let (mut cl, c) = Cluster::new().with_workers(&[("w1", 1)]);
+    // The cycle spans the parts; the keys wanted come in the first.
+    part(&mut cl, c, vec![task("root"), task_on("x", &["root", "z"])], &["x"]);
+    part(&mut cl, c, vec![task_on("y", &["x"])], &[]);
+    cl.submit(c, vec![task_on("z", &["y"])], &["z"]);
+    assert_rejected(&mut cl, c, &["root", "x", "y", "z"], "cycle");
+    assert!(cl.computes_sent_to("w1").is_empty());
+    // The next submission starts afresh.
+    cl.submit(c, vec![task("next")], &["next"]);
+    assert_eq!(cl.computes_sent_to("w1"), ["next"]);
+}
+
+#[test]
+fn a_client_lost_mid_submission_leaves_nothing() {
+    let (mut cl, c) = Cluster::new().with_workers(&[("w1", 1)]);
+    part(&mut cl, c, vec![task("a")], &["a"]);
+    cl.disconnect(c);
+    assert_eq!(cl.core.task_count(), 0);
+    assert!(cl.computes_sent_to("w1").is_empty());
+    cl.assert_nothing_else_sent();
+}
