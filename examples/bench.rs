@@ -12,6 +12,8 @@
 //! Every wait is bounded, and every process is killed with its process group and reaped when
 //! its workload ends (or when the bench dies: children get `PR_SET_PDEATHSIG`).
 
+#[path = "bench/bigout.rs"]
+mod bigout;
 #[path = "bench/cluster.rs"]
 mod cluster;
 #[path = "bench/procs.rs"]
@@ -50,6 +52,8 @@ pub struct Sizes {
     /// Spawns of `true` per reference measurement of map-cmd.
     pub spawn_reference: usize,
     pub transfer_bytes: u64,
+    /// The stdout of big-stdout's one command.
+    pub big_stdout_bytes: u64,
     pub memory_tasks: usize,
     pub memory_batch: usize,
     pub standins: usize,
@@ -69,6 +73,7 @@ impl Sizes {
             map_cmd: 10_000,
             spawn_reference: 2_000,
             transfer_bytes: 1 << 30,
+            big_stdout_bytes: 3 << 30,
             memory_tasks: 1_000_000,
             memory_batch: 100_000,
             standins: 1_000,
@@ -88,6 +93,7 @@ impl Sizes {
             map_cmd: 100,
             spawn_reference: 100,
             transfer_bytes: 16 << 20,
+            big_stdout_bytes: 64 << 20,
             memory_tasks: 20_000,
             memory_batch: 5_000,
             standins: 50,
@@ -130,6 +136,7 @@ const WORKLOADS: &[(&str, Workload)] = &[
     ("latency", tasks::latency),
     ("map-cmd", tasks::map_cmd),
     ("transfer", transfer::transfer),
+    ("big-stdout", bigout::big_stdout),
     ("memory", system::memory),
     ("startup", system::startup),
     ("scale-workers", standins::scale_workers),
