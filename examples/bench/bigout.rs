@@ -84,7 +84,8 @@ fn reset_peak_rss(pid: u32) -> bool {
 
 /// VmHWM of `pid`, in bytes.
 fn peak_rss(pid: u32) -> Outcome<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).context(format!("reading /proc/{pid}/status"))?;
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).context(format!("reading /proc/{pid}/status"))?;
     let kb = status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
