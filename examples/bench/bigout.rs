@@ -1,8 +1,10 @@
 //! big-stdout: one command task writing a large stdout (`head -c N /dev/zero`) on a real
 //! worker, timed from submission until the worker holds the result, beside the same bytes
-//! through a plain pipe (`head -c N /dev/zero | cat > /dev/null`) in the same run. Also reports
-//! the worker's peak resident size during each run (VmHWM, reset before the run through
-//! `/proc/PID/clear_refs`), which must stay far under N: the result goes to a file.
+//! through a plain pipe (`head -c N /dev/zero | cat > /dev/null`) in the same run, and through
+//! a pipe into a file in the cluster's folder (`... | cat > FILE`): a result too large to hold
+//! is written to disk, so on a machine whose disk is slower than its pipes the second is the
+//! floor. Also reports the worker's peak resident size during each run (VmHWM, reset before
+//! the run through `/proc/PID/clear_refs`), which must stay far under N.
 //!
 //! `BENCH_BIG_STDOUT=BYTES` overrides the size (e.g. to measure an older distd, which needs
 //! minutes for 3 GB).
@@ -33,7 +35,9 @@ pub fn big_stdout(bench: &Bench) -> Outcome<Report> {
         .map(|w| w.pid)
         .context("the cluster has no worker")?;
     let limit = Duration::from_secs(30) + Duration::from_secs_f64(bytes as f64 / MIN_RATE);
-    let (mut rates, mut piped, mut ratios, mut peaks) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let file = bench.env.dir.join("big-stdout.reference");
+    let (mut rates, mut piped, mut filed, mut ratios, mut peaks) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 0..bench.sizes.runs {
         let reset = reset_peak_rss(worker_pid);
         let key = cluster.client.unique_key("big-stdout");
@@ -51,18 +55,23 @@ pub fn big_stdout(bench: &Bench) -> Outcome<Report> {
         cluster.client.release(&[key]).context("releasing the result")?;
         wait_no_stored_bytes(&cluster)?;
         let rate = bytes as f64 / 1e6 / secs;
-        let reference = pipe_rate(bytes, limit)?;
+        let reference = pipe_rate(bytes, "/dev/null", limit)?;
+        let to_file = pipe_rate(bytes, &file.display().to_string(), limit);
+        let _ = std::fs::remove_file(&file);
+        let to_file = to_file?;
         bench.progress(
             "big-stdout",
             run,
             &format!(
-                "{rate:.0} MB/s, worker peak RSS {:.0} MB{}; plain pipe {reference:.0} MB/s",
+                "{rate:.0} MB/s, worker peak RSS {:.0} MB{}; plain pipe {reference:.0} MB/s, \
+                 into a file {to_file:.0} MB/s",
                 peak as f64 / 1e6,
                 if reset { "" } else { " (since it started)" }
             ),
         );
         rates.push(rate);
         piped.push(reference);
+        filed.push(to_file);
         ratios.push(rate / reference);
         peaks.push(peak as f64);
     }
@@ -73,6 +82,11 @@ pub fn big_stdout(bench: &Bench) -> Outcome<Report> {
         .field("reference", num(Stats::of(&piped).median))
         .field("reference_what", "head -c BYTES /dev/zero | cat > /dev/null")
         .field("ratio", num(Stats::of(&ratios).median))
+        .field("reference_to_file", num(Stats::of(&filed).median))
+        .field(
+            "reference_to_file_what",
+            "head -c BYTES /dev/zero | cat > FILE (next to the worker's folder)",
+        )
         .field("worker_peak_rss_bytes", whole(peak)))
 }
 
@@ -109,12 +123,12 @@ fn wait_no_stored_bytes(cluster: &Cluster) -> Outcome<()> {
     }
 }
 
-/// `head -c BYTES /dev/zero | cat > /dev/null` through `sh`; MB/s.
-fn pipe_rate(bytes: u64, limit: Duration) -> Outcome<f64> {
+/// `head -c BYTES /dev/zero | cat > TO` through `sh`; MB/s.
+fn pipe_rate(bytes: u64, to: &str, limit: Duration) -> Outcome<f64> {
     let start = Instant::now();
     let mut child = Command::new("sh")
         .arg("-c")
-        .arg(format!("head -c {bytes} /dev/zero | cat > /dev/null"))
+        .arg(format!("head -c {bytes} /dev/zero | cat > '{to}'"))
         .stdin(Stdio::null())
         .spawn()
         .context("spawning the plain pipe")?;

@@ -120,11 +120,6 @@ impl ResultFile {
         &self.path
     }
 
-    /// The result's size: the bytes its maker counted as written.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
     /// Counts `n` more bytes written to the file.
     pub fn wrote(&mut self, n: u64) {
         self.len += n;
