@@ -383,7 +383,7 @@ async fn run_command(
     .map_err(|e| spawn_error(e.to_string()))?;
     leftovers.pgid = Some(child.pid);
     let stdin = child.stdin.take();
-    let mut stdout = child.stdout.take().expect("stdout is a pipe");
+    let stdout = child.stdout.take().expect("stdout is a pipe");
     let mut stderr = child.stderr.take().expect("stderr is a pipe");
     capture::enlarge_pipe(&stdout);
     let feed = async move {
@@ -401,7 +401,7 @@ async fn run_command(
                 in_memory_at_most,
                 spill_path,
             } = stdout_to;
-            capture::read_stdout(&mut stdout, in_memory_at_most, || spill_path).await
+            capture::read_stdout(stdout, in_memory_at_most, || spill_path).await
         };
         let read_err = async move { capture::read_tail(&mut stderr, STDERR_TAIL).await };
         let reads = futures_lite::future::zip(futures_lite::future::zip(read_out, read_err), feed);
