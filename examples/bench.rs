@@ -15,6 +15,8 @@
 //! Every wait is bounded, and every process is killed with its process group and reaped when
 //! its workload ends (or when the bench dies: children get `PR_SET_PDEATHSIG`).
 
+#[path = "bench/bigout.rs"]
+mod bigout;
 #[path = "bench/cluster.rs"]
 mod cluster;
 #[path = "bench/procs.rs"]
@@ -55,6 +57,8 @@ pub struct Sizes {
     /// Spawns of `true` per reference measurement of map-cmd.
     pub spawn_reference: usize,
     pub transfer_bytes: u64,
+    /// The stdout of big-stdout's one command.
+    pub big_stdout_bytes: u64,
     pub memory_tasks: usize,
     pub standins: usize,
     pub standin_tasks: usize,
@@ -79,6 +83,7 @@ impl Sizes {
             map_cmd: 10_000,
             spawn_reference: 2_000,
             transfer_bytes: 1 << 30,
+            big_stdout_bytes: 3 << 30,
             memory_tasks: 1_000_000,
             standins: 1_000,
             standin_tasks: 100_000,
@@ -100,6 +105,7 @@ impl Sizes {
             map_cmd: 100,
             spawn_reference: 100,
             transfer_bytes: 16 << 20,
+            big_stdout_bytes: 64 << 20,
             memory_tasks: 20_000,
             standins: 50,
             standin_tasks: 2_000,
@@ -147,6 +153,7 @@ const WORKLOADS: &[(&str, Workload)] = &[
     ("latency", tasks::latency),
     ("map-cmd", tasks::map_cmd),
     ("transfer", transfer::transfer),
+    ("big-stdout", bigout::big_stdout),
     ("memory", system::memory),
     ("startup", system::startup),
     ("scale-workers", standins::scale_workers),

@@ -1,6 +1,7 @@
 //! Runs one task: a function from the registry on the function threads, or a command as a child
 //! process in its own process group (and its own cgroup where the machine allows), with its
-//! inputs handed over as files or stdin.
+//! inputs handed over as files or stdin, and its output read as it comes (`capture`): stdout
+//! in memory or, when large, in a file the store takes over; stderr's tail for the error.
 //!
 //! A command's task ends when the command exits: whatever it left running (background jobs,
 //! `setsid`, double forks) is killed then, and so is everything when the future of a running
@@ -9,26 +10,30 @@
 //! found; without one, those that stayed in its process group (see ARCHITECTURE.md, "No
 //! orphans").
 
+use super::capture::{self, Captured, STDERR_TAIL};
 use super::registry::Registry;
+use super::store::ResultFile;
 use crate::protocol::{CommandSpec, Data, TaskError, TaskId, TaskSpec};
 use crate::sys::cgroup::{TaskGroup, TaskGroups};
-use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+use futures_lite::{AsyncWriteExt, FutureExt};
 use std::collections::BinaryHeap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
-
-/// How much of a failed command's stderr is kept in its error.
-const STDERR_TAIL: usize = 2000;
 
 /// What every execution on one worker shares.
 #[derive(Clone, Debug)]
 pub struct ExecContext {
     pub registry: Arc<Registry>,
-    /// Where input files of command tasks are written, one folder per task.
+    /// Where input files of command tasks are written, one folder per task, and large
+    /// stdouts (on the file system of the store's spill folder, so the store takes them over
+    /// with a rename).
     pub local_dir: PathBuf,
+    /// A command's stdout up to this many bytes is its result in memory; a larger one is
+    /// written to a file as it comes ([`capture::stdout_in_memory_at_most`]).
+    pub stdout_in_memory_at_most: u64,
     /// The worker's task cgroups, where the machine allows them.
     pub groups: Option<Arc<TaskGroups>>,
 }
@@ -36,26 +41,56 @@ pub struct ExecContext {
 /// An input of a task: its key and its bytes.
 pub type Input = (String, Data);
 
-/// Runs `spec` to completion and returns its result bytes.
+/// A task's result as its execution made it.
+#[derive(Debug)]
+pub enum Output {
+    Memory(Data),
+    /// Too large to hold: already a file, which the store takes over ([`super::store::Store::put_file`]).
+    File(ResultFile),
+}
+
+/// Runs `spec` to completion and returns its result.
 pub async fn execute(
     ctx: &ExecContext,
     task: TaskId,
     key: &str,
     spec: TaskSpec,
     inputs: Vec<Input>,
-) -> Result<Vec<u8>, TaskError> {
+) -> Result<Output, TaskError> {
     match spec {
         TaskSpec::Function { name, args } => {
             let registry = ctx.registry.clone();
-            blocking::unblock(move || call_function(&registry, &name, &args, inputs)).await
+            blocking::unblock(move || call_function(&registry, &name, &args, inputs))
+                .await
+                .map(|bytes| Output::Memory(Arc::new(bytes)))
         }
         TaskSpec::Command(cmd) => {
             let dir = ctx.local_dir.join(format!("task-{}", task.0));
-            let result = run_command(cmd, key, &inputs, &dir, ctx.groups.as_ref()).await;
+            // A fresh name each time: an abandoned execution's file deletes itself, and must
+            // not take a newer execution's with it.
+            static NEXT: AtomicU64 = AtomicU64::new(0);
+            let stdout = Stdout {
+                in_memory_at_most: ctx.stdout_in_memory_at_most,
+                spill_path: ctx.local_dir.join(format!(
+                    "stdout-{}-{}.part",
+                    task.0,
+                    NEXT.fetch_add(1, Ordering::Relaxed)
+                )),
+            };
+            let result = run_command(cmd, key, &inputs, &dir, ctx.groups.as_ref(), stdout).await;
             let _ = std::fs::remove_dir_all(&dir);
-            result
+            result.map(|captured| match captured {
+                Captured::Memory(bytes) => Output::Memory(Arc::new(bytes)),
+                Captured::File(file) => Output::File(file),
+            })
         }
     }
+}
+
+/// Where a command's stdout goes: memory up to a size, then the file at `spill_path`.
+struct Stdout {
+    in_memory_at_most: u64,
+    spill_path: PathBuf,
 }
 
 /// Runs a registry function on this thread, a panic becoming the task's error.
@@ -277,7 +312,8 @@ async fn run_command(
     inputs: &[Input],
     dir: &Path,
     groups: Option<&Arc<TaskGroups>>,
-) -> Result<Vec<u8>, TaskError> {
+    stdout_to: Stdout,
+) -> Result<Captured, TaskError> {
     let program = cmd.argv.first().cloned().unwrap_or_default();
     let spawn_error = |reason: String| TaskError::Spawn {
         program: program.clone(),
@@ -337,8 +373,9 @@ async fn run_command(
     .map_err(|e| spawn_error(e.to_string()))?;
     leftovers.pgid = Some(child.pid);
     let stdin = child.stdin.take();
-    let mut stdout = child.stdout.take().expect("stdout is a pipe");
+    let stdout = child.stdout.take().expect("stdout is a pipe");
     let mut stderr = child.stderr.take().expect("stderr is a pipe");
+    capture::enlarge_pipe(&stdout);
     let feed = async move {
         if let (Some(mut pipe), Some(data)) = (stdin, stdin_data) {
             // A command that does not read all of its stdin is not an error.
@@ -347,14 +384,16 @@ async fn run_command(
         }
     };
     let collect = async {
-        let read_out = async {
-            let mut out = Vec::new();
-            stdout.read_to_end(&mut out).await.map(|_| out)
+        // Each read owns its pipe and closes it when it ends, even on an error (a full disk):
+        // a command still writing then gets EPIPE instead of waiting on a full pipe forever.
+        let read_out = async move {
+            let Stdout {
+                in_memory_at_most,
+                spill_path,
+            } = stdout_to;
+            capture::read_stdout(stdout, in_memory_at_most, || spill_path).await
         };
-        let read_err = async {
-            let mut err = Vec::new();
-            stderr.read_to_end(&mut err).await.map(|_| err)
-        };
+        let read_err = async move { capture::read_tail(&mut stderr, STDERR_TAIL).await };
         let reads = futures_lite::future::zip(futures_lite::future::zip(read_out, read_err), feed);
         let waited = async {
             let exited = child.exited().await;
@@ -391,7 +430,7 @@ async fn run_command(
     if status.success() {
         return Ok(out);
     }
-    let tail = stderr_tail(&err);
+    let tail = capture::tail_text(&err);
     Err(match (status.code(), status.signal()) {
         (Some(code), _) => TaskError::Exit {
             status: code,
@@ -400,9 +439,4 @@ async fn run_command(
         (None, Some(signal)) => TaskError::Signal { signal, stderr: tail },
         (None, None) => TaskError::Other(format!("command ended with {status}")),
     })
-}
-
-fn stderr_tail(err: &[u8]) -> String {
-    let start = err.len().saturating_sub(STDERR_TAIL);
-    String::from_utf8_lossy(&err[start..]).into_owned()
 }

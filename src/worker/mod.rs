@@ -1,9 +1,11 @@
 //! The worker: a synchronous state machine ([`state`], with its decisions in time in
-//! `lifecycle`), task execution ([`exec`]), starting commands ([`spawn`]), the function
+//! `lifecycle`), task execution ([`exec`]), starting commands ([`spawn`]) and reading their
+//! output (`capture`), the function
 //! registry ([`registry`]), result transfer (serving in [`peer`], fetching in `fetcher`), its
 //! scratch folder ([`scratch`]) and
 //! the async shell ([`server`]).
 
+mod capture;
 pub mod exec;
 mod fetcher;
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! periodic ticker of its own. One policy is still the shell's: how registration is retried
 //! (every 100 ms until `--death-timeout`, a refusal final at once), in `register_patiently`.
 
-use super::exec::{call_function, execute, Claim, ExecContext, FunctionThreads};
+use super::exec::{call_function, execute, Claim, ExecContext, FunctionThreads, Output};
 use super::fetcher::{Fetchers, Report};
 use super::peer::serve_peers;
 use super::registry::Registry;
@@ -88,7 +88,7 @@ enum Event {
     SchedulerLost(String),
     Fetched(TaskId, Result<Data, FetchError>),
     /// An execution of this assignment of a task ended.
-    Executed(TaskId, AttemptId, Result<Data, TaskError>),
+    Executed(TaskId, AttemptId, Result<Output, TaskError>),
     /// An execution found this input of the task missing from the store.
     InputMissing(TaskId, AttemptId, TaskId),
     /// A function thread started this assignment of a task.
@@ -174,6 +174,7 @@ impl Worker {
         let ctx = ExecContext {
             registry: Arc::new(registry),
             local_dir: work_dir.clone(),
+            stdout_in_memory_at_most: super::capture::stdout_in_memory_at_most(&memory),
             groups: crate::sys::cgroup::TaskGroups::new(),
         };
         let functions = FunctionThreads::new(config.nthreads);
@@ -506,14 +507,8 @@ impl Shell {
             }
             Event::Executed(task, attempt, outcome) => {
                 self.take_execution(task, attempt);
-                match outcome {
-                    Ok(data) => {
-                        let n = data.len() as u64;
-                        self.store_put(task, data);
-                        self.core.on_executed(task, attempt, Ok(n));
-                    }
-                    Err(e) => self.core.on_executed(task, attempt, Err(e)),
-                }
+                let stored = outcome.and_then(|output| self.store_output(task, output));
+                self.core.on_executed(task, attempt, stored);
             }
             Event::InputMissing(task, attempt, dep) => {
                 self.take_execution(task, attempt);
@@ -582,6 +577,22 @@ impl Shell {
         self.forget_claim(task, attempt)
     }
 
+    /// Stores what an execution made; its size, or the task's error if the store cannot take
+    /// it (a result file that cannot be moved in).
+    fn store_output(&self, task: TaskId, output: Output) -> Result<u64, TaskError> {
+        match output {
+            Output::Memory(data) => {
+                let n = data.len() as u64;
+                self.store_put(task, data);
+                Ok(n)
+            }
+            Output::File(file) => self
+                .store
+                .put_file(task, file)
+                .map_err(|e| TaskError::Other(format!("cannot keep its result: {e}"))),
+        }
+    }
+
     fn store_put(&self, task: TaskId, data: Data) {
         if let Err(e) = self.store.put(task, data) {
             log::warn!("storing the result {task}: {e}");
@@ -620,7 +631,8 @@ impl Shell {
                     priority,
                     Box::new(move || {
                         let _ = events.send_blocking(Event::FunctionStarted(task, attempt));
-                        let outcome = call_function(&registry, &name, &args, inputs).map(Arc::new);
+                        let outcome =
+                            call_function(&registry, &name, &args, inputs).map(|bytes| Output::Memory(Arc::new(bytes)));
                         let _ = events.send_blocking(Event::Executed(task, attempt, outcome));
                     }),
                 );
@@ -652,8 +664,7 @@ impl Shell {
                     let outcome = std::panic::AssertUnwindSafe(execute(&ctx, task, &key, spec, gathered))
                         .catch_unwind()
                         .await
-                        .unwrap_or_else(|_| Err(TaskError::Other("the worker panicked running this task".into())))
-                        .map(Arc::new);
+                        .unwrap_or_else(|_| Err(TaskError::Other("the worker panicked running this task".into())));
                     let _ = events.send(Event::Executed(task, attempt, outcome)).await;
                 });
                 self.executions.insert(task, (attempt, handle));

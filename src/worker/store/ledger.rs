@@ -167,6 +167,31 @@ impl Ledger {
         (stale, serial)
     }
 
+    /// A fresh spill-file serial for a result that arrives as a file ([`Ledger::on_put_file`]):
+    /// taken before the file is moved to its name, so the name is never anyone else's.
+    pub(super) fn reserve_serial(&mut self) -> u64 {
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        serial
+    }
+
+    /// A result that was written to a file by its maker is now the spill file `serial`
+    /// (reserved with [`Ledger::reserve_serial`]): held spilled from the start, never in
+    /// memory. Returns the serial of a spill file the replaced result leaves behind.
+    pub(super) fn on_put_file(&mut self, id: TaskId, serial: u64, len: u64) -> Option<u64> {
+        debug_assert!(serial < self.next_serial, "the serial of a file put was reserved");
+        let tick = self.tick();
+        let entry = Entry {
+            tick,
+            len,
+            place: Place::Spilled { serial },
+        };
+        let stale = self.entries.insert(id, entry).and_then(|old| self.forget(id, old));
+        self.spilled += 1;
+        self.spilled_bytes += len;
+        stale
+    }
+
     pub(super) fn on_get(&mut self, id: TaskId) -> Lookup {
         let tick = self.tick();
         let Some(entry) = self.entries.get_mut(&id) else {

@@ -8,7 +8,10 @@
 //!
 //! A result too large to hold next to the worker's memory limit (see
 //! [`Store::with_largest_in_memory`]) is written straight to disk when it is put, without
-//! pushing the others out: held, it would leave the next task no room to run.
+//! pushing the others out: held, it would leave the next task no room to run. A result its
+//! maker already wrote to a file (a command's large stdout, a [`ResultFile`]) is moved into
+//! the spill directory by [`Store::put_file`], never copied nor read: it costs the worker no
+//! memory, and it is served from its file like any spilled result.
 //!
 //! It must never:
 //! - lose a result because a spill write failed (disk full): the result stays in memory, the
@@ -17,7 +20,7 @@
 //!   renamed;
 //! - resurrect a result removed or replaced while it was being spilled, or leave its file
 //!   behind;
-//! - delete a file it did not write;
+//! - delete a file it did not write or was not handed (a [`ResultFile`] is handed over);
 //! - hold its lock during file I/O.
 //!
 //! # Locking
@@ -85,6 +88,50 @@ pub enum StoreError {
     /// Spill files are immutable once renamed into place, so this means someone else touched it.
     #[error("spill file {} holds {found} bytes, expected {expected}", path.display())]
     WrongSize { path: PathBuf, expected: u64, found: u64 },
+    #[error("cannot move the result file {} to {}: {source}", from.display(), to.display())]
+    Move {
+        from: PathBuf,
+        to: PathBuf,
+        source: io::Error,
+    },
+}
+
+/// A result its maker wrote to a file (a command's stdout too large to hold), on its way to
+/// the store through [`Store::put_file`]. It owns the file: dropped before the store takes
+/// it (the task was killed, a write failed, the worker stops), it deletes the file.
+///
+/// The file must be on the file system of the store's directory (the worker's scratch
+/// folder), so that handing it over is a rename.
+#[derive(Debug)]
+pub struct ResultFile {
+    /// Empty once the store took the file.
+    path: PathBuf,
+    /// Bytes written to it so far, counted by the maker.
+    len: u64,
+}
+
+impl ResultFile {
+    /// Takes charge of the file at `path`, which the caller is about to create and fill.
+    pub fn new(path: PathBuf) -> ResultFile {
+        ResultFile { path, len: 0 }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Counts `n` more bytes written to the file.
+    pub fn wrote(&mut self, n: u64) {
+        self.len += n;
+    }
+}
+
+impl Drop for ResultFile {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            remove_file_logged(&self.path);
+        }
+    }
 }
 
 impl Store {
@@ -151,6 +198,31 @@ impl Store {
             AfterPut::Write { serial, data } => self.write_through(id, serial, data),
         }
         Ok(())
+    }
+
+    /// Holds the result of `id` that its maker wrote to `file`, as a spilled result: the file
+    /// is renamed into the spill directory (no copy, nothing read into memory), replacing
+    /// (and deleting the file of) any earlier result. Returns the result's size. On an error
+    /// the result is not held and the file is deleted.
+    pub fn put_file(&self, id: TaskId, mut file: ResultFile) -> Result<u64, StoreError> {
+        let len = file.len;
+        let serial = self.lock().reserve_serial();
+        self.ensure_dir()?;
+        let path = spill_path(&self.dir, id, serial);
+        if let Err(source) = fs::rename(&file.path, &path) {
+            return Err(StoreError::Move {
+                from: file.path.clone(),
+                to: path,
+                source,
+            });
+        }
+        // The store's own file now: `file` must not delete it.
+        file.path = PathBuf::new();
+        let stale = self.lock().on_put_file(id, serial, len);
+        if let Some(serial) = stale {
+            remove_file_logged(&spill_path(&self.dir, id, serial));
+        }
+        Ok(len)
     }
 
     /// Writes the file `serial` of a result put straight to disk, and commits it, or keeps

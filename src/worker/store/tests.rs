@@ -610,3 +610,77 @@ fn a_spilled_result_is_opened_as_its_file_and_stays_on_disk() {
     assert!(store.open(TaskId(1)).unwrap().is_none());
     store.sanity_check();
 }
+
+/// A file written by the result's maker.
+fn result_file(tmp: &tempfile::TempDir, name: &str, content: &[u8]) -> ResultFile {
+    let mut file = ResultFile::new(tmp.path().join(name));
+    fs::write(file.path(), content).expect("writable test directory");
+    file.wrote(content.len() as u64);
+    file
+}
+
+/// A result that is already a file is moved into the spill folder, not copied or read: it is
+/// held spilled with its size, opened as its file, read back by `get`, and deleted with it.
+#[test]
+fn a_result_put_as_a_file_is_moved_in_and_held_spilled() {
+    let (tmp, dir) = scratch();
+    let store = Store::new(dir.clone(), Some(1000));
+    store.put(TaskId(1), bytes(100, 1)).unwrap();
+    let file = result_file(&tmp, "stdout.part", &[7; 500]);
+    let made = file.path().to_path_buf();
+    assert_eq!(store.put_file(TaskId(2), file).unwrap(), 500);
+    assert!(!made.exists(), "moved, not copied");
+    assert!(store.is_spilled(TaskId(2)));
+    assert_eq!(
+        store.stats(),
+        StoreStats {
+            in_memory: 1,
+            in_memory_bytes: 100,
+            spilled: 1,
+            spilled_bytes: 500,
+        }
+    );
+    store.sanity_check();
+    let Some(Source::File { mut file, len }) = store.open(TaskId(2)).unwrap() else {
+        panic!("a result put as a file opens as its file");
+    };
+    assert_eq!(len, 500);
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut got).unwrap();
+    assert_eq!(got, vec![7; 500]);
+    assert_eq!(*store.get(TaskId(2)).unwrap().expect("held"), vec![7; 500]);
+    store.sanity_check();
+    store.remove(TaskId(2));
+    store.sanity_check();
+    drop(store);
+    assert!(!dir.exists(), "its file went with it");
+}
+
+/// A file put for a result already held replaces it, and the old one's file is deleted.
+#[test]
+fn a_result_put_as_a_file_replaces_a_spilled_one() {
+    let (tmp, dir) = scratch();
+    let store = Store::new(dir, None);
+    store.put_file(TaskId(1), result_file(&tmp, "a", b"first")).unwrap();
+    store.put_file(TaskId(1), result_file(&tmp, "b", b"second!")).unwrap();
+    assert_eq!(store.stats().spilled_bytes, 7);
+    assert_eq!(*store.get(TaskId(1)).unwrap().expect("held"), b"second!".to_vec());
+    store.sanity_check();
+}
+
+/// A result file the store never took (the task was killed, or the move failed) is deleted.
+#[test]
+fn a_result_file_not_taken_is_deleted() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let file = result_file(&tmp, "dropped", b"abc");
+    let path = file.path().to_path_buf();
+    drop(file);
+    assert!(!path.exists());
+    let store = Store::new(tmp.path().join("spill"), None);
+    let missing = ResultFile::new(tmp.path().join("never-written"));
+    let err = store.put_file(TaskId(1), missing).unwrap_err();
+    assert!(matches!(err, StoreError::Move { .. }), "{err}");
+    assert!(err.to_string().contains("never-written"), "{err}");
+    assert!(!store.contains(TaskId(1)));
+    store.sanity_check();
+}
