@@ -543,7 +543,10 @@ impl AsyncClient {
 
     /// Stops these tasks; they err as cancelled.
     pub fn cancel(&self, keys: &[String]) -> Result<(), ClientError> {
-        self.send(FromClient::Cancel { keys: keys.to_vec() })
+        for part in key_parts(keys) {
+            self.send(FromClient::Cancel { keys: part.to_vec() })?;
+        }
+        Ok(())
     }
 
     /// The client no longer needs these results.
@@ -554,30 +557,40 @@ impl AsyncClient {
                 s.status.remove(k);
             }
         }
-        self.send(FromClient::Release { keys: keys.to_vec() })
+        for part in key_parts(keys) {
+            self.send(FromClient::Release { keys: part.to_vec() })?;
+        }
+        Ok(())
     }
 
     /// Keeps `replicas` copies of each of these results on different workers while they are
     /// needed, so that losing a worker does not lose them (dask's `Client.replicate`).
     pub fn replicate(&self, keys: &[String], replicas: u32) -> Result<(), ClientError> {
-        self.send(FromClient::Replicate {
-            keys: keys.to_vec(),
-            replicas,
-        })
+        for part in key_parts(keys) {
+            self.send(FromClient::Replicate {
+                keys: part.to_vec(),
+                replicas,
+            })?;
+        }
+        Ok(())
     }
 
     /// Where each key's result is held.
     pub async fn who_has(&self, keys: &[String]) -> Result<Vec<KeyLocation>, ClientError> {
-        match self
-            .request(|req| FromClient::WhoHas {
-                req,
-                keys: keys.to_vec(),
-            })
-            .await?
-        {
-            ToClient::WhoHas { locations, .. } => Ok(locations),
-            other => Err(ClientError::Disconnected(format!("unexpected reply {other:?}"))),
+        let mut all = Vec::with_capacity(keys.len());
+        for part in key_parts(keys) {
+            match self
+                .request(|req| FromClient::WhoHas {
+                    req,
+                    keys: part.to_vec(),
+                })
+                .await?
+            {
+                ToClient::WhoHas { locations, .. } => all.extend(locations),
+                other => return Err(ClientError::Disconnected(format!("unexpected reply {other:?}"))),
+            }
         }
+        Ok(all)
     }
 
     /// The cluster's workers and task counts.
@@ -707,5 +720,54 @@ impl Client {
 
     pub fn restart(&self) -> Result<u64, ClientError> {
         smol::block_on(self.inner.restart())
+    }
+}
+
+/// `keys` cut into runs of at most [`crate::protocol::SUBMIT_PART_LEN`] bytes of keys each: a message naming
+/// keys (and the scheduler's answer to it) then stays far below the frame cap however many
+/// keys the caller passes. No keys, one empty run, so the message still goes.
+fn key_parts(keys: &[String]) -> impl Iterator<Item = &[String]> {
+    let mut rest = keys;
+    let mut first = true;
+    std::iter::from_fn(move || {
+        if rest.is_empty() && !std::mem::take(&mut first) {
+            return None;
+        }
+        first = false;
+        let mut bytes = 0;
+        let n = rest
+            .iter()
+            .position(|k| {
+                bytes += k.len() + 8;
+                bytes > crate::protocol::SUBMIT_PART_LEN
+            })
+            .unwrap_or(rest.len())
+            .max(1)
+            .min(rest.len());
+        let (part, tail) = rest.split_at(n);
+        rest = tail;
+        Some(part)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_parts;
+    use crate::protocol::SUBMIT_PART_LEN;
+
+    #[test]
+    fn key_lists_are_cut_into_parts_under_the_part_size_and_none_is_one_empty_part() {
+        let none: Vec<String> = Vec::new();
+        assert_eq!(key_parts(&none).count(), 1, "the message still goes");
+        let few: Vec<String> = (0..10).map(|i| format!("k{i}")).collect();
+        assert_eq!(key_parts(&few).collect::<Vec<_>>(), vec![&few[..]]);
+        // 9 MiB of keys of 1 KiB each: three parts or more, each under the part size.
+        let many: Vec<String> = (0..9 * 1024).map(|i| format!("{i:01024}")).collect();
+        let parts: Vec<&[String]> = key_parts(&many).collect();
+        assert!(parts.len() >= 3, "{} parts", parts.len());
+        for p in &parts {
+            assert!(p.iter().map(|k| k.len() + 8).sum::<usize>() <= SUBMIT_PART_LEN);
+        }
+        assert_eq!(parts.concat(), many, "every key once, in order");
     }
 }
