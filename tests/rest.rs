@@ -80,9 +80,13 @@ fn wait_busy(c: &mut Cluster, pid: i32) {
     assert!(busy.is_some(), "process {pid} never got busy with the graph");
 }
 
-/// Starts a graph of 20,000 tasks in the background and waits until `pid` is busy with it.
+/// Starts a graph of 20,000 tasks (a new one each call) in the background and waits until
+/// `pid` is busy with it.
 fn under_load(c: &mut Cluster, pid: i32) -> harness::ProcId {
-    let run = c.spawn_graph("load.toml", &chains(200, 100));
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let graph = chains(200, 100).replace("\"c", &format!("\"r{n}c"));
+    let run = c.spawn_graph(&format!("load-{n}.toml"), &graph);
     wait_busy(c, pid);
     run
 }
@@ -130,9 +134,9 @@ fn a_worker_without_a_nanny_under_load_stops_on_the_first_sigterm() {
     let _run = under_load(&mut c, first);
     let id = c.workers[0];
     stops_within(&mut c, id, "worker 0");
-    // The other now has all the work.
+    // The other now has the work, and more.
     let second = c.sb.pid(c.workers[1]);
-    wait_busy(&mut c, second);
+    let _more = under_load(&mut c, second);
     let id = c.workers[1];
     stops_within(&mut c, id, "worker 1");
 }
