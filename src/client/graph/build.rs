@@ -184,6 +184,20 @@ pub(super) struct Builder {
 }
 
 impl Builder {
+    /// A builder with room for `tasks` tasks of one dependency each, so that nothing is
+    /// copied as it grows (more is fine).
+    pub(super) fn with_capacity(tasks: usize) -> Builder {
+        Builder {
+            tasks: Vec::with_capacity(tasks),
+            key_offsets: Vec::with_capacity(tasks),
+            left_out: Vec::with_capacity(tasks),
+            choices: Vec::with_capacity(tasks),
+            dep_offsets: Vec::with_capacity(tasks),
+            by_key: HashTable::with_capacity(tasks),
+            ..Builder::default()
+        }
+    }
+
     /// Reads one `[[task]]` table; `report` places the offsets of the piece it came from.
     pub(super) fn add(&mut self, mut raw: RawTask, report: &Report) {
         if self.key_error.is_some() {

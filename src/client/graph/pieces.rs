@@ -8,8 +8,7 @@
 //! So a mistake here costs memory, never a different answer.
 
 /// The pieces of `text`, in order: the first from the start of the text, every other starting
-/// at a `[[task]]` header line, each (but the last) holding `tasks_per_piece` headers. Each
-/// piece comes with the byte offset of its start in `text`.
+/// at a `[[task]]` header line, each (but the last) holding `tasks_per_piece` headers.
 pub(super) fn pieces(text: &str, tasks_per_piece: usize) -> Pieces<'_> {
     Pieces {
         text,
@@ -17,6 +16,15 @@ pub(super) fn pieces(text: &str, tasks_per_piece: usize) -> Pieces<'_> {
         tasks_per_piece: tasks_per_piece.max(1),
         inside: Inside::Nothing,
     }
+}
+
+/// A piece of a file's text.
+pub(super) struct Piece<'t> {
+    /// Where it starts in the text: toml's spans in the piece are counted from here.
+    pub(super) base: usize,
+    pub(super) text: &'t str,
+    /// How many `[[task]]` headers it was seen to hold (there may be more, spelled otherwise).
+    pub(super) headers: usize,
 }
 
 /// The iterator [`pieces`] returns.
@@ -31,9 +39,9 @@ pub(super) struct Pieces<'t> {
 }
 
 impl<'t> Iterator for Pieces<'t> {
-    type Item = (usize, &'t str);
+    type Item = Piece<'t>;
 
-    fn next(&mut self) -> Option<(usize, &'t str)> {
+    fn next(&mut self) -> Option<Piece<'t>> {
         if self.at >= self.text.len() {
             return None;
         }
@@ -48,7 +56,11 @@ impl<'t> Iterator for Pieces<'t> {
             if self.inside == Inside::Nothing && is_task_header(line) {
                 if headers == self.tasks_per_piece {
                     self.at = line_start;
-                    return Some((start, &self.text[start..line_start]));
+                    return Some(Piece {
+                        base: start,
+                        text: &self.text[start..line_start],
+                        headers,
+                    });
                 }
                 headers += 1;
             }
@@ -56,7 +68,11 @@ impl<'t> Iterator for Pieces<'t> {
             line_start = line_end;
         }
         self.at = self.text.len();
-        Some((start, &self.text[start..]))
+        Some(Piece {
+            base: start,
+            text: &self.text[start..],
+            headers,
+        })
     }
 }
 
@@ -165,14 +181,15 @@ mod tests {
     use super::*;
 
     fn cut(text: &str, tasks_per_piece: usize) -> Vec<&str> {
-        let found: Vec<(usize, &str)> = pieces(text, tasks_per_piece).collect();
+        let found: Vec<Piece> = pieces(text, tasks_per_piece).collect();
         let mut expected_base = 0;
-        for &(base, piece) in &found {
-            assert_eq!(base, expected_base, "pieces are consecutive");
-            expected_base += piece.len();
+        for piece in &found {
+            assert_eq!(piece.base, expected_base, "pieces are consecutive");
+            assert!(piece.headers <= tasks_per_piece);
+            expected_base += piece.text.len();
         }
         assert_eq!(expected_base, text.len(), "pieces cover the text");
-        found.into_iter().map(|(_, piece)| piece).collect()
+        found.into_iter().map(|piece| piece.text).collect()
     }
 
     #[test]
