@@ -50,35 +50,43 @@ pub enum RunError {
 /// keep dying: only the lineage still needed is ever computed again.
 pub async fn run_graph(client: &AsyncClient, graph: Graph, progress: bool) -> Result<RunReport, RunError> {
     // Every sink is wanted, so that no task is skipped for lack of a consumer; outputs are
-    // the subset whose results are delivered.
-    let mut used: HashSet<&str> = HashSet::new();
-    for t in &graph.tasks {
-        for d in &t.deps {
-            used.insert(d);
+    // the subset whose results are delivered. The run keeps this one copy of the wanted keys
+    // (the submission takes another, the client's status a third); every other set and map
+    // of keys below borrows from it.
+    let wanted: Vec<String> = {
+        let used: HashSet<&str> = graph
+            .tasks
+            .iter()
+            .flat_map(|t| t.deps.iter().map(String::as_str))
+            .collect();
+        let mut wanted: Vec<String> = graph
+            .tasks
+            .iter()
+            .filter(|t| !used.contains(t.key.as_str()))
+            .map(|t| t.key.clone())
+            .collect();
+        // Outputs that are not sinks; usually none, so they get a set of their own.
+        let mut added: HashSet<&str> = HashSet::new();
+        for o in &graph.outputs {
+            if used.contains(o.key.as_str()) && added.insert(&o.key) {
+                wanted.push(o.key.clone());
+            }
         }
-    }
-    let mut wanted: Vec<String> = graph
-        .tasks
-        .iter()
-        .filter(|t| !used.contains(t.key.as_str()))
-        .map(|t| t.key.clone())
-        .collect();
-    let mut in_wanted: HashSet<String> = wanted.iter().cloned().collect();
-    for o in &graph.outputs {
-        if in_wanted.insert(o.key.clone()) {
-            wanted.push(o.key.clone());
-        }
-    }
+        wanted
+    };
+    let in_wanted: HashSet<&str> = wanted.iter().map(String::as_str).collect();
     let total = graph.tasks.len();
     let settlements = client.settlements();
     client.submit_wanting(graph.tasks, wanted.clone()).await?;
 
     let mut outputs = Outputs::new(&graph.outputs);
     // What each wanted key came to, once it settled for good.
-    let mut settled: BTreeMap<String, Option<TaskError>> = BTreeMap::new();
-    // The keys to look at: all at first (some may have settled before the loop), then those
-    // the client hears settle, so each settlement costs the loop one look, not a scan.
-    let mut look: Vec<String> = wanted.clone();
+    let mut settled: BTreeMap<&str, Option<TaskError>> = BTreeMap::new();
+    // The keys the client heard settle since the last look; at first every wanted key is
+    // looked at (some may have settled before the loop), so each settlement costs the loop
+    // one look, not a scan.
+    let mut look: Vec<String> = Vec::new();
+    let mut first_look = true;
     let mut last_drawn = std::time::Instant::now();
     while settled.len() < wanted.len() {
         let mut finished = Vec::new();
@@ -86,18 +94,28 @@ pub async fn run_graph(client: &AsyncClient, graph: Graph, progress: bool) -> Re
         // A key may be listed twice (settled before the loop, and heard of).
         look.sort_unstable();
         look.dedup();
-        for k in look.drain(..) {
-            if !in_wanted.contains(&k) || settled.contains_key(&k) {
+        let looked: Vec<&str> = if std::mem::take(&mut first_look) {
+            wanted.iter().map(String::as_str).collect()
+        } else {
+            look.iter().filter_map(|k| in_wanted.get(k.as_str()).copied()).collect()
+        };
+        look.clear();
+        for k in looked {
+            if settled.contains_key(k) {
                 continue;
             }
-            match client.status(&k) {
+            match client.status(k) {
                 Some(KeyStatus::Finished { .. }) => finished.push(k),
                 Some(KeyStatus::Erred(e)) => erred.push((k, e)),
                 // Lost and computed again: it settles again.
                 _ => {}
             }
         }
-        let deliver: Vec<String> = finished.iter().filter(|k| outputs.wants(k)).cloned().collect();
+        let deliver: Vec<String> = finished
+            .iter()
+            .filter(|k| outputs.wants(k))
+            .map(|k| k.to_string())
+            .collect();
         if !deliver.is_empty() {
             match client.gather(&deliver).await {
                 Ok(results) => {
@@ -108,18 +126,19 @@ pub async fn run_graph(client: &AsyncClient, graph: Graph, progress: bool) -> Re
                 // One of them erred after all (lost, then failed when computed again): look
                 // again at these.
                 Err(ClientError::Task { .. }) => {
-                    look.extend(finished);
-                    look.extend(erred.into_iter().map(|(k, _)| k));
+                    look.extend(finished.iter().map(|k| k.to_string()));
+                    look.extend(erred.into_iter().map(|(k, _)| k.to_string()));
                     continue;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
         for (k, e) in erred {
-            outputs.skip(&k)?;
+            outputs.skip(k)?;
             settled.insert(k, Some(e));
         }
         if !finished.is_empty() {
+            let finished: Vec<String> = finished.iter().map(|k| k.to_string()).collect();
             client.release(&finished)?;
         }
         for k in finished {
@@ -151,7 +170,11 @@ pub async fn run_graph(client: &AsyncClient, graph: Graph, progress: bool) -> Re
             }
             Err(_) if settlements.is_closed() => {
                 // The scheduler is gone: waiting says so.
-                let open: Vec<String> = wanted.iter().filter(|k| !settled.contains_key(*k)).cloned().collect();
+                let open: Vec<String> = wanted
+                    .iter()
+                    .filter(|k| !settled.contains_key(k.as_str()))
+                    .cloned()
+                    .collect();
                 client.wait(&open).await?;
                 look.extend(open);
             }
@@ -170,7 +193,7 @@ pub async fn run_graph(client: &AsyncClient, graph: Graph, progress: bool) -> Re
                 entry.1 += 1;
             }
             Some(e) => {
-                roots.entry(k).or_insert((e, 0));
+                roots.entry(k.to_owned()).or_insert((e, 0));
             }
             None => {}
         }
@@ -179,6 +202,7 @@ pub async fn run_graph(client: &AsyncClient, graph: Graph, progress: bool) -> Re
         .into_iter()
         .map(|(key, (error, downstream))| Failure { key, error, downstream })
         .collect();
+    drop(in_wanted);
     let erred: Vec<String> = wanted.into_iter().filter(|k| client.status(k).is_some()).collect();
     client.release(&erred)?;
     Ok(report)
@@ -193,33 +217,37 @@ struct Outputs<'g> {
     /// Results for stdout that arrived before their turn, and outputs that will never
     /// come (their task erred: `None`).
     waiting: BTreeMap<usize, Option<Vec<u8>>>,
-    /// Each output key's places in `targets`.
-    places: HashMap<&'g str, Vec<usize>>,
+    /// Each output key's first place in `targets`; the others follow through `next_place`.
+    /// One number per output rather than a list per key: a million outputs are common.
+    first_place: HashMap<&'g str, usize>,
+    /// For each place in `targets`, the next place of the same key, if any.
+    next_place: Vec<Option<usize>>,
 }
 
 impl<'g> Outputs<'g> {
     fn new(targets: &'g [super::graph::Output]) -> Outputs<'g> {
+        let mut first_place: HashMap<&str, usize> = HashMap::with_capacity(targets.len());
+        let mut next_place = vec![None; targets.len()];
+        // Walked backwards, so that each key's chain runs forwards, in the graph's order.
+        for (i, o) in targets.iter().enumerate().rev() {
+            next_place[i] = first_place.insert(o.key.as_str(), i);
+        }
         Outputs {
             targets,
             next_stdout: 0,
             waiting: BTreeMap::new(),
-            places: {
-                let mut places: HashMap<&str, Vec<usize>> = HashMap::new();
-                for (i, o) in targets.iter().enumerate() {
-                    places.entry(o.key.as_str()).or_default().push(i);
-                }
-                places
-            },
+            first_place,
+            next_place,
         }
     }
 
     fn wants(&self, key: &str) -> bool {
-        self.places.contains_key(key)
+        self.first_place.contains_key(key)
     }
 
-    /// The places of `key` among the outputs.
+    /// The places of `key` among the outputs, in order.
     fn places(&self, key: &str) -> Vec<usize> {
-        self.places.get(key).cloned().unwrap_or_default()
+        std::iter::successors(self.first_place.get(key).copied(), |&i| self.next_place[i]).collect()
     }
 
     /// `key`'s result: written to each of its files, and queued for stdout.
@@ -278,12 +306,7 @@ impl<'g> Outputs<'g> {
     }
 }
 
-async fn draw_progress(
-    client: &AsyncClient,
-    settled: &BTreeMap<String, Option<TaskError>>,
-    wanted: usize,
-    total: usize,
-) {
+async fn draw_progress(client: &AsyncClient, settled: &BTreeMap<&str, Option<TaskError>>, wanted: usize, total: usize) {
     let failed = settled.values().filter(|e| e.is_some()).count();
     let done = settled.len() - failed;
     let running = match client.info().await {
