@@ -8,9 +8,15 @@
 //! Blocking work never runs here: functions run on the worker's function threads, file
 //! reads on `blocking`'s pool.
 //!
-//! The executor's thread sleeps in the reactor as soon as no task is runnable: an idle
-//! process uses no CPU. (A spin that polled on for 100 µs after the last work was measured
-//! and removed: see ARCHITECTURE.md, "Rest when idle".)
+//! After its last piece of work the executor's thread keeps polling, without blocking and
+//! yielding its core to anything runnable, for [`spin_budget`] (100 µs by default,
+//! `DISTD_SPIN_US`, 0 to sleep at once) before it sleeps in the reactor: the next message of
+//! a busy exchange is then handled at once, instead of after the thread is woken, which
+//! costs far more than a task on a virtual machine. Work is a poll of a task that was woken
+//! (a spawned task is polled only then; the future given to [`block_on`] counts only when its
+//! own waker was woken), so the spin ends 100 µs after the last real work and an idle process
+//! sleeps. (Counting every poll of that future, which the executor re-polls on every pass,
+//! made an earlier spin that never ended.)
 //!
 //! A shell's loop takes its events from an [`Inbox`]: ordinary events in order, and an urgent
 //! lane (stop requests, from a signal) that overtakes any backlog. It handles at most
@@ -22,9 +28,11 @@
 
 use async_executor::{Executor, Task};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
-use std::time::Instant;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
 
 static EXECUTOR: Executor<'static> = Executor::new();
 
@@ -52,7 +60,7 @@ fn ensure_runner() {
 /// Spawns a task on distd's executor. Dropping the returned handle cancels the task.
 pub fn spawn<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> Task<T> {
     ensure_runner();
-    EXECUTOR.spawn(future)
+    EXECUTOR.spawn(counted(future))
 }
 
 /// Runs `future` to completion on this thread, which runs every distd task meanwhile. For a
@@ -60,7 +68,138 @@ pub fn spawn<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static
 /// started.
 pub fn block_on<T>(future: impl Future<Output = T>) -> T {
     RUNNER.store(true, Ordering::Release);
-    async_io::block_on(EXECUTOR.run(future))
+    async_io::block_on(Spin::new(EXECUTOR.run(WhenWoken::new(future))))
+}
+
+/// Polls of distd's tasks that had been woken, so far: the executor's thread watches it to
+/// tell work from idling.
+static POLLS: AtomicU64 = AtomicU64::new(0);
+
+/// How long, by default, a thread keeps looking for work after its last before it sleeps.
+const DEFAULT_SPIN_US: u64 = 100;
+
+/// How long the executor's thread (and a function thread) keeps looking for work after its
+/// last before it sleeps: `DISTD_SPIN_US` microseconds, 0 to sleep at once.
+pub(crate) fn spin_budget() -> Duration {
+    static BUDGET: OnceLock<Duration> = OnceLock::new();
+    *BUDGET.get_or_init(|| {
+        let us = match std::env::var("DISTD_SPIN_US") {
+            Err(_) => DEFAULT_SPIN_US,
+            Ok(v) => v.trim().parse().unwrap_or_else(|_| {
+                log::warn!("DISTD_SPIN_US={v:?} is not a number of microseconds; using {DEFAULT_SPIN_US}");
+                DEFAULT_SPIN_US
+            }),
+        };
+        Duration::from_micros(us)
+    })
+}
+
+/// A spawned task, its polls counted in [`POLLS`]: the executor polls a task only when it was
+/// woken, so each poll is work.
+fn counted<F: Future>(inner: F) -> impl Future<Output = F::Output> {
+    let mut inner = Box::pin(inner);
+    futures_lite::future::poll_fn(move |cx| {
+        POLLS.fetch_add(1, Ordering::Relaxed);
+        inner.as_mut().poll(cx)
+    })
+}
+
+/// The waker [`WhenWoken`] gives its future: it notes the wake, then passes it on.
+struct NotingWaker {
+    woken: AtomicBool,
+    inner: Mutex<Waker>,
+}
+
+impl Wake for NotingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).wake_by_ref();
+    }
+}
+
+/// The future of [`block_on`], its polls counted in [`POLLS`] only when its own waker was
+/// woken since the last: the executor polls it on every pass, work or not.
+struct WhenWoken<F> {
+    inner: Pin<Box<F>>,
+    waker: Option<(Arc<NotingWaker>, Waker)>,
+}
+
+impl<F> WhenWoken<F> {
+    fn new(inner: F) -> WhenWoken<F> {
+        WhenWoken {
+            inner: Box::pin(inner),
+            waker: None,
+        }
+    }
+}
+
+impl<F: Future> Future for WhenWoken<F> {
+    type Output = F::Output;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        let (noting, waker) = this.waker.get_or_insert_with(|| {
+            let noting = Arc::new(NotingWaker {
+                // The first poll is work.
+                woken: AtomicBool::new(true),
+                inner: Mutex::new(cx.waker().clone()),
+            });
+            (noting.clone(), Waker::from(noting))
+        });
+        {
+            let mut inner = noting.inner.lock().unwrap_or_else(|e| e.into_inner());
+            if !inner.will_wake(cx.waker()) {
+                *inner = cx.waker().clone();
+            }
+        }
+        if noting.woken.swap(false, Ordering::AcqRel) {
+            POLLS.fetch_add(1, Ordering::Relaxed);
+        }
+        let waker = waker.clone();
+        this.inner.as_mut().poll(&mut Context::from_waker(&waker))
+    }
+}
+
+/// Keeps the executor's thread awake for a moment after its last work: it polls the
+/// reactor without blocking, yielding the core to anything else runnable, so a message
+/// arriving soon is handled at once instead of waiting for the thread to be woken.
+struct Spin<F> {
+    inner: Pin<Box<F>>,
+    seen: u64,
+    last_work: Instant,
+}
+
+impl<F> Spin<F> {
+    fn new(inner: F) -> Spin<F> {
+        Spin {
+            inner: Box::pin(inner),
+            seen: 0,
+            last_work: Instant::now(),
+        }
+    }
+}
+
+impl<F: Future> Future for Spin<F> {
+    type Output = F::Output;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        if let Poll::Ready(v) = self.inner.as_mut().poll(cx) {
+            return Poll::Ready(v);
+        }
+        let polls = POLLS.load(Ordering::Relaxed);
+        let now = Instant::now();
+        if polls != self.seen {
+            self.seen = polls;
+            self.last_work = now;
+        }
+        if now.duration_since(self.last_work) < spin_budget() {
+            std::thread::yield_now();
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
+    }
 }
 
 /// Most events a shell's loop handles in a row before it lets the executor's other tasks
@@ -175,7 +314,6 @@ impl DeadlineWait {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn the_wait_ends_with_the_next_event_or_the_deadline_and_rearms_after_it_fired() {

@@ -150,6 +150,7 @@ async fn core_loop(config: SchedulerConfig, events: Inbox<Event>, accept: Task<(
         workers,
         clients,
         nannies,
+        ..
     } = links;
     let (reason, text) = stop;
     for tx in workers.values() {
@@ -194,7 +195,14 @@ struct Links {
     workers: HashMap<WorkerId, async_channel::Sender<ToWorker>>,
     clients: HashMap<ClientId, async_channel::Sender<ToClient>>,
     nannies: HashMap<NannyId, async_channel::Sender<ToNanny>>,
+    /// Submission parts received since the allocator last gave memory back.
+    parts_since_trim: usize,
 }
+
+/// After a submission of this many parts (16 MiB of frames or more) is taken, the memory
+/// its decoded parts held is given back to the system, so the scheduler's RSS shows the
+/// graph it keeps, not the peak of taking it in.
+const TRIM_AFTER_PARTS: usize = 4;
 
 impl Links {
     /// Hands one event to the core; `Some` is a stop request with its reason.
@@ -215,8 +223,18 @@ impl Links {
                 core.on_client_joined(id, now);
             }
             Event::Client(id, msg, handled) => {
+                let (part, done) = match &msg {
+                    FromClient::SubmitPart { .. } => (true, false),
+                    FromClient::Submit { .. } => (false, true),
+                    _ => (false, false),
+                };
                 core.on_client_message(id, msg, now);
                 let _ = handled.try_send(());
+                self.parts_since_trim += usize::from(part);
+                if done && self.parts_since_trim >= TRIM_AFTER_PARTS {
+                    self.parts_since_trim = 0;
+                    crate::sys::release_free_memory();
+                }
             }
             Event::ClientLost(id) => {
                 self.clients.remove(&id);

@@ -229,6 +229,7 @@ impl Pool {
     /// The next job this thread claims, or None once the pool is closed.
     fn next_job(&self) -> Option<Job> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle_since: Option<std::time::Instant> = None;
         loop {
             if st.closed {
                 return None;
@@ -237,6 +238,16 @@ impl Pool {
                 if q.claim.claim() {
                     return Some(q.job);
                 }
+            }
+            // Look again for a moment before sleeping: the next task of a chain or a stream
+            // usually comes within microseconds, and waking a sleeping thread costs more.
+            // Bounded by the spin budget from the last job, so an idle thread sleeps.
+            let since = *idle_since.get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() < crate::rt::spin_budget() {
+                drop(st);
+                std::thread::yield_now();
+                st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                continue;
             }
             st.idle += 1;
             st = self.work.wait(st).unwrap_or_else(|e| e.into_inner());
