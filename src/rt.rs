@@ -16,7 +16,9 @@
 //! (a spawned task is polled only then; the future given to [`block_on`] counts only when its
 //! own waker was woken), so the spin ends 100 µs after the last real work and an idle process
 //! sleeps. (Counting every poll of that future, which the executor re-polls on every pass,
-//! made an earlier spin that never ended.)
+//! made an earlier spin that never ended.) Work after a rest of over 10 ms halves the next
+//! spin, and work that comes sooner restores it: at rest, woken only by heartbeats, a process
+//! soon stops spinning at all.
 //!
 //! A shell's loop takes its events from an [`Inbox`]: ordinary events in order, and an urgent
 //! lane (stop requests, from a signal) that overtakes any backlog. It handles at most
@@ -163,13 +165,26 @@ impl<F: Future> Future for WhenWoken<F> {
     }
 }
 
+/// A sleep longer than this before the next work is rest, not a pause in a busy exchange:
+/// far longer than any message's round trip, far shorter than a heartbeat.
+const LONG_REST: Duration = Duration::from_millis(10);
+
 /// Keeps the executor's thread awake for a moment after its last work: it polls the
 /// reactor without blocking, yielding the core to anything else runnable, so a message
 /// arriving soon is handled at once instead of waiting for the thread to be woken.
+///
+/// The spin lasts while the process is busy: work that comes within [`LONG_REST`] of falling
+/// asleep makes the next spin full, work after a longer rest halves it (down to none). A busy
+/// exchange keeps the full spin, even on a loaded machine where its messages come late; a
+/// process at rest, woken only by its heartbeat, stops spinning after a few beats.
 struct Spin<F> {
     inner: Pin<Box<F>>,
     seen: u64,
     last_work: Instant,
+    /// How long this thread spins after its next work.
+    budget: Duration,
+    /// When it last went to sleep without work, if it has slept since its last work.
+    slept_at: Option<Instant>,
 }
 
 impl<F> Spin<F> {
@@ -178,6 +193,8 @@ impl<F> Spin<F> {
             inner: Box::pin(inner),
             seen: 0,
             last_work: Instant::now(),
+            budget: spin_budget(),
+            slept_at: None,
         }
     }
 }
@@ -193,10 +210,29 @@ impl<F: Future> Future for Spin<F> {
         if polls != self.seen {
             self.seen = polls;
             self.last_work = now;
+            if let Some(slept) = self.slept_at.take() {
+                if now.duration_since(slept) < LONG_REST {
+                    // Still a busy exchange: spin fully after this work.
+                    self.budget = spin_budget();
+                } else {
+                    // A long rest: spin half as long after this work.
+                    self.budget /= 2;
+                    if self.budget < Duration::from_micros(1) {
+                        self.budget = Duration::ZERO;
+                    }
+                }
+            }
         }
-        if now.duration_since(self.last_work) < spin_budget() {
+        if self.slept_at.is_some() {
+            return Poll::Pending;
+        }
+        if now.duration_since(self.last_work) < self.budget {
             std::thread::yield_now();
             cx.waker().wake_by_ref();
+        } else {
+            // The spin found nothing: sleep. How soon the next work comes says whether the
+            // next spin should be full or shorter.
+            self.slept_at = Some(now);
         }
         Poll::Pending
     }
