@@ -170,6 +170,8 @@ struct PoolState {
     idle: usize,
     /// Set when the pool is dropped: threads end after their current job.
     closed: bool,
+    /// The worker paused for memory: queued jobs wait, the running ones go on.
+    held: bool,
 }
 
 #[derive(Default)]
@@ -234,7 +236,7 @@ impl Pool {
             if st.closed {
                 return None;
             }
-            while let Some(q) = st.queue.pop() {
+            while let Some(q) = (!st.held).then(|| st.queue.pop()).flatten() {
                 if q.claim.claim() {
                     return Some(q.job);
                 }
@@ -252,6 +254,23 @@ impl Pool {
             st.idle += 1;
             st = self.work.wait(st).unwrap_or_else(|e| e.into_inner());
             st.idle -= 1;
+        }
+    }
+}
+
+impl FunctionThreads {
+    /// Holds (or lets go) the jobs queued ahead of a free slot: while the worker is paused
+    /// for memory, no queued function starts, so results queued ahead of the pause do not
+    /// run memory past the kill threshold. What runs goes on; a steal still takes them back.
+    pub fn hold(&self, held: bool) {
+        let mut st = self.pool.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.held == held {
+            return;
+        }
+        st.held = held;
+        drop(st);
+        if !held {
+            self.pool.work.notify_all();
         }
     }
 }

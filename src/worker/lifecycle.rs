@@ -35,6 +35,8 @@ pub struct Life {
     retiring: Option<String>,
     /// A spill the core asked for has not finished: no second one meanwhile.
     spilling: bool,
+    /// Bytes of results that came to be held here since the last memory reading.
+    grown: u64,
     /// The core decided the worker ends; nothing happens after.
     left: Option<WorkerExit>,
 }
@@ -117,6 +119,24 @@ impl WorkerCore {
             sample = true;
         }
         if sample {
+            self.life.grown = 0;
+            self.outbox.push(Effect::SampleMemory);
+        }
+    }
+
+    /// A result of `nbytes` came to be held here (computed, fetched, put): memory grew by
+    /// about as much. Past 2% of the limit since the last reading, memory is read now rather
+    /// than at the next check: results that come faster than checks (4 MiB blobs from a
+    /// fast function under an 80 MiB limit) would otherwise run past the pause and spill
+    /// thresholds into the nanny's kill between two checks.
+    pub(crate) fn note_growth(&mut self, nbytes: u64) {
+        let life = &mut self.life;
+        if life.left.is_some() || !life.connected || !life.memory.is_limited() {
+            return;
+        }
+        life.grown += nbytes;
+        if life.grown >= life.memory.limit() / 50 {
+            life.grown = 0;
             self.outbox.push(Effect::SampleMemory);
         }
     }

@@ -451,6 +451,7 @@ impl Shell {
             if let Some(end) = self.apply_outbox(session) {
                 return end;
             }
+            self.functions.hold(self.core.is_paused());
             if cut {
                 // More is queued (function threads may finish tasks as fast as this loop
                 // takes them): let the connections and the signal handler run first.

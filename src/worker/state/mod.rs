@@ -408,6 +408,7 @@ impl WorkerCore {
                         reported: replicated,
                     },
                 );
+                self.note_growth(nbytes);
                 let mut alive = replicated;
                 for w in f.waiters {
                     alive |= self.input_arrived(w);
@@ -479,6 +480,7 @@ impl WorkerCore {
         match outcome {
             Ok(nbytes) => {
                 self.held.insert(task, Held { nbytes, reported: true });
+                self.note_growth(nbytes);
                 let mut fetched = Vec::new();
                 for d in &t.deps {
                     if let Some(h) = self.held.get_mut(&d.id) {
@@ -636,6 +638,7 @@ impl WorkerCore {
     /// A client's scattered bytes were stored under `task`.
     pub fn on_put_data(&mut self, task: TaskId, nbytes: u64) {
         self.held.insert(task, Held { nbytes, reported: true });
+        self.note_growth(nbytes);
         self.outbox.push(Effect::Send(FromWorker::DataStored { task, nbytes }));
     }
 
@@ -692,7 +695,7 @@ impl WorkerCore {
         }
     }
 
-    #[cfg(test)]
+    /// Paused for memory: no new task starts (the shell holds queued functions too).
     pub fn is_paused(&self) -> bool {
         self.paused
     }
