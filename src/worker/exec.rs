@@ -185,6 +185,8 @@ struct Pool {
 /// worker's loop, and a queued job can be retracted until a thread claims it.
 pub struct FunctionThreads {
     pool: Arc<Pool>,
+    /// What [`FunctionThreads::hold`] last set, so an unchanged call takes no lock.
+    held: std::sync::atomic::AtomicBool,
 }
 
 impl FunctionThreads {
@@ -203,7 +205,10 @@ impl FunctionThreads {
                 log::warn!("cannot start function thread {i}: {e}");
             }
         }
-        FunctionThreads { pool }
+        FunctionThreads {
+            pool,
+            held: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     /// Queues a job at `priority`; its claim lets the caller take it back before it starts.
@@ -263,10 +268,10 @@ impl FunctionThreads {
     /// for memory, no queued function starts, so results queued ahead of the pause do not
     /// run memory past the kill threshold. What runs goes on; a steal still takes them back.
     pub fn hold(&self, held: bool) {
-        let mut st = self.pool.state.lock().unwrap_or_else(|e| e.into_inner());
-        if st.held == held {
+        if self.held.swap(held, std::sync::atomic::Ordering::Relaxed) == held {
             return;
         }
+        let mut st = self.pool.state.lock().unwrap_or_else(|e| e.into_inner());
         st.held = held;
         drop(st);
         if !held {
