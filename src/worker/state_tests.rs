@@ -726,3 +726,28 @@ fn a_steal_that_frees_a_slot_starts_the_task_waiting_for_it() {
     })));
     assert_eq!(executes(&e), vec![TaskId(2)]);
 }
+
+/// Results that come faster than memory checks: once those held since the last reading reach
+/// 2% of the limit, memory is read at once, not at the next check.
+#[test]
+fn results_of_two_percent_of_the_limit_ask_for_a_memory_reading_at_once() {
+    let t0 = Instant::now();
+    let settings = WorkerSettings {
+        memory: MemoryPolicy::new(1000),
+        ..WorkerSettings::new(1)
+    };
+    let mut w = Sim::with(settings, t0);
+    for i in 1..=3 {
+        w.on_compute(cmd(i));
+    }
+    w.take_outbox();
+    // 15 bytes: under 2% (20) of the limit, no reading yet.
+    w.on_executed(TaskId(1), Ok(15));
+    assert!(!w.take_outbox().contains(&Effect::SampleMemory));
+    // 15 more: 30 since the last reading, one now.
+    w.on_executed(TaskId(2), Ok(15));
+    assert!(w.take_outbox().contains(&Effect::SampleMemory));
+    // Counted from that reading again.
+    w.on_executed(TaskId(3), Ok(15));
+    assert!(!w.take_outbox().contains(&Effect::SampleMemory));
+}
