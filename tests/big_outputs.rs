@@ -20,13 +20,7 @@ const LINE: &str = "0123456789abcdefghijklmnopqrstuvwxyz";
 
 /// The peak resident size of `pid` (VmHWM), in bytes.
 fn peak_rss(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the worker's /proc status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/PID/status");
-    kb * 1024
+    harness::procfs::status_bytes(pid, "VmHWM").expect("VmHWM in /proc/PID/status")
 }
 
 /// Regression: a command writing 1 GB to stdout took 62.5 s (3.4 s through a plain pipe) and

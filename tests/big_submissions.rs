@@ -41,13 +41,7 @@ fn raw_client(address: &str) -> TcpStream {
 
 /// The resident size of `pid` in bytes, from `/proc/PID/status`.
 fn rss(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("a VmRSS line");
-    kb * 1024
+    harness::procfs::status_bytes(pid, "VmRSS").expect("VmRSS in /proc/PID/status")
 }
 
 #[test]

@@ -10,6 +10,7 @@
 //! minutes for 3 GB).
 
 use crate::cluster::{Cluster, Workers};
+use crate::procs::status_bytes;
 use crate::report::{fail, num, whole, Context, Outcome, Report, Stats};
 use crate::Bench;
 use distd::{KeyStatus, TaskDesc};
@@ -51,7 +52,7 @@ pub fn big_stdout(bench: &Bench) -> Outcome<Report> {
             Some(KeyStatus::Finished { nbytes }) if nbytes == bytes => {}
             other => return fail(format!("the command finished as {other:?}, expected {bytes} bytes")),
         }
-        let peak = peak_rss(worker_pid)?;
+        let peak = status_bytes(worker_pid, "VmHWM")?;
         cluster.client.release(&[key]).context("releasing the result")?;
         wait_no_stored_bytes(&cluster)?;
         let rate = bytes as f64 / 1e6 / secs;
@@ -94,18 +95,6 @@ pub fn big_stdout(bench: &Bench) -> Outcome<Report> {
 /// kernel does not allow it, and then VmHWM is the peak since the worker started.
 fn reset_peak_rss(pid: u32) -> bool {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
-}
-
-/// VmHWM of `pid`, in bytes.
-fn peak_rss(pid: u32) -> Outcome<u64> {
-    let status =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).context(format!("reading /proc/{pid}/status"))?;
-    let kb = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .context(format!("no VmHWM in /proc/{pid}/status"))?;
-    Ok(kb * 1024)
 }
 
 /// Waits until the worker dropped the released bytes, so the next run starts clean.

@@ -231,6 +231,19 @@ pub fn rss_bytes(pid: u32) -> Outcome<u64> {
     Ok(pages * page.max(1) as u64)
 }
 
+/// A size field of `/proc/PID/status` (`VmHWM`, the peak resident size; `VmRSS`, the
+/// current one), in bytes.
+pub fn status_bytes(pid: u32, field: &str) -> Outcome<u64> {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).context(format!("cannot read /proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .context(format!("/proc/{pid}/status has no {field}"))
+}
+
 /// User plus system CPU time of `pid` so far, in seconds, from `/proc/PID/stat`.
 pub fn cpu_seconds(pid: u32) -> Outcome<f64> {
     let f = stat_fields(pid).context(format!("cannot read /proc/{pid}/stat"))?;

@@ -2,7 +2,7 @@
 //! client's memory per pending task, `distd local` startup time, and how fast a nanny replaces a killed worker.
 
 use crate::cluster::{limit_for, Cluster, Workers, START_LIMIT};
-use crate::procs::{rss_bytes, Output, Proc};
+use crate::procs::{rss_bytes, status_bytes, Output, Proc};
 use crate::report::{fail, num, whole, Context, Outcome, Report, Stats};
 use crate::Bench;
 use std::time::{Duration, Instant};
@@ -129,28 +129,16 @@ fn run_pending_graph(
     client.check_alive()?;
     waiting?;
     let secs = start.elapsed().as_secs_f64();
-    let (client_peak, client_rss) = status_rss(client.pid())?;
+    let (client_peak, client_rss) = (
+        status_bytes(client.pid(), "VmHWM")?,
+        status_bytes(client.pid(), "VmRSS")?,
+    );
     Ok(PendingRun {
         client_peak,
         client_rss,
         scheduler_rss: rss_bytes(cluster.scheduler_pid)?,
         secs,
     })
-}
-
-/// `VmHWM` (peak) and `VmRSS` (now) of `pid`, in bytes, from `/proc/PID/status`.
-fn status_rss(pid: u32) -> Outcome<(u64, u64)> {
-    let status =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).context(format!("cannot read /proc/{pid}/status"))?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-            .context(format!("/proc/{pid}/status has no {name}"))
-    };
-    Ok((field("VmHWM:")?, field("VmRSS:")?))
 }
 
 /// The states of a task that has not run yet.

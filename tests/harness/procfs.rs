@@ -38,6 +38,17 @@ pub fn stat(pid: i32) -> Option<Stat> {
     })
 }
 
+/// A size field of `/proc/PID/status` (`VmHWM`, the peak resident size; `VmRSS`, the
+/// current one), in bytes; None if the process is gone.
+pub fn status_bytes(pid: i32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())?;
+    Some(kb * 1024)
+}
+
 /// Whether `pid` is a running (not zombie) process.
 pub fn alive(pid: i32) -> bool {
     stat(pid).is_some_and(|s| s.is_live())
