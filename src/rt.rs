@@ -282,6 +282,17 @@ impl<T> Inbox<T> {
         self.urgent.try_recv().or_else(|_| self.events.try_recv()).ok()
     }
 
+    /// The events of one batch: `first`, then whatever is queued, at most [`BATCH`] in all.
+    /// A batch that came to [`BATCH`] is [`Batch::is_full`]: more may be queued, and the loop
+    /// yields before it takes them.
+    pub fn batch(&self, first: T) -> Batch<'_, T> {
+        Batch {
+            inbox: self,
+            first: Some(first),
+            taken: 0,
+        }
+    }
+
     /// Waits for the next event (an urgent one first); `None` once the ordinary lane closed
     /// and nothing urgent is queued.
     pub async fn next(&self) -> Option<T> {
@@ -297,6 +308,32 @@ impl<T> Inbox<T> {
             }
         };
         urgent.or(async { self.events.recv().await.ok() }).await
+    }
+}
+
+/// One batch of a shell's events ([`Inbox::batch`]).
+pub struct Batch<'a, T> {
+    inbox: &'a Inbox<T>,
+    first: Option<T>,
+    taken: usize,
+}
+
+impl<T> Batch<'_, T> {
+    /// The batch came to [`BATCH`] events: let the executor's other tasks run before the next.
+    pub fn is_full(&self) -> bool {
+        self.taken == BATCH
+    }
+}
+
+impl<T> Iterator for Batch<'_, T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        if self.taken == BATCH {
+            return None;
+        }
+        let ev = self.first.take().or_else(|| self.inbox.try_next())?;
+        self.taken += 1;
+        Some(ev)
     }
 }
 
@@ -391,5 +428,19 @@ mod tests {
             }
             assert_eq!(left, 998, "what was queued is still handed out before the end");
         });
+    }
+
+    #[test]
+    fn a_batch_takes_at_most_batch_events_and_says_when_it_was_cut() {
+        let (tx, rx) = inbox::<usize>();
+        for i in 1..300 {
+            tx.events.try_send(i).expect("open");
+        }
+        let mut batch = rx.batch(0);
+        assert_eq!((&mut batch).count(), BATCH);
+        assert!(batch.is_full(), "more is queued");
+        let mut rest = rx.batch(rx.try_next().expect("queued"));
+        assert_eq!((&mut rest).collect::<Vec<_>>(), (BATCH..300).collect::<Vec<_>>());
+        assert!(!rest.is_full());
     }
 }

@@ -11,7 +11,7 @@ use crate::protocol::{
     serve, spawn_writer, ClientId, FrameError, FrameReader, FromClient, FromNanny, FromWorker, Hello, NannyId, Role,
     ToClient, ToNanny, ToWorker, WorkerId, WorkerInfo,
 };
-use crate::rt::{DeadlineWait, Inbox, Woke, BATCH};
+use crate::rt::{DeadlineWait, Inbox, Woke};
 use smol::net::{TcpListener, TcpStream};
 use smol::Task;
 use std::collections::HashMap;
@@ -108,20 +108,14 @@ async fn core_loop(config: SchedulerConfig, events: Inbox<Event>, accept: Task<(
             Woke::Closed => break (StopReason::Requested, "scheduler shut down".to_string()),
             Woke::Deadline => {}
             Woke::Event(first) => {
-                let mut next = Some(first);
-                let mut handled = 0;
-                while let Some(ev) = next.take() {
+                let mut batch = events.batch(first);
+                for ev in &mut batch {
                     if let Some(reason) = links.handle(&mut core, ev, Instant::now()) {
                         stop = Some((StopReason::Requested, reason));
                         break;
                     }
-                    handled += 1;
-                    cut = handled == BATCH;
-                    if cut {
-                        break;
-                    }
-                    next = events.try_next();
                 }
+                cut = batch.is_full();
             }
         }
         // Checked after every batch too, so a loop that is never idle still keeps its timers.

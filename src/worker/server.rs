@@ -19,7 +19,7 @@ use crate::protocol::{
     dial, spawn_writer, AttemptId, Data, DialError, FrameReader, FromWorker, PeerTimeouts, Role, TaskError, TaskId,
     TaskSpec, ToWorker, WorkerInfo,
 };
-use crate::rt::{DeadlineWait, Inbox, Woke, BATCH};
+use crate::rt::{DeadlineWait, Inbox, Woke};
 use async_io::Timer;
 use futures_lite::FutureExt;
 use smol::net::{TcpListener, TcpStream};
@@ -425,19 +425,13 @@ impl Shell {
             let mut cut = false;
             match wait.next(events, self.core.next_deadline()).await {
                 Woke::Event(first) => {
-                    let mut next = Some(first);
-                    let mut handled = 0;
-                    while let Some(ev) = next.take() {
+                    let mut batch = events.batch(first);
+                    for ev in &mut batch {
                         if let Some(end) = self.handle(ev, session) {
                             return end;
                         }
-                        handled += 1;
-                        cut = handled == BATCH;
-                        if cut {
-                            break;
-                        }
-                        next = events.try_next();
                     }
+                    cut = batch.is_full();
                 }
                 Woke::Closed => return Ended::Leave(WorkerExit::Stopped),
                 Woke::Deadline => {}
