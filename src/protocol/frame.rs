@@ -187,11 +187,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let needed = (len - READ_CHUNK).div_ceil(READ_CHUNK);
         let mut deadline = None;
         while self.charged < needed {
-            if let Some(permit) = self.budget.permits.try_acquire() {
-                permit.forget();
-                self.charged += 1;
-                continue;
-            }
+            // A permit that is free is taken at once: the timer is never polled, so never
+            // registered, unless the reader has to wait.
             let budget = self.budget;
             let at = *deadline.get_or_insert_with(|| Instant::now() + budget.patience);
             let acquired = async { Some(budget.permits.acquire().await) }
@@ -466,6 +463,14 @@ mod tests {
         })
     }
 
+    /// `r`'s next message, as a future the test polls a while at a time: whether one came, or
+    /// the error's words. The reader lives (and holds its charge) as long as the future.
+    fn next_message(
+        mut r: FrameReader<Trickle>,
+    ) -> std::pin::Pin<Box<impl std::future::Future<Output = Result<bool, String>>>> {
+        Box::pin(async move { r.next::<Msg>().await.map(|m| m.is_some()).map_err(|e| e.to_string()) })
+    }
+
     #[test]
     fn a_declared_length_takes_no_memory_until_its_bytes_arrive() {
         let budget = leaked_budget(UNDECODED_LIMIT, BUDGET_PATIENCE);
@@ -501,13 +506,13 @@ mod tests {
         let budget = leaked_budget(3 * (1 << 19), BUDGET_PATIENCE);
         let (tx_a, src_a) = trickle();
         let (tx_b, src_b) = trickle();
-        let mut a = FrameReader::with_budget(src_a, budget);
-        let mut b = FrameReader::with_budget(src_b, budget);
+        let a = FrameReader::with_budget(src_a, budget);
+        let b = FrameReader::with_budget(src_b, budget);
         let frame = frame_of(1 << 20);
         tx_a.try_send(frame[..frame.len() - 1].to_vec()).unwrap();
         tx_b.try_send(frame[..frame.len() - 1].to_vec()).unwrap();
-        let mut next_a = Box::pin(async move { a.next::<Msg>().await.map(|m| m.is_some()).map_err(|e| e.to_string()) });
-        let mut next_b = Box::pin(async move { b.next::<Msg>().await.map(|m| m.is_some()).map_err(|e| e.to_string()) });
+        let mut next_a = next_message(a);
+        let mut next_b = next_message(b);
         assert!(poll_a_while(&mut next_a).is_none());
         assert!(poll_a_while(&mut next_b).is_none(), "b waits for room");
         assert!(budget.used() <= budget.limit);
@@ -524,13 +529,13 @@ mod tests {
         let budget = leaked_budget(1 << 20, Duration::from_millis(200));
         let (tx_a, src_a) = trickle();
         let (tx_b, src_b) = trickle();
-        let mut a = FrameReader::with_budget(src_a, budget);
+        let a = FrameReader::with_budget(src_a, budget);
         let mut b = FrameReader::with_budget(src_b, budget);
         let frame = frame_of(1 << 20);
         // a stops halfway through, holding the whole budget.
         tx_a.try_send(frame[..frame.len() - 1].to_vec()).unwrap();
         tx_b.try_send(frame[..frame.len() - 1].to_vec()).unwrap();
-        let mut next_a = Box::pin(async move { a.next::<Msg>().await.map(|_| ()).map_err(|e| e.to_string()) });
+        let mut next_a = next_message(a);
         assert!(poll_a_while(&mut next_a).is_none());
         let err = smol::block_on(b.next::<Msg>()).expect_err("no room within the patience");
         assert!(
