@@ -217,7 +217,7 @@ async fn stand_in(address: &str, name: &str, shared: &Shared, gate: &smol::lock:
         .await
         .map_err(|e| format!("cannot connect to {address}: {e}"))?;
     stream.set_nodelay(true).ok();
-    connect_handshake(&mut stream, Role::Worker)
+    connect_handshake(&mut stream, Role::Worker, Role::Scheduler)
         .await
         .map_err(|e| format!("handshake: {e}"))?;
     let info = WorkerInfo {

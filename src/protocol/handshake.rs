@@ -4,6 +4,13 @@
 //! Layout of a hello: 8 bytes magic, `u32` LE protocol version, `u8` role, `u8` length and
 //! the distd version string. The accepting side answers with its own hello, then a verdict:
 //! `u8` 0 (accepted) or 1 (refused), `u16` LE length and a reason in UTF-8.
+//!
+//! Both sides check what the other says it is: the accepting side admits the roles it
+//! serves, and the connecting side stops as soon as the answering hello names another role
+//! than the one it came for (a client that reached a worker's peer port), before any verdict,
+//! whatever the accepting side would have admitted. Neither side bounds its wait here but the
+//! accepting one ([`HANDSHAKE_TIMEOUT`]): the connecting side's bound is its dial's
+//! (`protocol::net`), which knows the caller's patience.
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use std::fmt;
@@ -14,6 +21,11 @@ pub const MAGIC: [u8; 8] = *b"DISTD\x7fHS";
 
 /// How long an accepting side waits for a peer's hello.
 pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long a connecting side with no patience of its own (a client's one attempt) waits
+/// for a peer to answer its hello. A distd answers at once, from a task of its own; this is
+/// for something that accepts and never answers (a stopped process, another service).
+pub const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Bumped on every incompatible change of any message.
 pub const PROTOCOL_VERSION: u32 = 4;
@@ -114,6 +126,10 @@ pub enum HandshakeError {
     VersionMismatch(String),
     #[error("a {peer} may not connect here (this is a {ours})")]
     WrongRole { peer: Role, ours: Role },
+    /// The connecting side's check: the peer answered as `found`, and the caller came for
+    /// `expected`. Final: another attempt reaches the same port.
+    #[error("it is a distd {found}'s port, not a {expected}'s")]
+    WrongPeer { found: Role, expected: Role },
     #[error("refused by the {by}: {reason}")]
     Refused { by: Role, reason: String },
 }
@@ -149,15 +165,24 @@ fn mismatch(ours: &Hello, theirs: &Hello) -> Option<String> {
     ))
 }
 
-/// The connecting side: says hello as `role`, then reads the verdict. Returns the peer's hello.
+/// The connecting side: says hello as `role` to what should be an `expect`, then reads the
+/// verdict. Returns the peer's hello. A peer whose hello names another role ends it at once
+/// ([`HandshakeError::WrongPeer`]), before the verdict is read.
 pub async fn connect_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     role: Role,
+    expect: Role,
 ) -> Result<Hello, HandshakeError> {
     let ours = Hello::ours(role);
     stream.write_all(&ours.encode()).await?;
     stream.flush().await?;
     let theirs = read_hello(stream).await?;
+    if theirs.role != expect {
+        return Err(HandshakeError::WrongPeer {
+            found: theirs.role,
+            expected: expect,
+        });
+    }
     let mut verdict = [0u8; 3];
     stream.read_exact(&mut verdict).await?;
     let mut reason = vec![0u8; u16::from_le_bytes([verdict[1], verdict[2]]) as usize];
@@ -248,6 +273,36 @@ mod tests {
         let bytes = h.encode();
         let back = smol::block_on(read_hello(&mut futures_lite::io::Cursor::new(bytes))).unwrap();
         assert_eq!(h, back);
+    }
+
+    /// The connecting side names a peer of another role from its hello alone, though that
+    /// peer would have admitted it (a worker's peer port admits clients).
+    #[test]
+    fn the_connecting_side_refuses_a_peer_of_another_role() {
+        let listener = smol::block_on(smol::net::TcpListener::bind("127.0.0.1:0")).expect("bind loopback");
+        let addr = listener.local_addr().expect("local address");
+        let peer_port = crate::rt::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            accept_handshake(&mut s, Role::Worker, &[Role::Peer, Role::Client]).await
+        });
+        let err = smol::block_on(async {
+            let mut s = smol::net::TcpStream::connect(addr).await.expect("connect");
+            connect_handshake(&mut s, Role::Client, Role::Scheduler).await
+        })
+        .expect_err("a peer port is no scheduler");
+        assert!(
+            matches!(
+                err,
+                HandshakeError::WrongPeer {
+                    found: Role::Worker,
+                    expected: Role::Scheduler
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(err.to_string(), "it is a distd worker's port, not a scheduler's");
+        // The peer port admitted the client: the refusal was the client's own.
+        assert_eq!(smol::block_on(peer_port).expect("admitted").role, Role::Client);
     }
 
     #[test]

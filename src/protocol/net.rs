@@ -3,14 +3,23 @@
 //! the scheduler and the peer port taking their connections.
 //!
 //! [`dial`] resolves the address anew on every attempt, connects with backoff up to a
-//! patience, sets `TCP_NODELAY` and runs the handshake for the dialing role ([`dial_bounded`]
-//! also bounds each attempt, for peers that may stop answering); [`serve`]
-//! accepts, backs off on errors and runs one task per connection. Encryption and
+//! patience, sets `TCP_NODELAY` and runs the handshake for the dialing role. The patience
+//! covers everything: resolving, connecting and the handshake of every attempt, so a peer
+//! that accepts and never answers (a stopped process, another service) ends the dial when
+//! the patience does, as "tcp://X accepted but never answered within N s"; with no patience
+//! (one attempt, a client's) the attempt has [`ANSWER_TIMEOUT`]. [`dial_bounded`] gives each
+//! attempt a bound of its own instead, for peers that may stop answering. A peer whose
+//! hello names another role than the one the caller came for ("tcp://X is a distd worker's
+//! port, not a scheduler's") ends the dial at once. How a dial waits between attempts and
+//! what it says meanwhile is a [`Retry`], which a caller with a retry loop of its own (the
+//! worker's registration) shares with its dials, so the two never both speak.
+//!
+//! [`serve`] accepts, backs off on errors and runs one task per connection. Encryption and
 //! authentication belong here, so nothing else in distd may call `TcpStream::connect` or
 //! `TcpListener::accept` (`tests/architecture.rs` checks it). It never decides anything
 //! about tasks or workers, and never reads a message after the handshake.
 
-use super::handshake::{accept_handshake, connect_handshake, HandshakeError, Hello, Role};
+use super::handshake::{accept_handshake, connect_handshake, HandshakeError, Hello, Role, ANSWER_TIMEOUT};
 use futures_lite::FutureExt;
 use smol::net::{TcpListener, TcpStream};
 use smol::Task;
@@ -29,6 +38,14 @@ const FIRST_RETRY: Duration = Duration::from_millis(50);
 /// The longest wait between two attempts of a dial.
 const MAX_RETRY: Duration = Duration::from_secs(2);
 
+/// The least time an attempt within a patience gets, so the attempt that comes as the
+/// patience ends is one (a patience may be overrun by this much).
+const LEAST_ATTEMPT: Duration = Duration::from_millis(100);
+
+/// A dial that keeps failing for the same reason says so again once it has waited this
+/// long, then at twice that, and so on: a minute of waiting is five lines, not fifty.
+const FIRST_REMINDER: Duration = Duration::from_secs(5);
+
 /// How long the accept loop waits after a failed accept (out of file descriptors, say), so
 /// that the failure does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -46,28 +63,45 @@ pub enum AttemptError {
     /// that is restarting: worth another attempt, unlike a refusal.
     #[error("{to}: {source}")]
     Handshake { to: SocketAddr, source: HandshakeError },
-    /// Connecting and the handshake took longer than the attempt may: something accepts
-    /// (the kernel does for a stopped process) but nothing answers. Not tried again: another
-    /// attempt would wait as long.
-    #[error("{addr}: no answer within {:.1} s", after.as_secs_f64())]
+    /// Resolving or connecting took all the time the attempt had (a host that drops
+    /// packets). Not tried again: another attempt would wait as long.
+    #[error("tcp://{addr} did not take the connection within {:.1} s", after.as_secs_f64())]
     TimedOut { addr: String, after: Duration },
+    /// Connected, but no hello came back within the attempt's time: something accepts (the
+    /// kernel does for a stopped process) but nothing answers. Not tried again either.
+    #[error("tcp://{to} accepted but never answered within {:.1} s", after.as_secs_f64())]
+    Silent { to: SocketAddr, after: Duration },
+    /// A distd answered, as another role than the caller came for: the address is wrong.
+    #[error("tcp://{to} is a distd {found}'s port, not a {expected}'s")]
+    WrongPeer {
+        to: SocketAddr,
+        found: Role,
+        expected: Role,
+    },
 }
 
 impl AttemptError {
-    /// What went wrong, without the address: for messages that name the address already.
-    pub fn cause(&self) -> &dyn fmt::Display {
+    /// What went wrong, for messages that name the address already. The answers of something
+    /// that was reached say what was there, and name it.
+    pub fn cause(&self) -> String {
         match self {
-            AttemptError::Resolve { source, .. } | AttemptError::Connect { source, .. } => source,
-            AttemptError::NoAddress { .. } => &"it resolved to no address",
-            AttemptError::Handshake { source, .. } => source,
-            AttemptError::TimedOut { .. } => &"no answer in time",
+            AttemptError::Resolve { source, .. } | AttemptError::Connect { source, .. } => source.to_string(),
+            AttemptError::NoAddress { .. } => "it resolved to no address".to_string(),
+            AttemptError::Handshake { source, .. } => source.to_string(),
+            AttemptError::TimedOut { .. } | AttemptError::Silent { .. } | AttemptError::WrongPeer { .. } => {
+                self.to_string()
+            }
         }
     }
 
     /// Whether another attempt may pass: the connection was refused or broke (a peer
-    /// restarting, a full backlog), not a peer that accepts and then says nothing.
+    /// restarting, a full backlog), not a peer that accepts and then says nothing, nor one
+    /// of another role.
     pub fn is_transient(&self) -> bool {
-        !matches!(self, AttemptError::TimedOut { .. })
+        !matches!(
+            self,
+            AttemptError::TimedOut { .. } | AttemptError::Silent { .. } | AttemptError::WrongPeer { .. }
+        )
     }
 }
 
@@ -91,12 +125,15 @@ pub enum DialError {
         theirs: Role,
         source: HandshakeError,
     },
+    /// A distd of another role answered ([`AttemptError::WrongPeer`]): final at once.
+    #[error("{0}")]
+    WrongPeer(AttemptError),
 }
 
 impl DialError {
     /// For a caller of one attempt that reports the two cases apart: `Ok` with the handshake
     /// error when a distd answered and refused, or broke off the handshake; `Err` with why
-    /// nothing answered.
+    /// nothing that would talk was reached (nothing answered, or a distd of another role).
     pub fn into_refusal(self) -> Result<HandshakeError, AttemptError> {
         match self {
             DialError::Refused { source, .. }
@@ -104,7 +141,7 @@ impl DialError {
                 last: AttemptError::Handshake { source, .. },
                 ..
             } => Ok(source),
-            DialError::Unreachable { last, .. } => Err(last),
+            DialError::Unreachable { last, .. } | DialError::WrongPeer(last) => Err(last),
         }
     }
 }
@@ -125,18 +162,122 @@ enum Failure {
     Transient(AttemptError),
     /// Will not pass.
     Refused(HandshakeError),
+    /// A distd of another role: will not pass either.
+    WrongPeer(AttemptError),
 }
 
-/// Connects to the distd at `addr` (`host:port`) as `ours`, trying again with backoff until
-/// `patience` has passed (zero: one attempt), and runs the handshake. `theirs`, the role
-/// expected at `addr`, is for messages only: the accepting side decides whom it admits.
+/// The patience of a dial, or of a caller's retry loop around dials: when to give up, how
+/// long to wait between attempts (50 ms doubling to 2 s), and what to say while waiting.
+///
+/// It says at most one line per failed attempt, and fewer: the first failure, then only when
+/// the reason changes or the wait passes 5 s, 10 s, 20 s ...; nothing at all when quiet (a
+/// nanny, whose worker dials the same scheduler and speaks for both). Giving up is the
+/// caller's line to say, with the last reason.
+#[derive(Debug)]
+pub struct Retry {
+    /// Who is waited for, for the lines: "scheduler at ADDR".
+    what: String,
+    start: Instant,
+    patience: Duration,
+    /// The wait after the next failure.
+    delay: Duration,
+    quiet: bool,
+    /// The reason of the last line said, if any was.
+    said: Option<String>,
+    /// The wait past which the same reason is said again.
+    next_reminder: Duration,
+}
+
+impl Retry {
+    /// Waiting up to `patience` from `now` for the `theirs` at `addr`.
+    pub fn new(theirs: Role, addr: &str, patience: Duration, now: Instant) -> Retry {
+        Retry {
+            what: format!("{theirs} at {addr}"),
+            start: now,
+            patience,
+            delay: FIRST_RETRY,
+            quiet: false,
+            said: None,
+            next_reminder: FIRST_REMINDER,
+        }
+    }
+
+    /// The same, saying nothing while it waits.
+    pub fn quiet(mut self) -> Retry {
+        self.quiet = true;
+        self
+    }
+
+    /// How long it has waited by `now`.
+    pub fn waited(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.start)
+    }
+
+    /// What is left of the patience at `now`.
+    pub fn left(&self, now: Instant) -> Duration {
+        self.patience.saturating_sub(self.waited(now))
+    }
+
+    /// An attempt failed at `now` for `reason`: the wait before the next one (and the line
+    /// about it, if one is due), or `None` when the patience is spent and the caller gives up.
+    pub fn failed(&mut self, reason: &dyn fmt::Display, now: Instant) -> Option<Duration> {
+        let left = self.left(now);
+        if left.is_zero() {
+            return None;
+        }
+        if let Some(line) = self.line(&reason.to_string(), now) {
+            log::info!("{line}");
+        }
+        let wait = self.delay.min(left);
+        self.delay = (self.delay * 2).min(MAX_RETRY);
+        Some(wait)
+    }
+
+    /// The line due for a failure at `now` for `reason`, if any.
+    fn line(&mut self, reason: &str, now: Instant) -> Option<String> {
+        if self.quiet {
+            return None;
+        }
+        let waited = self.waited(now);
+        let left = self.left(now).as_secs_f64();
+        let line = match &self.said {
+            None => format!(
+                "{} not reachable yet ({reason}); retrying for up to {:.1} s",
+                self.what,
+                self.patience.as_secs_f64()
+            ),
+            Some(said) if said != reason => {
+                format!(
+                    "{} still not reachable ({reason}); retrying for {left:.1} s more",
+                    self.what
+                )
+            }
+            Some(_) if waited >= self.next_reminder => format!(
+                "{} still not reachable after {:.0} s ({reason}); retrying for {left:.1} s more",
+                self.what,
+                waited.as_secs_f64()
+            ),
+            Some(_) => return None,
+        };
+        while self.next_reminder <= waited {
+            self.next_reminder *= 2;
+        }
+        self.said = Some(reason.to_string());
+        Some(line)
+    }
+}
+
+/// Connects to the `theirs` at `addr` (`host:port`) as `ours`, trying again with backoff
+/// until `patience` has passed (zero: one attempt, of at most [`ANSWER_TIMEOUT`]), and runs
+/// the handshake; says a line now and then while it retries ([`Retry`]).
 pub async fn dial(addr: &str, ours: Role, theirs: Role, patience: Duration) -> Result<Dialed, DialError> {
-    dial_bounded(addr, ours, theirs, patience, None).await
+    let mut retry = Retry::new(theirs, addr, patience, Instant::now());
+    dial_with(addr, ours, theirs, &mut retry, None).await
 }
 
 /// [`dial`], with each attempt (resolving, connecting, the handshake) given at most
 /// `attempt_timeout`. An attempt that runs out of time ends the dial at once, patience or
-/// not ([`AttemptError::TimedOut`]).
+/// not ([`AttemptError::TimedOut`], [`AttemptError::Silent`]).
 pub async fn dial_bounded(
     addr: &str,
     ours: Role,
@@ -144,23 +285,29 @@ pub async fn dial_bounded(
     patience: Duration,
     attempt_timeout: Option<Duration>,
 ) -> Result<Dialed, DialError> {
-    let start = Instant::now();
-    let mut delay = FIRST_RETRY;
+    let mut retry = Retry::new(theirs, addr, patience, Instant::now());
+    dial_with(addr, ours, theirs, &mut retry, attempt_timeout).await
+}
+
+/// The dial itself, within what is left of `retry`'s patience (which the caller may share
+/// with a retry loop of its own): each attempt gets `attempt_timeout`, or else what is left
+/// of the patience (at least 100 ms; and [`ANSWER_TIMEOUT`] when there is no patience at
+/// all), so a patience covers every attempt whole.
+pub async fn dial_with(
+    addr: &str,
+    ours: Role,
+    theirs: Role,
+    retry: &mut Retry,
+    attempt_timeout: Option<Duration>,
+) -> Result<Dialed, DialError> {
     loop {
-        let tried = match attempt_timeout {
-            None => attempt(addr, ours).await,
-            Some(after) => {
-                let out_of_time = async {
-                    async_io::Timer::after(after).await;
-                    Err(Failure::Transient(AttemptError::TimedOut {
-                        addr: addr.to_string(),
-                        after,
-                    }))
-                };
-                attempt(addr, ours).or(out_of_time).await
-            }
+        let now = Instant::now();
+        let bound = match attempt_timeout {
+            Some(bound) => bound,
+            None if retry.patience.is_zero() => ANSWER_TIMEOUT,
+            None => retry.left(now).max(LEAST_ATTEMPT),
         };
-        let last = match tried {
+        let last = match attempt(addr, ours, theirs, bound).await {
             Ok(dialed) => return Ok(dialed),
             Err(Failure::Refused(source)) => {
                 return Err(DialError::Refused {
@@ -170,32 +317,58 @@ pub async fn dial_bounded(
                     source,
                 })
             }
+            Err(Failure::WrongPeer(e)) => return Err(DialError::WrongPeer(e)),
             Err(Failure::Transient(last)) => last,
         };
-        let waited = start.elapsed();
-        if waited >= patience || !last.is_transient() {
-            return Err(DialError::Unreachable {
-                addr: addr.to_string(),
-                theirs,
-                waited,
-                last,
-            });
-        }
-        log::info!("{theirs} at {addr} not reachable yet ({last}); retrying");
-        async_io::Timer::after(delay.min(patience - waited)).await;
-        delay = (delay * 2).min(MAX_RETRY);
+        let now = Instant::now();
+        let wait = match last.is_transient() {
+            true => retry.failed(&last, now),
+            false => None,
+        };
+        match wait {
+            Some(wait) => async_io::Timer::after(wait).await,
+            None => {
+                return Err(DialError::Unreachable {
+                    addr: addr.to_string(),
+                    theirs,
+                    waited: retry.waited(now),
+                    last,
+                })
+            }
+        };
     }
 }
 
-/// One attempt: resolve, connect to each address in turn, handshake on the first that answers.
-async fn attempt(addr: &str, ours: Role) -> Result<Dialed, Failure> {
+/// `fut`, unless `deadline` comes first. A future that is ready at once never starts the
+/// timer.
+async fn within<T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T> {
+    async { Some(fut.await) }
+        .or(async {
+            async_io::Timer::at(deadline).await;
+            None
+        })
+        .await
+}
+
+/// One attempt of at most `bound`: resolve, connect to each address in turn, handshake on
+/// the first that answers, expecting a `theirs`.
+async fn attempt(addr: &str, ours: Role, theirs: Role, bound: Duration) -> Result<Dialed, Failure> {
+    let deadline = Instant::now() + bound;
+    let timed_out = || {
+        Failure::Transient(AttemptError::TimedOut {
+            addr: addr.to_string(),
+            after: bound,
+        })
+    };
     let addrs: Vec<SocketAddr> = match addr.parse::<SocketAddr>() {
         // An address of digits needs no resolver (and no hop to a blocking thread).
         Ok(a) => vec![a],
         Err(_) => {
             let owned = addr.to_string();
-            blocking::unblock(move || owned.to_socket_addrs().map(Iterator::collect))
+            let resolved = blocking::unblock(move || owned.to_socket_addrs().map(Iterator::collect));
+            within(deadline, resolved)
                 .await
+                .ok_or_else(timed_out)?
                 .map_err(|source| {
                     Failure::Transient(AttemptError::Resolve {
                         addr: addr.to_string(),
@@ -206,7 +379,7 @@ async fn attempt(addr: &str, ours: Role) -> Result<Dialed, Failure> {
     };
     let mut last = AttemptError::NoAddress { addr: addr.to_string() };
     for to in addrs {
-        let mut stream = match TcpStream::connect(to).await {
+        let mut stream = match within(deadline, TcpStream::connect(to)).await.ok_or_else(timed_out)? {
             Ok(s) => s,
             Err(source) => {
                 last = AttemptError::Connect { to, source };
@@ -215,12 +388,18 @@ async fn attempt(addr: &str, ours: Role) -> Result<Dialed, Failure> {
         };
         // Small frames go out at once: the writers batch by themselves.
         stream.set_nodelay(true).ok();
-        return match connect_handshake(&mut stream, ours).await {
+        let Some(answered) = within(deadline, connect_handshake(&mut stream, ours, theirs)).await else {
+            return Err(Failure::Transient(AttemptError::Silent { to, after: bound }));
+        };
+        return match answered {
             Ok(hello) => Ok(Dialed {
                 stream,
                 addr: to,
                 hello,
             }),
+            Err(HandshakeError::WrongPeer { found, expected }) => {
+                Err(Failure::WrongPeer(AttemptError::WrongPeer { to, found, expected }))
+            }
             Err(source @ HandshakeError::Io(_)) => Err(Failure::Transient(AttemptError::Handshake { to, source })),
             Err(refusal) => Err(Failure::Refused(refusal)),
         };
@@ -344,6 +523,103 @@ mod tests {
             text.starts_with(&format!("scheduler at {addr} unreachable for ")),
             "{text}"
         );
+    }
+
+    /// A client (or a worker) that reached a worker's peer port is told so at once, though
+    /// the peer port admits clients, and no patience makes it try again.
+    #[test]
+    fn a_peer_of_another_role_is_named_at_once() {
+        let (addr, _server) = fake_peer(Role::Worker, &[Role::Peer, Role::Client]);
+        for ours in [Role::Client, Role::Worker] {
+            let start = Instant::now();
+            let err = smol::block_on(dial(&addr.to_string(), ours, Role::Scheduler, Duration::from_secs(120)))
+                .err()
+                .expect("a peer port is no scheduler");
+            assert!(start.elapsed() < Duration::from_secs(60), "not retried: {err}");
+            assert!(matches!(err, DialError::WrongPeer(_)), "{err:?}");
+            assert_eq!(
+                err.to_string(),
+                format!("tcp://{addr} is a distd worker's port, not a scheduler's")
+            );
+            let Err(e) = err.into_refusal() else {
+                panic!("a wrong peer is no refusal")
+            };
+            assert!(!e.is_transient());
+        }
+    }
+
+    /// Something that accepts and never answers (the kernel does for a stopped process)
+    /// ends the dial when its patience does: the patience covers the handshake too.
+    #[test]
+    fn a_peer_that_never_answers_ends_the_dial_with_the_patience() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let addr = silent.local_addr().expect("local address");
+        let start = Instant::now();
+        let err = smol::block_on(dial(
+            &addr.to_string(),
+            Role::Worker,
+            Role::Scheduler,
+            Duration::from_millis(300),
+        ))
+        .err()
+        .expect("nothing answers");
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(300), "{took:?}: {err}");
+        assert!(
+            took < Duration::from_secs(3),
+            "the patience bounds the handshake: {took:?}"
+        );
+        assert!(
+            matches!(
+                &err,
+                DialError::Unreachable {
+                    last: AttemptError::Silent { .. },
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "scheduler at {addr} unreachable for {:.1} s: tcp://{addr} accepted but never answered within 0.3 s",
+                match &err {
+                    DialError::Unreachable { waited, .. } => waited.as_secs_f64(),
+                    _ => unreachable!(),
+                }
+            )
+        );
+        drop(silent);
+    }
+
+    /// A dial says the first failure, then only a new reason or a reminder at 5 s, 10 s,
+    /// 20 s ...; and nothing at all when quiet.
+    #[test]
+    fn retry_lines_come_at_the_first_failure_a_new_reason_and_doubling_reminders() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut retry = Retry::new(Role::Scheduler, "h:1", Duration::from_secs(60), t0);
+        let refused = "connection refused";
+        let first = retry.line(refused, at(0)).expect("the first failure is said");
+        assert_eq!(
+            first,
+            "scheduler at h:1 not reachable yet (connection refused); retrying for up to 60.0 s"
+        );
+        // A failure every 100 ms for 40 s, always the same.
+        let said: Vec<u64> = (1..=40_000)
+            .step_by(100)
+            .filter(|&ms| retry.line(refused, at(ms)).is_some())
+            .collect();
+        assert_eq!(said, [5_001, 10_001, 20_001]);
+        let changed = retry.line("reset", at(41_000)).expect("a new reason is said");
+        assert!(
+            changed.starts_with("scheduler at h:1 still not reachable (reset); retrying for 19.0 s more"),
+            "{changed}"
+        );
+        assert!(retry.line("reset", at(41_100)).is_none());
+        let mut quiet = Retry::new(Role::Scheduler, "h:1", Duration::from_secs(60), t0).quiet();
+        assert!(quiet.line(refused, at(0)).is_none());
+        assert!(quiet.line("reset", at(30_000)).is_none());
     }
 
     /// An address that cannot resolve says so. (Its port is out of range, so it fails before

@@ -128,7 +128,7 @@ fn a_stalled_peer_holds_up_only_its_own_fetches() {
     let (t, r) = next(&rx);
     assert_eq!(t, TaskId(1));
     match r {
-        Err(FetchError::Transfer(why)) => assert!(why.contains("no answer"), "{why}"),
+        Err(FetchError::Transfer(why)) => assert!(why.contains("accepted but never answered"), "{why}"),
         other => panic!("expected a failed transfer, got {other:?}"),
     }
 }
