@@ -401,6 +401,7 @@ impl WorkerSetup {
             },
             death_timeout: w.death_timeout,
             worker_stdout_to_stderr: false,
+            local_dir: w.local_dir.clone(),
         }
     }
 }

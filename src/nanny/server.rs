@@ -12,10 +12,15 @@
 //! processes that left the tree too. Each worker child is tethered (`sys::spawn_tethered`),
 //! so it dies with the nanny however the nanny dies, and the nanny's cgroup directory has a
 //! guardian that kills what is left in it then (`sys::cgroup`).
+//!
+//! A worker child's scratch folder goes however the child ends: it removes the folder itself
+//! when it stops, and when the nanny dies (its death signal is one it catches); the nanny
+//! removes the folder of a child it reaped (SIGKILL, a memory kill, a crash), through the
+//! folder's lock, so a live worker's folder is never touched.
 
 use super::core::{NannyAction, NannyCore};
 use super::supervisor::{ExitKind, Policy};
-use crate::protocol::{dial, spawn_writer, FrameReader, FromNanny, Role, ToNanny};
+use crate::protocol::{dial_with, spawn_writer, DialError, FrameReader, FromNanny, Retry, Role, ToNanny};
 use crate::rt::{DeadlineWait, Woke};
 use async_io::Timer;
 use futures_lite::{AsyncBufReadExt, FutureExt, StreamExt};
@@ -48,6 +53,9 @@ pub struct NannyConfig {
     /// Send the workers' stdout to our stderr: when stdout carries something else (the
     /// results of `distd local --processes --run`).
     pub worker_stdout_to_stderr: bool,
+    /// The workers' `--local-directory`, where the nanny removes a dead worker's scratch
+    /// folder as soon as it reaps it.
+    pub local_dir: PathBuf,
 }
 
 /// Why a nanny stopped other than by request.
@@ -188,12 +196,19 @@ pub async fn supervise(config: NannyConfig, stop: async_channel::Receiver<()>) -
 }
 
 /// Connects and registers with the scheduler; without it the nanny still supervises, it
-/// just cannot report deaths early.
+/// just cannot report deaths early. It dials quietly: its workers dial the same scheduler
+/// and say what they meet (an unreachable scheduler is their line, and their error when they
+/// give up); only a scheduler that answers and refuses the nanny itself is its own news.
 async fn connect(config: &NannyConfig, names: &[String], events: async_channel::Sender<Event>) -> Option<Link> {
-    let stream = match dial(&config.scheduler, Role::Nanny, Role::Scheduler, config.death_timeout).await {
+    let mut retry = Retry::new(Role::Scheduler, &config.scheduler, config.death_timeout, Instant::now()).quiet();
+    let stream = match dial_with(&config.scheduler, Role::Nanny, Role::Scheduler, &mut retry, None).await {
         Ok(d) => d.stream,
-        Err(e) => {
+        Err(e @ DialError::Refused { .. }) => {
             log::warn!("nanny: {e}");
+            return None;
+        }
+        Err(e) => {
+            log::debug!("nanny: {e}");
             return None;
         }
     };
@@ -248,6 +263,9 @@ impl Nanny {
             Event::Exited(i, how) => {
                 if let Some(child) = self.slots[i].child.take() {
                     self.slots[i].dead_cgroup = child.cgroup;
+                    // Reaped, so the lock of its scratch folder is free: the folder goes now,
+                    // not when (or if) another worker starts in the same local directory.
+                    crate::worker::remove_scratch_of(&self.config.local_dir, child.pid);
                 }
                 self.core.on_exit(i, how, now);
             }
@@ -278,8 +296,19 @@ impl Nanny {
             if outbox.is_empty() {
                 return;
             }
+            // A death that makes its slot give up is said once, by the nanny's last line.
+            let giving_up: Vec<usize> = outbox
+                .iter()
+                .filter_map(|a| match a {
+                    NannyAction::GaveUp { slot, .. } => Some(*slot),
+                    _ => None,
+                })
+                .collect();
             for action in outbox {
-                self.apply(action);
+                match action {
+                    NannyAction::Died { slot, .. } if giving_up.contains(&slot) => {}
+                    action => self.apply(action),
+                }
             }
         }
     }

@@ -21,7 +21,7 @@ pub use frame::{encode_frame, FrameError, FrameReader, MAX_FRAME_LEN};
 pub use handshake::{accept_handshake, connect_handshake, HandshakeError, Hello, Role, MAGIC, PROTOCOL_VERSION};
 pub use ids::{AttemptId, ClientId, NannyId, RequestId, TaskId, WorkerId};
 pub use messages::*;
-pub use net::{dial, dial_bounded, serve, AttemptError, DialError, Dialed};
+pub use net::{dial, dial_bounded, dial_with, serve, AttemptError, DialError, Dialed, Retry};
 pub use peer_client::{PeerClient, PeerError, PeerTimeouts};
 pub use task::{CommandSpec, TaskDesc, TaskOptions, TaskSpec};
 pub(crate) use watched::Watched;

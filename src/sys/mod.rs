@@ -1,7 +1,7 @@
 //! What distd asks the operating system directly: this host's name, a process's resident
 //! memory, the machine's memory, a little randomness, the one way to start a child process
-//! that dies with its parent (and to clean up after children), and stopping when the
-//! launcher's pipe on stdin closes. Linux only (`/proc`,
+//! that dies with its parent (with a signal it may catch to clean up first), cleaning up
+//! after children, and stopping when the launcher's pipe on stdin closes. Linux only (`/proc`,
 //! `prctl`); the questions answer "unknown" (empty, 0, None) rather than failing.
 //!
 //! The one place that reads `/proc` and the cgroup tree. It decides nothing: callers say
@@ -90,9 +90,16 @@ pub fn set_death_signal() -> io::Result<()> {
     Ok(())
 }
 
+/// The signal a tethered child ([`spawn_tethered`]) gets when its parent dies. Its default
+/// action ends the child, as SIGKILL would; unlike SIGKILL a child may catch it
+/// ([`watch_parent_death`]) to clean up first (a worker removes its scratch folder) and then
+/// end as the signal would have ended it ([`die_of_parent_death`]).
+pub const PARENT_DEATH_SIGNAL: i32 = libc::SIGHUP;
+
 /// Starts `cmd` as a child tied to this process: it leads its own process group (so a
-/// terminal's Ctrl-C reaches only us, and we can signal the group), and it is killed when the
-/// thread that spawned it exits. Its stdin is empty; its stdout and stderr are pipes.
+/// terminal's Ctrl-C reaches only us, and we can signal the group), and it gets
+/// [`PARENT_DEATH_SIGNAL`] when the thread that spawned it exits, however this process dies.
+/// Its stdin is empty; its stdout and stderr are pipes.
 ///
 /// The death signal fires when the spawning *thread* exits: spawn from a thread that lives as
 /// long as the children should.
@@ -102,7 +109,12 @@ pub fn spawn_tethered(mut cmd: std::process::Command) -> io::Result<async_proces
     // SAFETY: the hook only makes system calls, which are async-signal-safe.
     unsafe {
         cmd.pre_exec(move || {
-            set_death_signal()?;
+            // Its default action, even when this process ignores it (started by nohup): until
+            // the child catches it, the signal must end it.
+            libc::signal(PARENT_DEATH_SIGNAL, libc::SIG_DFL);
+            if libc::prctl(libc::PR_SET_PDEATHSIG, PARENT_DEATH_SIGNAL, 0, 0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
             if libc::getppid() as u32 != parent {
                 // The parent died before the death signal was armed.
                 return Err(io::Error::from_raw_os_error(libc::ESRCH));
@@ -115,6 +127,37 @@ pub fn spawn_tethered(mut cmd: std::process::Command) -> io::Result<async_proces
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     cmd.spawn()
+}
+
+/// In a child started by [`spawn_tethered`] (its death signal is [`PARENT_DEATH_SIGNAL`]):
+/// catches that signal from now on and returns the stream that yields when it comes, so the
+/// child can stop cleanly before it ends with [`die_of_parent_death`]. `None` in any other
+/// process, whose handling of the signal is left alone. Until this is called the signal's
+/// default action ends the child, so a parent that dies early still takes it along.
+pub fn watch_parent_death() -> io::Result<Option<async_signal::Signals>> {
+    let mut armed: libc::c_int = 0;
+    // SAFETY: PR_GET_PDEATHSIG writes one int through the pointer, which points to one.
+    let rc = unsafe { libc::prctl(libc::PR_GET_PDEATHSIG, &mut armed as *mut libc::c_int, 0, 0, 0) };
+    if rc != 0 || armed != PARENT_DEATH_SIGNAL {
+        return Ok(None);
+    }
+    async_signal::Signals::new([async_signal::Signal::Hup]).map(Some)
+}
+
+/// Ends this process as [`PARENT_DEATH_SIGNAL`]'s default action does (its parent sees it
+/// killed by that signal), once a child that caught it has cleaned up.
+pub fn die_of_parent_death() -> ! {
+    // SAFETY: these calls take plain integers and a signal set on the stack.
+    unsafe {
+        libc::signal(PARENT_DEATH_SIGNAL, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, PARENT_DEATH_SIGNAL);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::raise(PARENT_DEATH_SIGNAL);
+    }
+    // Not reached: the default action ends the process.
+    std::process::exit(128 + PARENT_DEATH_SIGNAL)
 }
 
 /// Sends `signal` to the process group `pgid` (a tethered child's pid). A group that is gone

@@ -2,8 +2,8 @@
 //! `lifecycle`), task execution ([`exec`]), starting commands ([`spawn`]) and reading their
 //! output (`capture`), the function
 //! registry ([`registry`]), result transfer (serving in [`peer`], fetching in `fetcher`), its
-//! scratch folder ([`scratch`]) and
-//! the async shell ([`server`]).
+//! scratch folder ([`scratch`]), joining the scheduler (`registration`), stopping when its
+//! nanny dies (`tether`) and the async shell ([`server`]).
 
 mod capture;
 pub mod exec;
@@ -12,6 +12,7 @@ mod fetcher;
 mod fetcher_tests;
 mod lifecycle;
 pub mod peer;
+mod registration;
 pub mod registry;
 mod scratch;
 pub mod server;
@@ -20,6 +21,8 @@ pub mod state;
 #[cfg(test)]
 mod state_tests;
 pub mod store;
+mod tether;
 
 pub use registry::Registry;
+pub(crate) use scratch::remove_scratch_of;
 pub use server::{Worker, WorkerConfig, WorkerError, WorkerExit, WorkerStopper};

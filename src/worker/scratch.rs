@@ -1,10 +1,12 @@
 //! A worker's scratch folder, `LOCAL_DIR/worker-PID-N`: command inputs and spill files live
 //! in it, and it goes with its worker however the worker ends.
 //!
-//! A worker that stops removes its folder (dropping [`Scratch`]). One that cannot (SIGKILL,
-//! a memory kill, a power cut) leaves it behind, so every worker starting sweeps the folders
-//! of dead workers in the same local directory first; under a nanny that is the dead worker's
-//! successor, a moment later. Liveness is a lock, not a pid: each worker holds an exclusive
+//! A worker that stops removes its folder (dropping [`Scratch`]), and so does a worker whose
+//! nanny died (it catches its death signal, `worker::tether`). One that cannot (SIGKILL, a
+//! memory kill, a power cut) leaves it behind: under a nanny, the nanny removes it as soon as
+//! it reaps the worker ([`remove_scratch_of`]); and every worker starting sweeps the folders
+//! of dead workers in the same local directory first, the only cleanup left after a bare
+//! (`--no-nanny`) worker's SIGKILL. Liveness is a lock, not a pid: each worker holds an exclusive
 //! `flock` on `.lock` in its folder for its whole life, and the kernel drops it however the
 //! process dies, so a folder whose lock can be taken is a dead worker's, whichever host it
 //! ran on (a local directory may be shared between hosts).
@@ -72,28 +74,50 @@ fn try_lock(file: &File) -> bool {
 /// Removes the scratch folders under `local_dir` whose lock nobody holds: their workers are
 /// gone. Errors are logged, never fatal: a worker starts even if an old folder stays.
 pub fn sweep_dead(local_dir: &Path) {
+    for dir in scratch_folders(local_dir, "worker-") {
+        remove_if_dead(&dir);
+    }
+}
+
+/// Removes the scratch folders of the worker that was process `pid` under `local_dir` (a
+/// nanny's child it just reaped), each only if its lock is free: the same pid may be a new
+/// worker's by now, whose folder is locked.
+pub fn remove_scratch_of(local_dir: &Path, pid: u32) {
+    for dir in scratch_folders(local_dir, &format!("worker-{pid}-")) {
+        remove_if_dead(&dir);
+    }
+}
+
+/// The folders under `local_dir` whose name starts with `prefix`.
+fn scratch_folders(local_dir: &Path, prefix: &str) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(local_dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(prefix)))
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Removes `dir` if its lock can be taken, holding the lock until it is gone, so that two
+/// sweepers (a nanny and a worker starting, two workers) never remove it together; a folder
+/// another sweeper removed first is no error.
+fn remove_if_dead(dir: &Path) {
+    let Ok(lock) = File::open(dir.join(LOCK)) else {
         return;
     };
-    for entry in entries.flatten() {
-        let is_scratch = entry.file_name().to_str().is_some_and(|n| n.starts_with("worker-"));
-        if !is_scratch || !entry.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        let dir = entry.path();
-        let Ok(lock) = File::open(dir.join(LOCK)) else {
-            continue;
-        };
-        if !try_lock(&lock) {
-            continue;
-        }
-        log::info!(
-            "removing {}, the scratch folder of a worker that is gone",
-            dir.display()
-        );
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            log::warn!("cannot remove {}: {e}", dir.display());
-        }
+    if !try_lock(&lock) {
+        return;
+    }
+    log::info!(
+        "removing {}, the scratch folder of a worker that is gone",
+        dir.display()
+    );
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => log::warn!("cannot remove {}: {e}", dir.display()),
+        _ => {}
     }
 }
 
@@ -127,6 +151,31 @@ mod tests {
         let path = other.path().to_path_buf();
         drop(other);
         assert!(!path.exists(), "a worker's folder goes when it stops");
+        drop(live);
+        let _ = std::fs::remove_dir_all(&local);
+    }
+
+    /// A nanny that reaped worker `pid` removes that worker's folders, and only those whose
+    /// lock is free: not a live worker's (the pid may have been reused), not another's.
+    #[test]
+    fn a_reaped_workers_folders_go_and_no_others() {
+        let local = temp_dir("reaped");
+        std::fs::create_dir_all(&local).expect("a local directory");
+        let dead = |name: &str| {
+            let dir = local.join(name);
+            std::fs::create_dir_all(dir.join("spill")).expect("a dead folder");
+            std::fs::write(dir.join(LOCK), b"").expect("its lock file");
+            dir
+        };
+        let reaped = [dead("worker-4242-0"), dead("worker-4242-3")];
+        let other = dead("worker-42420-0");
+        let live = Scratch::create(&local).expect("a scratch folder");
+        let pid = std::process::id();
+        remove_scratch_of(&local, 4242);
+        assert!(reaped.iter().all(|d| !d.exists()), "the reaped worker's folders go");
+        assert!(other.exists(), "another worker's folder is not the nanny's to judge");
+        remove_scratch_of(&local, pid);
+        assert!(live.path().exists(), "a live worker's folder is kept, whatever its pid");
         drop(live);
         let _ = std::fs::remove_dir_all(&local);
     }

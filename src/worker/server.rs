@@ -5,27 +5,32 @@
 //! decisions. The loop waits for an event or the core's next deadline ([`DeadlineWait`]),
 //! passes the clock in with every event, reads `/proc` when the core asks, and never keeps a
 //! periodic ticker of its own. One policy is still the shell's: how registration is retried
-//! (every 100 ms until `--death-timeout`, a refusal final at once), in `register_patiently`.
+//! (with the dial's backoff and its few lines, within `--death-timeout` for every dial,
+//! handshake and `Register` together; a refusal final at once), in `register_patiently`;
+//! and one duty: a worker its nanny started stops when the nanny dies, removing its scratch
+//! folder, and then ends by the nanny's death signal.
 
 use super::exec::{call_function, execute, Claim, ExecContext, FunctionThreads, Output};
 use super::fetcher::{Fetchers, Report};
 use super::peer::serve_peers;
+use super::registration::{connect_scheduler, register_patiently, Session};
 use super::registry::Registry;
 use super::state::{Effect, FetchError, WorkerCore, WorkerSettings};
 use super::store::Store;
+use super::tether::{parent_died, stop_when_parent_dies};
 use crate::idmap::IdMap;
 use crate::memory::MemoryPolicy;
 use crate::protocol::{
-    dial, spawn_writer, AttemptId, Data, DialError, FrameReader, FromWorker, PeerTimeouts, Role, TaskError, TaskId,
-    TaskSpec, ToWorker, WorkerInfo,
+    AttemptId, Data, DialError, PeerTimeouts, Retry, Role, TaskError, TaskId, TaskSpec, ToWorker, WorkerInfo,
 };
 use crate::rt::{DeadlineWait, Inbox, Woke};
 use async_io::Timer;
 use futures_lite::FutureExt;
-use smol::net::{TcpListener, TcpStream};
+use smol::net::TcpListener;
 use smol::Task;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -71,19 +76,8 @@ pub enum WorkerError {
     LocalDir { path: String, source: std::io::Error },
 }
 
-/// Why one registration attempt failed: worth another until the death timeout.
-#[derive(Debug, thiserror::Error)]
-enum RegisterError {
-    #[error("connection closed during registration")]
-    Closed,
-    #[error("expected Registered, got {0}")]
-    Unexpected(String),
-    #[error("{0}")]
-    Frame(#[from] crate::protocol::FrameError),
-}
-
 /// What the loop reacts to.
-enum Event {
+pub(super) enum Event {
     FromScheduler(ToWorker),
     SchedulerLost(String),
     Fetched(TaskId, Result<Data, FetchError>),
@@ -99,15 +93,6 @@ enum Event {
     Stop,
 }
 
-/// A registered connection to the scheduler.
-struct Session {
-    tx: async_channel::Sender<FromWorker>,
-    /// Forwards scheduler messages into the loop; dropped with the session.
-    _reader: Task<()>,
-    _writer: Task<()>,
-    heartbeat: Duration,
-}
-
 /// A running worker.
 pub struct Worker {
     /// Where peers and clients fetch results from this worker.
@@ -116,19 +101,60 @@ pub struct Worker {
     pub scheduler: String,
     stop: async_channel::Sender<Event>,
     main: Task<Result<WorkerExit, WorkerError>>,
+    /// Set when the worker stops because its nanny died: it then ends by that signal.
+    parent_died: Arc<AtomicBool>,
+    /// Its scratch folder, for the last resort of a stop that does not end in time.
+    scratch_path: PathBuf,
+    /// Stops the worker when its nanny dies (a worker a nanny started).
+    _parent_watch: Option<Task<()>>,
 }
 
 impl Worker {
     /// Connects (retrying up to the death timeout), opens the peer port and registers.
+    ///
+    /// A worker its nanny started stops cleanly when the nanny dies (however it dies: the
+    /// kernel sends [`crate::sys::PARENT_DEATH_SIGNAL`]): at once, removing its scratch
+    /// folder, and then ends as that signal would have ended it.
     pub async fn start(config: WorkerConfig, registry: Registry) -> Result<Worker, WorkerError> {
+        // Caught before the scratch folder exists: until then the signal's default action
+        // ends a worker whose nanny died, with nothing to clean up.
+        let mut parent_death = crate::sys::watch_parent_death().unwrap_or_else(|e| {
+            log::warn!("cannot watch for the nanny's death: {e}");
+            None
+        });
         // Each worker gets its own folder under the local directory, removed when it ends
-        // (or by the next worker to start there, if it was killed).
+        // (or by its nanny, or by the next worker to start there, if it was killed).
         let scratch = super::scratch::Scratch::create(&config.local_dir).map_err(|source| WorkerError::LocalDir {
             path: config.local_dir.display().to_string(),
             source,
         })?;
+        let starting = async { Some(Worker::start_in(config, registry, scratch).await) };
+        let Some(started) = starting.or(parent_died(parent_death.as_mut())).await else {
+            // The start (and the scratch folder with it) was dropped when the race ended.
+            crate::sys::die_of_parent_death()
+        };
+        let mut worker = started?;
+        if let Some(signals) = parent_death {
+            worker._parent_watch = Some(crate::rt::spawn(stop_when_parent_dies(
+                signals,
+                worker.stop.clone(),
+                worker.parent_died.clone(),
+                worker.scratch_path.clone(),
+            )));
+        }
+        Ok(worker)
+    }
+
+    /// [`Worker::start`] once its scratch folder is made.
+    async fn start_in(
+        config: WorkerConfig,
+        registry: Registry,
+        scratch: super::scratch::Scratch,
+    ) -> Result<Worker, WorkerError> {
         let work_dir = scratch.path().to_path_buf();
-        let (stream, scheduler_addr) = connect_scheduler(&config.scheduler, config.death_timeout).await?;
+        // One patience for the whole registration: every dial, handshake and `Register`.
+        let mut retry = Retry::new(Role::Scheduler, &config.scheduler, config.death_timeout, Instant::now());
+        let (stream, scheduler_addr) = connect_scheduler(&config.scheduler, &mut retry).await?;
         let bind = config
             .listen
             .unwrap_or_else(|| SocketAddr::new(stream.local_addr().map(|a| a.ip()).unwrap_or([0, 0, 0, 0].into()), 0));
@@ -164,7 +190,7 @@ impl Worker {
         };
         let (senders, events_rx) = crate::rt::inbox();
         let events_tx = senders.events;
-        let session = register_patiently(Some(stream), &config, &info, events_tx.clone()).await?;
+        let session = register_patiently(Some(stream), &mut retry, &config, &info, events_tx.clone()).await?;
         let memory = MemoryPolicy::new(config.memory_limit);
         let store: Arc<Store> = Arc::new(
             Store::new(work_dir.join("spill"), memory.spill_above())
@@ -204,9 +230,15 @@ impl Worker {
             ),
             _peers: peers,
         };
+        let parent_died = Arc::new(AtomicBool::new(false));
+        let died = parent_died.clone();
         let main = crate::rt::spawn(async move {
             let ended = shell.run(session, events_rx).await;
             drop(scratch);
+            if died.load(Ordering::SeqCst) {
+                // Stopped for its nanny's death, folder removed: now end as the signal would.
+                crate::sys::die_of_parent_death();
+            }
             ended
         });
         Ok(Worker {
@@ -215,6 +247,9 @@ impl Worker {
             scheduler: scheduler_addr.to_string(),
             stop: senders.urgent,
             main,
+            parent_died,
+            scratch_path: work_dir,
+            _parent_watch: None,
         })
     }
 
@@ -243,93 +278,6 @@ impl WorkerStopper {
     pub async fn stop(&self) {
         let _ = self.0.send(Event::Stop).await;
     }
-}
-
-/// Connects to the scheduler and runs the handshake, retrying with backoff until `patience`
-/// runs out (see [`crate::protocol::dial`]). Returns the connection and the address it reached.
-async fn connect_scheduler(addr: &str, patience: Duration) -> Result<(TcpStream, SocketAddr), WorkerError> {
-    let d = dial(addr, Role::Worker, Role::Scheduler, patience).await?;
-    Ok((d.stream, d.addr))
-}
-
-/// Connects (unless `stream` is already connected) and registers, trying again until the
-/// death timeout while the failure may pass (a scheduler restarting resets connections).
-/// A refusal by a scheduler of another version is final at once.
-async fn register_patiently(
-    mut stream: Option<TcpStream>,
-    config: &WorkerConfig,
-    info: &WorkerInfo,
-    events: async_channel::Sender<Event>,
-) -> Result<Session, WorkerError> {
-    let start = Instant::now();
-    loop {
-        let s = match stream.take() {
-            Some(s) => s,
-            None => {
-                let patience = config.death_timeout.saturating_sub(start.elapsed());
-                connect_scheduler(&config.scheduler, patience).await?.0
-            }
-        };
-        let last = match register(s, info, events.clone()).await {
-            Ok(session) => return Ok(session),
-            Err(why) => why.to_string(),
-        };
-        if start.elapsed() >= config.death_timeout {
-            return Err(WorkerError::Unreachable {
-                addr: config.scheduler.clone(),
-                waited: start.elapsed().as_secs_f64(),
-                last,
-            });
-        }
-        log::info!("registration with {} failed ({last}); retrying", config.scheduler);
-        async_io::Timer::after(Duration::from_millis(100)).await;
-    }
-}
-
-/// `Register` on a connection past its handshake, and the answer; then starts forwarding
-/// scheduler messages.
-async fn register(
-    stream: TcpStream,
-    info: &WorkerInfo,
-    events: async_channel::Sender<Event>,
-) -> Result<Session, RegisterError> {
-    let (tx, rx) = async_channel::unbounded();
-    let writer = spawn_writer(rx, stream.clone());
-    tx.send(FromWorker::Register(info.clone()))
-        .await
-        .map_err(|_| RegisterError::Closed)?;
-    let mut reader = FrameReader::new(stream);
-    let heartbeat = match reader.next::<ToWorker>().await {
-        Ok(Some(ToWorker::Registered { heartbeat_ms, .. })) => Duration::from_millis(heartbeat_ms.max(10)),
-        Ok(Some(other)) => return Err(RegisterError::Unexpected(format!("{other:?}"))),
-        Ok(None) => return Err(RegisterError::Closed),
-        Err(e) => return Err(RegisterError::Frame(e)),
-    };
-    let reader = crate::rt::spawn(async move {
-        loop {
-            match reader.next::<ToWorker>().await {
-                Ok(Some(msg)) => {
-                    if events.send(Event::FromScheduler(msg)).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(None) => {
-                    let _ = events.send(Event::SchedulerLost("connection closed".into())).await;
-                    return;
-                }
-                Err(e) => {
-                    let _ = events.send(Event::SchedulerLost(e.to_string())).await;
-                    return;
-                }
-            }
-        }
-    });
-    Ok(Session {
-        tx,
-        _reader: reader,
-        _writer: writer,
-        heartbeat,
-    })
 }
 
 /// The loop's owned state.
@@ -409,7 +357,8 @@ impl Shell {
                 }
             };
             let (config, info) = (&self.config, &self.info);
-            let again = async { Ok(register_patiently(None, config, info, self.events_tx.clone()).await) };
+            let mut retry = Retry::new(Role::Scheduler, &config.scheduler, config.death_timeout, Instant::now());
+            let again = async { Ok(register_patiently(None, &mut retry, config, info, self.events_tx.clone()).await) };
             match again.or(async { Err(stopped.await) }).await {
                 Err(exit) => return Ok(exit),
                 Ok(s) => session = s?,

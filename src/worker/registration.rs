@@ -1,0 +1,137 @@
+//! How a worker joins its scheduler: the dial, `Register` and its answer, tried again within
+//! the death timeout. One [`Retry`] covers a whole registration (every dial, handshake and
+//! `Register`), so it gives up when `--death-timeout` ends however the time went, and says
+//! one line at first and a few more while it waits, not one per attempt.
+//!
+//! It decides nothing about tasks; once registered, it only forwards what the scheduler
+//! says into the worker's loop ([`Event`]).
+
+use super::server::{Event, WorkerConfig, WorkerError};
+use crate::protocol::{dial_with, spawn_writer, FrameReader, FromWorker, Retry, Role, ToWorker, WorkerInfo};
+use async_io::Timer;
+use futures_lite::FutureExt;
+use smol::net::TcpStream;
+use smol::Task;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Why one registration attempt failed: worth another until the death timeout.
+#[derive(Debug, thiserror::Error)]
+enum RegisterError {
+    #[error("connection closed during registration")]
+    Closed,
+    #[error("expected Registered, got {0}")]
+    Unexpected(String),
+    #[error("{0}")]
+    Frame(#[from] crate::protocol::FrameError),
+    #[error("the scheduler did not answer the registration within {:.1} s", after.as_secs_f64())]
+    NoAnswer { after: Duration },
+}
+
+/// A registered connection to the scheduler.
+pub(super) struct Session {
+    pub(super) tx: async_channel::Sender<FromWorker>,
+    /// Forwards scheduler messages into the loop; dropped with the session.
+    _reader: Task<()>,
+    pub(super) _writer: Task<()>,
+    pub(super) heartbeat: Duration,
+}
+
+/// Connects to the scheduler and runs the handshake within what is left of `retry` (see
+/// [`crate::protocol::dial_with`]). Returns the connection and the address it reached.
+pub(super) async fn connect_scheduler(addr: &str, retry: &mut Retry) -> Result<(TcpStream, SocketAddr), WorkerError> {
+    let d = dial_with(addr, Role::Worker, Role::Scheduler, retry, None).await?;
+    Ok((d.stream, d.addr))
+}
+
+/// Connects (unless `stream` is already connected) and registers, trying again within
+/// `retry`'s patience (the death timeout) while the failure may pass (a scheduler
+/// restarting resets connections); `retry` also says what is said meanwhile, for the dials
+/// and the registrations together. A refusal, or a peer that is no scheduler, is final at
+/// once; so is a scheduler that does not answer `Register` before the patience ends.
+pub(super) async fn register_patiently(
+    mut stream: Option<TcpStream>,
+    retry: &mut Retry,
+    config: &WorkerConfig,
+    info: &WorkerInfo,
+    events: async_channel::Sender<Event>,
+) -> Result<Session, WorkerError> {
+    loop {
+        let s = match stream.take() {
+            Some(s) => s,
+            None => connect_scheduler(&config.scheduler, retry).await?.0,
+        };
+        let bound = retry.left(Instant::now()).max(LEAST_REGISTRATION);
+        let unanswered = async {
+            Timer::after(bound).await;
+            Err(RegisterError::NoAnswer { after: bound })
+        };
+        let last = match register(s, info, events.clone()).or(unanswered).await {
+            Ok(session) => return Ok(session),
+            Err(why) => why.to_string(),
+        };
+        let now = Instant::now();
+        match retry.failed(&last, now) {
+            Some(wait) => {
+                Timer::after(wait).await;
+            }
+            None => {
+                return Err(WorkerError::Unreachable {
+                    addr: config.scheduler.clone(),
+                    waited: retry.waited(now).as_secs_f64(),
+                    last,
+                })
+            }
+        }
+    }
+}
+
+/// The least time a `Register` gets for its answer, when the connection came as the death
+/// timeout ends.
+const LEAST_REGISTRATION: Duration = Duration::from_millis(500);
+
+/// `Register` on a connection past its handshake, and the answer; then starts forwarding
+/// scheduler messages.
+async fn register(
+    stream: TcpStream,
+    info: &WorkerInfo,
+    events: async_channel::Sender<Event>,
+) -> Result<Session, RegisterError> {
+    let (tx, rx) = async_channel::unbounded();
+    let writer = spawn_writer(rx, stream.clone());
+    tx.send(FromWorker::Register(info.clone()))
+        .await
+        .map_err(|_| RegisterError::Closed)?;
+    let mut reader = FrameReader::new(stream);
+    let heartbeat = match reader.next::<ToWorker>().await {
+        Ok(Some(ToWorker::Registered { heartbeat_ms, .. })) => Duration::from_millis(heartbeat_ms.max(10)),
+        Ok(Some(other)) => return Err(RegisterError::Unexpected(format!("{other:?}"))),
+        Ok(None) => return Err(RegisterError::Closed),
+        Err(e) => return Err(RegisterError::Frame(e)),
+    };
+    let reader = crate::rt::spawn(async move {
+        loop {
+            match reader.next::<ToWorker>().await {
+                Ok(Some(msg)) => {
+                    if events.send(Event::FromScheduler(msg)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => {
+                    let _ = events.send(Event::SchedulerLost("connection closed".into())).await;
+                    return;
+                }
+                Err(e) => {
+                    let _ = events.send(Event::SchedulerLost(e.to_string())).await;
+                    return;
+                }
+            }
+        }
+    });
+    Ok(Session {
+        tx,
+        _reader: reader,
+        _writer: writer,
+        heartbeat,
+    })
+}
