@@ -177,16 +177,18 @@ pub async fn connect_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     stream.write_all(&ours.encode()).await?;
     stream.flush().await?;
     let theirs = read_hello(stream).await?;
+    let mut verdict = [0u8; 3];
+    let mut reason = Vec::new();
+    let answered = read_verdict(stream, &mut verdict, &mut reason).await;
     if theirs.role != expect {
+        // Named whatever the verdict; it was read (it comes with the hello) only so that
+        // closing now leaves nothing unread, which would reset the peer's connection.
         return Err(HandshakeError::WrongPeer {
             found: theirs.role,
             expected: expect,
         });
     }
-    let mut verdict = [0u8; 3];
-    stream.read_exact(&mut verdict).await?;
-    let mut reason = vec![0u8; u16::from_le_bytes([verdict[1], verdict[2]]) as usize];
-    stream.read_exact(&mut reason).await?;
+    answered?;
     if verdict[0] != 0 {
         let reason = String::from_utf8_lossy(&reason).into_owned();
         // Whatever the peer said, a version difference is named here, with both versions.
@@ -207,6 +209,18 @@ pub async fn connect_handshake<S: AsyncRead + AsyncWrite + Unpin>(
         return Err(HandshakeError::VersionMismatch(m));
     }
     Ok(theirs)
+}
+
+/// The verdict after the accepting side's hello: its byte, and the reason.
+async fn read_verdict<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    verdict: &mut [u8; 3],
+    reason: &mut Vec<u8>,
+) -> Result<(), HandshakeError> {
+    stream.read_exact(verdict).await?;
+    reason.resize(u16::from_le_bytes([verdict[1], verdict[2]]) as usize, 0);
+    stream.read_exact(reason).await?;
+    Ok(())
 }
 
 /// The accepting side, a `role` that admits peers of the roles in `allowed`: reads the

@@ -160,7 +160,8 @@ mod tests {
     #[test]
     fn a_reaped_workers_folders_go_and_no_others() {
         let local = temp_dir("reaped");
-        std::fs::create_dir_all(&local).expect("a local directory");
+        // Made first: a worker starting sweeps every dead folder.
+        let live = Scratch::create(&local).expect("a scratch folder");
         let dead = |name: &str| {
             let dir = local.join(name);
             std::fs::create_dir_all(dir.join("spill")).expect("a dead folder");
@@ -169,7 +170,6 @@ mod tests {
         };
         let reaped = [dead("worker-4242-0"), dead("worker-4242-3")];
         let other = dead("worker-42420-0");
-        let live = Scratch::create(&local).expect("a scratch folder");
         let pid = std::process::id();
         remove_scratch_of(&local, 4242);
         assert!(reaped.iter().all(|d| !d.exists()), "the reaped worker's folders go");
