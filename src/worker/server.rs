@@ -7,8 +7,8 @@
 //! periodic ticker of its own. One policy is still the shell's: how registration is retried
 //! (with the dial's backoff and its few lines, within `--death-timeout` for every dial,
 //! handshake and `Register` together; a refusal final at once), in `register_patiently`;
-//! and one duty: a worker its nanny started stops when the nanny dies, removing its scratch
-//! folder, and then ends by the nanny's death signal.
+//! and one duty: a worker its nanny started ends when the nanny dies, removing its scratch
+//! folder first, and then dies of the nanny's death signal.
 
 use super::exec::{call_function, execute, Claim, ExecContext, FunctionThreads, Output};
 use super::fetcher::{Fetchers, Report};
@@ -91,6 +91,10 @@ pub(super) enum Event {
     Spilled,
     /// Someone asks the worker to stop (a signal, [`Worker::stop`]).
     Stop,
+    /// The worker's nanny died (`tether`): the worker ends as when the nanny's death killed
+    /// it outright, its executions killed, no goodbye (the scheduler counts it lost, as
+    /// before), but its scratch folder removed.
+    NannyDied,
 }
 
 /// A running worker.
@@ -112,9 +116,9 @@ pub struct Worker {
 impl Worker {
     /// Connects (retrying up to the death timeout), opens the peer port and registers.
     ///
-    /// A worker its nanny started stops cleanly when the nanny dies (however it dies: the
-    /// kernel sends [`crate::sys::PARENT_DEATH_SIGNAL`]): at once, removing its scratch
-    /// folder, and then ends as that signal would have ended it.
+    /// A worker its nanny started ends when the nanny dies (however it dies: the kernel
+    /// sends [`crate::sys::PARENT_DEATH_SIGNAL`]): at once, as that death always ended it,
+    /// but with its scratch folder removed (`tether`).
     pub async fn start(config: WorkerConfig, registry: Registry) -> Result<Worker, WorkerError> {
         // Caught before the scratch folder exists: until then the signal's default action
         // ends a worker whose nanny died, with nothing to clean up.
@@ -329,6 +333,8 @@ impl Shell {
                         .await;
                     return Ok(exit);
                 }
+                // The process ends next: the connection just drops.
+                Ended::Abandoned => return Ok(WorkerExit::Stopped),
                 Ended::Lost(reason) => reason,
             };
             self.core.on_scheduler_lost(Instant::now());
@@ -345,6 +351,7 @@ impl Shell {
                 loop {
                     match events.next().await {
                         Some(Event::Stop) => core.on_stop_requested(Instant::now()),
+                        Some(Event::NannyDied) => return WorkerExit::Stopped,
                         Some(Event::Spilled) => core.on_spilled(),
                         Some(_) => {}
                         None => return WorkerExit::Stopped,
@@ -436,6 +443,7 @@ impl Shell {
             }
             Event::SchedulerLost(reason) => return Some(Ended::Lost(reason)),
             Event::Stop => self.core.on_stop_requested(Instant::now()),
+            Event::NannyDied => return Some(Ended::Abandoned),
             Event::Spilled => self.core.on_spilled(),
             Event::Fetched(task, outcome) => match outcome {
                 Ok(data) => {
@@ -678,4 +686,6 @@ enum Ended {
     /// The core decided the worker ends.
     Leave(WorkerExit),
     Lost(String),
+    /// The nanny died ([`Event::NannyDied`]).
+    Abandoned,
 }

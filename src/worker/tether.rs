@@ -1,9 +1,10 @@
 //! A worker its nanny started, when the nanny dies (however it dies: the kernel sends the
-//! child [`crate::sys::PARENT_DEATH_SIGNAL`]): it stops at once, its scratch folder is
-//! removed, and it ends as the signal would have ended it, so its task commands die with it
-//! as they always did. A worker without a nanny watches nothing.
+//! child [`crate::sys::PARENT_DEATH_SIGNAL`]): it ends at once, as when that death killed it
+//! outright (its task commands killed, no goodbye to the scheduler, which counts it lost),
+//! but its scratch folder is removed first; then it ends by the signal. A worker without a
+//! nanny watches nothing.
 //!
-//! It owns no state of the worker's: it asks the worker's loop to stop, as a signal does.
+//! It owns no state of the worker's: it tells the worker's loop, as a stop request does.
 
 use super::server::Event;
 use async_io::Timer;
@@ -13,8 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long a worker that stops for its nanny's death may take (leaving the scheduler,
-/// flushing) before it removes its scratch folder itself and ends.
+/// How long a worker that ends for its nanny's death may take (killing its executions,
+/// removing its folder) before it removes the folder itself and ends.
 const PARENT_DEATH_GRACE: Duration = Duration::from_secs(5);
 
 /// Waits for the nanny's death signal; forever when there is no nanny to watch.
@@ -25,24 +26,22 @@ pub(super) async fn parent_died<T>(signals: Option<&mut async_signal::Signals>) 
         }
         None => futures_lite::future::pending::<()>().await,
     }
-    log::info!("the nanny is gone; stopping");
+    log::info!("the nanny is gone; ending the worker");
     None
 }
 
-/// When the nanny dies: stops the worker at once (a draining worker too: nobody is left to
-/// wait for it), and if that does not end it in time, removes its scratch folder and ends it.
+/// When the nanny dies: ends the worker at once (its executions killed, without the goodbye
+/// a stop sends: to the scheduler this is the loss it always was), and if that does not end
+/// it in time, removes its scratch folder and ends it.
 pub(super) async fn stop_when_parent_dies(
     mut signals: async_signal::Signals,
-    stop: async_channel::Sender<Event>,
+    events: async_channel::Sender<Event>,
     died: Arc<AtomicBool>,
     scratch: PathBuf,
 ) {
     parent_died::<()>(Some(&mut signals)).await;
     died.store(true, Ordering::SeqCst);
-    // The second request of a draining worker stops it at once; the first of any other does.
-    for _ in 0..2 {
-        let _ = stop.send(Event::Stop).await;
-    }
+    let _ = events.send(Event::NannyDied).await;
     Timer::after(PARENT_DEATH_GRACE).await;
     log::warn!("the worker did not stop within {PARENT_DEATH_GRACE:?} of its nanny's death; ending it");
     let _ = std::fs::remove_dir_all(&scratch);
