@@ -362,14 +362,16 @@ fn build_task(raw: RawTask, key: &str, deps: &[String], report: &Report) -> Resu
             if let Some(problem) = problem {
                 return Err(report.at(&command, format!("{task} has {problem}")));
             }
-            command_spec(&task, command.into_inner(), fields, deps, report)?
+            let at = command.span().start;
+            command_spec(&task, command.into_inner(), at, fields, deps, report)?
         }
         (None, Some(shell), None) => {
             if shell.get_ref().trim().is_empty() {
                 return Err(report.at(&shell, format!("{task} has an empty shell line")));
             }
+            let at = shell.span().start;
             let argv = vec!["sh".to_owned(), "-c".to_owned(), shell.into_inner()];
-            command_spec(&task, argv, fields, deps, report)?
+            command_spec(&task, argv, at, fields, deps, report)?
         }
         (None, None, Some(function)) => function_spec(&task, function, fields, report)?,
         (command, shell, function) => {
@@ -433,14 +435,24 @@ struct SpecFields {
     stdin: Option<Spanned<String>>,
 }
 
-/// A command (or shell) task's spec from its argv and fields, before the defaults.
+/// A command (or shell) task's spec from its argv (written at `at`) and fields, before the
+/// defaults.
 fn command_spec(
     task: &str,
     argv: Vec<String>,
+    at: usize,
     fields: SpecFields,
     deps: &[String],
     report: &Report,
 ) -> Result<TaskSpec, GraphError> {
+    if let Some(unknown) = argv.iter().find_map(|arg| placeholder_not_in(arg, deps)) {
+        let message = if deps.is_empty() {
+            format!("{task} uses {{dep:{unknown}}}, but it has no deps; add {unknown:?} to its deps")
+        } else {
+            format!("{task} uses {{dep:{unknown}}}, but {unknown:?} is not one of its deps {deps:?}")
+        };
+        return Err(report.at_offset(at, message));
+    }
     if let Some(args) = &fields.args {
         let message = format!("{task} is not a function task; args is only for function tasks");
         return Err(report.at(args, message));
@@ -466,6 +478,22 @@ fn command_spec(
         timeout_ms,
         stdin: fields.stdin.map(Spanned::into_inner),
     }))
+}
+
+/// The key of the first `{dep:KEY}` in `arg` whose KEY is not among `deps`: the worker would
+/// leave it as it is, so the command would get the placeholder's text instead of a path.
+fn placeholder_not_in<'a>(arg: &'a str, deps: &[String]) -> Option<&'a str> {
+    let mut rest = arg;
+    while let Some(start) = rest.find("{dep:") {
+        let after = &rest[start + "{dep:".len()..];
+        let end = after.find('}')?;
+        let key = &after[..end];
+        if !deps.iter().any(|d| d == key) {
+            return Some(key);
+        }
+        rest = &after[end..];
+    }
+    None
 }
 
 /// A function task's spec, before the defaults; refuses the fields only commands have.

@@ -845,6 +845,40 @@ mod tests {
     }
 
     #[test]
+    fn a_dep_placeholder_must_name_one_of_the_deps() {
+        let (line, message) = refusal(&[
+            "[[task]]",
+            "key = \"a\"",
+            "shell = \"echo hi\"",
+            "[[task]]",
+            "key = \"b\"",
+            "deps = [\"a\"]",
+            "shell = \"cat {dep:a} {dep:zz}\"",
+        ]);
+        assert_eq!(line, 7);
+        assert_eq!(
+            message,
+            "task \"b\" uses {dep:zz}, but \"zz\" is not one of its deps [\"a\"]"
+        );
+        let (line, message) = refusal(&["[[task]]", "key = \"c\"", "command = [\"cat\", \"x{dep:a}\"]"]);
+        assert_eq!(line, 3);
+        assert_eq!(
+            message,
+            "task \"c\" uses {dep:a}, but it has no deps; add \"a\" to its deps"
+        );
+        // Every placeholder of a known dep passes, and text that only looks like one is left.
+        parse(&[
+            "[[task]]",
+            "key = \"a\"",
+            "shell = \"echo hi\"",
+            "[[task]]",
+            "key = \"b\"",
+            "deps = [\"a\"]",
+            "command = [\"cat\", \"{dep:a}\", \"{dep:\", \"{deps}\"]",
+        ]);
+    }
+
+    #[test]
     fn stdin_must_come_from_a_dependency() {
         let (line, message) = refusal(&[
             "[[task]]",
