@@ -23,7 +23,7 @@ pub use ids::{AttemptId, ClientId, NannyId, RequestId, TaskId, WorkerId};
 pub use messages::*;
 pub use net::{dial, dial_bounded, serve, AttemptError, DialError, Dialed};
 pub use peer_client::{PeerClient, PeerError, PeerTimeouts};
-pub use task::{CommandSpec, TaskDesc, TaskOptions, TaskSpec};
+pub use task::{ArgsForm, CommandSpec, TaskDesc, TaskOptions, TaskSpec};
 pub(crate) use watched::Watched;
 
 /// The version of this build of distd, sent in every handshake.

@@ -24,7 +24,24 @@ pub enum TaskSpec {
     /// A program run as a child process; its stdout is the result.
     Command(CommandSpec),
     /// A function from the worker's registry, given `args` and the inputs' bytes.
-    Function { name: String, args: Vec<u8> },
+    Function {
+        name: String,
+        args: Vec<u8>,
+        /// How `args` are written.
+        args_form: ArgsForm,
+    },
+}
+
+/// How a function task's `args` are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ArgsForm {
+    /// The function's own bytes, as the Rust API gives them (postcard for a typed function).
+    #[default]
+    Bytes,
+    /// The JSON text of one value, as a graph file gives them (`args = 10`, `args = { n = 1 }`):
+    /// a typed function decodes its own argument type from it, and a function on bytes gets a
+    /// string's text or any other value's JSON text.
+    Json,
 }
 
 /// A command task: a program, its environment and how its inputs reach it.
@@ -68,6 +85,7 @@ impl TaskDesc {
             spec: TaskSpec::Function {
                 name: name.into(),
                 args,
+                args_form: ArgsForm::Bytes,
             },
             deps: Vec::new(),
             options: TaskOptions::default(),

@@ -13,7 +13,7 @@
 use super::capture::{self, Captured, STDERR_TAIL};
 use super::registry::Registry;
 use super::store::ResultFile;
-use crate::protocol::{CommandSpec, Data, TaskError, TaskId, TaskSpec};
+use crate::protocol::{ArgsForm, CommandSpec, Data, TaskError, TaskId, TaskSpec};
 use crate::sys::cgroup::{TaskGroup, TaskGroups};
 use futures_lite::{AsyncWriteExt, FutureExt};
 use std::collections::BinaryHeap;
@@ -58,9 +58,9 @@ pub async fn execute(
     inputs: Vec<Input>,
 ) -> Result<Output, TaskError> {
     match spec {
-        TaskSpec::Function { name, args } => {
+        TaskSpec::Function { name, args, args_form } => {
             let registry = ctx.registry.clone();
-            blocking::unblock(move || call_function(&registry, &name, &args, inputs))
+            blocking::unblock(move || call_function(&registry, &name, &args, args_form, inputs))
                 .await
                 .map(|bytes| Output::Memory(Arc::new(bytes)))
         }
@@ -94,12 +94,18 @@ struct Stdout {
 }
 
 /// Runs a registry function on this thread, a panic becoming the task's error.
-pub fn call_function(registry: &Registry, name: &str, args: &[u8], inputs: Vec<Input>) -> Result<Vec<u8>, TaskError> {
+pub fn call_function(
+    registry: &Registry,
+    name: &str,
+    args: &[u8],
+    args_form: ArgsForm,
+    inputs: Vec<Input>,
+) -> Result<Vec<u8>, TaskError> {
     let Some(f) = registry.get(name) else {
         return Err(TaskError::UnknownFunction { name: name.to_string() });
     };
     let datas: Vec<Data> = inputs.into_iter().map(|(_, d)| d).collect();
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(args, &datas)))
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f.call(args, args_form, &datas)))
         .map_err(|p| panic_message(&p))
         .and_then(|r| r)
         .map_err(|message| TaskError::Function {
