@@ -4,8 +4,9 @@
 
 mod harness;
 
-use harness::{Outcome, Sandbox};
+use harness::{start_scheduler, Outcome, Sandbox};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// The example binary with its own typed functions (`fib`, `add`, `fib_sum`, `show`); cargo
 /// builds examples beside the binary for the tests.
@@ -16,10 +17,12 @@ fn custom_functions_exe() -> PathBuf {
         .expect("target dir")
         .join("examples")
         .join("custom_functions");
+    // The example links the library: built after it, it has the library's latest code.
     let built = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let library = distd.with_file_name("libdistd.rlib");
     assert!(
-        built(&exe) >= built(&distd),
-        "{} is missing or older than distd: run the whole `cargo test` (it builds the examples) or `cargo build --examples`",
+        built(&exe).is_some() && built(&exe) >= built(&library),
+        "{} is missing or older than the library: run the whole `cargo test` (it builds the examples) or `cargo build --examples`",
         exe.display()
     );
     exe
@@ -116,4 +119,114 @@ deps = ["ten", "first-ten", "total"]
         out.describe()
     );
     assert!(out.stdout.is_empty(), "no garbage result printed: {}", out.describe());
+}
+
+/// The tasks the scheduler at `address` still knows, by state; none once every client that
+/// wanted them is gone.
+fn tasks_known(sb: &mut Sandbox, address: &str) -> Vec<(String, u64)> {
+    let info = harness::info(sb, address);
+    serde_json::from_value(info["tasks"].clone()).expect("tasks by state")
+}
+
+/// Case 1: a task asking for a resource no worker has, or for a worker by a name none has,
+/// used to wait for ever in silence. `distd run` is told at once and exits 1 naming the task
+/// and what it needs; the scheduler logs it and forgets the run's tasks.
+#[test]
+fn a_task_no_worker_can_run_fails_the_run_at_once_naming_what_it_needs() {
+    let mut sb = Sandbox::new();
+    let (scheduler, address) = start_scheduler(&mut sb, &[]);
+    sb.worker(&address).nthreads(1).start();
+    sb.wait_for_workers(&address, 1);
+    let gpu = sb.write(
+        "gpu.toml",
+        "[[task]]\nkey = \"train\"\nshell = \"echo trained\"\nresources = { GPU = 1 }\n",
+    );
+    let started = Instant::now();
+    let out = sb.run_graph("run gpu", &gpu, &address);
+    out.assert_code(1);
+    assert_eq!(
+        out.the_error(),
+        "distd: error: task \"train\" cannot run: it needs GPU=1, and no connected worker has GPU; start a \
+         worker that can run it, or pass --wait-for-workers to wait for one"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "told at once");
+    assert!(out.stdout.is_empty(), "{}", out.describe());
+
+    let named = sb.write(
+        "named.toml",
+        "[[task]]\nkey = \"pinned\"\nshell = \"echo hi\"\nworkers = [\"nobody\"]\n",
+    );
+    let out = sb.run_graph("run named", &named, &address);
+    out.assert_code(1);
+    assert_eq!(
+        out.the_error(),
+        "distd: error: task \"pinned\" cannot run: it may run only on workers [\"nobody\"], and no connected \
+         worker has that name, address or host; start a worker that can run it, or pass --wait-for-workers to \
+         wait for one"
+    );
+    sb.wait_for_stderr(scheduler, "task \"pinned\" cannot run", Duration::from_secs(5));
+    assert_eq!(
+        tasks_known(&mut sb, &address),
+        [],
+        "the failed runs' tasks are forgotten"
+    );
+
+    // A local cluster has no GPU either.
+    let out = sb.run(
+        "local run gpu",
+        &["local", "-n", "1", "--run", gpu.to_str().unwrap(), "--no-progress"],
+    );
+    out.assert_code(1);
+    assert!(
+        out.the_error().contains("task \"train\" cannot run: it needs GPU=1"),
+        "{}",
+        out.describe()
+    );
+    sb.check_no_crashes();
+}
+
+/// Case 1, waiting on purpose: with --wait-for-workers the run says what it waits for, and
+/// finishes once a worker that has the resource joins.
+#[test]
+fn with_wait_for_workers_the_run_waits_for_a_worker_that_can() {
+    let mut sb = Sandbox::new();
+    let (_scheduler, address) = start_scheduler(&mut sb, &[]);
+    sb.worker(&address).name("cpu").nthreads(1).start();
+    sb.wait_for_workers(&address, 1);
+    let gpu = sb.write(
+        "gpu.toml",
+        "[[task]]\nkey = \"train\"\nshell = \"echo trained\"\nresources = { GPU = 1 }\n",
+    );
+    let gpu = gpu.to_str().unwrap();
+    let run = sb.spawn(
+        "run waiting",
+        &[
+            "run",
+            gpu,
+            "--scheduler",
+            &address,
+            "--no-progress",
+            "--wait-for-workers",
+        ],
+    );
+    sb.wait_for_stderr(
+        run,
+        "task \"train\" cannot run: it needs GPU=1, and no connected worker has GPU; waiting for a worker that can run it",
+        Duration::from_secs(5),
+    );
+    assert!(sb.is_running(run));
+    sb.worker(&address)
+        .name("gpu")
+        .nthreads(1)
+        .args(&["--resources", "GPU=1"])
+        .start();
+    let out = sb.wait_exit(run, Duration::from_secs(20));
+    out.assert_success();
+    assert_eq!(out.stdout, "trained\n");
+    assert!(
+        out.stderr.contains("worker gpu joined; task \"train\" can run now"),
+        "{}",
+        out.describe()
+    );
+    sb.check_no_crashes();
 }

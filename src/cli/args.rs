@@ -170,6 +170,10 @@ pub struct LocalArgs {
     /// With --run: never draw a progress bar
     #[arg(long)]
     pub no_progress: bool,
+    /// With --run: wait for a worker that can run a task that no worker can (a resource, a
+    /// worker name), instead of failing at once
+    #[arg(long, requires = "run")]
+    pub wait_for_workers: bool,
 }
 
 #[derive(Debug, Args)]
@@ -211,6 +215,10 @@ pub struct RunArgs {
     /// Never draw a progress bar
     #[arg(long)]
     pub no_progress: bool,
+    /// Wait for a worker that can run a task that no connected worker can (a resource, a
+    /// worker name), instead of failing at once naming the task and what it needs
+    #[arg(long)]
+    pub wait_for_workers: bool,
 }
 
 #[derive(Debug, Args)]

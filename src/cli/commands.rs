@@ -29,6 +29,9 @@ pub enum CliError {
     Client(#[from] ClientError),
     #[error(transparent)]
     Run(#[from] RunError),
+    /// A task of the run cannot run on any connected worker, and the run does not wait.
+    #[error("{0}; start a worker that can run it, or pass --wait-for-workers to wait for one")]
+    Unrunnable(ClientError),
     #[error(transparent)]
     Worker(#[from] WorkerError),
     #[error(transparent)]
@@ -235,7 +238,7 @@ fn local(args: LocalArgs, registry: Registry) -> Result<u8, CliError> {
             }
             Some(graph) => {
                 log::info!("local cluster at {address} with {n} workers");
-                run_on(&address, graph, setup.progress).await
+                run_on(&address, graph, setup.progress, setup.wait_for_workers).await
             }
         };
         cluster.stop().await?;
@@ -253,10 +256,19 @@ fn restart(args: RestartArgs) -> Result<u8, CliError> {
     })
 }
 
-async fn run_on(address: &str, graph: crate::client::graph::Graph, progress: bool) -> Result<u8, CliError> {
+async fn run_on(
+    address: &str,
+    graph: crate::client::graph::Graph,
+    progress: bool,
+    wait_for_workers: bool,
+) -> Result<u8, CliError> {
     let client = AsyncClient::connect(address).await?;
+    client.set_wait_for_workers(wait_for_workers);
     let progress = progress && std::io::stderr().is_terminal();
-    let report = run_graph(&client, graph, progress).await?;
+    let report = match run_graph(&client, graph, progress).await {
+        Err(RunError::Client(e @ ClientError::Unrunnable { .. })) => return Err(CliError::Unrunnable(e)),
+        other => other?,
+    };
     Ok(report_failures(&report))
 }
 
@@ -283,10 +295,10 @@ fn run(args: RunArgs, registry: Registry) -> Result<u8, CliError> {
     let setup = config::run(&args, registry)?;
     let graph = load_graph(&setup.graph)?;
     match setup.target {
-        RunTarget::Scheduler(addr) => crate::rt::block_on(run_on(&addr, graph, setup.progress)),
+        RunTarget::Scheduler(addr) => crate::rt::block_on(run_on(&addr, graph, setup.progress, setup.wait_for_workers)),
         RunTarget::Local(cluster) => crate::rt::block_on(async {
             let cluster = LocalCluster::start(cluster).await?;
-            let code = run_on(&cluster.address(), graph, setup.progress).await;
+            let code = run_on(&cluster.address(), graph, setup.progress, setup.wait_for_workers).await;
             cluster.stop().await;
             code
         }),

@@ -523,6 +523,8 @@ pub struct LocalSetup {
     /// `--run GRAPH`: run it, then exit (else serve until interrupted).
     pub run: Option<PathBuf>,
     pub progress: bool,
+    /// With `--run`: wait for workers that can run what none connected can.
+    pub wait_for_workers: bool,
 }
 
 /// The workers of `distd local --processes`: one nanny with a child per worker.
@@ -607,6 +609,7 @@ pub fn local(args: &LocalArgs, registry: Registry) -> Result<LocalSetup, ConfigE
         processes,
         run: args.run.clone(),
         progress: !args.no_progress,
+        wait_for_workers: args.wait_for_workers,
     })
 }
 
@@ -623,6 +626,8 @@ pub struct RunSetup {
     pub graph: PathBuf,
     pub target: RunTarget,
     pub progress: bool,
+    /// Wait for workers that can run what none connected can, instead of failing.
+    pub wait_for_workers: bool,
 }
 
 pub fn run(args: &RunArgs, registry: Registry) -> Result<RunSetup, ConfigError> {
@@ -640,6 +645,7 @@ pub fn run(args: &RunArgs, registry: Registry) -> Result<RunSetup, ConfigError> 
         graph: args.graph.clone(),
         target,
         progress: !args.no_progress,
+        wait_for_workers: args.wait_for_workers,
     })
 }
 

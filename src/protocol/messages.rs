@@ -286,6 +286,13 @@ pub enum ToClient {
     Notice {
         message: String,
     },
+    /// Tasks this client waits for (or that what it waits for needs) ask for what no
+    /// connected worker has: each key with why, at most a few, and how many more there are.
+    /// Told once per task; a worker that can run them joining is a `Notice`.
+    Unrunnable {
+        tasks: Vec<(String, String)>,
+        more: u64,
+    },
     Shutdown {
         reason: String,
     },

@@ -32,6 +32,7 @@ mod scatter;
 mod stall;
 mod submit;
 mod task;
+mod unrunnable;
 mod workers;
 
 use self::clients::ClientState;
@@ -157,6 +158,8 @@ pub struct Core {
     placement_due: PlacementDue,
     /// Whether waiting clients were told that no worker is connected.
     stall: Stall,
+    /// Tasks that no connected worker can run, reported to their clients.
+    unrunnable: self::unrunnable::Unrunnable,
     /// The latest `now` an event brought.
     clock: Instant,
     /// When the heartbeat check and rebalancing last ran.
@@ -192,6 +195,7 @@ impl Core {
             idle: Default::default(),
             replicas_short: IdSet::default(),
             placement_due: PlacementDue::default(),
+            unrunnable: Default::default(),
             stall: Stall {
                 no_worker_since: Some(now),
                 told: false,
@@ -223,6 +227,7 @@ impl Core {
     /// everything decided since the last call, in order.
     pub fn take_outbox(&mut self) -> Vec<Outgoing> {
         self.run_placement();
+        self.report_unrunnable();
         std::mem::take(&mut self.outbox)
     }
 

@@ -41,6 +41,14 @@ pub(super) struct WorkerState {
     pub(super) releasing_prune_at: usize,
 }
 
+/// Whether `resources` hold every amount the options need.
+fn has_resources(resources: &[(String, f64)], options: &TaskOptions) -> bool {
+    options
+        .resources
+        .iter()
+        .all(|(name, amount)| resources.iter().any(|(n, have)| n == name && *have + 1e-9 >= *amount))
+}
+
 impl WorkerState {
     pub(super) fn capacity(&self, queue_per_thread: u32) -> usize {
         let n = self.info.nthreads.max(1) as usize;
@@ -56,18 +64,25 @@ impl WorkerState {
         self.processing.len() as f64 / self.info.nthreads.max(1) as f64
     }
 
+    /// Whether a task with these options may run here now: it may run on this worker, and
+    /// the resources it needs are free.
     pub(super) fn fits(&self, options: &TaskOptions) -> bool {
-        let allowed = options.workers.is_empty()
+        self.may_run(options) && has_resources(&self.resources_free, options)
+    }
+
+    /// Whether a task with these options could ever run here: it may run on this worker,
+    /// and the worker has the resources it needs, free or not.
+    pub(super) fn could_run(&self, options: &TaskOptions) -> bool {
+        self.may_run(options) && has_resources(&self.info.resources, options)
+    }
+
+    /// Whether this worker is among those the options allow (all when they name none).
+    pub(super) fn may_run(&self, options: &TaskOptions) -> bool {
+        options.workers.is_empty()
             || options
                 .workers
                 .iter()
-                .any(|w| *w == self.info.name || *w == self.info.peer_address || *w == self.info.host);
-        allowed
-            && options.resources.iter().all(|(name, amount)| {
-                self.resources_free
-                    .iter()
-                    .any(|(n, free)| n == name && *free + 1e-9 >= *amount)
-            })
+                .any(|w| *w == self.info.name || *w == self.info.peer_address || *w == self.info.host)
     }
 
     pub(super) fn take_resources(&mut self, options: &TaskOptions, sign: f64) {
@@ -179,6 +194,7 @@ impl Core {
         );
         self.restart_on_worker_joined(&name);
         self.stall_on_worker_joined();
+        self.unrunnable_on_worker_joined(id);
         self.replicas_on_worker_joined();
         self.want_balance();
     }
