@@ -242,10 +242,16 @@ impl Core {
             .idle_timeout
             .filter(|_| self.is_idle())
             .map(|limit| self.idle_since + limit);
-        [housekeeping, restart, idle, self.stall_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            housekeeping,
+            restart,
+            idle,
+            self.stall_deadline(),
+            self.unrunnable_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// How long from one housekeeping round to the next.
@@ -328,6 +334,7 @@ impl Core {
         self.at(now);
         self.restart_on_timer(now);
         self.stall_on_timer(now);
+        self.unrunnable_on_timer(now);
         if let Some(limit) = self.config.idle_timeout {
             if self.is_idle() && now.saturating_duration_since(self.idle_since) >= limit {
                 log::info!("idle for {:.1} s; stopping", limit.as_secs_f64());

@@ -6,7 +6,10 @@
 //! The rule: a task with restrictions is checked when it is submitted and whenever placement
 //! finds no worker with room for it, against the connected workers that are not leaving; with
 //! no worker at all, the no-worker notice ([`super::stall`]) speaks instead. A task found
-//! unrunnable is reported once; a worker joining checks the reported ones again. The clients
+//! unrunnable is reported once; a worker joining checks the reported ones again. Within
+//! [`GRACE`] of a worker leaving (or starting to leave), a task found unrunnable is only
+//! reported if it still is when the grace ends: a worker that a nanny restarts, or that
+//! retires to be replaced, is back by then, and its tasks go on unremarked. The clients
 //! told are those that want the task or anything downstream of it, found by one walk over
 //! the dependents of everything reported in a batch of events.
 
@@ -14,6 +17,11 @@ use super::task::TaskState;
 use super::{Core, Outgoing};
 use crate::idmap::{IdMap, IdSet};
 use crate::protocol::{ClientId, TaskId, TaskOptions, ToClient, WorkerId};
+use std::time::{Duration, Instant};
+
+/// How long after a worker left a task it could have run may wait before it is reported: as
+/// long as the no-worker notice waits, for the same reason.
+pub(super) const GRACE: Duration = super::stall::NO_WORKER_NOTICE_AFTER;
 
 /// The most tasks one report names; the rest are counted.
 pub(super) const REPORTED_TASKS: usize = 20;
@@ -27,6 +35,10 @@ pub(super) struct Unrunnable {
     found: Vec<TaskId>,
     /// Runnable again in this batch (a worker joined), with the worker, not reported yet.
     runnable: Vec<(TaskId, WorkerId)>,
+    /// When a worker last left or started to leave.
+    worker_left_at: Option<Instant>,
+    /// Found unrunnable within the grace after a worker left: checked again when it ends.
+    pending: IdSet<TaskId>,
 }
 
 impl Core {
@@ -73,9 +85,43 @@ impl Core {
         if options.resources.is_empty() && options.workers.is_empty() {
             return;
         }
-        if let Some(why) = self.why_unrunnable(options) {
-            self.unrunnable.tasks.insert(t, why);
-            self.unrunnable.found.push(t);
+        let Some(why) = self.why_unrunnable(options) else {
+            return;
+        };
+        if self.unrunnable.worker_left_at.is_some_and(|at| self.clock < at + GRACE) {
+            self.unrunnable.pending.insert(t);
+            return;
+        }
+        self.unrunnable.tasks.insert(t, why);
+        self.unrunnable.found.push(t);
+    }
+
+    /// A worker left, or started to leave, at `now`: tasks only it could run wait out the
+    /// grace before they are reported.
+    pub(super) fn unrunnable_on_worker_left(&mut self, now: Instant) {
+        self.unrunnable.worker_left_at = Some(now);
+    }
+
+    /// When the tasks found in a grace are checked again.
+    pub(super) fn unrunnable_deadline(&self) -> Option<Instant> {
+        let left = self.unrunnable.worker_left_at?;
+        (!self.unrunnable.pending.is_empty()).then_some(left + GRACE)
+    }
+
+    /// The grace ended: the tasks found in it that still wait and still cannot run are
+    /// reported.
+    pub(super) fn unrunnable_on_timer(&mut self, now: Instant) {
+        if self.unrunnable_deadline().is_none_or(|due| now < due) {
+            return;
+        }
+        for t in std::mem::take(&mut self.unrunnable.pending) {
+            if self
+                .tasks
+                .get(&t)
+                .is_some_and(|task| matches!(task.state, TaskState::Waiting | TaskState::Ready))
+            {
+                self.check_runnable(t);
+            }
         }
     }
 

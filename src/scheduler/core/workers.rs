@@ -495,6 +495,7 @@ impl Core {
             if !ws.leaving {
                 ws.leaving = true;
                 self.by_load.remove(&(Load(ws.load()), w));
+                self.unrunnable_on_worker_left(self.clock);
             }
         }
     }

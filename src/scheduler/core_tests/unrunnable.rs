@@ -99,15 +99,42 @@ fn a_worker_that_can_run_it_joining_says_so_and_runs_it() {
 }
 
 #[test]
-fn the_only_worker_that_could_run_it_leaving_makes_it_unrunnable() {
+fn the_only_worker_that_could_run_it_gone_for_good_makes_it_unrunnable_after_the_grace() {
     let (mut cl, c) = Cluster::new().with_workers(&[("w1", 1)]);
     cl.add_worker_with("g1", 1, &[("GPU", 1.0)]);
     cl.submit(c, vec![task("gpu").needs("GPU", 1.0)], &["gpu"]);
     assert_eq!(report(&mut cl, c), None);
     assert_eq!(cl.computes_sent_to("g1"), ["gpu"]);
     cl.lose_worker("g1");
-    let (tasks, _) = report(&mut cl, c).expect("reported once its worker is gone");
+    // It may be back soon (its nanny restarts it): nothing is said within the grace.
+    cl.advance(Duration::from_secs(9));
+    cl.timer_now();
+    assert_eq!(report(&mut cl, c), None);
+    cl.advance(Duration::from_secs(1));
+    cl.timer_now();
+    let (tasks, _) = report(&mut cl, c).expect("reported once the grace is over");
     assert_eq!(tasks[0].0, "gpu");
+}
+
+#[test]
+fn a_worker_restarted_within_the_grace_runs_it_unremarked() {
+    let (mut cl, c) = Cluster::new().with_workers(&[("w1", 1)]);
+    cl.add_worker_with("g1", 1, &[("GPU", 1.0)]);
+    cl.submit(c, vec![task("gpu").needs("GPU", 1.0)], &["gpu"]);
+    assert_eq!(cl.computes_sent_to("g1"), ["gpu"]);
+    cl.lose_worker("g1");
+    cl.advance(Duration::from_secs(2));
+    cl.add_worker_with("g2", 1, &[("GPU", 1.0)]);
+    assert_eq!(cl.computes_sent_to("g2"), ["gpu"]);
+    cl.advance(Duration::from_secs(20));
+    cl.timer_now();
+    let told = cl.sent_to_client(c);
+    assert!(
+        !told
+            .iter()
+            .any(|m| matches!(m, ToClient::Unrunnable { .. } | ToClient::Notice { .. })),
+        "{told:?}"
+    );
 }
 
 #[test]
