@@ -385,6 +385,31 @@ fn prepare(cmd: &CommandSpec, key: &str, inputs: &[Input], dir: &Path) -> Result
     Ok(Prepared { argv, env, stdin })
 }
 
+/// Starts the command in a cgroup of its own when there are task cgroups; what it leaves
+/// behind is killed when the returned [`Leftovers`] go. An error says why it did not start.
+fn start(
+    argv: &[String],
+    env: &[(String, String)],
+    cwd: Option<&Path>,
+    piped_stdin: bool,
+    groups: Option<&Arc<TaskGroups>>,
+) -> Result<(super::spawn::Spawned, Leftovers), String> {
+    let group = match groups {
+        Some(groups) => Some((
+            groups
+                .take()
+                .map_err(|e| format!("cannot make its cgroup in {}: {e}", groups.dir().display()))?,
+            groups.clone(),
+        )),
+        None => None,
+    };
+    let mut leftovers = Leftovers { pgid: None, group };
+    let cgroup = leftovers.group.as_ref().map(|(g, _)| g.procs_fd());
+    let child = super::spawn::spawn(argv, env, cwd, piped_stdin, cgroup).map_err(|e| e.to_string())?;
+    leftovers.pgid = Some(child.pid);
+    Ok((child, leftovers))
+}
+
 async fn run_command(
     cmd: CommandSpec,
     key: &str,
@@ -406,26 +431,14 @@ async fn run_command(
         env,
         stdin: stdin_data,
     } = prepare(&cmd, key, inputs, dir).map_err(spawn_error)?;
-    let group = match groups {
-        Some(groups) => Some((
-            groups
-                .take()
-                .map_err(|e| spawn_error(format!("cannot make its cgroup in {}: {e}", groups.dir().display())))?,
-            groups.clone(),
-        )),
-        None => None,
-    };
-    let mut leftovers = Leftovers { pgid: None, group };
-    let cgroup = leftovers.group.as_ref().map(|(g, _)| g.procs_fd());
-    let mut child = super::spawn::spawn(
+    let (mut child, mut leftovers) = start(
         &argv,
         &env,
         cmd.cwd.as_deref().map(Path::new),
         !stdin_data.is_empty(),
-        cgroup,
+        groups,
     )
-    .map_err(|e| spawn_error(e.to_string()))?;
-    leftovers.pgid = Some(child.pid);
+    .map_err(spawn_error)?;
     let stdin = child.stdin.take();
     let stdout = child.stdout.take().expect("stdout is a pipe");
     let mut stderr = child.stderr.take().expect("stderr is a pipe");
@@ -489,16 +502,25 @@ async fn run_command(
     };
     let io = |e: std::io::Error| spawn_error(format!("while running: {e}"));
     let (out, err, status) = (out.map_err(io)?, err.map_err(io)?, status.map_err(io)?);
+    conclude(cmd.output, out, err, status).await.map_err(io)?
+}
+
+/// The task's outcome once its command ended: for [`CommandOutput::Stdout`], stdout or the
+/// error with stderr's tail; for a transcript, the transcript whatever the ending (its reader
+/// decides). An I/O error is one of appending the transcript to a stdout file.
+async fn conclude(
+    output: CommandOutput,
+    out: Captured,
+    err: capture::Tail,
+    status: std::process::ExitStatus,
+) -> std::io::Result<Result<Captured, TaskError>> {
     let ending = match (status.code(), status.signal()) {
         (Some(code), _) => Ending::Exited(code),
         (None, Some(signal)) => Ending::Signalled(signal),
-        (None, None) => return Err(TaskError::Other(format!("command ended with {status}"))),
+        (None, None) => return Ok(Err(TaskError::Other(format!("command ended with {status}")))),
     };
-    match cmd.output {
-        // Whatever the ending, the transcript is the result: its reader decides.
-        CommandOutput::Transcript => capture::append(out, transcript_tail(&err.bytes, err.dropped, ending))
-            .await
-            .map_err(io),
+    Ok(match output {
+        CommandOutput::Transcript => Ok(capture::append(out, transcript_tail(&err.bytes, err.dropped, ending)).await?),
         CommandOutput::Stdout => match ending {
             Ending::Exited(0) => Ok(out),
             Ending::Exited(status) => Err(TaskError::Exit {
@@ -510,5 +532,5 @@ async fn run_command(
                 stderr: capture::tail_text(&err.bytes),
             }),
         },
-    }
+    })
 }

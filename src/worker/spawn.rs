@@ -253,6 +253,29 @@ pub fn spawn(
         cgroup_procs: cgroup.unwrap_or(-1),
         failed: None,
     };
+    let pid = clone_child(&mut args, cwd)?;
+    drop((stdin_child, stdout_child, stderr_child));
+    // SAFETY: pidfd_open has no memory-safety preconditions; a failure leaves -1.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as RawFd;
+    let exited = if pidfd >= 0 {
+        // SAFETY: the fd was just opened and is owned by nothing else.
+        Async::new(unsafe { OwnedFd::from_raw_fd(pidfd) }).ok()
+    } else {
+        None
+    };
+    Ok(Spawned {
+        pid,
+        stdin: stdin_parent.map(|w| Async::new(File::from(w))).transpose()?,
+        stdout: Some(Async::new(File::from(stdout_parent))?),
+        stderr: Some(Async::new(File::from(stderr_parent))?),
+        exited,
+        reaped: false,
+    })
+}
+
+/// Runs [`child_main`] in a `vfork`-style clone and returns its pid once it has exec'd, or
+/// why it could not (the failed child reaped).
+fn clone_child(args: &mut ChildArgs, cwd: Option<&Path>) -> Result<i32, SpawnError> {
     let mut stack = vec![0u8; CHILD_STACK];
     // SAFETY: the stack grows down from its end, 16-byte aligned; `args`, the strings it
     // points into and the stack outlive the child's use of them, since CLONE_VFORK resumes
@@ -267,7 +290,7 @@ pub fn spawn(
             child_main,
             top as *mut libc::c_void,
             libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            &mut args as *mut ChildArgs as *mut libc::c_void,
+            args as *mut ChildArgs as *mut libc::c_void,
         );
         libc::pthread_sigmask(libc::SIG_SETMASK, &args.mask, std::ptr::null_mut());
         pid
@@ -290,23 +313,7 @@ pub fn spawn(
             step => SpawnError::Setup { step, errno },
         });
     }
-    drop((stdin_child, stdout_child, stderr_child));
-    // SAFETY: pidfd_open has no memory-safety preconditions; a failure leaves -1.
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as RawFd;
-    let exited = if pidfd >= 0 {
-        // SAFETY: the fd was just opened and is owned by nothing else.
-        Async::new(unsafe { OwnedFd::from_raw_fd(pidfd) }).ok()
-    } else {
-        None
-    };
-    Ok(Spawned {
-        pid,
-        stdin: stdin_parent.map(|w| Async::new(File::from(w))).transpose()?,
-        stdout: Some(Async::new(File::from(stdout_parent))?),
-        stderr: Some(Async::new(File::from(stderr_parent))?),
-        exited,
-        reaped: false,
-    })
+    Ok(pid)
 }
 
 /// The child between the clone and the exec. Only async-signal-safe calls; returns (exits)
