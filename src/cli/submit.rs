@@ -169,3 +169,36 @@ async fn wait_for_a_worker(client: &AsyncClient) -> Result<(), ClientError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_way_a_command_fails_has_its_exit_status() {
+        let exit = |status| TaskError::Exit {
+            status,
+            stderr: String::new(),
+        };
+        assert_eq!(exit_status(&exit(3)), 3);
+        assert_eq!(exit_status(&exit(255)), 255);
+        // Out of a byte's range, still a failure.
+        assert_eq!(exit_status(&exit(-1)), 1);
+        let signal = TaskError::Signal {
+            signal: 9,
+            stderr: String::new(),
+        };
+        assert_eq!(exit_status(&signal), 137);
+        let timeout = TaskError::Timeout {
+            after_ms: 300,
+            stderr: String::new(),
+        };
+        assert_eq!(exit_status(&timeout), EXIT_TIMEOUT);
+        let spawn = TaskError::Spawn {
+            program: "ls".into(),
+            reason: "working directory /x: No such file or directory".into(),
+        };
+        assert_eq!(exit_status(&spawn), EXIT_CANNOT_START);
+        assert_eq!(exit_status(&TaskError::Cancelled), super::super::EXIT_FAILURE);
+    }
+}
