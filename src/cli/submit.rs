@@ -67,8 +67,10 @@ pub fn submit(args: SubmitArgs) -> Result<u8, CliError> {
             options: Default::default(),
         };
         client.submit(vec![task]).await?;
-        // The parts are the task's inputs now: they go once it has run.
-        client.release(&stdin_keys)?;
+        if !stdin_keys.is_empty() {
+            // The parts are the task's inputs now: they go once it has run.
+            client.release(&stdin_keys)?;
+        }
         client.wait(std::slice::from_ref(&key)).await?;
         if let Some(KeyStatus::Erred(e)) = client.status(&key) {
             eprintln!("distd: task {key:?} failed: {e}");
