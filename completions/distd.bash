@@ -575,7 +575,7 @@ _distd() {
             return 0
             ;;
         distd__subcmd__submit)
-            opts="-h -V --key --timeout --cwd --env --help --version"
+            opts="-n -h -V --key --timeout --cwd --env --no-stdin --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

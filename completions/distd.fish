@@ -117,7 +117,8 @@ complete -c distd -n "__fish_distd_using_subcommand submit" -l key -d 'The task\
 complete -c distd -n "__fish_distd_using_subcommand submit" -l timeout -d 'Kill the command after this long' -r
 complete -c distd -n "__fish_distd_using_subcommand submit" -l cwd -d 'Working directory of the command on the worker' -r
 complete -c distd -n "__fish_distd_using_subcommand submit" -l env -d 'Extra environment variable for the command, NAME=VALUE (repeatable)' -r
-complete -c distd -n "__fish_distd_using_subcommand submit" -s h -l help -d 'Print help'
+complete -c distd -n "__fish_distd_using_subcommand submit" -s n -l no-stdin -d 'Do not read stdin: the command\'s stdin is /dev/null (as with `ssh -n`)'
+complete -c distd -n "__fish_distd_using_subcommand submit" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c distd -n "__fish_distd_using_subcommand submit" -s V -l version -d 'Print version'
 complete -c distd -n "__fish_distd_using_subcommand run" -l scheduler -d 'Run on this cluster instead of starting a local one' -r
 complete -c distd -n "__fish_distd_using_subcommand run" -s n -l nworkers -d 'Workers of the local cluster (without --scheduler)' -r

@@ -177,6 +177,7 @@ pub struct LocalArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_long_help = SUBMIT_HELP)]
 pub struct SubmitArgs {
     /// Scheduler address
     #[arg(value_name = "ADDR")]
@@ -193,10 +194,24 @@ pub struct SubmitArgs {
     /// Extra environment variable for the command, NAME=VALUE (repeatable)
     #[arg(long = "env", value_name = "NAME=VALUE")]
     pub env: Vec<String>,
+    /// Do not read stdin: the command's stdin is /dev/null (as with `ssh -n`)
+    #[arg(short = 'n', long)]
+    pub no_stdin: bool,
     /// The command and its arguments, after `--`
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
 }
+
+/// What `distd submit --help` says about the command's streams and the exit status.
+const SUBMIT_HELP: &str = "\
+The command's stdout is printed to stdout, whole, and its stderr to stderr (its last 1 MiB), \
+whether it succeeds or fails; a failure then ends with one line, `distd: task KEY failed: ...`, \
+that says how. When stdin is not a terminal it is read to its end and becomes the command's \
+stdin (--no-stdin: it is not read, and the command reads /dev/null, as from a terminal).
+
+Exit status: the command's own; 124 when --timeout killed it; 127 when it cannot start (no such \
+program, a --cwd that is not a directory); 128+N when a signal N killed it; 1 when the task \
+failed otherwise.";
 
 #[derive(Debug, Args)]
 pub struct RunArgs {

@@ -2,15 +2,14 @@
 //! the user asked for goes to stdout; logs and progress go to stderr.
 
 use super::args::{
-    Command, GenerateArgs, Generated, InfoArgs, LocalArgs, RestartArgs, RunArgs, SchedulerArgs, SubmitArgs, WorkerArgs,
+    Command, GenerateArgs, Generated, InfoArgs, LocalArgs, RestartArgs, RunArgs, SchedulerArgs, WorkerArgs,
 };
 use super::config::{self, ConfigError, RunTarget, DEFAULT_PORT};
 use crate::client::graph::{load_graph, GraphError};
 use crate::client::run::{run_graph, RunError, RunReport};
-use crate::client::{AsyncClient, ClientError, KeyStatus};
+use crate::client::{AsyncClient, ClientError};
 use crate::local::{AnyLocalCluster, LocalCluster, LocalError, ProcessCluster};
 use crate::nanny::{run_nanny, NannyError, EXIT_FATAL, EXIT_RETIRED};
-use crate::protocol::{TaskDesc, TaskError, TaskSpec};
 use crate::scheduler::{Scheduler, StopReason};
 use crate::worker::WorkerExit;
 use crate::worker::{Registry, Worker, WorkerError};
@@ -48,6 +47,8 @@ pub enum CliError {
     Nanny(#[from] NannyError),
     #[error(transparent)]
     Ssh(#[from] crate::ssh::SshError),
+    #[error(transparent)]
+    Submit(#[from] super::submit::SubmitError),
 }
 
 impl CliError {
@@ -80,7 +81,7 @@ pub fn dispatch(command: Command, registry: Registry) -> Result<u8, CliError> {
             Ok(0)
         }
         Command::Local(a) => local(a, registry),
-        Command::Submit(a) => submit(a),
+        Command::Submit(a) => super::submit::submit(a),
         Command::Run(a) => run(a, registry),
         Command::Info(a) => info(a),
         Command::Generate(a) => generate(a),
@@ -303,48 +304,6 @@ fn run(args: RunArgs, registry: Registry) -> Result<u8, CliError> {
             code
         }),
     }
-}
-
-fn submit(args: SubmitArgs) -> Result<u8, CliError> {
-    let setup = config::submit(&args)?;
-    crate::rt::block_on(async {
-        let client = AsyncClient::connect(&setup.address).await?;
-        let key = setup.key.clone().unwrap_or_else(|| client.unique_key("submit"));
-        let task = TaskDesc {
-            key: key.clone(),
-            spec: TaskSpec::Command(setup.command),
-            deps: Vec::new(),
-            options: Default::default(),
-        };
-        client.submit(vec![task]).await?;
-        client.wait(std::slice::from_ref(&key)).await?;
-        match client.status(&key) {
-            Some(KeyStatus::Erred(e)) => {
-                let code = match &e {
-                    TaskError::Exit { status, stderr } => {
-                        eprint!("{stderr}");
-                        (*status).clamp(1, 255) as u8
-                    }
-                    TaskError::Signal { signal, stderr } => {
-                        eprint!("{stderr}");
-                        (128 + signal).clamp(1, 255) as u8
-                    }
-                    TaskError::Timeout { .. } => 124,
-                    TaskError::Spawn { .. } => 127,
-                    _ => super::EXIT_FAILURE,
-                };
-                eprintln!("distd: task {key:?} failed: {e}");
-                Ok(code)
-            }
-            _ => {
-                let out = client.gather(std::slice::from_ref(&key)).await?;
-                let _ = std::io::stdout().write_all(&out[0]);
-                let _ = std::io::stdout().flush();
-                client.release(&[key])?;
-                Ok(0)
-            }
-        }
-    })
 }
 
 fn info(args: InfoArgs) -> Result<u8, CliError> {

@@ -680,7 +680,7 @@ pub fn submit(args: &SubmitArgs) -> Result<SubmitSetup, ConfigError> {
             env,
             cwd: args.cwd.clone(),
             timeout_ms,
-            stdin: None,
+            ..CommandSpec::default()
         },
     })
 }

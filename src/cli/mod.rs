@@ -5,6 +5,7 @@
 mod args;
 mod commands;
 mod config;
+mod submit;
 
 pub(crate) use config::defaults::SCHEDULER_HOST;
 

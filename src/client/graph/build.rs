@@ -478,7 +478,8 @@ fn command_spec(
         env: env.into_iter().collect(),
         cwd: fields.cwd.map(Spanned::into_inner),
         timeout_ms,
-        stdin: fields.stdin.map(Spanned::into_inner),
+        stdin: fields.stdin.map(Spanned::into_inner).into_iter().collect(),
+        ..CommandSpec::default()
     }))
 }
 

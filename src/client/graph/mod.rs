@@ -539,7 +539,7 @@ mod tests {
             spec: TaskSpec::Command(CommandSpec {
                 env: default_env("default"),
                 timeout_ms: Some(30_000),
-                stdin: Some("numbers".into()),
+                stdin: vec!["numbers".into()],
                 ..command(&["sh", "-c", "sort -n | uniq"])
             }),
             deps: vec!["numbers".into()],
