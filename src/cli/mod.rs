@@ -5,20 +5,23 @@
 mod args;
 mod commands;
 mod config;
+mod generate;
+mod manual;
+mod sizing;
 
 pub(crate) use config::defaults::SCHEDULER_HOST;
 
 use crate::worker::Registry;
-use clap::Parser;
 use std::process::ExitCode;
 
-/// Exit status of a command that failed for a reason other than bad usage.
-pub const EXIT_FAILURE: u8 = 1;
+/// Exit status of a command that failed for a reason other than bad usage or configuration;
+/// every status is in the one table of `crate::exit` (the README's "Exit status").
+pub const EXIT_FAILURE: u8 = crate::exit::FAILURE;
 
 /// Parses the command line, runs the subcommand, and maps its outcome to an exit code.
 /// Errors are printed once, here, as `distd: error: ...`.
 pub fn main_with_registry(registry: Registry) -> ExitCode {
-    let cli = args::Cli::parse();
+    let cli = args::parse();
     // Long-running services log what they do; a command that runs something and ends
     // (including `local --run`) only warns.
     let daemon = match &cli.command {

@@ -20,11 +20,11 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// Exit status of a worker that must not be restarted: it cannot work as configured (bad
-/// flag, port taken, scheduler unreachable past its death timeout).
-pub const EXIT_FATAL: i32 = 78;
+/// flag, port taken, scheduler unreachable past its death timeout). From the one table.
+pub const EXIT_FATAL: i32 = crate::exit::CONFIG as i32;
 
 /// Exit status of a worker that retired (its lifetime was up) and wants a successor.
-pub const EXIT_RETIRED: i32 = 75;
+pub const EXIT_RETIRED: i32 = crate::exit::RETIRED as i32;
 
 /// Grace between SIGTERM and SIGKILL for a memory kill: memory runs away fast.
 const MEMORY_KILL_GRACE: Duration = Duration::from_millis(500);
