@@ -365,7 +365,7 @@ fn info(args: InfoArgs) -> Result<u8, CliError> {
         return Ok(0);
     }
     say!("scheduler tcp://{addr} (distd {})", info.scheduler_version);
-    say!("clients: {}", info.clients);
+    say!("other clients: {}", info.clients);
     say!("workers: {}", info.workers.len());
     if !info.workers.is_empty() {
         say!(

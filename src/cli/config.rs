@@ -253,7 +253,10 @@ pub fn ssh(args: &super::args::SshArgs) -> Result<crate::ssh::SshConfig, ConfigE
         Some(s) => {
             let mut v = expand_pattern(s).map_err(|source| hosts("--scheduler", source))?;
             if v.len() != 1 {
-                return Err(bad("--scheduler", format!("{s:?} names {} hosts, not one", v.len())));
+                return Err(bad(
+                    "--scheduler",
+                    format!("{s:?} names {}, not one", crate::units::plural(v.len() as u64, "host")),
+                ));
             }
             v.remove(0)
         }

@@ -92,8 +92,8 @@ pub enum GiveUp {
     #[error("the worker cannot start ({how})")]
     CannotStart { how: ExitKind },
     #[error(
-        "crash loop: the worker failed {} times within {:.0} s, each time less than {:.0} s after it started ({}); not restarting it",
-        .exits.len(),
+        "crash loop: the worker failed {} within {:.0} s, each time less than {:.0} s after it started ({}); not restarting it",
+        crate::units::plural(.exits.len() as u64, "time"),
         .window.as_secs_f64(),
         .settle.as_secs_f64(),
         .exits.join("; ")
