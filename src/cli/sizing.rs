@@ -79,6 +79,10 @@ pub fn auto_split(cores: usize) -> (usize, usize) {
 pub fn parse_memory_limit(flag: &'static str, s: &str, nthreads: usize) -> Result<u64, ConfigError> {
     let limit = memory_limit(flag, s)?;
     let total = crate::sys::total_memory();
+    if total == 0 && matches!(limit, MemoryLimit::Fraction(_)) {
+        log::warn!("this machine's memory is unknown: {flag} {s} sets no limit");
+        return Ok(0);
+    }
     let bytes = limit.bytes(total, default_threads(), nthreads);
     // `auto` is the default: a machine it leaves too little memory on is no mistake of the
     // user's (the worker warns when it pauses).
