@@ -58,8 +58,17 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
 
 /// A command's EXAMPLES: (command line, what it does).
 pub fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
-    match page {
-        "distd" => &[
+    EXAMPLES
+        .iter()
+        .find(|(name, _)| *name == page)
+        .map_or(&[], |(_, examples)| examples)
+}
+
+/// Each page's examples, by page name.
+const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
+    (
+        "distd",
+        &[
             (
                 "distd local -n 4 --run graph.toml",
                 "Run a graph file on a local cluster of 4 workers.",
@@ -71,7 +80,10 @@ pub fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
             ),
             ("distd help worker", "Describe distd worker."),
         ],
-        "distd-scheduler" => &[
+    ),
+    (
+        "distd-scheduler",
+        &[
             ("distd scheduler", "Listen on port 8786 of every interface."),
             (
                 "distd scheduler --port 0 --scheduler-file sched.json",
@@ -82,7 +94,10 @@ pub fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
                 "Exit after ten minutes with no client and no task.",
             ),
         ],
-        "distd-worker" => &[
+    ),
+    (
+        "distd-worker",
+        &[
             (
                 "distd worker 192.168.0.1:8786",
                 "One worker with a thread per core, under a nanny.",
@@ -104,8 +119,14 @@ pub fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
                 "A worker in this very process, nothing to restart it.",
             ),
         ],
-        "distd-nanny" => &[("distd nanny 192.168.0.1:8786 --nworkers 2", "A nanny with two workers.")],
-        "distd-local" => &[
+    ),
+    (
+        "distd-nanny",
+        &[("distd nanny 192.168.0.1:8786 --nworkers 2", "A nanny with two workers.")],
+    ),
+    (
+        "distd-local",
+        &[
             (
                 "distd local -n 4",
                 "A scheduler and 4 workers in this process, until Ctrl-C.",
@@ -116,14 +137,20 @@ pub fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
             ),
             ("distd local -n 2 --processes", "Workers as processes under a nanny."),
         ],
-        "distd-ssh" => &[
+    ),
+    (
+        "distd-ssh",
+        &[
             ("distd ssh node{1..4}", "Scheduler on node1, a worker on every node."),
             (
                 "distd ssh --hostfile hosts --upload --nworkers 2",
                 "Copy this distd to the hosts; two workers on each.",
             ),
         ],
-        "distd-submit" => &[
+    ),
+    (
+        "distd-submit",
+        &[
             (
                 "distd submit 192.168.0.1:8786 -- hostname",
                 "Run hostname on some worker; print its output.",
@@ -133,7 +160,10 @@ pub fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
                 "Kill it after a minute (exit status 124).",
             ),
         ],
-        "distd-run" => &[
+    ),
+    (
+        "distd-run",
+        &[
             (
                 "distd run graph.toml",
                 "Run a graph file on a local cluster started for it.",
@@ -143,20 +173,25 @@ pub fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
                 "Run it on a running cluster.",
             ),
         ],
-        "distd-info" => &[
+    ),
+    (
+        "distd-info",
+        &[
             (
                 "distd info 192.168.0.1:8786",
                 "Workers, threads, memory and tasks by state.",
             ),
             ("distd info ADDR --json", "The same as JSON."),
         ],
-        "distd-restart" => &[(
+    ),
+    (
+        "distd-restart",
+        &[(
             "distd restart 192.168.0.1:8786",
             "Restart every nanny-supervised worker.",
         )],
-        _ => &[],
-    }
-}
+    ),
+];
 
 /// A page's SEE ALSO.
 pub fn see_also(page: &str) -> Vec<&'static str> {
@@ -322,3 +357,22 @@ key = "total"
 function = "sum"
 deps = ["evens"]
 output = true"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every command's page has examples, and every example is of that command.
+    #[test]
+    fn every_page_has_examples_of_its_command() {
+        for sub in super::super::args::SUBCOMMANDS.iter().filter(|s| **s != "help") {
+            let page = format!("distd-{sub}");
+            let examples = examples(&page);
+            assert!(!examples.is_empty(), "{page} has no examples");
+            for (line, _) in examples {
+                assert!(line.starts_with(&format!("distd {sub}")), "{page}: {line}");
+            }
+        }
+        assert!(!examples("distd").is_empty());
+    }
+}
