@@ -1,6 +1,8 @@
-//! The command line: clap structs ([`args`]), validated configs ([`config`]), and one
-//! function per subcommand ([`commands`]). [`main_with_registry`] is the whole program;
-//! a Rust user's own binary calls it with its own function registry.
+//! The command line: clap structs ([`args`]), validated configs ([`config`], with the sizes
+//! of workers in [`sizing`]), one function per subcommand ([`commands`]), and the manual
+//! ([`generate`] lays out man pages and completions, [`manual`] holds their words).
+//! [`main_with_registry`] is the whole program; a Rust user's own binary calls it with its
+//! own function registry. Exit statuses come from the one table, `crate::exit`.
 
 mod args;
 mod commands;
