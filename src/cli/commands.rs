@@ -2,15 +2,18 @@
 //! the user asked for goes to stdout; logs and progress go to stderr.
 
 use super::args::{
-    Command, GenerateArgs, Generated, InfoArgs, LocalArgs, RestartArgs, RunArgs, SchedulerArgs, WorkerArgs,
+    Command, HelpArgs, InfoArgs, LocalArgs, RestartArgs, RunArgs, SchedulerArgs, WorkerArgs,
 };
 use super::config::{self, ConfigError, RunTarget, DEFAULT_PORT};
 use crate::client::graph::{load_graph, GraphError};
 use crate::client::run::{run_graph, RunError, RunReport};
 use crate::client::{AsyncClient, ClientError};
+use crate::exit;
 use crate::local::{AnyLocalCluster, LocalCluster, LocalError, ProcessCluster};
-use crate::nanny::{run_nanny, NannyError, EXIT_FATAL, EXIT_RETIRED};
-use crate::scheduler::{Scheduler, StopReason};
+use crate::nanny::supervisor::GiveUp;
+use crate::nanny::{run_nanny, NannyError};
+use crate::scheduler::Scheduler;
+use crate::units::plural;
 use crate::worker::WorkerExit;
 use crate::worker::{Registry, Worker, WorkerError};
 use futures_lite::StreamExt;
@@ -52,20 +55,27 @@ pub enum CliError {
 }
 
 impl CliError {
-    /// The process exit status for this error. A worker that cannot work as configured exits
-    /// with `EXIT_FATAL`, so its nanny does not restart it.
+    /// The process exit status for this error, from the one table ([`crate::exit`]). A
+    /// worker that cannot work as configured exits with [`exit::CONFIG`], so its nanny does not
+    /// restart it, and a nanny whose worker cannot start exits with it too: a port in use is
+    /// 78 from every command.
     pub fn exit_code(&self) -> u8 {
         match self {
+            CliError::Config(ConfigError::Usage { .. }) => exit::USAGE,
             CliError::Config(_)
             | CliError::Bind { .. }
-            | CliError::Local(LocalError::Listen { .. })
+            | CliError::Local(LocalError::Listen { .. } | LocalError::Scheduler { .. })
             | CliError::Worker(
                 WorkerError::Dial(_)
                 | WorkerError::Unreachable { .. }
                 | WorkerError::Listen { .. }
                 | WorkerError::LocalDir { .. },
-            ) => EXIT_FATAL as u8,
-            _ => super::EXIT_FAILURE,
+            )
+            | CliError::Nanny(NannyError::GaveUp {
+                reason: GiveUp::CannotStart { .. },
+                ..
+            }) => exit::CONFIG,
+            _ => exit::FAILURE,
         }
     }
 }
@@ -74,7 +84,7 @@ pub fn dispatch(command: Command, registry: Registry) -> Result<u8, CliError> {
     match command {
         Command::Scheduler(a) => scheduler(a),
         Command::Worker(a) => worker(a, registry),
-        Command::Nanny(a) => nanny(config::worker(&a)?),
+        Command::Nanny(a) => nanny(config::nanny(&a)?),
         Command::Restart(a) => restart(a),
         Command::Ssh(a) => {
             crate::ssh::run_ssh(config::ssh(&a)?)?;
@@ -84,7 +94,8 @@ pub fn dispatch(command: Command, registry: Registry) -> Result<u8, CliError> {
         Command::Submit(a) => super::submit::submit(a),
         Command::Run(a) => run(a, registry),
         Command::Info(a) => info(a),
-        Command::Generate(a) => generate(a),
+        Command::Help(a) => help(a),
+        Command::Generate(a) => super::generate::generate(a),
     }
 }
 
@@ -153,14 +164,12 @@ fn scheduler(args: SchedulerArgs) -> Result<u8, CliError> {
             log::info!("signal received; shutting down");
             stopper.stop("scheduler interrupted").await;
         });
-        let reason = sched.join().await;
+        // An idle timeout is logged by the scheduler itself, once.
+        sched.join().await;
         for f in [&setup.scheduler_file, &setup.pid_file].into_iter().flatten() {
             let _ = std::fs::remove_file(f);
         }
-        if let StopReason::IdleTimeout(d) = reason {
-            eprintln!("distd: scheduler idle for {:.1} s; exiting", d.as_secs_f64());
-        }
-        Ok(0)
+        Ok(exit::SUCCESS)
     })
 }
 
@@ -199,8 +208,8 @@ fn worker(args: WorkerArgs, registry: Registry) -> Result<u8, CliError> {
         });
         let exit = w.join().await?;
         Ok(match exit {
-            WorkerExit::Retired if setup.lifetime_restart => EXIT_RETIRED as u8,
-            _ => 0,
+            WorkerExit::Retired if setup.lifetime_restart => exit::RETIRED,
+            _ => exit::SUCCESS,
         })
     })
 }
@@ -232,13 +241,13 @@ fn local(args: LocalArgs, registry: Registry) -> Result<u8, CliError> {
         let code = match graph {
             None => {
                 println!("scheduler at {address}");
-                println!("{n} workers ready");
+                println!("{} ready", plural(n as u64, "worker"));
                 let _ = std::io::stdout().flush();
                 stop_signal.await;
                 Ok(0)
             }
             Some(graph) => {
-                log::info!("local cluster at {address} with {n} workers");
+                log::info!("local cluster at {address} with {}", plural(n as u64, "worker"));
                 run_on(&address, graph, setup.progress, setup.wait_for_workers).await
             }
         };
@@ -252,7 +261,7 @@ fn restart(args: RestartArgs) -> Result<u8, CliError> {
     crate::rt::block_on(async {
         let client = AsyncClient::connect(&addr).await?;
         let n = client.restart().await?;
-        println!("restarted {n} workers");
+        println!("restarted {}", plural(n as u64, "worker"));
         Ok(0)
     })
 }
@@ -278,17 +287,19 @@ fn report_failures(report: &RunReport) -> u8 {
     for f in &report.failures {
         if f.downstream > 0 {
             eprintln!(
-                "distd: task {:?} failed: {} ({} dependent tasks not run)",
-                f.key, f.error, f.downstream
+                "distd: task {:?} failed: {} ({} not run)",
+                f.key,
+                f.error,
+                plural(f.downstream as u64, "dependent task")
             );
         } else {
             eprintln!("distd: task {:?} failed: {}", f.key, f.error);
         }
     }
     if report.succeeded() {
-        0
+        exit::SUCCESS
     } else {
-        super::EXIT_FAILURE
+        exit::FAILURE
     }
 }
 
@@ -325,7 +336,7 @@ fn info(args: InfoArgs) -> Result<u8, CliError> {
         return Ok(0);
     }
     say!("scheduler tcp://{addr} (distd {})", info.scheduler_version);
-    say!("clients: {}", info.clients);
+    say!("other clients: {}", info.clients);
     say!("workers: {}", info.workers.len());
     if !info.workers.is_empty() {
         say!(
@@ -363,46 +374,18 @@ fn info(args: InfoArgs) -> Result<u8, CliError> {
     Ok(0)
 }
 
-/// Writes completions for bash, zsh and fish, or a man page per command.
-fn generate(args: GenerateArgs) -> Result<u8, CliError> {
-    use clap::CommandFactory;
-    let fail = |path: &Path, source| CliError::WriteFile {
-        path: path.display().to_string(),
-        source,
+/// `distd help [COMMAND]`: the long help of distd or of one subcommand, as `--help` prints it.
+fn help(args: HelpArgs) -> Result<u8, CliError> {
+    let mut cmd = super::args::command();
+    cmd.build();
+    let page = match &args.command {
+        None => &mut cmd,
+        Some(name) => cmd.find_subcommand_mut(name).ok_or_else(|| ConfigError::Usage {
+            flag: "COMMAND",
+            reason: format!("{name:?} is not a distd command"),
+        })?,
     };
-    std::fs::create_dir_all(&args.dir).map_err(|e| fail(&args.dir, e))?;
-    let mut cmd = super::args::Cli::command();
-    match args.what {
-        Generated::Completions => {
-            for (shell, file) in [
-                (clap_complete::Shell::Bash, "distd.bash"),
-                (clap_complete::Shell::Zsh, "_distd"),
-                (clap_complete::Shell::Fish, "distd.fish"),
-            ] {
-                let mut buf = Vec::new();
-                clap_complete::generate(shell, &mut cmd, "distd", &mut buf);
-                let path = args.dir.join(file);
-                std::fs::write(&path, buf).map_err(|e| fail(&path, e))?;
-            }
-        }
-        Generated::Man => {
-            cmd.build();
-            let mut pages = vec![("distd".to_string(), cmd.clone())];
-            for sub in cmd
-                .get_subcommands()
-                .filter(|s| !s.is_hide_set() && s.get_name() != "help")
-            {
-                pages.push((format!("distd-{}", sub.get_name()), sub.clone()));
-            }
-            for (name, page) in pages {
-                let mut buf = Vec::new();
-                clap_mangen::Man::new(page.name(name.clone()))
-                    .render(&mut buf)
-                    .map_err(|e| fail(&args.dir, e))?;
-                let path = args.dir.join(format!("{name}.1"));
-                std::fs::write(&path, buf).map_err(|e| fail(&path, e))?;
-            }
-        }
-    }
-    Ok(0)
+    // Printing stops quietly when stdout is closed, as for `distd info`.
+    let _ = write!(std::io::stdout(), "{}", page.render_long_help());
+    Ok(exit::SUCCESS)
 }

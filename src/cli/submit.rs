@@ -14,17 +14,11 @@ use super::args::SubmitArgs;
 use super::commands::CliError;
 use super::config;
 use crate::client::{AsyncClient, ClientError, KeyStatus};
+use crate::exit;
 use crate::protocol::{CommandOutput, TaskDesc, TaskError, TaskSpec, Transcript, TranscriptError, TRANSCRIPT_STDERR};
 use futures_lite::AsyncReadExt;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
-
-/// Exit status after `--timeout` killed the command (as `timeout(1)`).
-const EXIT_TIMEOUT: u8 = 124;
-/// Exit status when the command cannot start: no such program, a bad `--cwd` (as a shell).
-const EXIT_CANNOT_START: u8 = 127;
-/// A command killed by signal N exits 128+N (as a shell).
-const EXIT_SIGNAL_BASE: i32 = 128;
 
 /// The most bytes of stdin scattered at once: like a submission's parts, well under the
 /// frame cap, so that other clients' messages pass between them.
@@ -97,10 +91,10 @@ pub fn submit(args: SubmitArgs) -> Result<u8, CliError> {
 fn exit_status(e: &TaskError) -> u8 {
     match e {
         TaskError::Exit { status, .. } => (*status).clamp(1, 255) as u8,
-        TaskError::Signal { signal, .. } => (EXIT_SIGNAL_BASE + signal).clamp(1, 255) as u8,
-        TaskError::Timeout { .. } => EXIT_TIMEOUT,
-        TaskError::Spawn { .. } => EXIT_CANNOT_START,
-        _ => super::EXIT_FAILURE,
+        TaskError::Signal { signal, .. } => (i32::from(exit::SIGNAL_BASE) + signal).clamp(1, 255) as u8,
+        TaskError::Timeout { .. } => exit::TIMEOUT,
+        TaskError::Spawn { .. } => exit::CANNOT_START,
+        _ => exit::FAILURE,
     }
 }
 
@@ -195,12 +189,12 @@ mod tests {
             after_ms: 300,
             stderr: String::new(),
         };
-        assert_eq!(exit_status(&timeout), EXIT_TIMEOUT);
+        assert_eq!(exit_status(&timeout), exit::TIMEOUT);
         let spawn = TaskError::Spawn {
             program: "ls".into(),
             reason: "working directory /x: No such file or directory".into(),
         };
-        assert_eq!(exit_status(&spawn), EXIT_CANNOT_START);
-        assert_eq!(exit_status(&TaskError::Cancelled), super::super::EXIT_FAILURE);
+        assert_eq!(exit_status(&spawn), exit::CANNOT_START);
+        assert_eq!(exit_status(&TaskError::Cancelled), exit::FAILURE);
     }
 }

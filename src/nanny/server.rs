@@ -14,7 +14,7 @@
 //! guardian that kills what is left in it then (`sys::cgroup`).
 
 use super::core::{NannyAction, NannyCore};
-use super::supervisor::{ExitKind, Policy};
+use super::supervisor::{ExitKind, GiveUp, Policy};
 use crate::protocol::{dial, spawn_writer, FrameReader, FromNanny, Role, ToNanny};
 use crate::rt::{DeadlineWait, Woke};
 use async_io::Timer;
@@ -56,7 +56,8 @@ pub enum NannyError {
     #[error("worker {worker}: {reason}{}", said(.log))]
     GaveUp {
         worker: String,
-        reason: String,
+        /// Typed, so the CLI can tell a worker that cannot start from a crash loop.
+        reason: GiveUp,
         log: Vec<String>,
     },
     #[error("cannot install signal handlers: {0}")]
@@ -329,7 +330,7 @@ impl Nanny {
                 };
                 self.failure = Some(NannyError::GaveUp {
                     worker: self.core.name(slot).to_string(),
-                    reason: reason.to_string(),
+                    reason,
                     log,
                 });
             }

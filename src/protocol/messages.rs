@@ -310,6 +310,7 @@ pub struct ClusterInfo {
     pub workers: Vec<WorkerSummary>,
     /// Number of tasks in each state, by state name.
     pub tasks: Vec<(String, u64)>,
+    /// Clients connected, other than the one that asked.
     pub clients: u64,
 }
 
@@ -382,7 +383,7 @@ pub enum TaskError {
     UnknownFunction { name: String },
     #[error("input {key:?} failed: {error}")]
     Dependency { key: String, error: Box<TaskError> },
-    #[error("killed worker: the task was running on {} workers that died ({})", workers.len(), workers.join(", "))]
+    #[error("killed worker: the task was running on {} that died ({})", crate::units::plural(workers.len() as u64, "worker"), workers.join(", "))]
     KilledWorker { workers: Vec<String> },
     #[error("cancelled")]
     Cancelled,

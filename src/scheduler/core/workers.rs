@@ -161,11 +161,11 @@ impl Core {
     pub fn on_worker_joined(&mut self, id: WorkerId, info: WorkerInfo, now: Instant) {
         self.at(now);
         log::info!(
-            "worker {} ({}) joined at {} with {} threads",
+            "worker {} ({}) joined at {} with {}",
             info.name,
             id,
             info.peer_address,
-            info.nthreads
+            crate::units::plural(u64::from(info.nthreads), "thread")
         );
         let name = info.name.clone();
         let ws = WorkerState {
@@ -362,10 +362,10 @@ impl Core {
         if task.extras().retries_left > 0 {
             task.extras_mut().retries_left -= 1;
             log::info!(
-                "task {} failed ({}); retrying, {} retries left",
+                "task {} failed ({}); retrying, {} left",
                 task.key,
                 error,
-                task.extras().retries_left
+                crate::units::plural(u64::from(task.extras().retries_left), "retry")
             );
             self.compute_again(t, w);
         } else {
