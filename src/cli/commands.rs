@@ -1,9 +1,7 @@
 //! One function per subcommand: take a validated config, run, return an exit code. What
 //! the user asked for goes to stdout; logs and progress go to stderr.
 
-use super::args::{
-    Command, HelpArgs, InfoArgs, LocalArgs, RestartArgs, RunArgs, SchedulerArgs, WorkerArgs,
-};
+use super::args::{Command, HelpArgs, InfoArgs, LocalArgs, RestartArgs, RunArgs, SchedulerArgs, WorkerArgs};
 use super::config::{self, ConfigError, RunTarget, DEFAULT_PORT};
 use crate::client::graph::{load_graph, GraphError};
 use crate::client::run::{run_graph, RunError, RunReport};

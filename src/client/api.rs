@@ -48,8 +48,7 @@ pub enum ClientError {
 fn unrunnable_text(key: &str, reason: &str, more: u64) -> String {
     let others = match more {
         0 => String::new(),
-        1 => " (and 1 more task)".to_string(),
-        n => format!(" (and {n} more tasks)"),
+        n => format!(" (and {} more)", crate::units::plural(n, "task")),
     };
     format!("task {key:?} cannot run: {reason}{others}")
 }

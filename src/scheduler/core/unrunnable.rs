@@ -162,11 +162,10 @@ impl Core {
                     .map(|t| (self.tasks[t].key.to_string(), self.unrunnable.tasks[t].clone()))
                     .collect();
                 if let Some((key, why)) = named.first() {
-                    let more = tasks.len() - named.len();
                     log::info!(
                         "task {key:?} cannot run: {why}{} (client {client})",
-                        if more + named.len() > 1 {
-                            format!("; and {} more tasks", tasks.len() - 1)
+                        if tasks.len() > 1 {
+                            format!("; and {} more", crate::units::plural(tasks.len() as u64 - 1, "task"))
                         } else {
                             String::new()
                         }
@@ -185,7 +184,7 @@ impl Core {
                 let first = &self.tasks[&tasks[0]].key;
                 let others = match tasks.len() {
                     1 => String::new(),
-                    n => format!(" and {} more tasks", n - 1),
+                    n => format!(" and {} more", crate::units::plural(n as u64 - 1, "task")),
                 };
                 let message = format!("worker {worker} joined; task {first:?}{others} can run now");
                 self.outbox.push(Outgoing::Client(client, ToClient::Notice { message }));
