@@ -389,7 +389,15 @@ impl Core {
         holder: &str,
         failure: FetchFailure,
     ) {
-        log::warn!("worker {w} could not have {dep} from {holder:?} for {t}: {failure}");
+        // Expected, and not worth a warning, when the answer is to an old assignment or the
+        // input erred (its dependent, queued behind it, could not have it).
+        let expected = !self.is_assignment(t, w, attempt)
+            || self.tasks.get(&dep).is_none_or(|dt| matches!(dt.state, TaskState::Erred(_)));
+        if expected {
+            log::debug!("worker {w} could not have {dep} from {holder:?} for {t}: {failure}");
+        } else {
+            log::warn!("worker {w} could not have {dep} from {holder:?} for {t}: {failure}");
+        }
         // An empty holder is the sender itself (its store lost the input) or nobody.
         let holder_id = if holder.is_empty() {
             Some(w)
