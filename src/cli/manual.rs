@@ -245,11 +245,12 @@ pub fn graph_page() -> String {
     )]);
     r.control("SH", ["FUNCTIONS"]);
     r.text([roman(
-        "args is the function's argument. A string is handed over as its UTF-8 bytes, which is what \
-         the built-in functions read. A typed function (registered with Registry::register_typed) \
-         takes any TOML value, a number, an array or a table such as args = 10 or \
-         args = { n = 3, name = \"x\" }, decoded as the function's own argument type; a value of the \
-         wrong shape is an error naming the task.",
+        "args is the function's argument, any TOML value: a string, a number, an array or a table \
+         such as args = 10 or args = { n = 3, name = \"x\" }. It reaches the worker as JSON. A typed \
+         function (registered with Registry::register_typed) decodes it as its own argument type, so \
+         args = 10 is a number and a table fills a struct; a value of the wrong type (args = \"10\" \
+         for a number) is the task's error, naming the type. A function on bytes (the built-ins) \
+         gets a string's text, or another value's JSON text (args = 10 gives 10).",
     )]);
     r.control("PP", []);
     r.text([roman(
