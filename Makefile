@@ -62,8 +62,11 @@ install: build
 	install -Dm644 completions/distd.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/distd
 	install -Dm644 completions/_distd $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_distd
 	install -Dm644 completions/distd.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/distd.fish
-	install -d $(DESTDIR)$(PREFIX)/share/man/man1
+	install -Dm644 completions/distd.elv $(DESTDIR)$(PREFIX)/share/elvish/lib/distd.elv
+	install -Dm644 completions/_distd.ps1 $(DESTDIR)$(PREFIX)/share/distd/_distd.ps1
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
 	install -m644 man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m644 man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 
 clean:
 	$(CARGO) clean

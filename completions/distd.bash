@@ -16,9 +16,6 @@ _distd() {
             ",$1")
                 cmd="distd"
                 ;;
-            distd,generate)
-                cmd="distd__subcmd__generate"
-                ;;
             distd,help)
                 cmd="distd__subcmd__help"
                 ;;
@@ -49,39 +46,6 @@ _distd() {
             distd,worker)
                 cmd="distd__subcmd__worker"
                 ;;
-            distd__subcmd__help,generate)
-                cmd="distd__subcmd__help__subcmd__generate"
-                ;;
-            distd__subcmd__help,help)
-                cmd="distd__subcmd__help__subcmd__help"
-                ;;
-            distd__subcmd__help,info)
-                cmd="distd__subcmd__help__subcmd__info"
-                ;;
-            distd__subcmd__help,local)
-                cmd="distd__subcmd__help__subcmd__local"
-                ;;
-            distd__subcmd__help,nanny)
-                cmd="distd__subcmd__help__subcmd__nanny"
-                ;;
-            distd__subcmd__help,restart)
-                cmd="distd__subcmd__help__subcmd__restart"
-                ;;
-            distd__subcmd__help,run)
-                cmd="distd__subcmd__help__subcmd__run"
-                ;;
-            distd__subcmd__help,scheduler)
-                cmd="distd__subcmd__help__subcmd__scheduler"
-                ;;
-            distd__subcmd__help,ssh)
-                cmd="distd__subcmd__help__subcmd__ssh"
-                ;;
-            distd__subcmd__help,submit)
-                cmd="distd__subcmd__help__subcmd__submit"
-                ;;
-            distd__subcmd__help,worker)
-                cmd="distd__subcmd__help__subcmd__worker"
-                ;;
             *)
                 ;;
         esac
@@ -89,7 +53,7 @@ _distd() {
 
     case "${cmd}" in
         distd)
-            opts="-h -V --help --version scheduler worker nanny local ssh submit run info restart generate help"
+            opts="-h -V --help --version scheduler worker nanny local ssh submit run info restart help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -102,177 +66,9 @@ _distd() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        distd__subcmd__generate)
-            opts="-h -V --help --version completions man"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
         distd__subcmd__help)
-            opts="scheduler worker nanny local ssh submit run info restart generate help"
+            opts="-h -V --help --version scheduler worker nanny local ssh submit run info restart help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        distd__subcmd__help__subcmd__generate)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        distd__subcmd__help__subcmd__help)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        distd__subcmd__help__subcmd__info)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        distd__subcmd__help__subcmd__local)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        distd__subcmd__help__subcmd__nanny)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        distd__subcmd__help__subcmd__restart)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        distd__subcmd__help__subcmd__run)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        distd__subcmd__help__subcmd__scheduler)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        distd__subcmd__help__subcmd__ssh)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        distd__subcmd__help__subcmd__submit)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        distd__subcmd__help__subcmd__worker)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -299,7 +95,7 @@ _distd() {
             return 0
             ;;
         distd__subcmd__local)
-            opts="-n -h -V --nworkers --threads-per-worker --host --port --local-directory --run --processes --no-progress --help --version"
+            opts="-n -h -V --nworkers --threads-per-worker --host --port --local-directory --run --processes --no-progress --wait-for-workers --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -425,7 +221,7 @@ _distd() {
             return 0
             ;;
         distd__subcmd__run)
-            opts="-n -h -V --scheduler --nworkers --threads-per-worker --no-progress --help --version"
+            opts="-n -h -V --scheduler --nworkers --threads-per-worker --no-progress --wait-for-workers --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -575,7 +371,7 @@ _distd() {
             return 0
             ;;
         distd__subcmd__submit)
-            opts="-h -V --key --timeout --cwd --env --help --version"
+            opts="-n -h -V --key --timeout --cwd --env --no-stdin --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

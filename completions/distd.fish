@@ -35,8 +35,7 @@ complete -c distd -n "__fish_distd_needs_command" -f -a "submit" -d 'Run one com
 complete -c distd -n "__fish_distd_needs_command" -f -a "run" -d 'Run a graph file (TOML) on a cluster, or on a local cluster started for it'
 complete -c distd -n "__fish_distd_needs_command" -f -a "info" -d 'Show a cluster\'s workers and task counts'
 complete -c distd -n "__fish_distd_needs_command" -f -a "restart" -d 'Restart every nanny-supervised worker of a cluster; all tasks and results are dropped'
-complete -c distd -n "__fish_distd_needs_command" -f -a "generate" -d 'Write shell completions or man pages (used by `make completions` and `make man`)'
-complete -c distd -n "__fish_distd_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c distd -n "__fish_distd_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand'
 complete -c distd -n "__fish_distd_using_subcommand scheduler" -l host -d 'Interface to listen on (0.0.0.0 for all)' -r
 complete -c distd -n "__fish_distd_using_subcommand scheduler" -l port -d 'Port to listen on (0 picks a free one)' -r
 complete -c distd -n "__fish_distd_using_subcommand scheduler" -l scheduler-file -d 'Write the scheduler\'s address to this JSON file (removed on a clean exit)' -r -F
@@ -49,9 +48,9 @@ complete -c distd -n "__fish_distd_using_subcommand scheduler" -s h -l help -d '
 complete -c distd -n "__fish_distd_using_subcommand scheduler" -s V -l version -d 'Print version'
 complete -c distd -n "__fish_distd_using_subcommand worker" -l scheduler-file -d 'Read the scheduler\'s address from this file (written by `distd scheduler --scheduler-file`)' -r -F
 complete -c distd -n "__fish_distd_using_subcommand worker" -l nthreads -d 'Tasks run at once per worker (default and 0: the number of cores / nworkers)' -r
-complete -c distd -n "__fish_distd_using_subcommand worker" -l nworkers -d 'Worker processes to start (each supervised by the nanny)' -r
-complete -c distd -n "__fish_distd_using_subcommand worker" -l memory-limit -d 'Memory per worker: bytes, 4GiB, 5GB, a fraction of system memory (0.5), auto (system memory * nthreads / cores) or 0 for no limit. Results spill to disk above 60%, new tasks wait above 80%, and the nanny restarts the worker above 95%' -r
-complete -c distd -n "__fish_distd_using_subcommand worker" -l shutdown-timeout -d 'Grace period for a worker to stop before it is killed' -r
+complete -c distd -n "__fish_distd_using_subcommand worker" -l nworkers -d 'Worker processes to start (each supervised by the nanny): a number, -1 for one per core, or auto to split the cores into workers and threads as dask does' -r
+complete -c distd -n "__fish_distd_using_subcommand worker" -l memory-limit -d 'Memory per worker: auto, 0 (none), a fraction (0.5, 1), a percentage (80%) or a size (4GiB); see --help' -r
+complete -c distd -n "__fish_distd_using_subcommand worker" -l shutdown-timeout -d 'Grace period for a worker to stop before its nanny kills it' -r
 complete -c distd -n "__fish_distd_using_subcommand worker" -l lifetime -d 'Retire each worker after this long (its results are moved to other workers first)' -r
 complete -c distd -n "__fish_distd_using_subcommand worker" -l lifetime-stagger -d 'Spread retirements: each worker\'s lifetime varies by up to this much either way' -r
 complete -c distd -n "__fish_distd_using_subcommand worker" -l crash-limit -d 'The nanny gives up on a crash loop: this many failures within a minute of a worker that died by itself seconds after it started (workers killed from outside or for memory are always restarted)' -r
@@ -64,13 +63,13 @@ complete -c distd -n "__fish_distd_using_subcommand worker" -l death-timeout -d 
 complete -c distd -n "__fish_distd_using_subcommand worker" -l drain -d 'On SIGINT/SIGTERM, finish running tasks and hand results over before leaving'
 complete -c distd -n "__fish_distd_using_subcommand worker" -l lifetime-restart -d 'Start a new worker after one retires (under a nanny)'
 complete -c distd -n "__fish_distd_using_subcommand worker" -l no-nanny -d 'Run the worker in this process, without a nanny (one worker only)'
-complete -c distd -n "__fish_distd_using_subcommand worker" -s h -l help -d 'Print help'
+complete -c distd -n "__fish_distd_using_subcommand worker" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c distd -n "__fish_distd_using_subcommand worker" -s V -l version -d 'Print version'
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l scheduler-file -d 'Read the scheduler\'s address from this file (written by `distd scheduler --scheduler-file`)' -r -F
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l nthreads -d 'Tasks run at once per worker (default and 0: the number of cores / nworkers)' -r
-complete -c distd -n "__fish_distd_using_subcommand nanny" -l nworkers -d 'Worker processes to start (each supervised by the nanny)' -r
-complete -c distd -n "__fish_distd_using_subcommand nanny" -l memory-limit -d 'Memory per worker: bytes, 4GiB, 5GB, a fraction of system memory (0.5), auto (system memory * nthreads / cores) or 0 for no limit. Results spill to disk above 60%, new tasks wait above 80%, and the nanny restarts the worker above 95%' -r
-complete -c distd -n "__fish_distd_using_subcommand nanny" -l shutdown-timeout -d 'Grace period for a worker to stop before it is killed' -r
+complete -c distd -n "__fish_distd_using_subcommand nanny" -l nworkers -d 'Worker processes to start (each supervised by the nanny): a number, -1 for one per core, or auto to split the cores into workers and threads as dask does' -r
+complete -c distd -n "__fish_distd_using_subcommand nanny" -l memory-limit -d 'Memory per worker: auto, 0 (none), a fraction (0.5, 1), a percentage (80%) or a size (4GiB); see --help' -r
+complete -c distd -n "__fish_distd_using_subcommand nanny" -l shutdown-timeout -d 'Grace period for a worker to stop before its nanny kills it' -r
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l lifetime -d 'Retire each worker after this long (its results are moved to other workers first)' -r
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l lifetime-stagger -d 'Spread retirements: each worker\'s lifetime varies by up to this much either way' -r
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l crash-limit -d 'The nanny gives up on a crash loop: this many failures within a minute of a worker that died by itself seconds after it started (workers killed from outside or for memory are always restarted)' -r
@@ -83,16 +82,17 @@ complete -c distd -n "__fish_distd_using_subcommand nanny" -l death-timeout -d '
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l drain -d 'On SIGINT/SIGTERM, finish running tasks and hand results over before leaving'
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l lifetime-restart -d 'Start a new worker after one retires (under a nanny)'
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l no-nanny -d 'Run the worker in this process, without a nanny (one worker only)'
-complete -c distd -n "__fish_distd_using_subcommand nanny" -s h -l help -d 'Print help'
+complete -c distd -n "__fish_distd_using_subcommand nanny" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c distd -n "__fish_distd_using_subcommand nanny" -s V -l version -d 'Print version'
-complete -c distd -n "__fish_distd_using_subcommand local" -s n -l nworkers -d 'Number of workers (default: the number of cores)' -r
-complete -c distd -n "__fish_distd_using_subcommand local" -l threads-per-worker -d 'Threads per worker' -r
+complete -c distd -n "__fish_distd_using_subcommand local" -s n -l nworkers -d 'Number of workers (default and -1: the number of cores; auto: as `distd worker`)' -r
+complete -c distd -n "__fish_distd_using_subcommand local" -l threads-per-worker -d 'Threads per worker (default: 1; with -n auto, chosen with the number of workers)' -r
 complete -c distd -n "__fish_distd_using_subcommand local" -l host -d 'Interface the scheduler listens on' -r
 complete -c distd -n "__fish_distd_using_subcommand local" -l port -d 'Scheduler port (0 picks a free one)' -r
 complete -c distd -n "__fish_distd_using_subcommand local" -l local-directory -d 'Folder for the workers\' scratch files' -r -F
 complete -c distd -n "__fish_distd_using_subcommand local" -l run -d 'Run this graph file on the cluster, then exit' -r -F
 complete -c distd -n "__fish_distd_using_subcommand local" -l processes -d 'Run the workers as separate processes under a nanny, not as threads of this one'
 complete -c distd -n "__fish_distd_using_subcommand local" -l no-progress -d 'With --run: never draw a progress bar'
+complete -c distd -n "__fish_distd_using_subcommand local" -l wait-for-workers -d 'With --run: wait for a worker that can run a task that no worker can (a resource, a worker name), instead of failing at once'
 complete -c distd -n "__fish_distd_using_subcommand local" -s h -l help -d 'Print help'
 complete -c distd -n "__fish_distd_using_subcommand local" -s V -l version -d 'Print version'
 complete -c distd -n "__fish_distd_using_subcommand ssh" -l hostfile -d 'Read host patterns from this file (one per line, # comments)' -r -F
@@ -100,7 +100,7 @@ complete -c distd -n "__fish_distd_using_subcommand ssh" -l scheduler -d 'Host o
 complete -c distd -n "__fish_distd_using_subcommand ssh" -l scheduler-port -d 'Scheduler port (0 picks a free one)' -r
 complete -c distd -n "__fish_distd_using_subcommand ssh" -l nthreads -d 'Threads per worker (default: the remote cores / nworkers)' -r
 complete -c distd -n "__fish_distd_using_subcommand ssh" -l nworkers -d 'Worker processes per host' -r
-complete -c distd -n "__fish_distd_using_subcommand ssh" -l memory-limit -d 'Memory per worker (as `distd worker --memory-limit`)' -r
+complete -c distd -n "__fish_distd_using_subcommand ssh" -l memory-limit -d 'Memory per worker (as `distd worker --memory-limit`; see --help)' -r
 complete -c distd -n "__fish_distd_using_subcommand ssh" -l ssh-username -d 'User name for SSH' -r
 complete -c distd -n "__fish_distd_using_subcommand ssh" -l ssh-port -d 'SSH port' -r
 complete -c distd -n "__fish_distd_using_subcommand ssh" -l ssh-private-key -d 'SSH private key' -r -F
@@ -111,18 +111,20 @@ complete -c distd -n "__fish_distd_using_subcommand ssh" -l local-directory -d '
 complete -c distd -n "__fish_distd_using_subcommand ssh" -l log-directory -d 'Also write every remote process\'s output to files in this local folder' -r -F
 complete -c distd -n "__fish_distd_using_subcommand ssh" -l connect-timeout -d 'Give up on a host that does not answer within this long' -r
 complete -c distd -n "__fish_distd_using_subcommand ssh" -l upload -d 'Copy this distd binary to each host (checksummed; reused when already there)'
-complete -c distd -n "__fish_distd_using_subcommand ssh" -s h -l help -d 'Print help'
+complete -c distd -n "__fish_distd_using_subcommand ssh" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c distd -n "__fish_distd_using_subcommand ssh" -s V -l version -d 'Print version'
 complete -c distd -n "__fish_distd_using_subcommand submit" -l key -d 'The task\'s key (default: a unique one)' -r
 complete -c distd -n "__fish_distd_using_subcommand submit" -l timeout -d 'Kill the command after this long' -r
 complete -c distd -n "__fish_distd_using_subcommand submit" -l cwd -d 'Working directory of the command on the worker' -r
 complete -c distd -n "__fish_distd_using_subcommand submit" -l env -d 'Extra environment variable for the command, NAME=VALUE (repeatable)' -r
-complete -c distd -n "__fish_distd_using_subcommand submit" -s h -l help -d 'Print help'
+complete -c distd -n "__fish_distd_using_subcommand submit" -s n -l no-stdin -d 'Do not read stdin: the command\'s stdin is /dev/null (as with `ssh -n`)'
+complete -c distd -n "__fish_distd_using_subcommand submit" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c distd -n "__fish_distd_using_subcommand submit" -s V -l version -d 'Print version'
 complete -c distd -n "__fish_distd_using_subcommand run" -l scheduler -d 'Run on this cluster instead of starting a local one' -r
-complete -c distd -n "__fish_distd_using_subcommand run" -s n -l nworkers -d 'Workers of the local cluster (without --scheduler)' -r
-complete -c distd -n "__fish_distd_using_subcommand run" -l threads-per-worker -d 'Threads per worker of the local cluster' -r
+complete -c distd -n "__fish_distd_using_subcommand run" -s n -l nworkers -d 'Workers of the local cluster (default and -1: the number of cores; auto: as `distd worker`)' -r
+complete -c distd -n "__fish_distd_using_subcommand run" -l threads-per-worker -d 'Threads per worker (default: 1; with -n auto, chosen with the number of workers)' -r
 complete -c distd -n "__fish_distd_using_subcommand run" -l no-progress -d 'Never draw a progress bar'
+complete -c distd -n "__fish_distd_using_subcommand run" -l wait-for-workers -d 'Wait for a worker that can run a task that no connected worker can (a resource, a worker name), instead of failing at once naming the task and what it needs'
 complete -c distd -n "__fish_distd_using_subcommand run" -s h -l help -d 'Print help'
 complete -c distd -n "__fish_distd_using_subcommand run" -s V -l version -d 'Print version'
 complete -c distd -n "__fish_distd_using_subcommand info" -l json -d 'Print JSON instead of a table'
@@ -130,16 +132,5 @@ complete -c distd -n "__fish_distd_using_subcommand info" -s h -l help -d 'Print
 complete -c distd -n "__fish_distd_using_subcommand info" -s V -l version -d 'Print version'
 complete -c distd -n "__fish_distd_using_subcommand restart" -s h -l help -d 'Print help'
 complete -c distd -n "__fish_distd_using_subcommand restart" -s V -l version -d 'Print version'
-complete -c distd -n "__fish_distd_using_subcommand generate" -s h -l help -d 'Print help'
-complete -c distd -n "__fish_distd_using_subcommand generate" -s V -l version -d 'Print version'
-complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local ssh submit run info restart generate help" -f -a "scheduler" -d 'Run the scheduler: the one process that knows the graph and the workers'
-complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local ssh submit run info restart generate help" -f -a "worker" -d 'Run workers that connect to a scheduler and run its tasks, under a nanny that restarts them (unless --no-nanny)'
-complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local ssh submit run info restart generate help" -f -a "nanny" -d 'Run a nanny: it starts workers as its children and supervises them (as `worker`)'
-complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local ssh submit run info restart generate help" -f -a "local" -d 'Run a scheduler and N workers in this process (a local cluster)'
-complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local ssh submit run info restart generate help" -f -a "ssh" -d 'Start a scheduler and nanny-supervised workers on a list of hosts over SSH'
-complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local ssh submit run info restart generate help" -f -a "submit" -d 'Run one command as a task on a cluster; print its output and exit with its status'
-complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local ssh submit run info restart generate help" -f -a "run" -d 'Run a graph file (TOML) on a cluster, or on a local cluster started for it'
-complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local ssh submit run info restart generate help" -f -a "info" -d 'Show a cluster\'s workers and task counts'
-complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local ssh submit run info restart generate help" -f -a "restart" -d 'Restart every nanny-supervised worker of a cluster; all tasks and results are dropped'
-complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local ssh submit run info restart generate help" -f -a "generate" -d 'Write shell completions or man pages (used by `make completions` and `make man`)'
-complete -c distd -n "__fish_distd_using_subcommand help; and not __fish_seen_subcommand_from scheduler worker nanny local ssh submit run info restart generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c distd -n "__fish_distd_using_subcommand help" -s h -l help -d 'Print help'
+complete -c distd -n "__fish_distd_using_subcommand help" -s V -l version -d 'Print version'

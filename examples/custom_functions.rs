@@ -16,11 +16,31 @@ fn fib(n: u64) -> u64 {
     a
 }
 
-/// distd's built-ins plus this program's own functions.
+/// distd's built-ins plus this program's own functions. From a graph file their arguments
+/// are TOML values (`function = "fib"`, `args = 10`); `show` turns a typed number into text
+/// to print.
 fn registry() -> Registry {
     Registry::builtin()
         .register_typed("fib", |n: u64, _inputs: Vec<u64>| Ok(fib(n)))
         .register_typed("add", |(): (), inputs: Vec<u64>| Ok(inputs.iter().sum::<u64>()))
+        .register_typed("fib_sum", |range: FibRange, _inputs: Vec<u64>| {
+            Ok((range.from..range.to).map(fib).sum::<u64>())
+        })
+        .register("show", |_, inputs| {
+            let numbers = inputs
+                .iter()
+                .map(|d| distd::protocol::codec::from_bytes::<u64>(d).map(|n| n.to_string()))
+                .collect::<Result<Vec<String>, _>>()
+                .map_err(|e| format!("show takes typed numbers: {e}"))?;
+            Ok(numbers.join(" ").into_bytes())
+        })
+}
+
+/// The arguments of `fib_sum`: from a graph file, `args = { from = 0, to = 10 }`.
+#[derive(serde::Deserialize)]
+struct FibRange {
+    from: u64,
+    to: u64,
 }
 
 fn main() -> ExitCode {

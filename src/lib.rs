@@ -29,6 +29,7 @@ pub mod cli;
 mod client;
 #[cfg(test)]
 mod cluster_sim;
+mod exit;
 mod idmap;
 mod local;
 mod memory;

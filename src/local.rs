@@ -75,7 +75,7 @@ pub enum LocalError {
     /// The nanny of a [`ProcessCluster`] gave up (its workers cannot start, say).
     #[error(transparent)]
     Nanny(#[from] NannyError),
-    #[error("only {have} of {want} workers registered in time")]
+    #[error("only {have} of {} registered in time", crate::units::plural(*want as u64, "worker"))]
     WorkersMissing { have: usize, want: usize },
 }
 

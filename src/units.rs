@@ -1,5 +1,6 @@
-//! Human-sized quantities: durations such as `30s` and sizes such as `4GiB`, parsed from what
-//! users type (flags, graph files) and formatted for what they read (logs, status lines).
+//! Human-sized quantities: durations such as `30s`, sizes such as `4GiB` and memory limits
+//! such as `0.5` or `80%`, parsed from what users type (flags, graph files); sizes and counts
+//! formatted for what they read (logs, status lines: `1 task`, `2 tasks`).
 //!
 //! Pure functions only. Nothing here reads the clock, the environment or a file, and nothing
 //! here panics on user input: every rejection is a [`UnitError`] that quotes the input.
@@ -29,6 +30,16 @@ pub enum UnitError {
         /// What is wrong with it beyond "not of the accepted form", if anything.
         problem: UnitProblem,
     },
+    /// Input to [`parse_memory_limit`].
+    #[error(
+        "invalid memory limit {input:?}: {problem}expected auto, 0 (no limit), a fraction of system memory up to 1 (0.5; 1 is all of it), a percentage (80%) or a size (4GiB, 5GB, 4e9)"
+    )]
+    MemoryLimit {
+        /// What the user wrote, so the message can quote it.
+        input: String,
+        /// What is wrong with it beyond "not of the accepted form", if anything.
+        problem: UnitProblem,
+    },
 }
 
 /// Why a quantity was rejected.
@@ -41,6 +52,10 @@ pub enum UnitProblem {
     Negative,
     /// A well-formed number too large for the type it must fit in.
     TooLarge,
+    /// A percentage of memory above 100%: more than there is.
+    OverHundredPercent,
+    /// `0%` of memory: nothing at all (`0` alone means no limit).
+    ZeroPercent,
 }
 
 impl fmt::Display for UnitProblem {
@@ -50,6 +65,8 @@ impl fmt::Display for UnitProblem {
             UnitProblem::Malformed => Ok(()),
             UnitProblem::Negative => f.write_str("it is negative; "),
             UnitProblem::TooLarge => f.write_str("it is too large; "),
+            UnitProblem::OverHundredPercent => f.write_str("more than 100% of the memory there is; "),
+            UnitProblem::ZeroPercent => f.write_str("0% leaves no memory at all (0 alone means no limit); "),
         }
     }
 }
@@ -123,6 +140,95 @@ pub fn parse_bytes(s: &str) -> Result<u64, UnitError> {
         }
         // Truncation is the documented rounding: down to a whole byte.
         Ok(bytes as u64)
+    }
+}
+
+/// `--memory-limit` as written, before the machine it applies to is known. The rule is dask's
+/// (`distributed.worker_memory.parse_memory_limit`), so that what dask users type means the
+/// same: see [`MEMORY_LIMIT_FORMS`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum MemoryLimit {
+    /// `auto`: the machine's memory shared by the cores the worker's threads use.
+    Auto,
+    /// `0` (or any zero size): no limit.
+    Unlimited,
+    /// A share of the machine's memory in (0, 1]: `0.5`, `1`, `1.0`, `80%`.
+    Fraction(f64),
+    /// A number of bytes: `4GiB`, `5GB`, `4e9`, or a number above 1 (`2000`, `2.0`).
+    Bytes(u64),
+}
+
+/// The forms `--memory-limit` takes, as (example, meaning): the help text, the man pages and
+/// the README show this table.
+pub const MEMORY_LIMIT_FORMS: &[(&str, &str)] = &[
+    ("auto", "system memory * nthreads / cores (the default)"),
+    ("0", "no limit"),
+    ("0.5, 1, 1.0", "a fraction of system memory, up to 1 (all of it)"),
+    ("80%", "a percentage of system memory, up to 100%"),
+    ("4GiB, 512MiB, 5GB", "a size (B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)"),
+    (
+        "4e9, 2000, 2.0",
+        "a number above 1: bytes (as in dask: 2.0 is two bytes)",
+    ),
+];
+
+/// Parses a memory limit by dask's rule: `auto`; a bare number is a fraction of system memory
+/// when at most 1 (so `1` and `1.0` are all of it) and bytes above 1; a percentage up to 100%;
+/// a size with a unit, as [`parse_bytes`]; zero (`0`, `0.0`, `0GB`) is no limit. Dask has no
+/// percentages; here they are one more way to write a fraction, and `0%` (no memory) and
+/// above `100%` are refused.
+pub fn parse_memory_limit(s: &str) -> Result<MemoryLimit, UnitError> {
+    let fail = |problem| UnitError::MemoryLimit {
+        input: s.to_owned(),
+        problem,
+    };
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("auto") {
+        return Ok(MemoryLimit::Auto);
+    }
+    let (number, unit) = split_quantity(t).map_err(fail)?;
+    let value: f64 = number.text.parse().map_err(|_| fail(UnitProblem::Malformed))?;
+    if !value.is_finite() {
+        return Err(fail(UnitProblem::TooLarge));
+    }
+    match unit {
+        "%" if value == 0.0 => Err(fail(UnitProblem::ZeroPercent)),
+        "%" if value > 100.0 => Err(fail(UnitProblem::OverHundredPercent)),
+        "%" => Ok(MemoryLimit::Fraction(value / 100.0)),
+        _ if value == 0.0 => Ok(MemoryLimit::Unlimited),
+        "" if value <= 1.0 => Ok(MemoryLimit::Fraction(value)),
+        _ => match parse_bytes(t) {
+            Ok(0) => Ok(MemoryLimit::Unlimited),
+            Ok(bytes) => Ok(MemoryLimit::Bytes(bytes)),
+            Err(UnitError::Bytes { problem, .. }) => Err(fail(problem)),
+            Err(_) => Err(fail(UnitProblem::Malformed)),
+        },
+    }
+}
+
+impl MemoryLimit {
+    /// The limit in bytes (0 for none) of a worker with `nthreads` threads on a machine with
+    /// `total` bytes of memory and `cores` cores.
+    pub fn bytes(self, total: u64, cores: usize, nthreads: usize) -> u64 {
+        match self {
+            MemoryLimit::Auto => total / cores.max(1) as u64 * nthreads.min(cores) as u64,
+            MemoryLimit::Unlimited => 0,
+            MemoryLimit::Fraction(f) => (total as f64 * f) as u64,
+            MemoryLimit::Bytes(b) => b,
+        }
+    }
+}
+
+/// `n` and the noun, plural unless `n` is 1: `plural(1, "task")` is `1 task`, `plural(2,
+/// "task")` is `2 tasks`. Every count in a message goes through it.
+pub fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        return format!("1 {noun}");
+    }
+    // "retry", "copy": "retries", "copies"; but "key": "keys".
+    match noun.strip_suffix('y') {
+        Some(stem) if !stem.ends_with(['a', 'e', 'i', 'o', 'u']) => format!("{n} {stem}ies"),
+        _ => format!("{n} {noun}s"),
     }
 }
 
@@ -376,5 +482,94 @@ mod tests {
         assert_eq!(format_bytes(3 << 29), "1.5 GiB");
         assert_eq!(format_bytes((1 << 20) - 1), "1.0 MiB");
         assert_eq!(format_bytes(u64::MAX), "16.0 EiB");
+    }
+
+    #[test]
+    fn plurals_are_singular_for_one() {
+        assert_eq!(plural(1, "task"), "1 task");
+        assert_eq!(plural(0, "task"), "0 tasks");
+        assert_eq!(plural(2, "thread"), "2 threads");
+        assert_eq!(plural(1, "retry"), "1 retry");
+        assert_eq!(plural(3, "retry"), "3 retries");
+        assert_eq!(plural(2, "key"), "2 keys");
+    }
+
+    fn fraction(s: &str) -> f64 {
+        match parse_memory_limit(s) {
+            Ok(MemoryLimit::Fraction(f)) => f,
+            other => panic!("{s:?}: {other:?}"),
+        }
+    }
+
+    /// Regression: `--memory-limit 1` meant one byte and `2.0` two bytes, and the worker then
+    /// paused for ever; in dask `1` and `1.0` are all of the memory.
+    #[test]
+    fn memory_limits_read_as_dask_reads_them() {
+        assert_eq!(parse_memory_limit("auto"), Ok(MemoryLimit::Auto));
+        assert_eq!(parse_memory_limit("AUTO"), Ok(MemoryLimit::Auto));
+        assert_eq!(fraction("1"), 1.0);
+        assert_eq!(fraction("1.0"), 1.0);
+        assert_eq!(fraction("0.5"), 0.5);
+        assert_eq!(fraction(".25"), 0.25);
+        assert_eq!(fraction("1e-1"), 0.1);
+        assert_eq!(fraction("80%"), 0.8);
+        assert_eq!(fraction("100%"), 1.0);
+        assert_eq!(fraction("12.5 %"), 0.125);
+        for none in ["0", "0.0", "0GB", "0 B"] {
+            assert_eq!(parse_memory_limit(none), Ok(MemoryLimit::Unlimited), "{none:?}");
+        }
+        // Above 1, a bare number is bytes, as in dask.
+        assert_eq!(parse_memory_limit("2.0"), Ok(MemoryLimit::Bytes(2)));
+        assert_eq!(parse_memory_limit("2000"), Ok(MemoryLimit::Bytes(2000)));
+        assert_eq!(parse_memory_limit("4e9"), Ok(MemoryLimit::Bytes(4_000_000_000)));
+        assert_eq!(parse_memory_limit("4GiB"), Ok(MemoryLimit::Bytes(4 << 30)));
+        assert_eq!(parse_memory_limit("5GB"), Ok(MemoryLimit::Bytes(5_000_000_000)));
+        assert_eq!(parse_memory_limit("0.5GB"), Ok(MemoryLimit::Bytes(500_000_000)));
+    }
+
+    #[test]
+    fn memory_limits_that_mean_nothing_are_refused() {
+        let problem = |s: &str| match parse_memory_limit(s) {
+            Err(UnitError::MemoryLimit { problem, .. }) => problem,
+            other => panic!("{s:?}: {other:?}"),
+        };
+        assert_eq!(problem("-1"), UnitProblem::Negative);
+        assert_eq!(problem("-0.5"), UnitProblem::Negative);
+        assert_eq!(problem("-5GB"), UnitProblem::Negative);
+        assert_eq!(problem("150%"), UnitProblem::OverHundredPercent);
+        assert_eq!(problem("0%"), UnitProblem::ZeroPercent);
+        assert_eq!(problem("1e400"), UnitProblem::TooLarge);
+        assert_eq!(problem("1e30"), UnitProblem::TooLarge);
+        for bad in ["", "lots", "GB", "5 parsecs", "NaN", "inf", "%", "50%%", "auto5"] {
+            assert_eq!(problem(bad), UnitProblem::Malformed, "{bad:?}");
+        }
+        assert_eq!(
+            parse_memory_limit("150%").unwrap_err().to_string(),
+            "invalid memory limit \"150%\": more than 100% of the memory there is; expected auto, 0 (no \
+             limit), a fraction of system memory up to 1 (0.5; 1 is all of it), a percentage (80%) or a \
+             size (4GiB, 5GB, 4e9)"
+        );
+    }
+
+    #[test]
+    fn memory_limits_resolve_on_a_machine() {
+        let gib = 1u64 << 30;
+        // 16 GiB, 8 cores, a worker of 2 threads.
+        assert_eq!(MemoryLimit::Auto.bytes(16 * gib, 8, 2), 4 * gib);
+        assert_eq!(MemoryLimit::Auto.bytes(16 * gib, 8, 20), 16 * gib);
+        assert_eq!(MemoryLimit::Fraction(1.0).bytes(16 * gib, 8, 2), 16 * gib);
+        assert_eq!(MemoryLimit::Fraction(0.25).bytes(16 * gib, 8, 2), 4 * gib);
+        assert_eq!(MemoryLimit::Bytes(123).bytes(16 * gib, 8, 2), 123);
+        assert_eq!(MemoryLimit::Unlimited.bytes(16 * gib, 8, 2), 0);
+    }
+
+    /// The README's table of `--memory-limit` is [`MEMORY_LIMIT_FORMS`].
+    #[test]
+    fn the_readme_has_the_memory_limit_table() {
+        let readme = include_str!("../README.md");
+        for (form, meaning) in MEMORY_LIMIT_FORMS {
+            let row = format!("| {form} | {meaning} |");
+            assert!(readme.contains(&row), "README.md lacks the row {row:?}");
+        }
     }
 }

@@ -124,7 +124,7 @@ deps = ["assassin"]
         .find(|l| l.contains("\"assassin\""))
         .unwrap_or_else(|| panic!("no line names the task:\n{}", out.describe()));
     assert!(line.contains("killed worker"), "{line}");
-    assert!(line.contains("1 dependent tasks not run"), "{line}");
+    assert!(line.contains("1 dependent task not run"), "{line}");
 
     // The workers named are exactly the ones that died.
     let names = cluster.worker_names.clone();

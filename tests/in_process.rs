@@ -58,7 +58,7 @@ fn scattered_data_feeds_commands_and_functions() {
         .unwrap();
     let mut sort = TaskDesc::command("sorted", ["sort"]).with_deps(["words"]);
     if let distd::TaskSpec::Command(c) = &mut sort.spec {
-        c.stdin = Some("words".into());
+        c.stdin = vec!["words".into()];
     }
     let plus = TaskDesc::function("plus", "sum", b"1".to_vec()).with_deps(["n"]);
     let cat = TaskDesc::command("cat", ["cat", "{deps}"]).with_deps(["words", "n"]);

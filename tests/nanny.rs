@@ -668,7 +668,7 @@ fn a_nanny_links_again_to_a_restarted_scheduler_and_restart_works() {
         let out = sb.run("restart", &["restart", &address]);
         out.status.success().then_some(out)
     });
-    assert_eq!(out.stdout, "restarted 1 workers\n", "{}", out.describe());
+    assert_eq!(out.stdout, "restarted 1 worker\n", "{}", out.describe());
     let after = worker_pids(&cluster.wait_for_workers(1));
     assert_eq!(after[0].0, "r");
     assert_ne!(after[0].1, before[0].1, "a new worker process");

@@ -217,7 +217,7 @@ fn upload_brings_the_binary_to_hosts_without_distd() {
     s.interrupt(ssh);
     // A second run reuses the copy already there.
     let ssh = s.distd_ssh("ssh up2", &["127.0.0.2", "--upload", "--remote-dir", &dir]);
-    s.sb.wait_for_stdout(ssh, "1 workers on 1 hosts", Duration::from_secs(60));
+    s.sb.wait_for_stdout(ssh, "1 worker on 1 host", Duration::from_secs(60));
     let again = std::fs::read_dir(&remote_dir)
         .expect("dir")
         .flatten()

@@ -6,14 +6,83 @@
 //! config type without a `Default`, from [`super::config::defaults`], so the help text and
 //! the library can never disagree.
 
-use super::config::defaults;
+use super::config::{defaults, NWorkers};
 use crate::local::{DEFAULT_LISTEN, DEFAULT_THREADS_PER_WORKER};
 use crate::nanny::Policy;
 use crate::protocol::net::DEFAULT_PORT;
 use crate::scheduler::CoreConfig;
-use crate::units::duration_flag;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use crate::units::{duration_flag, MEMORY_LIMIT_FORMS};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+
+/// The command line as clap sees it: the derived definitions, with every subcommand's
+/// `--version` printing `distd 0.1.0` (clap would name it `distd-worker`).
+pub fn command() -> clap::Command {
+    Cli::command().mut_subcommands(|sub| sub.display_name("distd"))
+}
+
+/// Parses this process's command line; clap prints its own errors and exits with
+/// [`crate::exit::USAGE`] (0 for `--help` and `--version`).
+pub fn parse() -> Cli {
+    let mut cmd = command();
+    let mut matches = cmd.clone().get_matches();
+    Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
+}
+
+/// [`command`] without its hidden subcommands (`generate`), for the completions and man pages:
+/// clap_complete would offer them. Clap cannot remove a subcommand, so the root is built again
+/// around the visible ones; it has no arguments of its own to carry over.
+pub fn visible_command() -> clap::Command {
+    let full = command();
+    debug_assert_eq!(
+        full.get_arguments().count(),
+        0,
+        "the root's own arguments would be lost"
+    );
+    let mut root = clap::Command::new(full.get_name().to_string())
+        .version(env!("CARGO_PKG_VERSION"))
+        .propagate_version(true)
+        .disable_help_subcommand(true);
+    if let Some(about) = full.get_about() {
+        root = root.about(about.clone());
+    }
+    for sub in full.get_subcommands().filter(|s| !s.is_hide_set()) {
+        root = root.subcommand(sub.clone());
+    }
+    root
+}
+
+/// The visible subcommands, the values `distd help` takes (a test checks the list).
+pub const SUBCOMMANDS: &[&str] = &[
+    "scheduler",
+    "worker",
+    "nanny",
+    "local",
+    "ssh",
+    "submit",
+    "run",
+    "info",
+    "restart",
+    "help",
+];
+
+/// `--memory-limit`'s long help: the table of its forms and what the limit does.
+fn memory_limit_help() -> String {
+    let mut help = String::from("Memory per worker, read as dask reads it:\n\n");
+    for (form, meaning) in MEMORY_LIMIT_FORMS {
+        help.push_str(&format!("  {form:<18} {meaning}\n"));
+    }
+    help.push('\n');
+    help.push_str(&super::manual::memory_limit_thresholds());
+    help
+}
+
+/// `--threads-per-worker`'s help, with the default it has unless `-n auto` chose one.
+fn threads_per_worker_help() -> String {
+    format!(
+        "Threads per worker (default: {DEFAULT_THREADS_PER_WORKER}; with -n auto, chosen with the number of workers)"
+    )
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -21,7 +90,8 @@ use std::path::PathBuf;
     version,
     about = "A distributed task runtime: one scheduler, many workers, task graphs of commands and functions",
     long_about = None,
-    propagate_version = true
+    propagate_version = true,
+    disable_help_subcommand = true
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -36,6 +106,7 @@ pub enum Command {
     /// restarts them (unless --no-nanny)
     Worker(WorkerArgs),
     /// Run a nanny: it starts workers as its children and supervises them (as `worker`)
+    #[command(mut_arg("no_nanny", |a| a.hide(true)))]
     Nanny(WorkerArgs),
     /// Run a scheduler and N workers in this process (a local cluster)
     Local(LocalArgs),
@@ -49,6 +120,8 @@ pub enum Command {
     Info(InfoArgs),
     /// Restart every nanny-supervised worker of a cluster; all tasks and results are dropped
     Restart(RestartArgs),
+    /// Print this message or the help of the given subcommand
+    Help(HelpArgs),
     /// Write shell completions or man pages (used by `make completions` and `make man`)
     #[command(hide = true)]
     Generate(GenerateArgs),
@@ -93,16 +166,21 @@ pub struct WorkerArgs {
     /// Tasks run at once per worker (default and 0: the number of cores / nworkers)
     #[arg(long, value_name = "N")]
     pub nthreads: Option<usize>,
-    /// Worker processes to start (each supervised by the nanny)
-    #[arg(long, default_value_t = defaults::NWORKERS, value_name = "N")]
-    pub nworkers: usize,
-    /// Memory per worker: bytes, 4GiB, 5GB, a fraction of system memory (0.5), auto
-    /// (system memory * nthreads / cores) or 0 for no limit. Results spill to disk above 60%,
-    /// new tasks wait above 80%, and the nanny restarts the worker above 95%
-    #[arg(long, default_value = defaults::MEMORY_LIMIT, value_name = "LIMIT")]
+    /// Worker processes to start (each supervised by the nanny): a number, -1 for one per
+    /// core, or auto to split the cores into workers and threads as dask does
+    #[arg(long, default_value_t = NWorkers::Count(defaults::NWORKERS), value_name = "N", allow_negative_numbers = true)]
+    pub nworkers: NWorkers,
+    /// Memory per worker: auto, 0 (none), a fraction (0.5, 1), a percentage (80%) or a size
+    /// (4GiB); see --help
+    #[arg(long, default_value = defaults::MEMORY_LIMIT, value_name = "LIMIT", long_help = memory_limit_help())]
     pub memory_limit: String,
-    /// Grace period for a worker to stop before it is killed
-    #[arg(long, default_value = duration_flag(Policy::default().shutdown_timeout), value_name = "DURATION")]
+    /// Grace period for a worker to stop before its nanny kills it
+    #[arg(
+        long,
+        default_value = duration_flag(Policy::default().shutdown_timeout),
+        value_name = "DURATION",
+        conflicts_with = "no_nanny"
+    )]
     pub shutdown_timeout: String,
     /// On SIGINT/SIGTERM, finish running tasks and hand results over before leaving
     #[arg(long)]
@@ -119,7 +197,7 @@ pub struct WorkerArgs {
     /// The nanny gives up on a crash loop: this many failures within a minute of a worker
     /// that died by itself seconds after it started (workers killed from outside or for
     /// memory are always restarted)
-    #[arg(long, default_value_t = Policy::default().crash_limit, value_name = "N")]
+    #[arg(long, default_value_t = Policy::default().crash_limit, value_name = "N", conflicts_with = "no_nanny")]
     pub crash_limit: usize,
     /// The worker's name (default: HOST-PID)
     #[arg(long)]
@@ -146,12 +224,11 @@ pub struct WorkerArgs {
 
 #[derive(Debug, Args)]
 pub struct LocalArgs {
-    /// Number of workers (default: the number of cores)
-    #[arg(short = 'n', long = "nworkers", value_name = "N")]
-    pub nworkers: Option<usize>,
-    /// Threads per worker
-    #[arg(long, default_value_t = DEFAULT_THREADS_PER_WORKER, value_name = "T")]
-    pub threads_per_worker: usize,
+    /// Number of workers (default and -1: the number of cores; auto: as `distd worker`)
+    #[arg(short = 'n', long = "nworkers", value_name = "N", allow_negative_numbers = true)]
+    pub nworkers: Option<NWorkers>,
+    #[arg(long, value_name = "T", help = threads_per_worker_help())]
+    pub threads_per_worker: Option<usize>,
     /// Interface the scheduler listens on
     #[arg(long, default_value_t = DEFAULT_LISTEN.ip().to_string())]
     pub host: String,
@@ -168,11 +245,16 @@ pub struct LocalArgs {
     #[arg(long)]
     pub processes: bool,
     /// With --run: never draw a progress bar
-    #[arg(long)]
+    #[arg(long, requires = "run")]
     pub no_progress: bool,
+    /// With --run: wait for a worker that can run a task that no worker can (a resource, a
+    /// worker name), instead of failing at once
+    #[arg(long, requires = "run")]
+    pub wait_for_workers: bool,
 }
 
 #[derive(Debug, Args)]
+#[command(after_long_help = SUBMIT_HELP)]
 pub struct SubmitArgs {
     /// Scheduler address
     #[arg(value_name = "ADDR")]
@@ -189,10 +271,24 @@ pub struct SubmitArgs {
     /// Extra environment variable for the command, NAME=VALUE (repeatable)
     #[arg(long = "env", value_name = "NAME=VALUE")]
     pub env: Vec<String>,
+    /// Do not read stdin: the command's stdin is /dev/null (as with `ssh -n`)
+    #[arg(short = 'n', long)]
+    pub no_stdin: bool,
     /// The command and its arguments, after `--`
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
 }
+
+/// What `distd submit --help` says about the command's streams and the exit status.
+const SUBMIT_HELP: &str = "\
+The command's stdout is printed to stdout, whole, and its stderr to stderr (its last 1 MiB), \
+whether it succeeds or fails; a failure then ends with one line, `distd: task KEY failed: ...`, \
+that says how. When stdin is not a terminal it is read to its end and becomes the command's \
+stdin (--no-stdin: it is not read, and the command reads /dev/null, as from a terminal).
+
+Exit status: the command's own; 124 when --timeout killed it; 127 when it cannot start (no such \
+program, a --cwd that is not a directory); 128+N when a signal N killed it; 1 when the task \
+failed otherwise.";
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -202,15 +298,25 @@ pub struct RunArgs {
     /// Run on this cluster instead of starting a local one
     #[arg(long, value_name = "ADDR")]
     pub scheduler: Option<String>,
-    /// Workers of the local cluster (without --scheduler)
-    #[arg(short = 'n', long = "nworkers", value_name = "N")]
-    pub nworkers: Option<usize>,
-    /// Threads per worker of the local cluster
-    #[arg(long, default_value_t = DEFAULT_THREADS_PER_WORKER, value_name = "T")]
-    pub threads_per_worker: usize,
+    /// Workers of the local cluster (default and -1: the number of cores; auto: as `distd
+    /// worker`)
+    #[arg(
+        short = 'n',
+        long = "nworkers",
+        value_name = "N",
+        allow_negative_numbers = true,
+        conflicts_with = "scheduler"
+    )]
+    pub nworkers: Option<NWorkers>,
+    #[arg(long, value_name = "T", help = threads_per_worker_help(), conflicts_with = "scheduler")]
+    pub threads_per_worker: Option<usize>,
     /// Never draw a progress bar
     #[arg(long)]
     pub no_progress: bool,
+    /// Wait for a worker that can run a task that no connected worker can (a resource, a
+    /// worker name), instead of failing at once naming the task and what it needs
+    #[arg(long)]
+    pub wait_for_workers: bool,
 }
 
 #[derive(Debug, Args)]
@@ -241,10 +347,10 @@ pub struct SshArgs {
     #[arg(long, default_value_t = defaults::SSH_NTHREADS, value_name = "N")]
     pub nthreads: usize,
     /// Worker processes per host
-    #[arg(long, default_value_t = defaults::NWORKERS, value_name = "N")]
-    pub nworkers: usize,
-    /// Memory per worker (as `distd worker --memory-limit`)
-    #[arg(long, default_value = defaults::MEMORY_LIMIT, value_name = "LIMIT")]
+    #[arg(long, default_value_t = NWorkers::Count(defaults::NWORKERS), value_name = "N", allow_negative_numbers = true)]
+    pub nworkers: NWorkers,
+    /// Memory per worker (as `distd worker --memory-limit`; see --help)
+    #[arg(long, default_value = defaults::MEMORY_LIMIT, value_name = "LIMIT", long_help = memory_limit_help())]
     pub memory_limit: String,
     /// User name for SSH
     #[arg(long, value_name = "USER")]
@@ -265,7 +371,7 @@ pub struct SshArgs {
     #[arg(long)]
     pub upload: bool,
     /// With --upload: where the binary goes on each host (relative to the remote home)
-    #[arg(long, default_value = defaults::SSH_REMOTE_DIR, value_name = "DIR")]
+    #[arg(long, default_value = defaults::SSH_REMOTE_DIR, value_name = "DIR", requires = "upload")]
     pub remote_dir: String,
     /// Scratch folder of the workers on each host
     #[arg(long, value_name = "DIR")]
@@ -285,6 +391,13 @@ pub struct RestartArgs {
     pub address: String,
 }
 
+#[derive(Debug, Args)]
+pub struct HelpArgs {
+    /// The subcommand to describe (default: distd itself)
+    #[arg(value_name = "COMMAND", value_parser = clap::builder::PossibleValuesParser::new(SUBCOMMANDS))]
+    pub command: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Generated {
     Completions,
@@ -297,4 +410,30 @@ pub struct GenerateArgs {
     pub what: Generated,
     /// Folder to write into
     pub dir: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `distd help` offers exactly the visible subcommands.
+    #[test]
+    fn help_knows_every_visible_subcommand() {
+        let cmd = visible_command();
+        let names: Vec<&str> = cmd.get_subcommands().map(|s| s.get_name()).collect();
+        assert_eq!(names, SUBCOMMANDS);
+        assert!(command()
+            .get_subcommands()
+            .any(|s| s.get_name() == "generate" && s.is_hide_set()));
+    }
+
+    /// Regression: `distd worker --version` printed `distd-worker 0.1.0`.
+    #[test]
+    fn every_version_is_distds() {
+        let mut cmd = command();
+        cmd.build();
+        for sub in cmd.get_subcommands() {
+            assert_eq!(sub.render_version(), format!("distd {}\n", env!("CARGO_PKG_VERSION")));
+        }
+    }
 }

@@ -1,17 +1,17 @@
 //! One function per subcommand: take a validated config, run, return an exit code. What
 //! the user asked for goes to stdout; logs and progress go to stderr.
 
-use super::args::{
-    Command, GenerateArgs, Generated, InfoArgs, LocalArgs, RestartArgs, RunArgs, SchedulerArgs, SubmitArgs, WorkerArgs,
-};
+use super::args::{Command, HelpArgs, InfoArgs, LocalArgs, RestartArgs, RunArgs, SchedulerArgs, WorkerArgs};
 use super::config::{self, ConfigError, RunTarget, DEFAULT_PORT};
 use crate::client::graph::{load_graph, GraphError};
 use crate::client::run::{run_graph, RunError, RunReport};
-use crate::client::{AsyncClient, ClientError, KeyStatus};
+use crate::client::{AsyncClient, ClientError};
+use crate::exit;
 use crate::local::{AnyLocalCluster, LocalCluster, LocalError, ProcessCluster};
-use crate::nanny::{run_nanny, NannyError, EXIT_FATAL, EXIT_RETIRED};
-use crate::protocol::{TaskDesc, TaskError, TaskSpec};
-use crate::scheduler::{Scheduler, StopReason};
+use crate::nanny::supervisor::GiveUp;
+use crate::nanny::{run_nanny, NannyError};
+use crate::scheduler::Scheduler;
+use crate::units::plural;
 use crate::worker::WorkerExit;
 use crate::worker::{Registry, Worker, WorkerError};
 use futures_lite::StreamExt;
@@ -29,6 +29,9 @@ pub enum CliError {
     Client(#[from] ClientError),
     #[error(transparent)]
     Run(#[from] RunError),
+    /// A task of the run cannot run on any connected worker, and the run does not wait.
+    #[error("{0}; start a worker that can run it, or pass --wait-for-workers to wait for one")]
+    Unrunnable(ClientError),
     #[error(transparent)]
     Worker(#[from] WorkerError),
     #[error(transparent)]
@@ -45,23 +48,32 @@ pub enum CliError {
     Nanny(#[from] NannyError),
     #[error(transparent)]
     Ssh(#[from] crate::ssh::SshError),
+    #[error(transparent)]
+    Submit(#[from] super::submit::SubmitError),
 }
 
 impl CliError {
-    /// The process exit status for this error. A worker that cannot work as configured exits
-    /// with `EXIT_FATAL`, so its nanny does not restart it.
+    /// The process exit status for this error, from the one table ([`crate::exit`]). A
+    /// worker that cannot work as configured exits with [`exit::CONFIG`], so its nanny does not
+    /// restart it, and a nanny whose worker cannot start exits with it too: a port in use is
+    /// 78 from every command.
     pub fn exit_code(&self) -> u8 {
         match self {
+            CliError::Config(ConfigError::Usage { .. }) => exit::USAGE,
             CliError::Config(_)
             | CliError::Bind { .. }
-            | CliError::Local(LocalError::Listen { .. })
+            | CliError::Local(LocalError::Listen { .. } | LocalError::Scheduler { .. })
             | CliError::Worker(
                 WorkerError::Dial(_)
                 | WorkerError::Unreachable { .. }
                 | WorkerError::Listen { .. }
                 | WorkerError::LocalDir { .. },
-            ) => EXIT_FATAL as u8,
-            _ => super::EXIT_FAILURE,
+            )
+            | CliError::Nanny(NannyError::GaveUp {
+                reason: GiveUp::CannotStart { .. },
+                ..
+            }) => exit::CONFIG,
+            _ => exit::FAILURE,
         }
     }
 }
@@ -70,17 +82,18 @@ pub fn dispatch(command: Command, registry: Registry) -> Result<u8, CliError> {
     match command {
         Command::Scheduler(a) => scheduler(a),
         Command::Worker(a) => worker(a, registry),
-        Command::Nanny(a) => nanny(config::worker(&a)?),
+        Command::Nanny(a) => nanny(config::nanny(&a)?),
         Command::Restart(a) => restart(a),
         Command::Ssh(a) => {
             crate::ssh::run_ssh(config::ssh(&a)?)?;
             Ok(0)
         }
         Command::Local(a) => local(a, registry),
-        Command::Submit(a) => submit(a),
+        Command::Submit(a) => super::submit::submit(a),
         Command::Run(a) => run(a, registry),
         Command::Info(a) => info(a),
-        Command::Generate(a) => generate(a),
+        Command::Help(a) => help(a),
+        Command::Generate(a) => super::generate::generate(a),
     }
 }
 
@@ -149,14 +162,12 @@ fn scheduler(args: SchedulerArgs) -> Result<u8, CliError> {
             log::info!("signal received; shutting down");
             stopper.stop("scheduler interrupted").await;
         });
-        let reason = sched.join().await;
+        // An idle timeout is logged by the scheduler itself, once.
+        sched.join().await;
         for f in [&setup.scheduler_file, &setup.pid_file].into_iter().flatten() {
             let _ = std::fs::remove_file(f);
         }
-        if let StopReason::IdleTimeout(d) = reason {
-            eprintln!("distd: scheduler idle for {:.1} s; exiting", d.as_secs_f64());
-        }
-        Ok(0)
+        Ok(exit::SUCCESS)
     })
 }
 
@@ -195,8 +206,8 @@ fn worker(args: WorkerArgs, registry: Registry) -> Result<u8, CliError> {
         });
         let exit = w.join().await?;
         Ok(match exit {
-            WorkerExit::Retired if setup.lifetime_restart => EXIT_RETIRED as u8,
-            _ => 0,
+            WorkerExit::Retired if setup.lifetime_restart => exit::RETIRED,
+            _ => exit::SUCCESS,
         })
     })
 }
@@ -228,14 +239,14 @@ fn local(args: LocalArgs, registry: Registry) -> Result<u8, CliError> {
         let code = match graph {
             None => {
                 println!("scheduler at {address}");
-                println!("{n} workers ready");
+                println!("{} ready", plural(n as u64, "worker"));
                 let _ = std::io::stdout().flush();
                 stop_signal.await;
                 Ok(0)
             }
             Some(graph) => {
-                log::info!("local cluster at {address} with {n} workers");
-                run_on(&address, graph, setup.progress).await
+                log::info!("local cluster at {address} with {}", plural(n as u64, "worker"));
+                run_on(&address, graph, setup.progress, setup.wait_for_workers).await
             }
         };
         cluster.stop().await?;
@@ -248,15 +259,24 @@ fn restart(args: RestartArgs) -> Result<u8, CliError> {
     crate::rt::block_on(async {
         let client = AsyncClient::connect(&addr).await?;
         let n = client.restart().await?;
-        println!("restarted {n} workers");
+        println!("restarted {}", plural(n as u64, "worker"));
         Ok(0)
     })
 }
 
-async fn run_on(address: &str, graph: crate::client::graph::Graph, progress: bool) -> Result<u8, CliError> {
+async fn run_on(
+    address: &str,
+    graph: crate::client::graph::Graph,
+    progress: bool,
+    wait_for_workers: bool,
+) -> Result<u8, CliError> {
     let client = AsyncClient::connect(address).await?;
+    client.set_wait_for_workers(wait_for_workers);
     let progress = progress && std::io::stderr().is_terminal();
-    let report = run_graph(&client, graph, progress).await?;
+    let report = match run_graph(&client, graph, progress).await {
+        Err(RunError::Client(e @ ClientError::Unrunnable { .. })) => return Err(CliError::Unrunnable(e)),
+        other => other?,
+    };
     Ok(report_failures(&report))
 }
 
@@ -265,17 +285,19 @@ fn report_failures(report: &RunReport) -> u8 {
     for f in &report.failures {
         if f.downstream > 0 {
             eprintln!(
-                "distd: task {:?} failed: {} ({} dependent tasks not run)",
-                f.key, f.error, f.downstream
+                "distd: task {:?} failed: {} ({} not run)",
+                f.key,
+                f.error,
+                plural(f.downstream as u64, "dependent task")
             );
         } else {
             eprintln!("distd: task {:?} failed: {}", f.key, f.error);
         }
     }
     if report.succeeded() {
-        0
+        exit::SUCCESS
     } else {
-        super::EXIT_FAILURE
+        exit::FAILURE
     }
 }
 
@@ -283,56 +305,14 @@ fn run(args: RunArgs, registry: Registry) -> Result<u8, CliError> {
     let setup = config::run(&args, registry)?;
     let graph = load_graph(&setup.graph)?;
     match setup.target {
-        RunTarget::Scheduler(addr) => crate::rt::block_on(run_on(&addr, graph, setup.progress)),
+        RunTarget::Scheduler(addr) => crate::rt::block_on(run_on(&addr, graph, setup.progress, setup.wait_for_workers)),
         RunTarget::Local(cluster) => crate::rt::block_on(async {
             let cluster = LocalCluster::start(cluster).await?;
-            let code = run_on(&cluster.address(), graph, setup.progress).await;
+            let code = run_on(&cluster.address(), graph, setup.progress, setup.wait_for_workers).await;
             cluster.stop().await;
             code
         }),
     }
-}
-
-fn submit(args: SubmitArgs) -> Result<u8, CliError> {
-    let setup = config::submit(&args)?;
-    crate::rt::block_on(async {
-        let client = AsyncClient::connect(&setup.address).await?;
-        let key = setup.key.clone().unwrap_or_else(|| client.unique_key("submit"));
-        let task = TaskDesc {
-            key: key.clone(),
-            spec: TaskSpec::Command(setup.command),
-            deps: Vec::new(),
-            options: Default::default(),
-        };
-        client.submit(vec![task]).await?;
-        client.wait(std::slice::from_ref(&key)).await?;
-        match client.status(&key) {
-            Some(KeyStatus::Erred(e)) => {
-                let code = match &e {
-                    TaskError::Exit { status, stderr } => {
-                        eprint!("{stderr}");
-                        (*status).clamp(1, 255) as u8
-                    }
-                    TaskError::Signal { signal, stderr } => {
-                        eprint!("{stderr}");
-                        (128 + signal).clamp(1, 255) as u8
-                    }
-                    TaskError::Timeout { .. } => 124,
-                    TaskError::Spawn { .. } => 127,
-                    _ => super::EXIT_FAILURE,
-                };
-                eprintln!("distd: task {key:?} failed: {e}");
-                Ok(code)
-            }
-            _ => {
-                let out = client.gather(std::slice::from_ref(&key)).await?;
-                let _ = std::io::stdout().write_all(&out[0]);
-                let _ = std::io::stdout().flush();
-                client.release(&[key])?;
-                Ok(0)
-            }
-        }
-    })
 }
 
 fn info(args: InfoArgs) -> Result<u8, CliError> {
@@ -354,7 +334,7 @@ fn info(args: InfoArgs) -> Result<u8, CliError> {
         return Ok(0);
     }
     say!("scheduler tcp://{addr} (distd {})", info.scheduler_version);
-    say!("clients: {}", info.clients);
+    say!("other clients: {}", info.clients);
     say!("workers: {}", info.workers.len());
     if !info.workers.is_empty() {
         say!(
@@ -392,46 +372,18 @@ fn info(args: InfoArgs) -> Result<u8, CliError> {
     Ok(0)
 }
 
-/// Writes completions for bash, zsh and fish, or a man page per command.
-fn generate(args: GenerateArgs) -> Result<u8, CliError> {
-    use clap::CommandFactory;
-    let fail = |path: &Path, source| CliError::WriteFile {
-        path: path.display().to_string(),
-        source,
+/// `distd help [COMMAND]`: the long help of distd or of one subcommand, as `--help` prints it.
+fn help(args: HelpArgs) -> Result<u8, CliError> {
+    let mut cmd = super::args::command();
+    cmd.build();
+    let page = match &args.command {
+        None => &mut cmd,
+        Some(name) => cmd.find_subcommand_mut(name).ok_or_else(|| ConfigError::Usage {
+            flag: "COMMAND",
+            reason: format!("{name:?} is not a distd command"),
+        })?,
     };
-    std::fs::create_dir_all(&args.dir).map_err(|e| fail(&args.dir, e))?;
-    let mut cmd = super::args::Cli::command();
-    match args.what {
-        Generated::Completions => {
-            for (shell, file) in [
-                (clap_complete::Shell::Bash, "distd.bash"),
-                (clap_complete::Shell::Zsh, "_distd"),
-                (clap_complete::Shell::Fish, "distd.fish"),
-            ] {
-                let mut buf = Vec::new();
-                clap_complete::generate(shell, &mut cmd, "distd", &mut buf);
-                let path = args.dir.join(file);
-                std::fs::write(&path, buf).map_err(|e| fail(&path, e))?;
-            }
-        }
-        Generated::Man => {
-            cmd.build();
-            let mut pages = vec![("distd".to_string(), cmd.clone())];
-            for sub in cmd
-                .get_subcommands()
-                .filter(|s| !s.is_hide_set() && s.get_name() != "help")
-            {
-                pages.push((format!("distd-{}", sub.get_name()), sub.clone()));
-            }
-            for (name, page) in pages {
-                let mut buf = Vec::new();
-                clap_mangen::Man::new(page.name(name.clone()))
-                    .render(&mut buf)
-                    .map_err(|e| fail(&args.dir, e))?;
-                let path = args.dir.join(format!("{name}.1"));
-                std::fs::write(&path, buf).map_err(|e| fail(&path, e))?;
-            }
-        }
-    }
-    Ok(0)
+    // Printing stops quietly when stdout is closed, as for `distd info`.
+    let _ = write!(std::io::stdout(), "{}", page.render_long_help());
+    Ok(exit::SUCCESS)
 }

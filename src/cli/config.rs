@@ -8,6 +8,9 @@ use crate::local::{default_local_dir, LocalClusterConfig};
 use crate::protocol::CommandSpec;
 use crate::scheduler::{CoreConfig, SchedulerConfig};
 use crate::units::{parse_duration, UnitError};
+
+use super::sizing::memory_limit;
+pub use super::sizing::{parse_memory_limit, NWorkers};
 use crate::worker::{Registry, WorkerConfig};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -27,6 +30,9 @@ pub mod defaults {
     pub const MEMORY_LIMIT: &str = "auto";
     /// `--nworkers`: worker processes per nanny (per host for `distd ssh`).
     pub const NWORKERS: usize = 1;
+    /// The smallest `--memory-limit` (but 0, no limit): a worker rests at about 14 MiB, and
+    /// pauses new work at 80% of its limit, so below this it could never run a task.
+    pub const MIN_MEMORY_LIMIT: u64 = 32 << 20;
     /// `distd scheduler --host`: every interface.
     pub const SCHEDULER_HOST: &str = "0.0.0.0";
     /// `distd ssh --nthreads`: 0 means the remote cores divided by `--nworkers`.
@@ -40,6 +46,10 @@ pub mod defaults {
 /// A bad flag, file or value, reported as one line.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// Flags that do not go together, or that cannot make sense here: a usage error, as
+    /// clap's own (`exit::USAGE`).
+    #[error("{flag} {reason}")]
+    Usage { flag: &'static str, reason: String },
     #[error("invalid value for {flag}: {source}")]
     Unit { flag: &'static str, source: UnitError },
     #[error("invalid value for {flag}: {reason}")]
@@ -243,19 +253,32 @@ pub fn ssh(args: &super::args::SshArgs) -> Result<crate::ssh::SshConfig, ConfigE
         Some(s) => {
             let mut v = expand_pattern(s).map_err(|source| hosts("--scheduler", source))?;
             if v.len() != 1 {
-                return Err(bad("--scheduler", format!("{s:?} names {} hosts, not one", v.len())));
+                return Err(bad(
+                    "--scheduler",
+                    format!("{s:?} names {}, not one", crate::units::plural(v.len() as u64, "host")),
+                ));
             }
             v.remove(0)
         }
     };
-    if args.nworkers == 0 {
-        return Err(bad("--nworkers", "must be at least 1".into()));
-    }
-    // Checked here so a typo fails before any connection; the remote side resolves `auto`.
-    parse_memory_limit("--memory-limit", &args.memory_limit, args.nthreads.max(1))?;
+    let nworkers = match args.nworkers {
+        NWorkers::Count(0) => return Err(bad("--nworkers", "must be at least 1".into())),
+        NWorkers::Count(n) => n,
+        other => {
+            return Err(bad(
+                "--nworkers",
+                format!(
+                "{other} needs each host's cores, unknown before its workers start: give a number of workers per host"
+            ),
+            ))
+        }
+    };
+    // Checked here so a typo fails before any connection; the remote side resolves `auto` and
+    // fractions against its own memory.
+    memory_limit("--memory-limit", &args.memory_limit)?;
     let mut worker_args = vec![
         "--nworkers".to_string(),
-        args.nworkers.to_string(),
+        nworkers.to_string(),
         "--nthreads".into(),
         args.nthreads.to_string(),
         "--memory-limit".into(),
@@ -270,7 +293,7 @@ pub fn ssh(args: &super::args::SshArgs) -> Result<crate::ssh::SshConfig, ConfigE
         scheduler,
         scheduler_port: args.scheduler_port,
         worker_args,
-        nworkers: args.nworkers,
+        nworkers,
         ssh_user: args.ssh_username.clone(),
         ssh_port: args.ssh_port,
         ssh_key: args.ssh_private_key.clone(),
@@ -315,23 +338,6 @@ fn staggered(base: Duration, stagger: Duration) -> Duration {
     let unit = (crate::sys::random_u64() % 2_000_001) as f64 / 1_000_000.0 - 1.0;
     let shifted = base.as_secs_f64() + unit * stagger.as_secs_f64();
     Duration::from_secs_f64(shifted.max(0.001))
-}
-
-/// `--memory-limit`: bytes (`4GiB`, `5GB`, `8e9`), a fraction of system memory (`0.5`),
-/// `auto` (system memory * nthreads / cores) or 0 for none.
-pub fn parse_memory_limit(flag: &'static str, s: &str, nthreads: usize) -> Result<u64, ConfigError> {
-    let total = crate::sys::total_memory();
-    let cores = default_threads();
-    let t = s.trim();
-    if t.eq_ignore_ascii_case("auto") {
-        return Ok(total / cores as u64 * nthreads.min(cores) as u64);
-    }
-    if let Ok(x) = t.parse::<f64>() {
-        if x > 0.0 && x <= 1.0 && t.contains('.') {
-            return Ok((total as f64 * x) as u64);
-        }
-    }
-    crate::units::parse_bytes(t).map_err(|source| ConfigError::Unit { flag, source })
 }
 
 /// What `distd worker` and `distd nanny` run with.
@@ -421,13 +427,45 @@ fn lifetime(args: &WorkerArgs) -> Result<Option<Duration>, ConfigError> {
     Ok(Some(staggered(base, stagger)))
 }
 
-pub fn worker(args: &WorkerArgs) -> Result<WorkerSetup, ConfigError> {
-    if args.nworkers == 0 {
+/// What `distd nanny` runs with: `distd worker`'s, but a nanny always supervises.
+pub fn nanny(args: &WorkerArgs) -> Result<WorkerSetup, ConfigError> {
+    if args.no_nanny {
+        return Err(ConfigError::Usage {
+            flag: "--no-nanny",
+            reason: "does not apply to `distd nanny`, which always runs its workers as its children; \
+                     `distd worker --no-nanny` runs a worker without a nanny"
+                .into(),
+        });
+    }
+    worker(args)
+}
+
+/// `--nworkers` and `--nthreads` of `distd worker` on this machine: (workers, threads each).
+fn worker_counts(args: &WorkerArgs) -> Result<(usize, usize), ConfigError> {
+    let cores = default_threads();
+    let (nworkers, auto_threads) = args.nworkers.resolve(cores);
+    if nworkers == 0 {
         return Err(ConfigError::Value {
             flag: "--nworkers",
             reason: "must be at least 1".into(),
         });
     }
+    let nthreads = match (args.nthreads, auto_threads) {
+        (Some(n), Some(_)) if n > 0 => {
+            return Err(ConfigError::Usage {
+                flag: "--nthreads",
+                reason: "cannot be given with --nworkers auto, which chooses the threads of each worker too".into(),
+            })
+        }
+        (_, Some(t)) => t,
+        (Some(0) | None, None) => (cores / nworkers).max(1),
+        (Some(n), None) => n,
+    };
+    Ok((nworkers, nthreads))
+}
+
+pub fn worker(args: &WorkerArgs) -> Result<WorkerSetup, ConfigError> {
+    let (nworkers, nthreads) = worker_counts(args)?;
     if args.crash_limit == 0 {
         return Err(ConfigError::Value {
             flag: "--crash-limit",
@@ -444,10 +482,6 @@ pub fn worker(args: &WorkerArgs) -> Result<WorkerSetup, ConfigError> {
             })
         }
     };
-    let nthreads = match args.nthreads {
-        Some(0) | None => (default_threads() / args.nworkers).max(1),
-        Some(n) => n,
-    };
     let listen = args
         .listen_address
         .as_deref()
@@ -458,7 +492,7 @@ pub fn worker(args: &WorkerArgs) -> Result<WorkerSetup, ConfigError> {
         .as_deref()
         .map(|a| parse_address("--contact-address", a, 0))
         .transpose()?;
-    if args.nworkers > 1 {
+    if nworkers > 1 {
         if contact_address.is_some() {
             return Err(ConfigError::Value {
                 flag: "--contact-address",
@@ -500,7 +534,7 @@ pub fn worker(args: &WorkerArgs) -> Result<WorkerSetup, ConfigError> {
     };
     Ok(WorkerSetup {
         worker,
-        nworkers: args.nworkers,
+        nworkers,
         no_nanny: args.no_nanny,
         shutdown_timeout: duration("--shutdown-timeout", &args.shutdown_timeout)?,
         crash_limit: args.crash_limit,
@@ -524,6 +558,8 @@ pub struct LocalSetup {
     /// `--run GRAPH`: run it, then exit (else serve until interrupted).
     pub run: Option<PathBuf>,
     pub progress: bool,
+    /// With `--run`: wait for workers that can run what none connected can.
+    pub wait_for_workers: bool,
 }
 
 /// The workers of `distd local --processes`: one nanny with a child per worker.
@@ -544,26 +580,50 @@ impl LocalWorkers {
     }
 }
 
-/// A local cluster of `nworkers` (default: one per core) with `threads_per_worker` each.
+/// A local cluster of `nworkers` (default: one per core) with `threads_per_worker` each
+/// (default: [`crate::local::DEFAULT_THREADS_PER_WORKER`], or what `-n auto` chose).
 fn local_cluster(
-    nworkers: Option<usize>,
-    threads_per_worker: usize,
+    nworkers: Option<NWorkers>,
+    threads_per_worker: Option<usize>,
     listen: SocketAddr,
     local_dir: Option<PathBuf>,
     registry: Registry,
 ) -> Result<LocalClusterConfig, ConfigError> {
-    if threads_per_worker == 0 {
-        return Err(ConfigError::Value {
-            flag: "--threads-per-worker",
-            reason: "must be at least 1".into(),
-        });
-    }
+    let (workers, auto_threads) = nworkers.unwrap_or(NWorkers::PerCore).resolve(default_threads());
+    let threads_per_worker = match (threads_per_worker, auto_threads) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::Usage {
+                flag: "--threads-per-worker",
+                reason: "cannot be given with -n auto, which chooses the threads of each worker too".into(),
+            })
+        }
+        (Some(0), None) => {
+            return Err(ConfigError::Value {
+                flag: "--threads-per-worker",
+                reason: "must be at least 1".into(),
+            })
+        }
+        (Some(t), None) | (None, Some(t)) => t,
+        (None, None) => crate::local::DEFAULT_THREADS_PER_WORKER,
+    };
     Ok(LocalClusterConfig {
-        workers: nworkers.unwrap_or_else(default_threads),
+        workers,
         threads_per_worker,
         listen,
         local_dir: local_dir.unwrap_or_else(default_local_dir),
         registry,
+    })
+}
+
+/// A local cluster started to run a graph must have a worker: refused before anything starts
+/// (the run would wait for ever). `elsewhere` says what else the user could do.
+fn refuse_no_workers(cluster: &LocalClusterConfig, elsewhere: &str) -> Result<(), ConfigError> {
+    if cluster.workers > 0 {
+        return Ok(());
+    }
+    Err(ConfigError::Usage {
+        flag: "--nworkers",
+        reason: format!("0 starts no worker, so the graph could never run; give -n 1 or more{elsewhere}"),
     })
 }
 
@@ -578,6 +638,10 @@ pub fn local(args: &LocalArgs, registry: Registry) -> Result<LocalSetup, ConfigE
         args.local_directory.clone(),
         registry,
     )?;
+    // Without --run, other workers may join the cluster: no worker of its own is fine.
+    if args.run.is_some() {
+        refuse_no_workers(&cluster, "")?;
+    }
     let policy = crate::nanny::Policy::default();
     let processes = args.processes.then(|| LocalWorkers {
         setup: WorkerSetup {
@@ -608,6 +672,7 @@ pub fn local(args: &LocalArgs, registry: Registry) -> Result<LocalSetup, ConfigE
         processes,
         run: args.run.clone(),
         progress: !args.no_progress,
+        wait_for_workers: args.wait_for_workers,
     })
 }
 
@@ -624,23 +689,30 @@ pub struct RunSetup {
     pub graph: PathBuf,
     pub target: RunTarget,
     pub progress: bool,
+    /// Wait for workers that can run what none connected can, instead of failing.
+    pub wait_for_workers: bool,
 }
 
 pub fn run(args: &RunArgs, registry: Registry) -> Result<RunSetup, ConfigError> {
     let target = match &args.scheduler {
         Some(addr) => RunTarget::Scheduler(parse_address("--scheduler", addr, DEFAULT_PORT)?),
-        None => RunTarget::Local(local_cluster(
-            args.nworkers,
-            args.threads_per_worker,
-            crate::local::DEFAULT_LISTEN,
-            None,
-            registry,
-        )?),
+        None => {
+            let cluster = local_cluster(
+                args.nworkers,
+                args.threads_per_worker,
+                crate::local::DEFAULT_LISTEN,
+                None,
+                registry,
+            )?;
+            refuse_no_workers(&cluster, ", or --scheduler ADDR to run it on a cluster")?;
+            RunTarget::Local(cluster)
+        }
     };
     Ok(RunSetup {
         graph: args.graph.clone(),
         target,
         progress: !args.no_progress,
+        wait_for_workers: args.wait_for_workers,
     })
 }
 
@@ -675,7 +747,7 @@ pub fn submit(args: &SubmitArgs) -> Result<SubmitSetup, ConfigError> {
             env,
             cwd: args.cwd.clone(),
             timeout_ms,
-            stdin: None,
+            ..CommandSpec::default()
         },
     })
 }
@@ -787,5 +859,98 @@ mod tests {
         );
         assert!(parse_resources("R", "GPU").unwrap_err().to_string().contains("\"GPU\""));
         assert!(parse_resources("R", "GPU=-1").is_err());
+    }
+
+    fn usage_flag(e: ConfigError) -> &'static str {
+        match e {
+            ConfigError::Usage { flag, .. } => flag,
+            other => panic!("not a usage error: {other}"),
+        }
+    }
+
+    /// `distd nanny --no-nanny` was accepted and ignored.
+    #[test]
+    fn a_nanny_refuses_no_nanny() {
+        use super::super::args::Command;
+        let Command::Nanny(a) = parse(&["nanny", "127.0.0.1:1", "--no-nanny"]) else {
+            unreachable!()
+        };
+        assert_eq!(usage_flag(nanny(&a).expect_err("refused")), "--no-nanny");
+        let Command::Nanny(a) = parse(&["nanny", "127.0.0.1:1"]) else {
+            unreachable!()
+        };
+        assert!(nanny(&a).is_ok());
+    }
+
+    #[test]
+    fn worker_counts_follow_dask() {
+        use super::super::args::Command;
+        let cores = default_threads();
+        let setup = |args: &[&str]| {
+            let mut all = vec!["worker", "127.0.0.1:1"];
+            all.extend_from_slice(args);
+            let Command::Worker(a) = parse(&all) else {
+                unreachable!()
+            };
+            worker(&a)
+        };
+        let s = setup(&["--nworkers", "-1"]).expect("valid");
+        assert_eq!((s.nworkers, s.worker.nthreads), (cores, 1));
+        let s = setup(&["--nworkers", "auto"]).expect("valid");
+        assert_eq!((s.nworkers, s.worker.nthreads), crate::cli::sizing::auto_split(cores));
+        let s = setup(&["--nworkers", "auto", "--nthreads", "0"]).expect("0 is the default");
+        assert_eq!(s.nworkers, crate::cli::sizing::auto_split(cores).0);
+        let e = setup(&["--nworkers", "auto", "--nthreads", "2"]).expect_err("refused");
+        assert_eq!(usage_flag(e), "--nthreads");
+        assert!(setup(&["--nworkers", "0"]).is_err());
+    }
+
+    /// `distd run -n 0` and `distd local -n 0 --run` waited for ever.
+    #[test]
+    fn a_run_without_workers_is_refused() {
+        use super::super::args::Command;
+        let Command::Run(a) = parse(&["run", "g.toml", "-n", "0"]) else {
+            unreachable!()
+        };
+        assert_eq!(
+            usage_flag(run(&a, Registry::builtin()).err().expect("refused")),
+            "--nworkers"
+        );
+        let Command::Local(a) = parse(&["local", "-n", "0", "--run", "g.toml"]) else {
+            unreachable!()
+        };
+        assert_eq!(
+            usage_flag(local(&a, Registry::builtin()).err().expect("refused")),
+            "--nworkers"
+        );
+        // Without --run, other workers may join.
+        let Command::Local(a) = parse(&["local", "-n", "0"]) else {
+            unreachable!()
+        };
+        assert_eq!(local(&a, Registry::builtin()).expect("allowed").cluster.workers, 0);
+        let Command::Local(a) = parse(&["local", "-n", "-1"]) else {
+            unreachable!()
+        };
+        assert_eq!(
+            local(&a, Registry::builtin()).expect("valid").cluster.workers,
+            default_threads()
+        );
+        let Command::Local(a) = parse(&["local", "-n", "auto", "--threads-per-worker", "2"]) else {
+            unreachable!()
+        };
+        assert_eq!(
+            usage_flag(local(&a, Registry::builtin()).err().expect("refused")),
+            "--threads-per-worker"
+        );
+    }
+
+    #[test]
+    fn ssh_needs_a_number_of_workers() {
+        use super::super::args::Command;
+        let Command::Ssh(a) = parse(&["ssh", "h1", "--nworkers", "auto"]) else {
+            unreachable!()
+        };
+        let e = ssh(&a).expect_err("refused").to_string();
+        assert!(e.contains("--nworkers") && e.contains("per host"), "{e}");
     }
 }

@@ -1,24 +1,26 @@
-//! The command line: clap structs ([`args`]), validated configs ([`config`]), and one
-//! function per subcommand ([`commands`]). [`main_with_registry`] is the whole program;
-//! a Rust user's own binary calls it with its own function registry.
+//! The command line: clap structs ([`args`]), validated configs ([`config`], with the sizes
+//! of workers in [`sizing`]), one function per subcommand ([`commands`]), and the manual
+//! ([`generate`] lays out man pages and completions, [`manual`] holds their words).
+//! [`main_with_registry`] is the whole program; a Rust user's own binary calls it with its
+//! own function registry. Exit statuses come from the one table, `crate::exit`.
 
 mod args;
 mod commands;
 mod config;
+mod generate;
+mod manual;
+mod sizing;
+mod submit;
 
 pub(crate) use config::defaults::SCHEDULER_HOST;
 
 use crate::worker::Registry;
-use clap::Parser;
 use std::process::ExitCode;
-
-/// Exit status of a command that failed for a reason other than bad usage.
-pub const EXIT_FAILURE: u8 = 1;
 
 /// Parses the command line, runs the subcommand, and maps its outcome to an exit code.
 /// Errors are printed once, here, as `distd: error: ...`.
 pub fn main_with_registry(registry: Registry) -> ExitCode {
-    let cli = args::Cli::parse();
+    let cli = args::parse();
     // Long-running services log what they do; a command that runs something and ends
     // (including `local --run`) only warns.
     let daemon = match &cli.command {
@@ -34,7 +36,7 @@ pub fn main_with_registry(registry: Registry) -> ExitCode {
     if std::env::var_os(crate::sys::WATCH_STDIN_ENV).is_some() {
         // Only this process watches its stdin, not the workers it may start.
         std::env::remove_var(crate::sys::WATCH_STDIN_ENV);
-        crate::sys::stop_when_stdin_closes(EXIT_FAILURE);
+        crate::sys::stop_when_stdin_closes(crate::exit::FAILURE);
     }
     match commands::dispatch(cli.command, registry) {
         Ok(code) => ExitCode::from(code),

@@ -38,6 +38,19 @@ pub enum ClientError {
     SubmitTooLarge(#[from] SubmitTooLarge),
     #[error("{0}")]
     Codec(#[from] codec::CodecError),
+    /// A task this client waits for (or one it needs) asks for what no connected worker has,
+    /// and the client does not wait for workers ([`AsyncClient::set_wait_for_workers`]).
+    #[error("{}", unrunnable_text(key, reason, *more))]
+    Unrunnable { key: String, reason: String, more: u64 },
+}
+
+/// How a task that cannot run is told: `task "K" cannot run: WHY` and how many more.
+fn unrunnable_text(key: &str, reason: &str, more: u64) -> String {
+    let others = match more {
+        0 => String::new(),
+        n => format!(" (and {} more)", crate::units::plural(n, "task")),
+    };
+    format!("task {key:?} cannot run: {reason}{others}")
 }
 
 /// Why a result could not be gathered (yet).
@@ -96,6 +109,11 @@ struct Shared {
     watchers: Vec<async_channel::Sender<String>>,
     /// Set once the scheduler connection is gone, with the reason.
     closed: Option<String>,
+    /// Keep waiting when tasks cannot run for want of a worker that can, instead of failing.
+    wait_for_workers: bool,
+    /// The first task reported unrunnable while not waiting for workers (key, why, how many
+    /// more): every wait ends with it.
+    unrunnable: Option<(String, String, u64)>,
 }
 
 impl Shared {
@@ -114,12 +132,17 @@ impl Shared {
 
     fn close(&mut self, reason: String) {
         self.closed.get_or_insert(reason);
+        self.end_waits();
+        self.replies.clear();
+    }
+
+    /// Ends every wait, and every watch of settlements: the client cannot go on.
+    fn end_waits(&mut self) {
         for (_, ws) in self.waiters.drain() {
             for w in ws {
                 let _ = w.done.try_send(());
             }
         }
-        self.replies.clear();
         self.watchers.clear();
     }
 }
@@ -324,6 +347,29 @@ impl AsyncClient {
         self.inner.lock().status.get(key).cloned()
     }
 
+    /// Whether to keep waiting when tasks ask for what no connected worker has (a resource,
+    /// a worker by name), until a worker that can run them joins. Off by default: the
+    /// scheduler reports such a task at once, and every wait of this client ends with
+    /// [`ClientError::Unrunnable`] naming it (and `settlements` channels end). On, the report
+    /// is logged as a warning and the client waits.
+    pub fn set_wait_for_workers(&self, wait: bool) {
+        self.inner.lock().wait_for_workers = wait;
+    }
+
+    /// The error a wait ends with: a task that cannot run, else a lost scheduler.
+    fn wait_error(s: &Shared) -> Option<ClientError> {
+        if let Some((key, reason, more)) = &s.unrunnable {
+            return Some(ClientError::Unrunnable {
+                key: key.clone(),
+                reason: reason.clone(),
+                more: *more,
+            });
+        }
+        s.closed
+            .as_ref()
+            .map(|reason| ClientError::Disconnected(reason.clone()))
+    }
+
     /// Waits until every key has finished or erred.
     pub async fn wait(&self, keys: &[String]) -> Result<(), ClientError> {
         let (tx, rx) = async_channel::bounded(1);
@@ -348,14 +394,20 @@ impl AsyncClient {
                     }
                 }
             }
-            if let Some(reason) = &s.closed {
-                return Err(ClientError::Disconnected(reason.clone()));
+            if group.remaining.load(Ordering::Acquire) > 1 {
+                if let Some(e) = Self::wait_error(&s) {
+                    return Err(e);
+                }
             }
         }
         group.one_done();
         let _ = rx.recv().await;
-        if let Some(reason) = &self.inner.lock().closed {
-            return Err(ClientError::Disconnected(reason.clone()));
+        let s = self.inner.lock();
+        // Ended early: by a task that cannot run or a lost scheduler.
+        if keys.iter().any(|k| matches!(s.status.get(k), Some(KeyStatus::Pending))) {
+            if let Some(e) = Self::wait_error(&s) {
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -366,7 +418,7 @@ impl AsyncClient {
     pub fn settlements(&self) -> async_channel::Receiver<String> {
         let (tx, rx) = async_channel::unbounded();
         let mut s = self.inner.lock();
-        if s.closed.is_none() {
+        if s.closed.is_none() && s.unrunnable.is_none() {
             s.watchers.push(tx);
         }
         rx
@@ -635,6 +687,19 @@ fn dispatch(inner: &Inner, msg: ToClient) {
         }
         ToClient::Welcome { .. } => {}
         ToClient::Notice { message } => log::warn!("scheduler: {message}"),
+        ToClient::Unrunnable { tasks, more } => {
+            let Some((key, reason)) = tasks.first() else { return };
+            let more = more + tasks.len() as u64 - 1;
+            if s.wait_for_workers {
+                log::warn!(
+                    "{}; waiting for a worker that can run it",
+                    unrunnable_text(key, reason, more)
+                );
+            } else if s.unrunnable.is_none() {
+                s.unrunnable = Some((key.clone(), reason.clone(), more));
+                s.end_waits();
+            }
+        }
         ToClient::Shutdown { reason } => s.close(format!("scheduler shut down: {reason}")),
         ToClient::Closing { reason } => s.close(format!("the scheduler closed the connection: {reason}")),
     }
@@ -720,6 +785,11 @@ impl Client {
 
     pub fn restart(&self) -> Result<u64, ClientError> {
         smol::block_on(self.inner.restart())
+    }
+
+    /// See [`AsyncClient::set_wait_for_workers`].
+    pub fn set_wait_for_workers(&self, wait: bool) {
+        self.inner.set_wait_for_workers(wait);
     }
 }
 

@@ -316,14 +316,11 @@ async fn draw_progress(client: &AsyncClient, settled: &BTreeMap<&str, Option<Tas
     let width = 30;
     let filled = ((done + failed) * width).checked_div(wanted).unwrap_or(width);
     eprint!(
-        "\r[{}{}] {}/{} final tasks done, {} failed; {} tasks assigned ({} in graph)",
+        "\r[{}{}] {done}/{wanted} final tasks done, {failed} failed; {} assigned ({} in graph)",
         "#".repeat(filled),
         " ".repeat(width - filled),
-        done,
-        wanted,
-        failed,
-        running,
-        total
+        crate::units::plural(running, "task"),
+        crate::units::plural(total as u64, "task"),
     );
     let _ = std::io::stderr().flush();
 }

@@ -7,4 +7,4 @@ pub mod server;
 pub mod supervisor;
 
 pub use server::{run_nanny, supervise, NannyConfig, NannyError};
-pub use supervisor::{Policy, EXIT_FATAL, EXIT_RETIRED};
+pub use supervisor::Policy;

@@ -19,7 +19,7 @@
 //! folder's lock, so a live worker's folder is never touched.
 
 use super::core::{NannyAction, NannyCore};
-use super::supervisor::{ExitKind, Policy};
+use super::supervisor::{ExitKind, GiveUp, Policy};
 use crate::protocol::{dial_with, spawn_writer, DialError, FrameReader, FromNanny, Retry, Role, ToNanny};
 use crate::rt::{DeadlineWait, Woke};
 use async_io::Timer;
@@ -64,7 +64,8 @@ pub enum NannyError {
     #[error("worker {worker}: {reason}{}", said(.log))]
     GaveUp {
         worker: String,
-        reason: String,
+        /// Typed, so the CLI can tell a worker that cannot start from a crash loop.
+        reason: GiveUp,
         log: Vec<String>,
     },
     #[error("cannot install signal handlers: {0}")]
@@ -358,7 +359,7 @@ impl Nanny {
                 };
                 self.failure = Some(NannyError::GaveUp {
                     worker: self.core.name(slot).to_string(),
-                    reason: reason.to_string(),
+                    reason,
                     log,
                 });
             }

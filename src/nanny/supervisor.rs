@@ -20,11 +20,11 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// Exit status of a worker that must not be restarted: it cannot work as configured (bad
-/// flag, port taken, scheduler unreachable past its death timeout).
-pub const EXIT_FATAL: i32 = 78;
+/// flag, port taken, scheduler unreachable past its death timeout). From the one table.
+pub const EXIT_FATAL: i32 = crate::exit::CONFIG as i32;
 
 /// Exit status of a worker that retired (its lifetime was up) and wants a successor.
-pub const EXIT_RETIRED: i32 = 75;
+pub const EXIT_RETIRED: i32 = crate::exit::RETIRED as i32;
 
 /// Grace between SIGTERM and SIGKILL for a memory kill: memory runs away fast.
 const MEMORY_KILL_GRACE: Duration = Duration::from_millis(500);
@@ -92,8 +92,8 @@ pub enum GiveUp {
     #[error("the worker cannot start ({how})")]
     CannotStart { how: ExitKind },
     #[error(
-        "crash loop: the worker failed {} times within {:.0} s, each time less than {:.0} s after it started ({}); not restarting it",
-        .exits.len(),
+        "crash loop: the worker failed {} within {:.0} s, each time less than {:.0} s after it started ({}); not restarting it",
+        crate::units::plural(.exits.len() as u64, "time"),
         .window.as_secs_f64(),
         .settle.as_secs_f64(),
         .exits.join("; ")

@@ -286,6 +286,13 @@ pub enum ToClient {
     Notice {
         message: String,
     },
+    /// Tasks this client waits for (or that what it waits for needs) ask for what no
+    /// connected worker has: each key with why, at most a few, and how many more there are.
+    /// Told once per task; a worker that can run them joining is a `Notice`.
+    Unrunnable {
+        tasks: Vec<(String, String)>,
+        more: u64,
+    },
     Shutdown {
         reason: String,
     },
@@ -303,6 +310,7 @@ pub struct ClusterInfo {
     pub workers: Vec<WorkerSummary>,
     /// Number of tasks in each state, by state name.
     pub tasks: Vec<(String, u64)>,
+    /// Clients connected, other than the one that asked.
     pub clients: u64,
 }
 
@@ -375,7 +383,7 @@ pub enum TaskError {
     UnknownFunction { name: String },
     #[error("input {key:?} failed: {error}")]
     Dependency { key: String, error: Box<TaskError> },
-    #[error("killed worker: the task was running on {} workers that died ({})", workers.len(), workers.join(", "))]
+    #[error("killed worker: the task was running on {} that died ({})", crate::units::plural(workers.len() as u64, "worker"), workers.join(", "))]
     KilledWorker { workers: Vec<String> },
     #[error("cancelled")]
     Cancelled,

@@ -14,6 +14,7 @@ mod messages;
 pub mod net;
 mod peer_client;
 mod task;
+mod transcript;
 mod watched;
 
 pub use conn::{spawn_writer, write_loop, Data};
@@ -23,7 +24,8 @@ pub use ids::{AttemptId, ClientId, NannyId, RequestId, TaskId, WorkerId};
 pub use messages::*;
 pub use net::{dial, dial_bounded, dial_with, serve, AttemptError, DialError, Dialed, Retry};
 pub use peer_client::{PeerClient, PeerError, PeerTimeouts};
-pub use task::{CommandSpec, TaskDesc, TaskOptions, TaskSpec};
+pub use task::{ArgsForm, CommandOutput, CommandSpec, TaskDesc, TaskOptions, TaskSpec};
+pub use transcript::{transcript_tail, Ending, Transcript, TranscriptError, TRANSCRIPT_STDERR};
 pub(crate) use watched::Watched;
 
 /// The version of this build of distd, sent in every handshake.

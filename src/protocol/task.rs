@@ -24,7 +24,24 @@ pub enum TaskSpec {
     /// A program run as a child process; its stdout is the result.
     Command(CommandSpec),
     /// A function from the worker's registry, given `args` and the inputs' bytes.
-    Function { name: String, args: Vec<u8> },
+    Function {
+        name: String,
+        args: Vec<u8>,
+        /// How `args` are written.
+        args_form: ArgsForm,
+    },
+}
+
+/// How a function task's `args` are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ArgsForm {
+    /// The function's own bytes, as the Rust API gives them (postcard for a typed function).
+    #[default]
+    Bytes,
+    /// The JSON text of one value, as a graph file gives them (`args = 10`, `args = { n = 1 }`):
+    /// a typed function decodes its own argument type from it, and a function on bytes gets a
+    /// string's text or any other value's JSON text.
+    Json,
 }
 
 /// A command task: a program, its environment and how its inputs reach it.
@@ -39,8 +56,25 @@ pub struct CommandSpec {
     pub cwd: Option<String>,
     /// Kill the command (and its process group) after this many milliseconds.
     pub timeout_ms: Option<u64>,
-    /// The key of an input whose result is piped to the command's stdin.
-    pub stdin: Option<String>,
+    /// The keys of inputs whose results are piped to the command's stdin, one after the
+    /// other (a graph file names one; `distd submit` sends its stdin in several parts).
+    /// None: stdin is /dev/null.
+    pub stdin: Vec<String>,
+    /// What the task's result is: its stdout, or its whole transcript.
+    pub output: CommandOutput,
+}
+
+/// What a command task makes of its command's output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandOutput {
+    /// The result is stdout; a command that fails is a task error with the tail of stderr.
+    #[default]
+    Stdout,
+    /// The result is a [`Transcript`](super::transcript::Transcript): all of stdout, the last
+    /// [`TRANSCRIPT_STDERR`](super::transcript::TRANSCRIPT_STDERR) bytes of stderr and how the
+    /// command ended, whether it failed or not, so that `distd submit` can show both streams
+    /// and exit as the command did. Only a command that cannot start or times out errs.
+    Transcript,
 }
 
 /// Scheduling options of a task.
@@ -68,6 +102,7 @@ impl TaskDesc {
             spec: TaskSpec::Function {
                 name: name.into(),
                 args,
+                args_form: ArgsForm::Bytes,
             },
             deps: Vec::new(),
             options: TaskOptions::default(),

@@ -580,7 +580,11 @@ async fn summarize(address: &str, want: usize, hosts: usize) {
     };
     match client.wait_for_workers(want, REGISTER_PATIENCE).await {
         Ok(have) if have >= want => {
-            println!("distd ssh: scheduler at tcp://{address}, {have} workers on {hosts} hosts");
+            println!(
+                "distd ssh: scheduler at tcp://{address}, {} on {}",
+                crate::units::plural(have as u64, "worker"),
+                crate::units::plural(hosts as u64, "host")
+            );
             let _ = std::io::stdout().flush();
         }
         _ => eprintln!(

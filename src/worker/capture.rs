@@ -1,6 +1,7 @@
 //! Reading a running command's output: stdout becomes the task's result, kept in memory up to
 //! a threshold and moved to a file past it; of stderr only the last bytes are kept, for the
-//! error. Either costs the worker bounded memory, whatever the command writes.
+//! error (or for the transcript that `distd submit` asks for, which [`append`] puts after
+//! stdout). Either costs the worker bounded memory, whatever the command writes.
 //!
 //! It owns the reading of the two pipes and the writing of the stdout file (a [`ResultFile`],
 //! which deletes itself if the read is abandoned). It must never hold a whole stderr, hold more
@@ -214,14 +215,25 @@ fn wait_readable(pipe: &File, at_most: std::time::Duration) -> io::Result<()> {
     Ok(())
 }
 
+/// The end of a stream of which only the last bytes were kept.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Tail {
+    /// The last bytes of the stream.
+    pub bytes: Vec<u8>,
+    /// How many bytes came before them and were not kept.
+    pub dropped: u64,
+}
+
 /// Reads all of `pipe`, keeping only its last `keep` bytes, in a buffer of `keep` plus one
 /// read.
-pub async fn read_tail(pipe: &mut (impl AsyncRead + Unpin), keep: usize) -> io::Result<Vec<u8>> {
+pub async fn read_tail(pipe: &mut (impl AsyncRead + Unpin), keep: usize) -> io::Result<Tail> {
     let mut buf = vec![0u8; keep + STDERR_READ];
     let mut len = 0;
+    let mut dropped = 0u64;
     loop {
         if len == buf.len() {
             buf.copy_within(len - keep..len, 0);
+            dropped += (len - keep) as u64;
             len = keep;
         }
         let n = pipe.read(&mut buf[len..]).await?;
@@ -232,7 +244,30 @@ pub async fn read_tail(pipe: &mut (impl AsyncRead + Unpin), keep: usize) -> io::
     }
     buf.truncate(len);
     let start = len.saturating_sub(keep);
-    Ok(buf.split_off(start))
+    let bytes = buf.split_off(start);
+    Ok(Tail {
+        bytes,
+        dropped: dropped + start as u64,
+    })
+}
+
+/// `captured` with `more` after its bytes: in memory, or appended to its file (on a blocking
+/// thread, as every write to a stdout file).
+pub async fn append(captured: Captured, more: Vec<u8>) -> io::Result<Captured> {
+    match captured {
+        Captured::Memory(mut bytes) => {
+            bytes.extend_from_slice(&more);
+            Ok(Captured::Memory(bytes))
+        }
+        Captured::File(mut out) => blocking::unblock(move || {
+            let mut file = std::fs::OpenOptions::new().append(true).open(out.path())?;
+            file.write_all(&more)?;
+            out.wrote(more.len() as u64);
+            Ok(Captured::File(out))
+        })
+        .await
+        .map_err(|e: io::Error| io::Error::new(e.kind(), format!("appending to its stdout file: {e}"))),
+    }
 }
 
 /// The tail of stderr as text, from its first whole character: a cut through a character
@@ -366,8 +401,40 @@ mod tests {
                 step,
             };
             let tail = futures_lite::future::block_on(read_tail(&mut pipe, keep)).expect("reads");
-            assert_eq!(tail, data[len.saturating_sub(keep)..], "{len} bytes, keeping {keep}");
+            assert_eq!(
+                tail.bytes,
+                data[len.saturating_sub(keep)..],
+                "{len} bytes, keeping {keep}"
+            );
+            assert_eq!(
+                tail.dropped,
+                len.saturating_sub(keep) as u64,
+                "{len} bytes, keeping {keep}"
+            );
         }
+    }
+
+    /// A transcript's tail goes after stdout whether stdout stayed in memory or is a file.
+    #[test]
+    fn appended_bytes_follow_stdout_in_memory_and_in_its_file() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let block_on = futures_lite::future::block_on;
+        let Captured::Memory(got) =
+            block_on(append(Captured::Memory(b"out".to_vec()), b"+tail".to_vec())).expect("appends")
+        else {
+            panic!("memory stays memory")
+        };
+        assert_eq!(got, b"out+tail");
+        let len = 3 * 1000 + 17;
+        let path = tmp.path().join("out");
+        let file = capture(pattern(len), 500, 1000, path.clone());
+        let Captured::File(_file) = block_on(append(file, b"+tail".to_vec())).expect("appends") else {
+            panic!("a file stays a file")
+        };
+        let got = std::fs::read(&path).expect("the file");
+        let mut want = pattern(len);
+        want.extend_from_slice(b"+tail");
+        assert!(got == want, "{} bytes in the file, expected {}", got.len(), want.len());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Runs one task: a function from the registry on the function threads, or a command as a child
 //! process in its own process group (and its own cgroup where the machine allows), with its
 //! inputs handed over as files or stdin, and its output read as it comes (`capture`): stdout
-//! in memory or, when large, in a file the store takes over; stderr's tail for the error.
+//! in memory or, when large, in a file the store takes over; stderr's tail for the error, or
+//! both streams and the ending as a transcript when the task asks for one (`distd submit`).
 //!
 //! A command's task ends when the command exits: whatever it left running (background jobs,
 //! `setsid`, double forks) is killed then, and so is everything when the future of a running
@@ -13,7 +14,9 @@
 use super::capture::{self, Captured, STDERR_TAIL};
 use super::registry::Registry;
 use super::store::ResultFile;
-use crate::protocol::{CommandSpec, Data, TaskError, TaskId, TaskSpec};
+use crate::protocol::{
+    transcript_tail, ArgsForm, CommandOutput, CommandSpec, Data, Ending, TaskError, TaskId, TaskSpec, TRANSCRIPT_STDERR,
+};
 use crate::sys::cgroup::{TaskGroup, TaskGroups};
 use futures_lite::{AsyncWriteExt, FutureExt};
 use std::collections::BinaryHeap;
@@ -58,9 +61,9 @@ pub async fn execute(
     inputs: Vec<Input>,
 ) -> Result<Output, TaskError> {
     match spec {
-        TaskSpec::Function { name, args } => {
+        TaskSpec::Function { name, args, args_form } => {
             let registry = ctx.registry.clone();
-            blocking::unblock(move || call_function(&registry, &name, &args, inputs))
+            blocking::unblock(move || call_function(&registry, &name, &args, args_form, inputs))
                 .await
                 .map(|bytes| Output::Memory(Arc::new(bytes)))
         }
@@ -94,12 +97,18 @@ struct Stdout {
 }
 
 /// Runs a registry function on this thread, a panic becoming the task's error.
-pub fn call_function(registry: &Registry, name: &str, args: &[u8], inputs: Vec<Input>) -> Result<Vec<u8>, TaskError> {
+pub fn call_function(
+    registry: &Registry,
+    name: &str,
+    args: &[u8],
+    args_form: ArgsForm,
+    inputs: Vec<Input>,
+) -> Result<Vec<u8>, TaskError> {
     let Some(f) = registry.get(name) else {
         return Err(TaskError::UnknownFunction { name: name.to_string() });
     };
     let datas: Vec<Data> = inputs.into_iter().map(|(_, d)| d).collect();
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(args, &datas)))
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f.call(args, args_form, &datas)))
         .map_err(|p| panic_message(&p))
         .and_then(|r| r)
         .map_err(|message| TaskError::Function {
@@ -341,6 +350,72 @@ fn substitute(arg: &str, paths: &[(String, PathBuf)]) -> Vec<String> {
     vec![out]
 }
 
+/// A command ready to start: its arguments and environment with its inputs' paths in place,
+/// and the inputs that go to its stdin, in order.
+struct Prepared {
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    stdin: Vec<Data>,
+}
+
+/// Writes the inputs to files in `dir` and puts their paths into the arguments and the
+/// environment. An error says why the command cannot start.
+fn prepare(cmd: &CommandSpec, key: &str, inputs: &[Input], dir: &Path) -> Result<Prepared, String> {
+    let mut paths = Vec::with_capacity(inputs.len());
+    if !inputs.is_empty() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        for (i, (k, data)) in inputs.iter().enumerate() {
+            let path = dir.join(format!("input-{i}"));
+            std::fs::write(&path, data.as_slice())
+                .map_err(|e| format!("cannot write input {k:?} to {}: {e}", path.display()))?;
+            paths.push((k.clone(), path));
+        }
+    }
+    let stdin = cmd
+        .stdin
+        .iter()
+        .map(|k| match inputs.iter().find(|(key, _)| key == k) {
+            Some((_, d)) => Ok(d.clone()),
+            None => Err(format!("stdin names {k:?}, which is not an input of this task")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let argv: Vec<String> = cmd.argv.iter().flat_map(|a| substitute(a, &paths)).collect();
+    let mut env = vec![
+        ("DISTD_TASK_KEY".to_string(), key.to_string()),
+        ("DISTD_NDEPS".to_string(), paths.len().to_string()),
+    ];
+    for (i, (_, p)) in paths.iter().enumerate() {
+        env.push((format!("DISTD_DEP_{i}"), p.display().to_string()));
+    }
+    env.extend(cmd.env.iter().cloned());
+    Ok(Prepared { argv, env, stdin })
+}
+
+/// Starts the command in a cgroup of its own when there are task cgroups; what it leaves
+/// behind is killed when the returned [`Leftovers`] go. An error says why it did not start.
+fn start(
+    argv: &[String],
+    env: &[(String, String)],
+    cwd: Option<&Path>,
+    piped_stdin: bool,
+    groups: Option<&Arc<TaskGroups>>,
+) -> Result<(super::spawn::Spawned, Leftovers), String> {
+    let group = match groups {
+        Some(groups) => Some((
+            groups
+                .take()
+                .map_err(|e| format!("cannot make its cgroup in {}: {e}", groups.dir().display()))?,
+            groups.clone(),
+        )),
+        None => None,
+    };
+    let mut leftovers = Leftovers { pgid: None, group };
+    let cgroup = leftovers.group.as_ref().map(|(g, _)| g.procs_fd());
+    let child = super::spawn::spawn(argv, env, cwd, piped_stdin, cgroup).map_err(|e| e.to_string())?;
+    leftovers.pgid = Some(child.pid);
+    Ok((child, leftovers))
+}
+
 async fn run_command(
     cmd: CommandSpec,
     key: &str,
@@ -357,66 +432,37 @@ async fn run_command(
     if program.is_empty() {
         return Err(spawn_error("empty command".into()));
     }
-    let mut paths = Vec::with_capacity(inputs.len());
-    if !inputs.is_empty() {
-        std::fs::create_dir_all(dir).map_err(|e| spawn_error(format!("cannot create {}: {e}", dir.display())))?;
-        for (i, (k, data)) in inputs.iter().enumerate() {
-            let path = dir.join(format!("input-{i}"));
-            std::fs::write(&path, data.as_slice())
-                .map_err(|e| spawn_error(format!("cannot write input {k:?} to {}: {e}", path.display())))?;
-            paths.push((k.clone(), path));
-        }
-    }
-    let stdin_data = match &cmd.stdin {
-        None => None,
-        Some(k) => match inputs.iter().find(|(key, _)| key == k) {
-            Some((_, d)) => Some(d.clone()),
-            None => {
-                return Err(spawn_error(format!(
-                    "stdin names {k:?}, which is not an input of this task"
-                )))
-            }
-        },
-    };
-    let argv: Vec<String> = cmd.argv.iter().flat_map(|a| substitute(a, &paths)).collect();
-    let mut env = vec![
-        ("DISTD_TASK_KEY".to_string(), key.to_string()),
-        ("DISTD_NDEPS".to_string(), paths.len().to_string()),
-    ];
-    for (i, (_, p)) in paths.iter().enumerate() {
-        env.push((format!("DISTD_DEP_{i}"), p.display().to_string()));
-    }
-    env.extend(cmd.env.iter().cloned());
-    let group = match groups {
-        Some(groups) => Some((
-            groups
-                .take()
-                .map_err(|e| spawn_error(format!("cannot make its cgroup in {}: {e}", groups.dir().display())))?,
-            groups.clone(),
-        )),
-        None => None,
-    };
-    let mut leftovers = Leftovers { pgid: None, group };
-    let cgroup = leftovers.group.as_ref().map(|(g, _)| g.procs_fd());
-    let mut child = super::spawn::spawn(
+    let Prepared {
+        argv,
+        env,
+        stdin: stdin_data,
+    } = prepare(&cmd, key, inputs, dir).map_err(spawn_error)?;
+    let (mut child, mut leftovers) = start(
         &argv,
         &env,
         cmd.cwd.as_deref().map(Path::new),
-        stdin_data.is_some(),
-        cgroup,
+        !stdin_data.is_empty(),
+        groups,
     )
-    .map_err(|e| spawn_error(e.to_string()))?;
-    leftovers.pgid = Some(child.pid);
+    .map_err(spawn_error)?;
     let stdin = child.stdin.take();
     let stdout = child.stdout.take().expect("stdout is a pipe");
     let mut stderr = child.stderr.take().expect("stderr is a pipe");
     capture::enlarge_pipe(&stdout);
     let feed = async move {
-        if let (Some(mut pipe), Some(data)) = (stdin, stdin_data) {
-            // A command that does not read all of its stdin is not an error.
-            let _ = pipe.write_all(&data).await;
+        if let Some(mut pipe) = stdin {
+            for data in stdin_data {
+                // A command that does not read all of its stdin is not an error.
+                if pipe.write_all(&data).await.is_err() {
+                    break;
+                }
+            }
             let _ = pipe.close().await;
         }
+    };
+    let stderr_kept = match cmd.output {
+        CommandOutput::Stdout => STDERR_TAIL,
+        CommandOutput::Transcript => TRANSCRIPT_STDERR,
     };
     let collect = async {
         // Each read owns its pipe and closes it when it ends, even on an error (a full disk):
@@ -428,7 +474,7 @@ async fn run_command(
             } = stdout_to;
             capture::read_stdout(stdout, in_memory_at_most, || spill_path).await
         };
-        let read_err = async move { capture::read_tail(&mut stderr, STDERR_TAIL).await };
+        let read_err = async move { capture::read_tail(&mut stderr, stderr_kept).await };
         let reads = futures_lite::future::zip(futures_lite::future::zip(read_out, read_err), feed);
         let waited = async {
             let exited = child.exited().await;
@@ -462,16 +508,35 @@ async fn run_command(
     };
     let io = |e: std::io::Error| spawn_error(format!("while running: {e}"));
     let (out, err, status) = (out.map_err(io)?, err.map_err(io)?, status.map_err(io)?);
-    if status.success() {
-        return Ok(out);
-    }
-    let tail = capture::tail_text(&err);
-    Err(match (status.code(), status.signal()) {
-        (Some(code), _) => TaskError::Exit {
-            status: code,
-            stderr: tail,
+    conclude(cmd.output, out, err, status).await.map_err(io)?
+}
+
+/// The task's outcome once its command ended: for [`CommandOutput::Stdout`], stdout or the
+/// error with stderr's tail; for a transcript, the transcript whatever the ending (its reader
+/// decides). An I/O error is one of appending the transcript to a stdout file.
+async fn conclude(
+    output: CommandOutput,
+    out: Captured,
+    err: capture::Tail,
+    status: std::process::ExitStatus,
+) -> std::io::Result<Result<Captured, TaskError>> {
+    let ending = match (status.code(), status.signal()) {
+        (Some(code), _) => Ending::Exited(code),
+        (None, Some(signal)) => Ending::Signalled(signal),
+        (None, None) => return Ok(Err(TaskError::Other(format!("command ended with {status}")))),
+    };
+    Ok(match output {
+        CommandOutput::Transcript => Ok(capture::append(out, transcript_tail(&err.bytes, err.dropped, ending)).await?),
+        CommandOutput::Stdout => match ending {
+            Ending::Exited(0) => Ok(out),
+            Ending::Exited(status) => Err(TaskError::Exit {
+                status,
+                stderr: capture::tail_text(&err.bytes),
+            }),
+            Ending::Signalled(signal) => Err(TaskError::Signal {
+                signal,
+                stderr: capture::tail_text(&err.bytes),
+            }),
         },
-        (None, Some(signal)) => TaskError::Signal { signal, stderr: tail },
-        (None, None) => TaskError::Other(format!("command ended with {status}")),
     })
 }

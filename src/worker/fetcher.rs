@@ -154,8 +154,8 @@ async fn connect<E>(
     report.failed(&others, &err).await;
     *batch = sole;
     log::info!(
-        "cannot connect to {addr} ({err}), the only holder of {} inputs; trying again for up to {:.1} s",
-        batch.len(),
+        "cannot connect to {addr} ({err}), the only holder of {}; trying again for up to {:.1} s",
+        crate::units::plural(batch.len() as u64, "input"),
         timeouts.reconnect.as_secs_f64()
     );
     match PeerClient::connect_with(addr, Role::Peer, timeouts, timeouts.reconnect).await {

@@ -4,7 +4,7 @@
 //! one with their own functions and run the same CLI entry point from their own binary.
 
 use crate::protocol::codec;
-use crate::protocol::Data;
+use crate::protocol::{ArgsForm, Data};
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::HashMap;
 use std::fmt;
@@ -13,10 +13,31 @@ use std::sync::Arc;
 /// A task function: its argument bytes and its inputs' results in, its result out.
 pub type TaskFn = dyn Fn(&[u8], &[Data]) -> Result<Vec<u8>, String> + Send + Sync;
 
+/// A registered function: how it is called with arguments as bytes, and with arguments
+/// written as JSON (a graph file's `args = 10`).
+#[derive(Clone)]
+pub struct Function {
+    call: Arc<TaskFn>,
+    /// Decodes JSON arguments by the function's own argument type; `None` for a function on
+    /// bytes, which gets a string's text or another value's JSON text ([`bytes_from_json`]).
+    call_json: Option<Arc<TaskFn>>,
+}
+
+impl Function {
+    /// Calls it with `args` written as `form`.
+    pub fn call(&self, args: &[u8], form: ArgsForm, inputs: &[Data]) -> Result<Vec<u8>, String> {
+        match (form, &self.call_json) {
+            (ArgsForm::Bytes, _) => (self.call)(args, inputs),
+            (ArgsForm::Json, Some(call_json)) => call_json(args, inputs),
+            (ArgsForm::Json, None) => (self.call)(&bytes_from_json(args)?, inputs),
+        }
+    }
+}
+
 /// Functions by name.
 #[derive(Clone, Default)]
 pub struct Registry {
-    functions: HashMap<String, Arc<TaskFn>>,
+    functions: HashMap<String, Function>,
 }
 
 impl fmt::Debug for Registry {
@@ -65,16 +86,22 @@ impl Registry {
     }
 
     /// Adds (or replaces) a function working on raw bytes.
-    pub fn register<F>(mut self, name: &str, f: F) -> Registry
+    /// JSON arguments reach it as a string's text, or as any other value's JSON text.
+    pub fn register<F>(self, name: &str, f: F) -> Registry
     where
         F: Fn(&[u8], &[Data]) -> Result<Vec<u8>, String> + Send + Sync + 'static,
     {
-        self.functions.insert(name.to_string(), Arc::new(f));
+        self.insert(name, Arc::new(f), None)
+    }
+
+    fn insert(mut self, name: &str, call: Arc<TaskFn>, call_json: Option<Arc<TaskFn>>) -> Registry {
+        self.functions.insert(name.to_string(), Function { call, call_json });
         self
     }
 
     /// Adds a function on typed values: arguments of type `A`, inputs each of type `I`, a
-    /// result of type `R`, all carried as bytes by the typed layer.
+    /// result of type `R`, all carried as bytes by the typed layer. Arguments written as JSON
+    /// (from a graph file) are decoded as an `A`.
     pub fn register_typed<A, I, R, F>(self, name: &str, f: F) -> Registry
     where
         A: DeserializeOwned,
@@ -82,8 +109,7 @@ impl Registry {
         R: Serialize,
         F: Fn(A, Vec<I>) -> Result<R, String> + Send + Sync + 'static,
     {
-        self.register(name, move |args, inputs| {
-            let a: A = codec::from_bytes(args).map_err(|e| format!("arguments: {e}"))?;
+        let run = Arc::new(move |a: A, inputs: &[Data]| {
             let ins = inputs
                 .iter()
                 .enumerate()
@@ -91,11 +117,18 @@ impl Registry {
                 .collect::<Result<Vec<I>, String>>()?;
             let r = f(a, ins)?;
             codec::to_bytes(&r).map_err(|e| e.to_string())
-        })
+        });
+        let run_json = run.clone();
+        let call = move |args: &[u8], inputs: &[Data]| {
+            let a: A = codec::from_bytes(args).map_err(|e| format!("arguments: {e}"))?;
+            run(a, inputs)
+        };
+        let call_json = move |json: &[u8], inputs: &[Data]| run_json(typed_from_json::<A>(json)?, inputs);
+        self.insert(name, Arc::new(call), Some(Arc::new(call_json)))
     }
 
-    pub fn get(&self, name: &str) -> Option<Arc<TaskFn>> {
-        self.functions.get(name).cloned()
+    pub fn get(&self, name: &str) -> Option<&Function> {
+        self.functions.get(name)
     }
 
     /// Function names, sorted.
@@ -104,6 +137,27 @@ impl Registry {
         v.sort_unstable();
         v
     }
+}
+
+/// JSON arguments of a function on bytes: a string gives its text, any other value its JSON
+/// text (`args = 10` gives `10`).
+fn bytes_from_json(json: &[u8]) -> Result<Vec<u8>, String> {
+    match serde_json::from_slice::<serde_json::Value>(json) {
+        Ok(serde_json::Value::String(text)) => Ok(text.into_bytes()),
+        Ok(_) => Ok(json.to_vec()),
+        Err(e) => Err(format!("arguments are not JSON: {e}")),
+    }
+}
+
+/// JSON arguments of a typed function, decoded as its argument type `A`.
+fn typed_from_json<A: DeserializeOwned>(json: &[u8]) -> Result<A, String> {
+    serde_json::from_slice(json).map_err(|e| {
+        let given = String::from_utf8_lossy(json);
+        format!(
+            "arguments {given} do not fit the function's argument type {}: {e}",
+            std::any::type_name::<A>()
+        )
+    })
 }
 
 /// Sums every number (whitespace separated, integers or decimals) in `args` and the inputs,
@@ -146,9 +200,10 @@ mod tests {
     fn sum_adds_numbers_from_args_and_inputs() {
         let r = Registry::builtin();
         let f = r.get("sum").unwrap();
-        assert_eq!(f(b"1", &[data("2 3\n4"), data("10")]).unwrap(), b"20");
-        assert_eq!(f(b"", &[data("1.5"), data("1")]).unwrap(), b"2.5");
-        assert!(f(b"", &[data("x")]).unwrap_err().contains("\"x\""));
+        let sum = |args: &[u8], inputs: &[Data]| f.call(args, ArgsForm::Bytes, inputs);
+        assert_eq!(sum(b"1", &[data("2 3\n4"), data("10")]).unwrap(), b"20");
+        assert_eq!(sum(b"", &[data("1.5"), data("1")]).unwrap(), b"2.5");
+        assert!(sum(b"", &[data("x")]).unwrap_err().contains("\"x\""));
     }
 
     #[test]
@@ -157,12 +212,40 @@ mod tests {
             Ok(xs.iter().map(|x| x * k).sum::<u64>())
         });
         let f = r.get("scale").unwrap();
-        let out = f(
-            &codec::to_bytes(&3u64).unwrap(),
-            &[Arc::new(codec::to_bytes(&2u64).unwrap())],
-        )
-        .unwrap();
+        let two = [Arc::new(codec::to_bytes(&2u64).unwrap())];
+        let out = f.call(&codec::to_bytes(&3u64).unwrap(), ArgsForm::Bytes, &two).unwrap();
         assert_eq!(codec::from_bytes::<u64>(&out).unwrap(), 6);
-        assert!(f(b"", &[]).unwrap_err().contains("arguments"));
+        assert!(f.call(b"", ArgsForm::Bytes, &[]).unwrap_err().contains("arguments"));
+    }
+
+    #[test]
+    fn json_arguments_are_decoded_by_the_functions_own_type() {
+        #[derive(serde::Deserialize)]
+        struct Scale {
+            k: u64,
+            plus: Vec<u64>,
+        }
+        let r = Registry::builtin()
+            .register_typed("scale", |k: u64, xs: Vec<u64>| {
+                Ok(xs.iter().map(|x| x * k).sum::<u64>())
+            })
+            .register_typed("table", |s: Scale, _: Vec<u64>| Ok(s.k + s.plus.iter().sum::<u64>()));
+        let two = [Arc::new(codec::to_bytes(&2u64).unwrap())];
+        let scale = r.get("scale").unwrap();
+        let out = scale.call(b"10", ArgsForm::Json, &two).unwrap();
+        assert_eq!(codec::from_bytes::<u64>(&out).unwrap(), 20);
+        let table = r.get("table").unwrap();
+        let out = table.call(br#"{"k":1,"plus":[2,3]}"#, ArgsForm::Json, &[]).unwrap();
+        assert_eq!(codec::from_bytes::<u64>(&out).unwrap(), 6);
+        // The text "10" for a number is refused in words, not decoded as garbage.
+        let e = scale.call(br#""10""#, ArgsForm::Json, &two).unwrap_err();
+        assert!(
+            e.starts_with("arguments \"10\" do not fit the function's argument type u64"),
+            "{e}"
+        );
+        // A function on bytes gets a string's text, and other values as JSON text.
+        let sum = r.get("sum").unwrap();
+        assert_eq!(sum.call(br#""1 2""#, ArgsForm::Json, &[]).unwrap(), b"3");
+        assert_eq!(sum.call(b"7", ArgsForm::Json, &[]).unwrap(), b"7");
     }
 }

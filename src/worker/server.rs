@@ -566,7 +566,7 @@ impl Shell {
                 attempt,
                 priority,
                 key: _,
-                spec: TaskSpec::Function { name, args },
+                spec: TaskSpec::Function { name, args, args_form },
                 inputs,
             } if self.store.all_in_memory() => {
                 // The fast path: inputs in memory, run on a function thread, answer directly.
@@ -583,8 +583,8 @@ impl Shell {
                     priority,
                     Box::new(move || {
                         let _ = events.send_blocking(Event::FunctionStarted(task, attempt));
-                        let outcome =
-                            call_function(&registry, &name, &args, inputs).map(|bytes| Output::Memory(Arc::new(bytes)));
+                        let outcome = call_function(&registry, &name, &args, args_form, inputs)
+                            .map(|bytes| Output::Memory(Arc::new(bytes)));
                         let _ = events.send_blocking(Event::Executed(task, attempt, outcome));
                     }),
                 );

@@ -7,6 +7,11 @@
 //! code in the child, so this module does what `posix_spawn` does, plus that one call. The
 //! child shares the worker's memory until it execs and runs only async-signal-safe calls on
 //! data prepared before the clone.
+//!
+//! A failure in the child is told apart by its step ([`ChildStep`]): the child writes the
+//! step and its errno into memory it shares with the parent (which is still waiting,
+//! `CLONE_VFORK`), so "cannot enter the working directory" is not reported as "no such
+//! program".
 
 use async_io::Async;
 use std::ffi::{CString, OsStr, OsString};
@@ -118,6 +123,51 @@ impl Drop for Spawned {
     }
 }
 
+/// Why a command did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// Before the clone: the program is not on PATH, an argument holds a NUL, no pipes.
+    #[error("{0}")]
+    Prepare(#[from] io::Error),
+    /// The working directory does not exist, is not a directory or cannot be entered.
+    #[error("working directory {dir}: {}", describe(*errno))]
+    Directory { dir: String, errno: i32 },
+    /// The program was found but the kernel would not run it.
+    #[error("{}", io::Error::from_raw_os_error(*errno))]
+    Exec { errno: i32 },
+    /// Another step of the child's setup failed.
+    #[error("{step}: {}", io::Error::from_raw_os_error(*errno))]
+    Setup { step: ChildStep, errno: i32 },
+}
+
+/// The steps of the child between the clone and the exec, in order: the one that failed is
+/// reported with its errno.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ChildStep {
+    #[error("cannot set its death signal")]
+    DeathSignal,
+    #[error("cannot join its cgroup")]
+    Cgroup,
+    #[error("cannot make its process group")]
+    ProcessGroup,
+    #[error("cannot set up its stdin, stdout and stderr")]
+    Stdio,
+    #[error("cannot enter its working directory")]
+    Directory,
+    #[error("cannot run the program")]
+    Exec,
+}
+
+/// An errno's description without the "(os error N)" that `io::Error` adds: for a message
+/// that names the thing it happened to.
+fn describe(errno: i32) -> String {
+    let full = io::Error::from_raw_os_error(errno).to_string();
+    match full.strip_suffix(&format!(" (os error {errno})")) {
+        Some(text) => text.to_string(),
+        None => full,
+    }
+}
+
 /// What the child needs, all prepared before the clone.
 struct ChildArgs {
     path: CString,
@@ -133,8 +183,8 @@ struct ChildArgs {
     /// `cgroup.procs` of the task's cgroup, or -1: the child joins it before its exec, so
     /// everything the command starts is in the group from its first instruction.
     cgroup_procs: RawFd,
-    /// Set by the child when a step before the exec fails.
-    errno: libc::c_int,
+    /// Set by the child when a step before the exec (or the exec) fails: which, and why.
+    failed: Option<(ChildStep, libc::c_int)>,
 }
 
 /// Starts `argv` with the worker's environment plus `env`, in `cwd`, in a process group of
@@ -146,7 +196,7 @@ pub fn spawn(
     cwd: Option<&Path>,
     piped_stdin: bool,
     cgroup: Option<RawFd>,
-) -> io::Result<Spawned> {
+) -> Result<Spawned, SpawnError> {
     let program = argv
         .first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
@@ -201,38 +251,9 @@ pub fn spawn(
         // SAFETY: getpid has no preconditions.
         parent: unsafe { libc::getpid() },
         cgroup_procs: cgroup.unwrap_or(-1),
-        errno: 0,
+        failed: None,
     };
-    let mut stack = vec![0u8; CHILD_STACK];
-    // SAFETY: the stack grows down from its end, 16-byte aligned; `args`, the strings it
-    // points into and the stack outlive the child's use of them, since CLONE_VFORK resumes
-    // this thread only once the child has exec'd or exited. All signals are blocked around
-    // the clone so no handler of the worker runs on the child's stack.
-    let pid = unsafe {
-        let top = stack.as_mut_ptr().add(CHILD_STACK) as usize & !15;
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut args.mask);
-        let pid = libc::clone(
-            child_main,
-            top as *mut libc::c_void,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            &mut args as *mut ChildArgs as *mut libc::c_void,
-        );
-        libc::pthread_sigmask(libc::SIG_SETMASK, &args.mask, std::ptr::null_mut());
-        pid
-    };
-    drop(stack);
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if args.errno != 0 {
-        // The child failed before its exec and exited: reap it and say why.
-        let mut status = 0;
-        // SAFETY: waitpid only writes the status.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        return Err(io::Error::from_raw_os_error(args.errno));
-    }
+    let pid = clone_child(&mut args, cwd)?;
     drop((stdin_child, stdout_child, stderr_child));
     // SAFETY: pidfd_open has no memory-safety preconditions; a failure leaves -1.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as RawFd;
@@ -252,6 +273,49 @@ pub fn spawn(
     })
 }
 
+/// Runs [`child_main`] in a `vfork`-style clone and returns its pid once it has exec'd, or
+/// why it could not (the failed child reaped).
+fn clone_child(args: &mut ChildArgs, cwd: Option<&Path>) -> Result<i32, SpawnError> {
+    let mut stack = vec![0u8; CHILD_STACK];
+    // SAFETY: the stack grows down from its end, 16-byte aligned; `args`, the strings it
+    // points into and the stack outlive the child's use of them, since CLONE_VFORK resumes
+    // this thread only once the child has exec'd or exited. All signals are blocked around
+    // the clone so no handler of the worker runs on the child's stack.
+    let pid = unsafe {
+        let top = stack.as_mut_ptr().add(CHILD_STACK) as usize & !15;
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut args.mask);
+        let pid = libc::clone(
+            child_main,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            args as *mut ChildArgs as *mut libc::c_void,
+        );
+        libc::pthread_sigmask(libc::SIG_SETMASK, &args.mask, std::ptr::null_mut());
+        pid
+    };
+    drop(stack);
+    if pid < 0 {
+        return Err(io::Error::last_os_error().into());
+    }
+    if let Some((step, errno)) = args.failed {
+        // The child failed before its exec and exited: reap it and say why.
+        let mut status = 0;
+        // SAFETY: waitpid only writes the status.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        return Err(match step {
+            ChildStep::Directory => SpawnError::Directory {
+                dir: cwd.map(|d| d.display().to_string()).unwrap_or_default(),
+                errno,
+            },
+            ChildStep::Exec => SpawnError::Exec { errno },
+            step => SpawnError::Setup { step, errno },
+        });
+    }
+    Ok(pid)
+}
+
 /// The child between the clone and the exec. Only async-signal-safe calls; returns (exits)
 /// with 127 after recording the errno of a failed step.
 extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
@@ -259,11 +323,12 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     // (CLONE_VFORK). Every call below is async-signal-safe and uses prepared data only.
     unsafe {
         let args = &mut *(arg as *mut ChildArgs);
-        let fail = |args: &mut ChildArgs| -> libc::c_int {
-            args.errno = *libc::__errno_location();
-            if args.errno == 0 {
-                args.errno = libc::EINVAL;
-            }
+        let fail = |args: &mut ChildArgs, step: ChildStep| -> libc::c_int {
+            let errno = match *libc::__errno_location() {
+                0 => libc::EINVAL,
+                e => e,
+            };
+            args.failed = Some((step, errno));
             libc::_exit(127)
         };
         // Default dispositions, as a fresh process has: no handler of the worker may run here,
@@ -276,31 +341,31 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             }
         }
         if crate::sys::set_death_signal().is_err() {
-            return fail(args);
+            return fail(args, ChildStep::DeathSignal);
         }
         if libc::getppid() != args.parent {
             // The worker died before the death signal was armed.
             libc::_exit(127);
         }
         if args.cgroup_procs >= 0 && libc::write(args.cgroup_procs, b"0".as_ptr().cast(), 1) != 1 {
-            return fail(args);
+            return fail(args, ChildStep::Cgroup);
         }
         if libc::setpgid(0, 0) != 0 {
-            return fail(args);
+            return fail(args, ChildStep::ProcessGroup);
         }
         for (target, fd) in args.stdio.iter().enumerate() {
             if libc::dup2(*fd, target as RawFd) < 0 {
-                return fail(args);
+                return fail(args, ChildStep::Stdio);
             }
         }
         if let Some(dir) = &args.cwd {
             if libc::chdir(dir.as_ptr()) != 0 {
-                return fail(args);
+                return fail(args, ChildStep::Directory);
             }
         }
         libc::pthread_sigmask(libc::SIG_SETMASK, &args.mask, std::ptr::null_mut());
         libc::execve(args.path.as_ptr(), args.argv.as_ptr(), args.envp.as_ptr());
-        fail(args)
+        fail(args, ChildStep::Exec)
     }
 }
 
@@ -350,15 +415,16 @@ mod tests {
     use super::*;
     use futures_lite::AsyncReadExt;
 
-    fn run(argv: &[&str], env: &[(&str, &str)], cwd: Option<&Path>) -> io::Result<(ExitStatus, String)> {
+    fn run(argv: &[&str], env: &[(&str, &str)], cwd: Option<&Path>) -> Result<(ExitStatus, String), SpawnError> {
         let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let mut child = spawn(&argv, &env, cwd, false, None)?;
-        smol::block_on(async {
+        let ran: io::Result<_> = smol::block_on(async {
             let mut out = String::new();
             child.stdout.take().expect("piped").read_to_string(&mut out).await?;
             Ok((child.status().await?, out))
-        })
+        });
+        Ok(ran?)
     }
 
     #[test]
@@ -385,17 +451,57 @@ mod tests {
 
     #[test]
     fn a_missing_program_or_directory_is_an_error_not_a_child() {
-        let Err(e) = run(&["no-such-program-distd-test"], &[], None) else {
-            panic!("a missing program starts nothing")
-        };
-        assert_eq!(e.kind(), io::ErrorKind::NotFound);
-        let Err(e) = run(&["true"], &[], Some(Path::new("/no/such/dir"))) else {
+        match run(&["no-such-program-distd-test"], &[], None) {
+            Err(SpawnError::Prepare(e)) => assert_eq!(e.kind(), io::ErrorKind::NotFound),
+            other => panic!("a missing program starts nothing: {other:?}"),
+        }
+        match run(&["true"], &[], Some(Path::new("/no/such/dir"))) {
+            Err(SpawnError::Directory {
+                errno: libc::ENOENT, ..
+            }) => {}
+            other => panic!("a missing directory starts nothing: {other:?}"),
+        }
+        match run(&["true"], &[("PATH", "/nonexistent")], None) {
+            Err(SpawnError::Prepare(e)) => assert_eq!(e.kind(), io::ErrorKind::NotFound),
+            other => panic!("a program not on PATH starts nothing: {other:?}"),
+        }
+    }
+
+    /// Regression (issue 12): `--cwd /nonexistent -- ls` said "No such file or directory"
+    /// as if `ls` were missing. The step that failed is the one reported.
+    #[test]
+    fn a_bad_working_directory_is_named_and_not_blamed_on_the_program() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let Err(e) = run(&["ls"], &[], Some(Path::new("/no/such/dir"))) else {
             panic!("a missing directory starts nothing")
         };
-        assert_eq!(e.kind(), io::ErrorKind::NotFound);
-        let Err(e) = run(&["true"], &[("PATH", "/nonexistent")], None) else {
-            panic!("a program not on PATH starts nothing")
+        assert_eq!(
+            e.to_string(),
+            "working directory /no/such/dir: No such file or directory"
+        );
+        let file = tmp.path().join("plain-file");
+        std::fs::write(&file, "").expect("write a file");
+        let Err(e) = run(&["ls"], &[], Some(&file)) else {
+            panic!("a file is no working directory")
         };
-        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert_eq!(
+            e.to_string(),
+            format!("working directory {}: Not a directory", file.display())
+        );
+        // A program given by path that is missing, or that the kernel cannot run, fails at
+        // the exec: the directory was fine.
+        match run(&["./no-such-program"], &[], Some(tmp.path())) {
+            Err(SpawnError::Exec { errno: libc::ENOENT }) => {}
+            other => panic!("a missing ./program fails its exec: {other:?}"),
+        }
+        let garbage = tmp.path().join("garbage");
+        std::fs::write(&garbage, b"\x7fnot a program").expect("write a file");
+        std::fs::set_permissions(&garbage, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        match run(&["./garbage"], &[], Some(tmp.path())) {
+            Err(e @ SpawnError::Exec { errno: libc::ENOEXEC }) => {
+                assert_eq!(e.to_string(), "Exec format error (os error 8)")
+            }
+            other => panic!("a file the kernel cannot run fails its exec: {other:?}"),
+        }
     }
 }

@@ -108,6 +108,7 @@ fn ct(id: u64, deps: Vec<(u64, &str)>) -> ComputeTask {
         spec: TaskSpec::Function {
             name: "noop".into(),
             args: vec![],
+            args_form: crate::protocol::ArgsForm::Bytes,
         },
         deps: deps
             .into_iter()

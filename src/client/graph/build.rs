@@ -17,7 +17,7 @@ use toml::Spanned;
 
 use super::edges::{abbreviate_path, find_cycle, Edges};
 use super::{DurationText, Graph, GraphError, Output, OutputChoice, OutputTarget, RawDefaults, RawTask, Report};
-use crate::protocol::{CommandSpec, TaskDesc, TaskOptions, TaskSpec};
+use crate::protocol::{ArgsForm, CommandSpec, TaskDesc, TaskOptions, TaskSpec};
 use crate::units::parse_duration;
 
 /// `[defaults]` after its own checks; empty when the file has none.
@@ -29,8 +29,8 @@ pub(super) struct Defaults {
     cwd: Option<String>,
     /// Timeout of command tasks that set none.
     timeout_ms: Option<u64>,
-    /// Arguments of function tasks that give none.
-    args: Option<String>,
+    /// Arguments of function tasks that give none, as JSON text.
+    args: Option<Vec<u8>>,
     /// Priority of tasks that set none.
     priority: i32,
     /// Retries of tasks that set none.
@@ -66,7 +66,7 @@ impl Defaults {
             env: raw.env.unwrap_or_default(),
             cwd: raw.cwd,
             timeout_ms,
-            args: raw.args,
+            args: raw.args.as_ref().map(json_of),
             priority: raw.priority.unwrap_or(0),
             retries: raw.retries.unwrap_or(0),
             replicas: raw.replicas.unwrap_or(0),
@@ -92,9 +92,10 @@ impl Defaults {
                     spec.timeout_ms = self.timeout_ms;
                 }
             }
-            TaskSpec::Function { args, .. } => {
+            TaskSpec::Function { args, args_form, .. } => {
                 if let (true, Some(default)) = (left_out.args, &self.args) {
-                    *args = default.clone().into_bytes();
+                    args.clone_from(default);
+                    *args_form = ArgsForm::Json;
                 }
             }
         }
@@ -246,6 +247,7 @@ impl Builder {
             let nothing = TaskSpec::Function {
                 name: String::new(),
                 args: Vec::new(),
+                args_form: ArgsForm::Bytes,
             };
             (nothing, TaskOptions::default(), Choice::Never, LeftOut::default())
         });
@@ -362,14 +364,16 @@ fn build_task(raw: RawTask, key: &str, deps: &[String], report: &Report) -> Resu
             if let Some(problem) = problem {
                 return Err(report.at(&command, format!("{task} has {problem}")));
             }
-            command_spec(&task, command.into_inner(), fields, deps, report)?
+            let at = command.span().start;
+            command_spec(&task, command.into_inner(), at, fields, deps, report)?
         }
         (None, Some(shell), None) => {
             if shell.get_ref().trim().is_empty() {
                 return Err(report.at(&shell, format!("{task} has an empty shell line")));
             }
+            let at = shell.span().start;
             let argv = vec!["sh".to_owned(), "-c".to_owned(), shell.into_inner()];
-            command_spec(&task, argv, fields, deps, report)?
+            command_spec(&task, argv, at, fields, deps, report)?
         }
         (None, None, Some(function)) => function_spec(&task, function, fields, report)?,
         (command, shell, function) => {
@@ -422,7 +426,7 @@ fn build_task(raw: RawTask, key: &str, deps: &[String], report: &Report) -> Resu
 /// The fields of a task that belong to one kind of task only.
 struct SpecFields {
     /// `args`: function tasks only.
-    args: Option<Spanned<String>>,
+    args: Option<Spanned<toml::Value>>,
     /// `env`: command tasks only.
     env: Option<Spanned<BTreeMap<String, String>>>,
     /// `cwd`: command tasks only.
@@ -433,14 +437,24 @@ struct SpecFields {
     stdin: Option<Spanned<String>>,
 }
 
-/// A command (or shell) task's spec from its argv and fields, before the defaults.
+/// A command (or shell) task's spec from its argv (written at `at`) and fields, before the
+/// defaults.
 fn command_spec(
     task: &str,
     argv: Vec<String>,
+    at: usize,
     fields: SpecFields,
     deps: &[String],
     report: &Report,
 ) -> Result<TaskSpec, GraphError> {
+    if let Some(unknown) = argv.iter().find_map(|arg| placeholder_not_in(arg, deps)) {
+        let message = if deps.is_empty() {
+            format!("{task} uses {{dep:{unknown}}}, but it has no deps; add {unknown:?} to its deps")
+        } else {
+            format!("{task} uses {{dep:{unknown}}}, but {unknown:?} is not one of its deps {deps:?}")
+        };
+        return Err(report.at_offset(at, message));
+    }
     if let Some(args) = &fields.args {
         let message = format!("{task} is not a function task; args is only for function tasks");
         return Err(report.at(args, message));
@@ -464,8 +478,25 @@ fn command_spec(
         env: env.into_iter().collect(),
         cwd: fields.cwd.map(Spanned::into_inner),
         timeout_ms,
-        stdin: fields.stdin.map(Spanned::into_inner),
+        stdin: fields.stdin.map(Spanned::into_inner).into_iter().collect(),
+        ..CommandSpec::default()
     }))
+}
+
+/// The key of the first `{dep:KEY}` in `arg` whose KEY is not among `deps`: the worker would
+/// leave it as it is, so the command would get the placeholder's text instead of a path.
+fn placeholder_not_in<'a>(arg: &'a str, deps: &[String]) -> Option<&'a str> {
+    let mut rest = arg;
+    while let Some(start) = rest.find("{dep:") {
+        let after = &rest[start + "{dep:".len()..];
+        let end = after.find('}')?;
+        let key = &after[..end];
+        if !deps.iter().any(|d| d == key) {
+            return Some(key);
+        }
+        rest = &after[end..];
+    }
+    None
 }
 
 /// A function task's spec, before the defaults; refuses the fields only commands have.
@@ -488,10 +519,33 @@ fn function_spec(
     if function.get_ref().trim().is_empty() {
         return Err(report.at(&function, format!("{task} has an empty function name")));
     }
+    // Arguments go as JSON, which the worker decodes by the function's own type; none given
+    // are no bytes, as a function of `()` takes.
+    let (args, args_form) = match fields.args {
+        Some(value) => (json_of(value.get_ref()), ArgsForm::Json),
+        None => (Vec::new(), ArgsForm::Bytes),
+    };
     Ok(TaskSpec::Function {
         name: function.into_inner(),
-        args: fields.args.map(|a| a.into_inner().into_bytes()).unwrap_or_default(),
+        args,
+        args_form,
     })
+}
+
+/// The JSON text of a TOML value (a date or time becomes its text).
+fn json_of(value: &toml::Value) -> Vec<u8> {
+    fn convert(value: &toml::Value) -> serde_json::Value {
+        match value {
+            toml::Value::String(s) => serde_json::Value::String(s.clone()),
+            toml::Value::Integer(i) => (*i).into(),
+            toml::Value::Float(f) => serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into),
+            toml::Value::Boolean(b) => (*b).into(),
+            toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
+            toml::Value::Array(items) => items.iter().map(convert).collect(),
+            toml::Value::Table(table) => table.iter().map(|(k, v)| (k.clone(), convert(v))).collect(),
+        }
+    }
+    serde_json::to_vec(&convert(value)).expect("a JSON value always encodes")
 }
 
 /// A timeout in whole milliseconds, rounded up; `owner` names who set it in messages.

@@ -29,7 +29,7 @@
 //! [[task]]
 //! key = "total"
 //! function = "sum"
-//! args = "text"                  # function tasks only; UTF-8 bytes given to the function
+//! args = "text"                  # function tasks only; any TOML value (see below)
 //! deps = ["numbers"]             # inputs, in order
 //! priority = 0
 //! retries = 0
@@ -43,6 +43,14 @@
 //! `workers`, `replicas` and `output` (true or false only). A task's own value wins; `env` and
 //! `resources` are merged name by name. Defaults that only apply to one kind of task (`env`,
 //! `cwd`, `timeout` to commands, `args` to functions) are not applied to the other kind.
+//!
+//! `args` may be any TOML value (`args = 10`, `args = [1, 2]`, `args = { n = 10 }`). It reaches
+//! the worker as JSON: a typed function (`Registry::register_typed`) decodes it as its own
+//! argument type, so `args = 10` is a `u64` and a table a struct, and a mismatch (`args =
+//! "10"` for a `u64`) is the task's error in words; a function on bytes gets a string's text,
+//! or another value's JSON text.
+//!
+//! A command's `{dep:KEY}` must name one of the task's deps; it is checked when the file loads.
 //!
 //! When no task is an output (`output = true` or a path), the outputs are the sinks, the tasks
 //! nothing depends on, printed in file order, except those that say `output = false`.
@@ -230,7 +238,7 @@ struct RawDefaults {
     /// Timeout of command tasks that set none; spanned for a bad duration.
     timeout: Option<Spanned<DurationText>>,
     /// Arguments of function tasks that set none.
-    args: Option<String>,
+    args: Option<toml::Value>,
     /// Priority of tasks that set none.
     priority: Option<i32>,
     /// Retries of tasks that set none.
@@ -257,8 +265,8 @@ struct RawTask {
     shell: Option<Spanned<String>>,
     /// A function task's registry name.
     function: Option<Spanned<String>>,
-    /// A function task's arguments.
-    args: Option<Spanned<String>>,
+    /// A function task's arguments: any TOML value.
+    args: Option<Spanned<toml::Value>>,
     /// A command task's extra environment.
     env: Option<Spanned<BTreeMap<String, String>>>,
     /// A command task's working directory.
@@ -531,7 +539,7 @@ mod tests {
             spec: TaskSpec::Command(CommandSpec {
                 env: default_env("default"),
                 timeout_ms: Some(30_000),
-                stdin: Some("numbers".into()),
+                stdin: vec!["numbers".into()],
                 ..command(&["sh", "-c", "sort -n | uniq"])
             }),
             deps: vec!["numbers".into()],
@@ -545,7 +553,8 @@ mod tests {
             key: "total".into(),
             spec: TaskSpec::Function {
                 name: "sum".into(),
-                args: b"text".to_vec(),
+                args: br#""text""#.to_vec(),
+                args_form: crate::protocol::ArgsForm::Json,
             },
             deps: vec!["numbers".into(), "sorted".into()],
             options: TaskOptions {
@@ -602,7 +611,8 @@ mod tests {
             graph.tasks[0].spec,
             TaskSpec::Function {
                 name: "echo".into(),
-                args: b"default args".to_vec(),
+                args: br#""default args""#.to_vec(),
+                args_form: crate::protocol::ArgsForm::Json,
             }
         );
         assert_eq!(
@@ -842,6 +852,40 @@ mod tests {
 
         let (line, message) = refusal(&["[[task]]", "key = \"a\"", "function = \"\""]);
         assert_eq!((line, message.as_str()), (3, "task \"a\" has an empty function name"));
+    }
+
+    #[test]
+    fn a_dep_placeholder_must_name_one_of_the_deps() {
+        let (line, message) = refusal(&[
+            "[[task]]",
+            "key = \"a\"",
+            "shell = \"echo hi\"",
+            "[[task]]",
+            "key = \"b\"",
+            "deps = [\"a\"]",
+            "shell = \"cat {dep:a} {dep:zz}\"",
+        ]);
+        assert_eq!(line, 7);
+        assert_eq!(
+            message,
+            "task \"b\" uses {dep:zz}, but \"zz\" is not one of its deps [\"a\"]"
+        );
+        let (line, message) = refusal(&["[[task]]", "key = \"c\"", "command = [\"cat\", \"x{dep:a}\"]"]);
+        assert_eq!(line, 3);
+        assert_eq!(
+            message,
+            "task \"c\" uses {dep:a}, but it has no deps; add \"a\" to its deps"
+        );
+        // Every placeholder of a known dep passes, and text that only looks like one is left.
+        parse(&[
+            "[[task]]",
+            "key = \"a\"",
+            "shell = \"echo hi\"",
+            "[[task]]",
+            "key = \"b\"",
+            "deps = [\"a\"]",
+            "command = [\"cat\", \"{dep:a}\", \"{dep:\", \"{deps}\"]",
+        ]);
     }
 
     #[test]

@@ -44,7 +44,7 @@ fn a_task_header_inside_a_multi_line_string_is_part_of_the_string() {
         let TaskSpec::Function { args, .. } = &graph.tasks[0].spec else {
             panic!("not a function: {:?}", graph.tasks[0]);
         };
-        assert_eq!(args, b"[[task]]\nkey = \"not a task\"\n");
+        assert_eq!(args, br#""[[task]]\nkey = \"not a task\"\n""#);
     }
 }
 
@@ -86,7 +86,8 @@ fn defaults_after_the_tasks_apply_to_every_task() {
         graph.tasks[1].spec,
         TaskSpec::Function {
             name: "f".into(),
-            args: b"x".to_vec()
+            args: br#""x""#.to_vec(),
+            args_form: crate::protocol::ArgsForm::Json,
         }
     );
     let outputs: Vec<&str> = graph.outputs.iter().map(|o| o.key.as_str()).collect();

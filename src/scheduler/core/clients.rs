@@ -98,7 +98,7 @@ impl Core {
                     .push(Outgoing::Client(id, ToClient::WhoHas { req, locations }));
             }
             FromClient::Info { req } => {
-                let info = self.info();
+                let info = self.info(id);
                 self.outbox.push(Outgoing::Client(id, ToClient::Info { req, info }));
             }
             FromClient::Scatter { req, items } => self.on_scatter(id, req, items),
@@ -191,8 +191,8 @@ impl Core {
         loc
     }
 
-    /// What `distd info` shows.
-    pub(super) fn info(&self) -> ClusterInfo {
+    /// What `distd info` shows to client `asker`, who is not among the clients it counts.
+    pub(super) fn info(&self, asker: ClientId) -> ClusterInfo {
         let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
         for t in self.tasks.values() {
             *counts.entry(t.state.name()).or_default() += 1;
@@ -218,7 +218,7 @@ impl Core {
                 })
                 .collect(),
             tasks: counts.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-            clients: self.clients.len() as u64,
+            clients: (self.clients.len() - usize::from(self.clients.contains_key(&asker))) as u64,
         }
     }
 }

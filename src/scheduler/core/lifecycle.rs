@@ -26,6 +26,7 @@ impl Core {
     /// Sets `t`'s state. When `t` starts or stops being computed, the inputs with many
     /// dependents count it (see [`Core::needed`]): every change of state goes through here.
     pub(super) fn set_state(&mut self, t: TaskId, state: TaskState) {
+        self.unrunnable_on_state(t, &state);
         let task = self.tasks.get_mut(&t).expect("set_state of a known task");
         let (was, is) = (task.state.is_active(), state.is_active());
         task.state = state;

@@ -92,6 +92,7 @@ impl Core {
             self.replicate(t);
         }
         self.stall_on_no_worker(self.clock);
+        self.unrunnable_on_worker_left(self.clock);
         self.want_balance();
     }
 

@@ -32,6 +32,7 @@ mod scatter;
 mod stall;
 mod submit;
 mod task;
+mod unrunnable;
 mod workers;
 
 use self::clients::ClientState;
@@ -157,6 +158,8 @@ pub struct Core {
     placement_due: PlacementDue,
     /// Whether waiting clients were told that no worker is connected.
     stall: Stall,
+    /// Tasks that no connected worker can run, reported to their clients.
+    unrunnable: self::unrunnable::Unrunnable,
     /// The latest `now` an event brought.
     clock: Instant,
     /// When the heartbeat check and rebalancing last ran.
@@ -192,6 +195,7 @@ impl Core {
             idle: Default::default(),
             replicas_short: IdSet::default(),
             placement_due: PlacementDue::default(),
+            unrunnable: Default::default(),
             stall: Stall {
                 no_worker_since: Some(now),
                 told: false,
@@ -223,6 +227,7 @@ impl Core {
     /// everything decided since the last call, in order.
     pub fn take_outbox(&mut self) -> Vec<Outgoing> {
         self.run_placement();
+        self.report_unrunnable();
         std::mem::take(&mut self.outbox)
     }
 
@@ -237,10 +242,16 @@ impl Core {
             .idle_timeout
             .filter(|_| self.is_idle())
             .map(|limit| self.idle_since + limit);
-        [housekeeping, restart, idle, self.stall_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            housekeeping,
+            restart,
+            idle,
+            self.stall_deadline(),
+            self.unrunnable_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// How long from one housekeeping round to the next.
@@ -323,6 +334,7 @@ impl Core {
         self.at(now);
         self.restart_on_timer(now);
         self.stall_on_timer(now);
+        self.unrunnable_on_timer(now);
         if let Some(limit) = self.config.idle_timeout {
             if self.is_idle() && now.saturating_duration_since(self.idle_since) >= limit {
                 log::info!("idle for {:.1} s; stopping", limit.as_secs_f64());

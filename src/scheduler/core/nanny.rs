@@ -130,7 +130,7 @@ impl Core {
         r.expect.retain(|n| n != name);
         if r.expect.is_empty() {
             let r = self.restart.take().expect("checked above");
-            log::info!("restart complete: {} workers back", r.total);
+            log::info!("restart complete: {} back", crate::units::plural(r.total, "worker"));
             self.outbox.push(Outgoing::Client(
                 r.client,
                 ToClient::Restarted {
@@ -153,9 +153,9 @@ impl Core {
             ToClient::Restarted {
                 req: r.req,
                 result: Err(format!(
-                    "{} of {} workers did not come back within {} s: {}",
+                    "{} of {} did not come back within {} s: {}",
                     r.expect.len(),
-                    r.total,
+                    crate::units::plural(r.total, "worker"),
                     RESTART_PATIENCE.as_secs(),
                     r.expect.join(", ")
                 )),

@@ -77,7 +77,10 @@ impl Core {
             }
             match self.choose_worker(t) {
                 Placement::On(w) => self.place(t, w),
-                Placement::NoneFits => blocked.push(entry),
+                Placement::NoneFits => {
+                    self.check_runnable(t);
+                    blocked.push(entry);
+                }
                 Placement::NoRoom => {
                     blocked.push(entry);
                     break;

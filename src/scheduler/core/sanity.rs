@@ -25,6 +25,7 @@ impl Core {
             assert_eq!(cs.wants, wants.get(c).copied().unwrap_or(0), "tasks client {c} wants");
         }
         self.check_placement_done();
+        self.check_unrunnable();
         self.check_steals_and_retirement();
         let queued: u64 = self.idle.queue.iter().map(|(_, n)| n).sum();
         assert_eq!(queued, self.idle.bytes, "bytes of the idle results");

@@ -55,6 +55,7 @@ impl Core {
                 spec: self.function_names.store(TaskSpec::Function {
                     name: "scattered".into(),
                     args: Vec::new(),
+                    args_form: crate::protocol::ArgsForm::Bytes,
                 }),
                 priority: 0,
                 deps: IdList::new(),

@@ -67,7 +67,11 @@ impl Core {
             .no_worker_since
             .map_or(0.0, |s| now.duration_since(s).as_secs_f64());
         let message = format!(
-            "no worker has been connected for {since:.0} s; {waiting} tasks wait for one (start workers, or check why their nannies gave up)"
+            "no worker has been connected for {since:.0} s; {} for one (start workers, or check why their nannies gave up)",
+            match waiting {
+                1 => "1 task waits".to_string(),
+                n => format!("{n} tasks wait"),
+            }
         );
         log::warn!("{message}");
         self.notify_waiting_clients(message);

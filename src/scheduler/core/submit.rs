@@ -127,9 +127,17 @@ impl Core {
         for key in wanted {
             self.want(client, key);
         }
-        // New tasks that nothing wants are dropped at once.
+        // New tasks that nothing wants are dropped at once; those that stay and that no
+        // worker can run are reported.
         for id in new {
             self.maybe_release(id);
+            if self
+                .tasks
+                .get(&id)
+                .is_some_and(|t| matches!(t.state, TaskState::Waiting | TaskState::Ready))
+            {
+                self.check_runnable(id);
+            }
         }
     }
 

@@ -1,7 +1,7 @@
 //! What the scheduler keeps about one task: its state, its spec as stored (function names
 //! shared), the rare fields out of line, and the error of a task whose input failed.
 
-use crate::protocol::{AttemptId, ClientId, CommandSpec, TaskError, TaskId, TaskOptions, TaskSpec, WorkerId};
+use crate::protocol::{ArgsForm, AttemptId, ClientId, CommandSpec, TaskError, TaskId, TaskOptions, TaskSpec, WorkerId};
 use crate::scheduler::id_list::IdList;
 use crate::scheduler::table::Keyed;
 use std::collections::HashSet;
@@ -133,37 +133,46 @@ impl Task {
     }
 }
 
-/// A task's spec as the scheduler keeps it: a function's name is shared by every task that
-/// calls that function, and its arguments take no spare capacity.
+/// A task's spec as the scheduler keeps it: a function's name (with how its arguments are
+/// written) is shared by every task that calls that function, and its arguments take no
+/// spare capacity.
 #[derive(Debug)]
 pub(super) enum StoredSpec {
     Function {
-        /// An `Arc<String>` rather than an `Arc<str>`: a thin pointer, which makes the spec
-        /// 24 bytes instead of 32.
-        name: Arc<String>,
+        /// An `Arc` rather than an inline name: a thin pointer, which makes the spec 24 bytes
+        /// instead of 32.
+        callee: Arc<Callee>,
         args: Box<[u8]>,
     },
     /// Boxed: commands are the rarer kind and their spec is large.
     Command(Box<CommandSpec>),
 }
 
+/// What a function task calls: the function's name and how its arguments are written.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(super) struct Callee {
+    pub(super) name: String,
+    pub(super) args_form: ArgsForm,
+}
+
 impl StoredSpec {
     /// The spec as a worker is sent it.
     pub(super) fn to_wire(&self) -> TaskSpec {
         match self {
-            StoredSpec::Function { name, args } => TaskSpec::Function {
-                name: String::clone(name),
+            StoredSpec::Function { callee, args } => TaskSpec::Function {
+                name: callee.name.clone(),
                 args: args.to_vec(),
+                args_form: callee.args_form,
             },
             StoredSpec::Command(c) => TaskSpec::Command((**c).clone()),
         }
     }
 }
 
-/// One shared copy of each function name in use.
+/// One shared copy of each function name (and argument form) in use.
 #[derive(Debug)]
 pub(super) struct NameInterner {
-    pub(super) names: HashSet<Arc<String>>,
+    pub(super) names: HashSet<Arc<Callee>>,
     /// When the set reaches this size, names no task uses any more are dropped first, so
     /// the set stays within twice the names in use.
     pub(super) purge_at: usize,
@@ -179,23 +188,23 @@ impl Default for NameInterner {
 }
 
 impl NameInterner {
-    pub(super) fn intern(&mut self, name: String) -> Arc<String> {
-        if let Some(n) = self.names.get(&name) {
+    pub(super) fn intern(&mut self, callee: Callee) -> Arc<Callee> {
+        if let Some(n) = self.names.get(&callee) {
             return n.clone();
         }
         if self.names.len() >= self.purge_at {
             self.names.retain(|n| Arc::strong_count(n) > 1);
             self.purge_at = (self.names.len() * 2).max(64);
         }
-        let n = Arc::new(name);
+        let n = Arc::new(callee);
         self.names.insert(n.clone());
         n
     }
 
     pub(super) fn store(&mut self, spec: TaskSpec) -> StoredSpec {
         match spec {
-            TaskSpec::Function { name, args } => StoredSpec::Function {
-                name: self.intern(name),
+            TaskSpec::Function { name, args, args_form } => StoredSpec::Function {
+                callee: self.intern(Callee { name, args_form }),
                 args: args.into_boxed_slice(),
             },
             TaskSpec::Command(c) => StoredSpec::Command(Box::new(c)),

@@ -41,6 +41,14 @@ pub(super) struct WorkerState {
     pub(super) releasing_prune_at: usize,
 }
 
+/// Whether `resources` hold every amount the options need.
+fn has_resources(resources: &[(String, f64)], options: &TaskOptions) -> bool {
+    options
+        .resources
+        .iter()
+        .all(|(name, amount)| resources.iter().any(|(n, have)| n == name && *have + 1e-9 >= *amount))
+}
+
 impl WorkerState {
     pub(super) fn capacity(&self, queue_per_thread: u32) -> usize {
         let n = self.info.nthreads.max(1) as usize;
@@ -56,18 +64,25 @@ impl WorkerState {
         self.processing.len() as f64 / self.info.nthreads.max(1) as f64
     }
 
+    /// Whether a task with these options may run here now: it may run on this worker, and
+    /// the resources it needs are free.
     pub(super) fn fits(&self, options: &TaskOptions) -> bool {
-        let allowed = options.workers.is_empty()
+        self.may_run(options) && has_resources(&self.resources_free, options)
+    }
+
+    /// Whether a task with these options could ever run here: it may run on this worker,
+    /// and the worker has the resources it needs, free or not.
+    pub(super) fn could_run(&self, options: &TaskOptions) -> bool {
+        self.may_run(options) && has_resources(&self.info.resources, options)
+    }
+
+    /// Whether this worker is among those the options allow (all when they name none).
+    pub(super) fn may_run(&self, options: &TaskOptions) -> bool {
+        options.workers.is_empty()
             || options
                 .workers
                 .iter()
-                .any(|w| *w == self.info.name || *w == self.info.peer_address || *w == self.info.host);
-        allowed
-            && options.resources.iter().all(|(name, amount)| {
-                self.resources_free
-                    .iter()
-                    .any(|(n, free)| n == name && *free + 1e-9 >= *amount)
-            })
+                .any(|w| *w == self.info.name || *w == self.info.peer_address || *w == self.info.host)
     }
 
     pub(super) fn take_resources(&mut self, options: &TaskOptions, sign: f64) {
@@ -146,11 +161,11 @@ impl Core {
     pub fn on_worker_joined(&mut self, id: WorkerId, info: WorkerInfo, now: Instant) {
         self.at(now);
         log::info!(
-            "worker {} ({}) joined at {} with {} threads",
+            "worker {} ({}) joined at {} with {}",
             info.name,
             id,
             info.peer_address,
-            info.nthreads
+            crate::units::plural(u64::from(info.nthreads), "thread")
         );
         let name = info.name.clone();
         let ws = WorkerState {
@@ -179,6 +194,7 @@ impl Core {
         );
         self.restart_on_worker_joined(&name);
         self.stall_on_worker_joined();
+        self.unrunnable_on_worker_joined(id);
         self.replicas_on_worker_joined();
         self.want_balance();
     }
@@ -346,10 +362,10 @@ impl Core {
         if task.extras().retries_left > 0 {
             task.extras_mut().retries_left -= 1;
             log::info!(
-                "task {} failed ({}); retrying, {} retries left",
+                "task {} failed ({}); retrying, {} left",
                 task.key,
                 error,
-                task.extras().retries_left
+                crate::units::plural(u64::from(task.extras().retries_left), "retry")
             );
             self.compute_again(t, w);
         } else {
@@ -373,7 +389,18 @@ impl Core {
         holder: &str,
         failure: FetchFailure,
     ) {
-        log::warn!("worker {w} could not have {dep} from {holder:?} for {t}: {failure}");
+        // Expected, and not worth a warning, when the answer is to an old assignment or the
+        // input erred (its dependent, queued behind it, could not have it).
+        let expected = !self.is_assignment(t, w, attempt)
+            || self
+                .tasks
+                .get(&dep)
+                .is_none_or(|dt| matches!(dt.state, TaskState::Erred(_)));
+        if expected {
+            log::debug!("worker {w} could not have {dep} from {holder:?} for {t}: {failure}");
+        } else {
+            log::warn!("worker {w} could not have {dep} from {holder:?} for {t}: {failure}");
+        }
         // An empty holder is the sender itself (its store lost the input) or nobody.
         let holder_id = if holder.is_empty() {
             Some(w)
@@ -479,6 +506,7 @@ impl Core {
             if !ws.leaving {
                 ws.leaving = true;
                 self.by_load.remove(&(Load(ws.load()), w));
+                self.unrunnable_on_worker_left(self.clock);
             }
         }
     }

@@ -394,7 +394,16 @@ fn info_and_who_has_describe_the_cluster() {
     assert_eq!(info.workers[0].processing, 1);
     assert_eq!(info.workers[0].stored_bytes, 42);
     assert_eq!(info.tasks, [("memory".to_string(), 1), ("processing".to_string(), 1)]);
-    assert_eq!(info.clients, 1);
+    // Regression: `distd info` counted itself. The asker is not among the clients counted...
+    assert_eq!(info.clients, 0);
+    // ... the others are.
+    let other = cl.add_client();
+    cl.client_says(c, FromClient::Info { req: RequestId(9) });
+    let told = cl.sent_to_client(c);
+    let [ToClient::Info { info, .. }] = &told[..] else {
+        panic!("{told:?}")
+    };
+    assert_eq!(info.clients, 1, "{other} is counted");
 }
 
 /// Regression: a released scattered input was "recomputed" by sending its placeholder spec

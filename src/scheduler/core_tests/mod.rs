@@ -26,6 +26,7 @@ mod scatter;
 mod shapes;
 mod submit;
 mod timers;
+mod unrunnable;
 
 // ----- the harness -----
 

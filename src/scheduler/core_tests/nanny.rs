@@ -110,7 +110,7 @@ fn a_restart_whose_workers_do_not_come_back_is_given_up_after_its_patience() {
     assert_eq!(answers[0].0, req);
     let reason = answers[0].1.clone().unwrap_err();
     assert!(
-        reason.contains("1 of 1 workers did not come back within 60 s: w1"),
+        reason.contains("1 of 1 worker did not come back within 60 s: w1"),
         "{reason}"
     );
 }

@@ -103,7 +103,7 @@ fn clients_waiting_with_no_worker_are_told_once_and_again_when_one_joins() {
     cl.tick();
     let told = cl.sent_to_client(c);
     assert!(
-        matches!(&told[..], [ToClient::Notice { message }] if message.contains("no worker") && message.contains("1 tasks")),
+        matches!(&told[..], [ToClient::Notice { message }] if message.contains("no worker") && message.contains("1 task waits")),
         "{told:?}"
     );
     cl.advance(Duration::from_secs(60));

@@ -746,6 +746,7 @@ impl WorkerCore {
                     TaskSpec::Function {
                         name: String::new(),
                         args: Vec::new(),
+                        args_form: crate::protocol::ArgsForm::Bytes,
                     },
                 ),
                 inputs: t.deps.iter_mut().map(|d| (d.id, std::mem::take(&mut d.key))).collect(),

@@ -394,7 +394,10 @@ impl Store {
                 ledger.on_spill_failed(victim.id, victim.serial);
             }
             drop(ledger);
-            log::warn!("{e}; keeping {} results in memory", victims.len());
+            log::warn!(
+                "{e}; keeping {} in memory",
+                crate::units::plural(victims.len() as u64, "result")
+            );
             return Err(e);
         }
         let mut spilled = 0;
@@ -425,13 +428,14 @@ impl Store {
                         kept += 1;
                     }
                     drop(ledger);
-                    log::warn!("{e}; keeping {kept} results in memory");
+                    log::warn!("{e}; keeping {} in memory", crate::units::plural(kept, "result"));
                     return Err(e);
                 }
             }
         }
         log::debug!(
-            "spilled {written_files} results ({spilled} bytes) to {}",
+            "spilled {} ({spilled} bytes) to {}",
+            crate::units::plural(written_files, "result"),
             self.dir.display()
         );
         Ok(spilled)
