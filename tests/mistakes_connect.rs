@@ -226,7 +226,7 @@ fn a_worker_with_death_timeout_3s_against_a_peer_that_never_answers_gives_up_wit
     for (id, code, prefix) in [
         (
             nanny,
-            1,
+            78,
             format!("distd: error: worker w: the worker cannot start (exit status 78): {unreachable}"),
         ),
         (bare, 78, format!("distd: error: {unreachable}")),
@@ -287,7 +287,7 @@ fn a_worker_pointed_at_nothing_prints_one_retry_line_and_one_when_it_gives_up() 
     for (id, code, error) in [
         (
             nanny,
-            1,
+            78,
             format!("distd: error: worker w: the worker cannot start (exit status 78): {last}"),
         ),
         (bare, 78, format!("distd: error: {last}")),
