@@ -2,7 +2,9 @@
 //! commands' logic.
 
 mod api;
+mod blocking;
 pub mod graph;
 pub mod run;
 
-pub use api::{strip_scheme, AsyncClient, Client, ClientError, GatherProblem, KeyStatus};
+pub use api::{strip_scheme, AsyncClient, ClientError, GatherProblem, KeyStatus};
+pub use blocking::Client;

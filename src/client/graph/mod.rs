@@ -884,7 +884,7 @@ mod tests {
             "[[task]]",
             "key = \"b\"",
             "deps = [\"a\"]",
-            "command = [\"cat\", \"{dep:a}\", \"{dep:\", \"{deps}\"]",
+            "command = [\"cat\", \"{dep:a}\", \"{dep:\", \"}\", \"{deps}\"]",
         ]);
     }
 
