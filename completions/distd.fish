@@ -59,7 +59,7 @@ complete -c distd -n "__fish_distd_using_subcommand worker" -l resources -d 'Abs
 complete -c distd -n "__fish_distd_using_subcommand worker" -l local-directory -d 'Folder for scratch files (default: ~/.cache/distd)' -r -F
 complete -c distd -n "__fish_distd_using_subcommand worker" -l listen-address -d 'Address to listen on for peers, host:port (default: the interface that reaches the scheduler)' -r
 complete -c distd -n "__fish_distd_using_subcommand worker" -l contact-address -d 'Address peers should use to reach this worker, host:port' -r
-complete -c distd -n "__fish_distd_using_subcommand worker" -l death-timeout -d 'Give up after the scheduler is unreachable this long' -r
+complete -c distd -n "__fish_distd_using_subcommand worker" -l death-timeout -d 'Give up after the scheduler is unreachable this long, at start or later; it covers the whole connect (resolving, connecting, the handshake, registering)' -r
 complete -c distd -n "__fish_distd_using_subcommand worker" -l drain -d 'On SIGINT/SIGTERM, finish running tasks and hand results over before leaving'
 complete -c distd -n "__fish_distd_using_subcommand worker" -l lifetime-restart -d 'Start a new worker after one retires (under a nanny)'
 complete -c distd -n "__fish_distd_using_subcommand worker" -l no-nanny -d 'Run the worker in this process, without a nanny (one worker only)'
@@ -78,7 +78,7 @@ complete -c distd -n "__fish_distd_using_subcommand nanny" -l resources -d 'Abst
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l local-directory -d 'Folder for scratch files (default: ~/.cache/distd)' -r -F
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l listen-address -d 'Address to listen on for peers, host:port (default: the interface that reaches the scheduler)' -r
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l contact-address -d 'Address peers should use to reach this worker, host:port' -r
-complete -c distd -n "__fish_distd_using_subcommand nanny" -l death-timeout -d 'Give up after the scheduler is unreachable this long' -r
+complete -c distd -n "__fish_distd_using_subcommand nanny" -l death-timeout -d 'Give up after the scheduler is unreachable this long, at start or later; it covers the whole connect (resolving, connecting, the handshake, registering)' -r
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l drain -d 'On SIGINT/SIGTERM, finish running tasks and hand results over before leaving'
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l lifetime-restart -d 'Start a new worker after one retires (under a nanny)'
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l no-nanny -d 'Run the worker in this process, without a nanny (one worker only)'

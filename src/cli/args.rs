@@ -214,7 +214,8 @@ pub struct WorkerArgs {
     /// Address peers should use to reach this worker, host:port
     #[arg(long, value_name = "ADDR")]
     pub contact_address: Option<String>,
-    /// Give up after the scheduler is unreachable this long
+    /// Give up after the scheduler is unreachable this long, at start or later; it covers the
+    /// whole connect (resolving, connecting, the handshake, registering)
     #[arg(long, default_value = duration_flag(defaults::DEATH_TIMEOUT), value_name = "DURATION")]
     pub death_timeout: String,
     /// Run the worker in this process, without a nanny (one worker only)

@@ -7,6 +7,7 @@
 
 use crate::protocol::codec;
 use crate::protocol::LocationProblem;
+use crate::protocol::ANSWER_TIMEOUT;
 use crate::protocol::{
     dial, write_loop, AttemptError, ClusterInfo, FrameReader, FromClient, HandshakeError, KeyLocation, PeerClient,
     PeerError, RequestId, Role, SubmitTooLarge, TaskDesc, TaskError, ToClient,
@@ -200,7 +201,15 @@ impl AsyncClient {
             },
         };
         let mut reader = FrameReader::new(stream.clone());
-        match reader.next::<ToClient>().await {
+        // A scheduler past its handshake welcomes at once; one that does not is stuck.
+        let silent = async {
+            async_io::Timer::after(ANSWER_TIMEOUT).await;
+            Err(crate::protocol::FrameError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no welcome within {} s", ANSWER_TIMEOUT.as_secs()),
+            )))
+        };
+        match futures_lite::FutureExt::or(reader.next::<ToClient>(), silent).await {
             Ok(Some(ToClient::Welcome { .. })) => {}
             Ok(other) => return Err(ClientError::Disconnected(format!("expected a welcome, got {other:?}"))),
             Err(e) => return Err(ClientError::Disconnected(e.to_string())),

@@ -19,7 +19,9 @@ mod watched;
 
 pub use conn::{spawn_writer, write_loop, Data};
 pub use frame::{encode_frame, FrameError, FrameReader, MAX_FRAME_LEN};
-pub use handshake::{accept_handshake, connect_handshake, HandshakeError, Hello, Role, MAGIC, PROTOCOL_VERSION};
+pub use handshake::{
+    accept_handshake, connect_handshake, HandshakeError, Hello, Role, ANSWER_TIMEOUT, MAGIC, PROTOCOL_VERSION,
+};
 pub use ids::{AttemptId, ClientId, NannyId, RequestId, TaskId, WorkerId};
 pub use messages::*;
 pub use net::{dial, dial_bounded, dial_with, serve, AttemptError, DialError, Dialed, Retry};
