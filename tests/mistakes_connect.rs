@@ -192,6 +192,45 @@ fn a_client_pointed_at_a_peer_that_never_answers_is_told_so() {
     sb.check_no_crashes();
 }
 
+/// The last wait of a connect: a scheduler that passes the handshake and then never welcomes
+/// the client (stuck, or something that only mimics its hello) is named within 5 s.
+#[test]
+fn a_client_of_a_scheduler_that_never_welcomes_it_is_told_so() {
+    use std::io::{Read, Write};
+    let mut sb = Sandbox::new();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let address = listener.local_addr().expect("a local address").to_string();
+    let mimic = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("the client connects");
+        let mut head = [0u8; 14];
+        s.read_exact(&mut head).expect("its hello");
+        let mut version = vec![0u8; head[13] as usize];
+        s.read_exact(&mut version).expect("its version");
+        let mut answer = distd::protocol::Hello::ours(distd::protocol::Role::Scheduler).encode();
+        answer.extend_from_slice(&[0, 0, 0]);
+        s.write_all(&answer).expect("answer the handshake");
+        // Then silence, until the client gives up.
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+    });
+    let start = Instant::now();
+    let out = sb.run("info", &["info", &address]);
+    out.assert_code(1);
+    assert_eq!(
+        out.the_error(),
+        "distd: error: lost the scheduler: no welcome within 5 s",
+        "{}",
+        out.describe()
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "it waited {:?}",
+        start.elapsed()
+    );
+    mimic.join().expect("the mimic ends when the client goes");
+    sb.check_no_crashes();
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4: the death timeout covers the handshake
 // ---------------------------------------------------------------------------------------------
