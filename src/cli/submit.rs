@@ -27,9 +27,9 @@ const STDIN_PART: usize = 4 << 20;
 /// How often a submit with stdin to send asks whether a worker has joined to hold it.
 const WORKER_POLL: Duration = Duration::from_millis(100);
 
-/// How long it waits for a worker before it says so (once); as the scheduler's own notice,
-/// long enough for a worker that restarts to come back unnoticed.
-const NO_WORKER_NOTICE_AFTER: Duration = Duration::from_secs(10);
+/// How long it waits for a worker before it says so (once): as long as the scheduler's own
+/// notice, long enough for a worker that restarts to come back unnoticed.
+use crate::scheduler::core::NO_WORKER_NOTICE_AFTER;
 
 /// What only `distd submit` can fail with.
 #[derive(Debug, thiserror::Error)]

@@ -40,6 +40,7 @@ use self::nanny::{NannyState, PendingRestart};
 use self::placement::PlacementDue;
 use self::scatter::PendingScatter;
 use self::stall::Stall;
+pub(crate) use self::stall::NO_WORKER_NOTICE_AFTER;
 #[cfg(test)]
 pub(crate) use self::task::TaskState;
 use self::task::{NameInterner, Task};

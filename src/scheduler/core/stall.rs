@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 /// How long the cluster may have no worker, while clients wait for tasks, before they are
 /// told: long enough for a worker that restarts or reconnects to come back unnoticed.
-pub(super) const NO_WORKER_NOTICE_AFTER: Duration = Duration::from_secs(10);
+pub(crate) const NO_WORKER_NOTICE_AFTER: Duration = Duration::from_secs(10);
 
 /// Where the cluster stands on the notice.
 #[derive(Debug, Default)]
