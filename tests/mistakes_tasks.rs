@@ -5,33 +5,78 @@
 mod harness;
 
 use harness::{start_scheduler, Outcome, Sandbox};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// The example binary with its own typed functions (`fib`, `add`, `fib_sum`, `show`); cargo
-/// builds examples beside the binary for the tests.
-fn custom_functions_exe() -> PathBuf {
-    let distd = PathBuf::from(harness::distd_exe());
-    let exe = distd
-        .parent()
-        .expect("target dir")
-        .join("examples")
-        .join("custom_functions");
-    // The example links the library: built after it, it has the library's latest code.
-    let built = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let library = distd.with_file_name("libdistd.rlib");
-    assert!(
-        built(&exe).is_some() && built(&exe) >= built(&library),
-        "{} is missing or older than the library: run the whole `cargo test` (it builds the examples) or `cargo build --examples`",
-        exe.display()
-    );
-    exe
+/// The file that, in the current folder, makes this test binary a distd CLI: the command line
+/// as a JSON array of strings (see [`as_distd_with_typed_functions`]).
+const AS_CLI: &str = "as-distd-cli.json";
+
+/// distd's built-ins plus typed functions, as a Rust user's own binary would register them.
+fn typed_registry() -> distd::Registry {
+    #[derive(serde::Deserialize)]
+    struct Range {
+        from: u64,
+        to: u64,
+    }
+    fn fib(n: u64) -> u64 {
+        (0..n).fold((0u64, 1u64), |(a, b), _| (b, a.wrapping_add(b))).0
+    }
+    distd::Registry::builtin()
+        .register_typed("fib", |n: u64, _: Vec<u64>| Ok(fib(n)))
+        .register_typed("fib_sum", |r: Range, _: Vec<u64>| {
+            Ok((r.from..r.to).map(fib).sum::<u64>())
+        })
+        .register_typed("add", |(): (), xs: Vec<u64>| Ok(xs.iter().sum::<u64>()))
+        .register("show", |_, inputs| {
+            let numbers = inputs
+                .iter()
+                .map(|d| distd::protocol::codec::from_bytes::<u64>(d).map(|n| n.to_string()))
+                .collect::<Result<Vec<String>, _>>()
+                .map_err(|e| e.to_string())?;
+            Ok(numbers.join(" ").into_bytes())
+        })
 }
 
-/// Runs the example binary as the distd CLI: `custom_functions ARGS`.
+/// Not a test of its own: when this test binary is started in a folder holding [`AS_CLI`]
+/// (only [`custom`] does that), it runs as the distd CLI with [`typed_registry`], the way a
+/// Rust user's own binary runs `distd::cli::main_with_registry`, and exits with its status.
+#[test]
+fn as_distd_with_typed_functions() {
+    let Ok(text) = std::fs::read_to_string(AS_CLI) else {
+        return;
+    };
+    let args: Vec<String> = serde_json::from_str(&text).expect("a JSON array of arguments");
+    let code = distd::cli::main_with_args(typed_registry(), std::iter::once("distd".to_string()).chain(args));
+    std::process::exit(i32::from(code));
+}
+
+/// Runs `distd ARGS` with typed functions registered: this test binary, started again in the
+/// sandbox as the CLI (see [`as_distd_with_typed_functions`]). Its stdout starts with the test
+/// harness's own line; [`distd_stdout`] is what the CLI printed.
 fn custom(sb: &mut Sandbox, name: &str, args: &[&str]) -> Outcome {
-    let exe = custom_functions_exe();
-    sb.run_program(name, exe.to_str().expect("UTF-8 path"), args)
+    sb.write(AS_CLI, &serde_json::to_string(args).expect("JSON"));
+    let me = std::env::current_exe().expect("this test binary");
+    let harness_args = [
+        "as_distd_with_typed_functions",
+        "--exact",
+        "--nocapture",
+        "--test-threads",
+        "1",
+    ];
+    let out = sb.run_program(name, me.to_str().expect("UTF-8 path"), &harness_args);
+    std::fs::remove_file(sb.path(AS_CLI)).expect("remove the command line");
+    out
+}
+
+/// What the CLI printed, without what the test harness printed before it (`running 1 test`,
+/// then `test NAME ... ` on the line the CLI's output starts on).
+fn distd_stdout(out: &Outcome) -> String {
+    let after = out.stdout.trim_start_matches(['\n']);
+    let after = after.strip_prefix("running 1 test\n").unwrap_or(after);
+    let after = after
+        .strip_prefix("test as_distd_with_typed_functions ... ")
+        .unwrap_or(after);
+    after.to_string()
 }
 
 /// Case 9: a `{dep:KEY}` whose KEY is not among the task's deps is refused when the file
@@ -96,7 +141,7 @@ deps = ["ten", "first-ten", "total"]
     );
     out.assert_success();
     // fib(10) = 55, fib(0) + ... + fib(9) = 88.
-    assert_eq!(out.stdout.trim(), "55 88 143", "{}", out.describe());
+    assert_eq!(distd_stdout(&out), "55 88 143\n", "{}", out.describe());
 
     let wrong = sb.write(
         "wrong.toml",
@@ -118,7 +163,19 @@ deps = ["ten", "first-ten", "total"]
         "{}",
         out.describe()
     );
-    assert!(out.stdout.is_empty(), "no garbage result printed: {}", out.describe());
+    assert_eq!(distd_stdout(&out), "", "no garbage result printed: {}", out.describe());
+
+    // distd's own byte functions take TOML values too: a number reaches `sum` as its text.
+    let sum = sb.write(
+        "sum.toml",
+        "[[task]]\nkey = \"xs\"\nshell = \"echo 1 2\"\n\n[[task]]\nkey = \"total\"\nfunction = \"sum\"\nargs = 10\ndeps = [\"xs\"]\n",
+    );
+    let out = sb.run(
+        "distd sum",
+        &["local", "-n", "1", "--run", sum.to_str().unwrap(), "--no-progress"],
+    );
+    out.assert_success();
+    assert_eq!(out.stdout, "13\n", "{}", out.describe());
 }
 
 /// The tasks the scheduler at `address` still knows, by state; none once every client that

@@ -23,9 +23,13 @@ pub fn command() -> clap::Command {
 
 /// Parses this process's command line; clap prints its own errors and exits with
 /// [`crate::exit::USAGE`] (0 for `--help` and `--version`).
-pub fn parse() -> Cli {
+pub fn parse<I, T>(args: I) -> Cli
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
     let mut cmd = command();
-    let mut matches = cmd.clone().get_matches();
+    let mut matches = cmd.clone().get_matches_from(args);
     Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
 }
 

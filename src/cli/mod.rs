@@ -20,7 +20,17 @@ use std::process::ExitCode;
 /// Parses the command line, runs the subcommand, and maps its outcome to an exit code.
 /// Errors are printed once, here, as `distd: error: ...`.
 pub fn main_with_registry(registry: Registry) -> ExitCode {
-    let cli = args::parse();
+    ExitCode::from(main_with_args(registry, std::env::args_os()))
+}
+
+/// [`main_with_registry`] on a command line the caller gives (its first item the program's
+/// name), for a program that builds it itself; returns the exit status.
+pub fn main_with_args<I, T>(registry: Registry, args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = args::parse(args);
     // Long-running services log what they do; a command that runs something and ends
     // (including `local --run`) only warns.
     let daemon = match &cli.command {
@@ -39,10 +49,10 @@ pub fn main_with_registry(registry: Registry) -> ExitCode {
         crate::sys::stop_when_stdin_closes(crate::exit::FAILURE);
     }
     match commands::dispatch(cli.command, registry) {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => code,
         Err(e) => {
             eprintln!("distd: error: {e}");
-            ExitCode::from(e.exit_code())
+            e.exit_code()
         }
     }
 }
