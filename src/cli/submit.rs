@@ -18,14 +18,11 @@ use crate::exit;
 use crate::protocol::{CommandOutput, TaskDesc, TaskError, TaskSpec, Transcript, TranscriptError, TRANSCRIPT_STDERR};
 use futures_lite::AsyncReadExt;
 use std::io::{IsTerminal, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The most bytes of stdin scattered at once: like a submission's parts, well under the
 /// frame cap, so that other clients' messages pass between them.
 const STDIN_PART: usize = 4 << 20;
-
-/// How often a submit with stdin to send asks whether a worker has joined to hold it.
-const WORKER_POLL: Duration = Duration::from_millis(100);
 
 /// How long it waits for a worker before it says so (once): as long as the scheduler's own
 /// notice, long enough for a worker that restarts to come back unnoticed.
@@ -151,17 +148,12 @@ async fn send_stdin(client: &AsyncClient) -> Result<Vec<String>, CliError> {
 /// Waits until the cluster has a worker to hold scattered data (the task itself would wait
 /// for one; a scatter would fail), saying so once if that takes long.
 async fn wait_for_a_worker(client: &AsyncClient) -> Result<(), ClientError> {
-    let start = Instant::now();
-    let mut told = false;
-    while client.info().await?.workers.is_empty() {
-        if !told && start.elapsed() >= NO_WORKER_NOTICE_AFTER {
-            log::warn!(
-                "no worker has been connected for {} s; the command's stdin waits for one",
-                NO_WORKER_NOTICE_AFTER.as_secs()
-            );
-            told = true;
-        }
-        async_io::Timer::after(WORKER_POLL).await;
+    if client.wait_for_workers(1, NO_WORKER_NOTICE_AFTER).await? == 0 {
+        log::warn!(
+            "no worker has been connected for {} s; the command's stdin waits for one",
+            NO_WORKER_NOTICE_AFTER.as_secs()
+        );
+        client.wait_for_workers(1, Duration::MAX).await?;
     }
     Ok(())
 }

@@ -667,12 +667,16 @@ impl AsyncClient {
     /// it has then (fewer than `n` if it ran out).
     pub async fn wait_for_workers(&self, n: usize, patience: std::time::Duration) -> Result<usize, ClientError> {
         let start = std::time::Instant::now();
+        // Asked often at first (workers starting now register in milliseconds), then less
+        // and less, so a long wait costs the scheduler a question every half second.
+        let mut pause = std::time::Duration::from_millis(10);
         loop {
             let have = self.info().await?.workers.len();
             if have >= n || start.elapsed() > patience {
                 return Ok(have);
             }
-            async_io::Timer::after(std::time::Duration::from_millis(10)).await;
+            async_io::Timer::after(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(500));
         }
     }
 }

@@ -36,16 +36,15 @@ impl Ending {
     /// The task error this ending is when it is a failure, without any stderr (the
     /// transcript carries that whole): `None` for an exit with status 0.
     pub fn error(self) -> Option<TaskError> {
+        self.error_with(String::new())
+    }
+
+    /// The task error this ending is when it is a failure, carrying `stderr`.
+    pub fn error_with(self, stderr: String) -> Option<TaskError> {
         match self {
             Ending::Exited(0) => None,
-            Ending::Exited(status) => Some(TaskError::Exit {
-                status,
-                stderr: String::new(),
-            }),
-            Ending::Signalled(signal) => Some(TaskError::Signal {
-                signal,
-                stderr: String::new(),
-            }),
+            Ending::Exited(status) => Some(TaskError::Exit { status, stderr }),
+            Ending::Signalled(signal) => Some(TaskError::Signal { signal, stderr }),
         }
     }
 

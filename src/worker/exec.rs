@@ -527,16 +527,9 @@ async fn conclude(
     };
     Ok(match output {
         CommandOutput::Transcript => Ok(capture::append(out, transcript_tail(&err.bytes, err.dropped, ending)).await?),
-        CommandOutput::Stdout => match ending {
-            Ending::Exited(0) => Ok(out),
-            Ending::Exited(status) => Err(TaskError::Exit {
-                status,
-                stderr: capture::tail_text(&err.bytes),
-            }),
-            Ending::Signalled(signal) => Err(TaskError::Signal {
-                signal,
-                stderr: capture::tail_text(&err.bytes),
-            }),
+        CommandOutput::Stdout => match ending.error_with(capture::tail_text(&err.bytes)) {
+            None => Ok(out),
+            Some(e) => Err(e),
         },
     })
 }
