@@ -59,6 +59,20 @@ fn ensure_runner() {
     });
 }
 
+/// `fut`'s output, unless `deadline` comes first: then `None`, and `fut` is dropped.
+pub async fn until<T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T> {
+    futures_lite::future::or(async { Some(fut.await) }, async {
+        async_io::Timer::at(deadline).await;
+        None
+    })
+    .await
+}
+
+/// `fut`'s output, unless `after` passes first: then `None`, and `fut` is dropped.
+pub async fn within<T>(after: Duration, fut: impl Future<Output = T>) -> Option<T> {
+    until(Instant::now() + after, fut).await
+}
+
 /// Spawns a task on distd's executor. Dropping the returned handle cancels the task.
 pub fn spawn<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> Task<T> {
     ensure_runner();

@@ -202,17 +202,14 @@ impl AsyncClient {
         };
         let mut reader = FrameReader::new(stream.clone());
         // A scheduler past its handshake welcomes at once; one that does not is stuck.
-        let silent = async {
-            async_io::Timer::after(ANSWER_TIMEOUT).await;
-            Err(crate::protocol::FrameError::Io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no welcome within {} s", ANSWER_TIMEOUT.as_secs()),
-            )))
-        };
-        match futures_lite::FutureExt::or(reader.next::<ToClient>(), silent).await {
-            Ok(Some(ToClient::Welcome { .. })) => {}
-            Ok(other) => return Err(ClientError::Disconnected(format!("expected a welcome, got {other:?}"))),
-            Err(e) => return Err(ClientError::Disconnected(e.to_string())),
+        match crate::rt::within(ANSWER_TIMEOUT, reader.next::<ToClient>()).await {
+            Some(Ok(Some(ToClient::Welcome { .. }))) => {}
+            Some(Ok(other)) => return Err(ClientError::Disconnected(format!("expected a welcome, got {other:?}"))),
+            Some(Err(e)) => return Err(ClientError::Disconnected(e.to_string())),
+            None => {
+                let waited = ANSWER_TIMEOUT.as_secs();
+                return Err(ClientError::Disconnected(format!("no welcome within {waited} s")));
+            }
         }
         let (tx, rx) = async_channel::unbounded();
         let inner = Arc::new(Inner {

@@ -231,14 +231,14 @@ pub async fn accept_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     allowed: &[Role],
 ) -> Result<Hello, HandshakeError> {
     // A connection that says nothing must not hold a task forever.
-    futures_lite::future::or(accept_handshake_now(stream, role, allowed), async {
-        async_io::Timer::after(HANDSHAKE_TIMEOUT).await;
-        Err(HandshakeError::Io(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("no handshake within {} s", HANDSHAKE_TIMEOUT.as_secs()),
-        )))
-    })
-    .await
+    crate::rt::within(HANDSHAKE_TIMEOUT, accept_handshake_now(stream, role, allowed))
+        .await
+        .unwrap_or_else(|| {
+            Err(HandshakeError::Io(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no handshake within {} s", HANDSHAKE_TIMEOUT.as_secs()),
+            )))
+        })
 }
 
 async fn accept_handshake_now<S: AsyncRead + AsyncWrite + Unpin>(

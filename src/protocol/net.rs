@@ -20,7 +20,6 @@
 //! about tasks or workers, and never reads a message after the handshake.
 
 use super::handshake::{accept_handshake, connect_handshake, HandshakeError, Hello, Role, ANSWER_TIMEOUT};
-use futures_lite::FutureExt;
 use smol::net::{TcpListener, TcpStream};
 use smol::Task;
 use std::fmt;
@@ -339,17 +338,6 @@ pub async fn dial_with(
     }
 }
 
-/// `fut`, unless `deadline` comes first. A future that is ready at once never starts the
-/// timer.
-async fn within<T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T> {
-    async { Some(fut.await) }
-        .or(async {
-            async_io::Timer::at(deadline).await;
-            None
-        })
-        .await
-}
-
 /// One attempt of at most `bound`: resolve, connect to each address in turn, handshake on
 /// the first that answers, expecting a `theirs`.
 async fn attempt(addr: &str, ours: Role, theirs: Role, bound: Duration) -> Result<Dialed, Failure> {
@@ -366,7 +354,7 @@ async fn attempt(addr: &str, ours: Role, theirs: Role, bound: Duration) -> Resul
         Err(_) => {
             let owned = addr.to_string();
             let resolved = blocking::unblock(move || owned.to_socket_addrs().map(Iterator::collect));
-            within(deadline, resolved)
+            crate::rt::until(deadline, resolved)
                 .await
                 .ok_or_else(timed_out)?
                 .map_err(|source| {
@@ -379,7 +367,10 @@ async fn attempt(addr: &str, ours: Role, theirs: Role, bound: Duration) -> Resul
     };
     let mut last = AttemptError::NoAddress { addr: addr.to_string() };
     for to in addrs {
-        let mut stream = match within(deadline, TcpStream::connect(to)).await.ok_or_else(timed_out)? {
+        let mut stream = match crate::rt::until(deadline, TcpStream::connect(to))
+            .await
+            .ok_or_else(timed_out)?
+        {
             Ok(s) => s,
             Err(source) => {
                 last = AttemptError::Connect { to, source };
@@ -388,7 +379,7 @@ async fn attempt(addr: &str, ours: Role, theirs: Role, bound: Duration) -> Resul
         };
         // Small frames go out at once: the writers batch by themselves.
         stream.set_nodelay(true).ok();
-        let Some(answered) = within(deadline, connect_handshake(&mut stream, ours, theirs)).await else {
+        let Some(answered) = crate::rt::until(deadline, connect_handshake(&mut stream, ours, theirs)).await else {
             return Err(Failure::Transient(AttemptError::Silent { to, after: bound }));
         };
         return match answered {

@@ -454,11 +454,7 @@ pub fn run_ssh(config: SshConfig) -> Result<(), SshError> {
         let RemoteProc { stdin, done } = scheduler;
         close_stdin(stdin).await;
         if scheduler_ended.is_none() {
-            let _ = futures_lite::future::or(async { Some(done.await) }, async {
-                async_io::Timer::after(Duration::from_secs(15)).await;
-                None
-            })
-            .await;
+            let _ = crate::rt::within(Duration::from_secs(15), done).await;
         }
         for (_, (session, _)) in ready {
             if let Ok(s) = Arc::try_unwrap(session) {
@@ -548,11 +544,9 @@ async fn start_scheduler(config: &SshConfig, (session, program): &Ready) -> Resu
     )
     .await
     .map_err(|e| failed(SchedulerStartError::Spawn(e)))?;
-    let first = futures_lite::future::or(async { rx.recv().await.ok() }, async {
-        async_io::Timer::after(ANNOUNCE_PATIENCE).await;
-        None
-    })
-    .await;
+    let first = crate::rt::within(ANNOUNCE_PATIENCE, rx.recv())
+        .await
+        .and_then(Result::ok);
     let port = first
         .as_deref()
         .and_then(|l| l.strip_prefix("scheduler at tcp://"))

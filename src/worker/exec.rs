@@ -18,7 +18,7 @@ use crate::protocol::{
     transcript_tail, ArgsForm, CommandOutput, CommandSpec, Data, Ending, TaskError, TaskId, TaskSpec, TRANSCRIPT_STDERR,
 };
 use crate::sys::cgroup::{TaskGroup, TaskGroups};
-use futures_lite::{AsyncWriteExt, FutureExt};
+use futures_lite::AsyncWriteExt;
 use std::collections::BinaryHeap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -489,14 +489,7 @@ async fn run_command(
     };
     let timeout = cmd.timeout_ms.map(Duration::from_millis);
     let outcome = match timeout {
-        Some(t) => {
-            collect
-                .or(async {
-                    async_io::Timer::after(t).await;
-                    None
-                })
-                .await
-        }
+        Some(t) => crate::rt::within(t, collect).await.flatten(),
         None => collect.await,
     };
     let Some((out, err, status)) = outcome else {

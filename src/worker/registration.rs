@@ -9,7 +9,6 @@
 use super::server::{Event, WorkerConfig, WorkerError};
 use crate::protocol::{dial_with, spawn_writer, FrameReader, FromWorker, Retry, Role, ToWorker, WorkerInfo};
 use async_io::Timer;
-use futures_lite::FutureExt;
 use smol::net::TcpStream;
 use smol::Task;
 use std::net::SocketAddr;
@@ -62,11 +61,8 @@ pub(super) async fn register_patiently(
             None => connect_scheduler(&config.scheduler, retry).await?.0,
         };
         let bound = retry.left(Instant::now()).max(LEAST_REGISTRATION);
-        let unanswered = async {
-            Timer::after(bound).await;
-            Err(RegisterError::NoAnswer { after: bound })
-        };
-        let last = match register(s, info, events.clone()).or(unanswered).await {
+        let answered = crate::rt::within(bound, register(s, info, events.clone())).await;
+        let last = match answered.unwrap_or(Err(RegisterError::NoAnswer { after: bound })) {
             Ok(session) => return Ok(session),
             Err(why) => why.to_string(),
         };
