@@ -16,6 +16,9 @@ _distd() {
             ",$1")
                 cmd="distd"
                 ;;
+            distd,access)
+                cmd="distd__subcmd__access"
+                ;;
             distd,help)
                 cmd="distd__subcmd__help"
                 ;;
@@ -46,6 +49,12 @@ _distd() {
             distd,worker)
                 cmd="distd__subcmd__worker"
                 ;;
+            distd__subcmd__access,client-file)
+                cmd="distd__subcmd__access__subcmd__client__subcmd__file"
+                ;;
+            distd__subcmd__access,generate)
+                cmd="distd__subcmd__access__subcmd__generate"
+                ;;
             *)
                 ;;
         esac
@@ -53,7 +62,7 @@ _distd() {
 
     case "${cmd}" in
         distd)
-            opts="-h -V --help --version scheduler worker nanny local ssh submit run info restart help"
+            opts="-h -V --help --version scheduler worker nanny local ssh submit run info restart access help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -66,8 +75,50 @@ _distd() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        distd__subcmd__access)
+            opts="-h -V --help --version generate client-file"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        distd__subcmd__access__subcmd__client__subcmd__file)
+            opts="-h -V --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        distd__subcmd__access__subcmd__generate)
+            opts="-h -V --client-only --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         distd__subcmd__help)
-            opts="-h -V --help --version scheduler worker nanny local ssh submit run info restart help"
+            opts="-h -V --help --version scheduler worker nanny local ssh submit run info restart access help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -81,12 +132,28 @@ _distd() {
             return 0
             ;;
         distd__subcmd__info)
-            opts="-h -V --json --help --version"
+            opts="-h -V --json --no-security --access-file --tls-ca-file --tls-cert --tls-key --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --access-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -95,7 +162,7 @@ _distd() {
             return 0
             ;;
         distd__subcmd__local)
-            opts="-n -h -V --nworkers --threads-per-worker --host --port --local-directory --run --processes --no-progress --wait-for-workers --help --version"
+            opts="-n -h -V --nworkers --threads-per-worker --host --port --local-directory --run --processes --no-progress --wait-for-workers --no-security --access-file --tls-ca-file --tls-cert --tls-key --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -129,6 +196,22 @@ _distd() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --access-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -137,7 +220,7 @@ _distd() {
             return 0
             ;;
         distd__subcmd__nanny)
-            opts="-h -V --scheduler-file --nthreads --nworkers --memory-limit --shutdown-timeout --drain --lifetime --lifetime-stagger --lifetime-restart --crash-limit --name --resources --local-directory --listen-address --contact-address --death-timeout --no-nanny --help --version"
+            opts="-h -V --scheduler-file --nthreads --nworkers --memory-limit --shutdown-timeout --drain --lifetime --lifetime-stagger --lifetime-restart --crash-limit --name --resources --local-directory --listen-address --contact-address --death-timeout --no-security --access-file --tls-ca-file --tls-cert --tls-key --no-nanny --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -199,6 +282,22 @@ _distd() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --access-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -207,12 +306,28 @@ _distd() {
             return 0
             ;;
         distd__subcmd__restart)
-            opts="-h -V --help --version"
+            opts="-h -V --no-security --access-file --tls-ca-file --tls-cert --tls-key --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --access-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -221,7 +336,7 @@ _distd() {
             return 0
             ;;
         distd__subcmd__run)
-            opts="-n -h -V --scheduler --nworkers --threads-per-worker --no-progress --wait-for-workers --help --version"
+            opts="-n -h -V --scheduler --nworkers --threads-per-worker --no-progress --wait-for-workers --no-security --access-file --tls-ca-file --tls-cert --tls-key --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -243,6 +358,22 @@ _distd() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --access-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -251,7 +382,7 @@ _distd() {
             return 0
             ;;
         distd__subcmd__scheduler)
-            opts="-h -V --host --port --scheduler-file --pid-file --idle-timeout --allowed-failures --heartbeat-timeout --worker-queue --help --version"
+            opts="-h -V --host --port --scheduler-file --pid-file --idle-timeout --allowed-failures --heartbeat-timeout --worker-queue --no-security --access-file --tls-ca-file --tls-cert --tls-key --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -289,6 +420,22 @@ _distd() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --access-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -297,7 +444,7 @@ _distd() {
             return 0
             ;;
         distd__subcmd__ssh)
-            opts="-h -V --hostfile --scheduler --scheduler-port --nthreads --nworkers --memory-limit --ssh-username --ssh-port --ssh-private-key --ssh-config --remote-distd --upload --remote-dir --local-directory --log-directory --connect-timeout --help --version"
+            opts="-h -V --hostfile --scheduler --scheduler-port --nthreads --nworkers --memory-limit --ssh-username --ssh-port --ssh-private-key --ssh-config --remote-distd --upload --remote-dir --local-directory --log-directory --connect-timeout --no-security --access-file --tls-ca-file --tls-cert --tls-key --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -363,6 +510,22 @@ _distd() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --access-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -371,7 +534,7 @@ _distd() {
             return 0
             ;;
         distd__subcmd__submit)
-            opts="-n -h -V --key --timeout --cwd --env --no-stdin --help --version"
+            opts="-n -h -V --key --timeout --cwd --env --no-stdin --no-security --access-file --tls-ca-file --tls-cert --tls-key --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -393,6 +556,22 @@ _distd() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --access-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -401,7 +580,7 @@ _distd() {
             return 0
             ;;
         distd__subcmd__worker)
-            opts="-h -V --scheduler-file --nthreads --nworkers --memory-limit --shutdown-timeout --drain --lifetime --lifetime-stagger --lifetime-restart --crash-limit --name --resources --local-directory --listen-address --contact-address --death-timeout --no-nanny --help --version"
+            opts="-h -V --scheduler-file --nthreads --nworkers --memory-limit --shutdown-timeout --drain --lifetime --lifetime-stagger --lifetime-restart --crash-limit --name --resources --local-directory --listen-address --contact-address --death-timeout --no-nanny --no-security --access-file --tls-ca-file --tls-cert --tls-key --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -460,6 +639,22 @@ _distd() {
                     return 0
                     ;;
                 --death-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --access-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -35,6 +35,7 @@ complete -c distd -n "__fish_distd_needs_command" -f -a "submit" -d 'Run one com
 complete -c distd -n "__fish_distd_needs_command" -f -a "run" -d 'Run a graph file (TOML) on a cluster, or on a local cluster started for it'
 complete -c distd -n "__fish_distd_needs_command" -f -a "info" -d 'Show a cluster\'s workers and task counts'
 complete -c distd -n "__fish_distd_needs_command" -f -a "restart" -d 'Restart every nanny-supervised worker of a cluster; all tasks and results are dropped'
+complete -c distd -n "__fish_distd_needs_command" -f -a "access" -d 'Make access files: a cluster\'s credential ahead of time, or a client-only copy'
 complete -c distd -n "__fish_distd_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand'
 complete -c distd -n "__fish_distd_using_subcommand scheduler" -l host -d 'Interface to listen on (0.0.0.0 for all)' -r
 complete -c distd -n "__fish_distd_using_subcommand scheduler" -l port -d 'Port to listen on (0 picks a free one)' -r
@@ -44,6 +45,11 @@ complete -c distd -n "__fish_distd_using_subcommand scheduler" -l idle-timeout -
 complete -c distd -n "__fish_distd_using_subcommand scheduler" -l allowed-failures -d 'A task errs as "killed worker" after this many workers died running it' -r
 complete -c distd -n "__fish_distd_using_subcommand scheduler" -l heartbeat-timeout -d 'A worker silent for this long is considered lost' -r
 complete -c distd -n "__fish_distd_using_subcommand scheduler" -l worker-queue -d 'Tasks queued on a worker per thread, beyond the running ones' -r
+complete -c distd -n "__fish_distd_using_subcommand scheduler" -l access-file -d 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster\'s id in the access folder' -r -F
+complete -c distd -n "__fish_distd_using_subcommand scheduler" -l tls-ca-file -d 'Your organisation\'s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential' -r -F
+complete -c distd -n "__fish_distd_using_subcommand scheduler" -l tls-cert -d 'This process\'s certificate (PEM, signed by --tls-ca-file; servers\' name their host)' -r -F
+complete -c distd -n "__fish_distd_using_subcommand scheduler" -l tls-key -d 'The key of --tls-cert (PEM, mode 0600)' -r -F
+complete -c distd -n "__fish_distd_using_subcommand scheduler" -l no-security -d 'Turn off TLS and authentication: anyone who can reach the ports can run commands as this user. Every process of the cluster must be given it'
 complete -c distd -n "__fish_distd_using_subcommand scheduler" -s h -l help -d 'Print help'
 complete -c distd -n "__fish_distd_using_subcommand scheduler" -s V -l version -d 'Print version'
 complete -c distd -n "__fish_distd_using_subcommand worker" -l scheduler-file -d 'Read the scheduler\'s address from this file (written by `distd scheduler --scheduler-file`)' -r -F
@@ -60,9 +66,14 @@ complete -c distd -n "__fish_distd_using_subcommand worker" -l local-directory -
 complete -c distd -n "__fish_distd_using_subcommand worker" -l listen-address -d 'Address to listen on for peers, host:port (default: the interface that reaches the scheduler)' -r
 complete -c distd -n "__fish_distd_using_subcommand worker" -l contact-address -d 'Address peers should use to reach this worker, host:port' -r
 complete -c distd -n "__fish_distd_using_subcommand worker" -l death-timeout -d 'Give up after the scheduler is unreachable this long, at start or later; it covers the whole connect (resolving, connecting, the handshake, registering)' -r
+complete -c distd -n "__fish_distd_using_subcommand worker" -l access-file -d 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster\'s id in the access folder' -r -F
+complete -c distd -n "__fish_distd_using_subcommand worker" -l tls-ca-file -d 'Your organisation\'s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential' -r -F
+complete -c distd -n "__fish_distd_using_subcommand worker" -l tls-cert -d 'This process\'s certificate (PEM, signed by --tls-ca-file; servers\' name their host)' -r -F
+complete -c distd -n "__fish_distd_using_subcommand worker" -l tls-key -d 'The key of --tls-cert (PEM, mode 0600)' -r -F
 complete -c distd -n "__fish_distd_using_subcommand worker" -l drain -d 'On SIGINT/SIGTERM, finish running tasks and hand results over before leaving'
 complete -c distd -n "__fish_distd_using_subcommand worker" -l lifetime-restart -d 'Start a new worker after one retires (under a nanny)'
 complete -c distd -n "__fish_distd_using_subcommand worker" -l no-nanny -d 'Run the worker in this process, without a nanny (one worker only)'
+complete -c distd -n "__fish_distd_using_subcommand worker" -l no-security -d 'Turn off TLS and authentication: anyone who can reach the ports can run commands as this user. Every process of the cluster must be given it'
 complete -c distd -n "__fish_distd_using_subcommand worker" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c distd -n "__fish_distd_using_subcommand worker" -s V -l version -d 'Print version'
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l scheduler-file -d 'Read the scheduler\'s address from this file (written by `distd scheduler --scheduler-file`)' -r -F
@@ -79,8 +90,13 @@ complete -c distd -n "__fish_distd_using_subcommand nanny" -l local-directory -d
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l listen-address -d 'Address to listen on for peers, host:port (default: the interface that reaches the scheduler)' -r
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l contact-address -d 'Address peers should use to reach this worker, host:port' -r
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l death-timeout -d 'Give up after the scheduler is unreachable this long, at start or later; it covers the whole connect (resolving, connecting, the handshake, registering)' -r
+complete -c distd -n "__fish_distd_using_subcommand nanny" -l access-file -d 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster\'s id in the access folder' -r -F
+complete -c distd -n "__fish_distd_using_subcommand nanny" -l tls-ca-file -d 'Your organisation\'s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential' -r -F
+complete -c distd -n "__fish_distd_using_subcommand nanny" -l tls-cert -d 'This process\'s certificate (PEM, signed by --tls-ca-file; servers\' name their host)' -r -F
+complete -c distd -n "__fish_distd_using_subcommand nanny" -l tls-key -d 'The key of --tls-cert (PEM, mode 0600)' -r -F
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l drain -d 'On SIGINT/SIGTERM, finish running tasks and hand results over before leaving'
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l lifetime-restart -d 'Start a new worker after one retires (under a nanny)'
+complete -c distd -n "__fish_distd_using_subcommand nanny" -l no-security -d 'Turn off TLS and authentication: anyone who can reach the ports can run commands as this user. Every process of the cluster must be given it'
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l no-nanny -d 'Run the worker in this process, without a nanny (one worker only)'
 complete -c distd -n "__fish_distd_using_subcommand nanny" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c distd -n "__fish_distd_using_subcommand nanny" -s V -l version -d 'Print version'
@@ -90,9 +106,14 @@ complete -c distd -n "__fish_distd_using_subcommand local" -l host -d 'Interface
 complete -c distd -n "__fish_distd_using_subcommand local" -l port -d 'Scheduler port (0 picks a free one)' -r
 complete -c distd -n "__fish_distd_using_subcommand local" -l local-directory -d 'Folder for the workers\' scratch files' -r -F
 complete -c distd -n "__fish_distd_using_subcommand local" -l run -d 'Run this graph file on the cluster, then exit' -r -F
+complete -c distd -n "__fish_distd_using_subcommand local" -l access-file -d 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster\'s id in the access folder' -r -F
+complete -c distd -n "__fish_distd_using_subcommand local" -l tls-ca-file -d 'Your organisation\'s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential' -r -F
+complete -c distd -n "__fish_distd_using_subcommand local" -l tls-cert -d 'This process\'s certificate (PEM, signed by --tls-ca-file; servers\' name their host)' -r -F
+complete -c distd -n "__fish_distd_using_subcommand local" -l tls-key -d 'The key of --tls-cert (PEM, mode 0600)' -r -F
 complete -c distd -n "__fish_distd_using_subcommand local" -l processes -d 'Run the workers as separate processes under a nanny, not as threads of this one'
 complete -c distd -n "__fish_distd_using_subcommand local" -l no-progress -d 'With --run: never draw a progress bar'
 complete -c distd -n "__fish_distd_using_subcommand local" -l wait-for-workers -d 'With --run: wait for a worker that can run a task that no worker can (a resource, a worker name), instead of failing at once'
+complete -c distd -n "__fish_distd_using_subcommand local" -l no-security -d 'Turn off TLS and authentication: anyone who can reach the ports can run commands as this user. Every process of the cluster must be given it'
 complete -c distd -n "__fish_distd_using_subcommand local" -s h -l help -d 'Print help'
 complete -c distd -n "__fish_distd_using_subcommand local" -s V -l version -d 'Print version'
 complete -c distd -n "__fish_distd_using_subcommand ssh" -l hostfile -d 'Read host patterns from this file (one per line, # comments)' -r -F
@@ -110,27 +131,61 @@ complete -c distd -n "__fish_distd_using_subcommand ssh" -l remote-dir -d 'With 
 complete -c distd -n "__fish_distd_using_subcommand ssh" -l local-directory -d 'Scratch folder of the workers on each host' -r
 complete -c distd -n "__fish_distd_using_subcommand ssh" -l log-directory -d 'Also write every remote process\'s output to files in this local folder' -r -F
 complete -c distd -n "__fish_distd_using_subcommand ssh" -l connect-timeout -d 'Give up on a host that does not answer within this long' -r
+complete -c distd -n "__fish_distd_using_subcommand ssh" -l access-file -d 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster\'s id in the access folder' -r -F
+complete -c distd -n "__fish_distd_using_subcommand ssh" -l tls-ca-file -d 'Your organisation\'s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential' -r -F
+complete -c distd -n "__fish_distd_using_subcommand ssh" -l tls-cert -d 'This process\'s certificate (PEM, signed by --tls-ca-file; servers\' name their host)' -r -F
+complete -c distd -n "__fish_distd_using_subcommand ssh" -l tls-key -d 'The key of --tls-cert (PEM, mode 0600)' -r -F
 complete -c distd -n "__fish_distd_using_subcommand ssh" -l upload -d 'Copy this distd binary to each host (checksummed; reused when already there)'
+complete -c distd -n "__fish_distd_using_subcommand ssh" -l no-security -d 'Turn off TLS and authentication: anyone who can reach the ports can run commands as this user. Every process of the cluster must be given it'
 complete -c distd -n "__fish_distd_using_subcommand ssh" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c distd -n "__fish_distd_using_subcommand ssh" -s V -l version -d 'Print version'
 complete -c distd -n "__fish_distd_using_subcommand submit" -l key -d 'The task\'s key (default: a unique one)' -r
 complete -c distd -n "__fish_distd_using_subcommand submit" -l timeout -d 'Kill the command after this long' -r
 complete -c distd -n "__fish_distd_using_subcommand submit" -l cwd -d 'Working directory of the command on the worker' -r
 complete -c distd -n "__fish_distd_using_subcommand submit" -l env -d 'Extra environment variable for the command, NAME=VALUE (repeatable)' -r
+complete -c distd -n "__fish_distd_using_subcommand submit" -l access-file -d 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster\'s id in the access folder' -r -F
+complete -c distd -n "__fish_distd_using_subcommand submit" -l tls-ca-file -d 'Your organisation\'s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential' -r -F
+complete -c distd -n "__fish_distd_using_subcommand submit" -l tls-cert -d 'This process\'s certificate (PEM, signed by --tls-ca-file; servers\' name their host)' -r -F
+complete -c distd -n "__fish_distd_using_subcommand submit" -l tls-key -d 'The key of --tls-cert (PEM, mode 0600)' -r -F
 complete -c distd -n "__fish_distd_using_subcommand submit" -s n -l no-stdin -d 'Do not read stdin: the command\'s stdin is /dev/null (as with `ssh -n`)'
+complete -c distd -n "__fish_distd_using_subcommand submit" -l no-security -d 'Turn off TLS and authentication: anyone who can reach the ports can run commands as this user. Every process of the cluster must be given it'
 complete -c distd -n "__fish_distd_using_subcommand submit" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c distd -n "__fish_distd_using_subcommand submit" -s V -l version -d 'Print version'
 complete -c distd -n "__fish_distd_using_subcommand run" -l scheduler -d 'Run on this cluster instead of starting a local one' -r
 complete -c distd -n "__fish_distd_using_subcommand run" -s n -l nworkers -d 'Workers of the local cluster (default and -1: the number of cores; auto: as `distd worker`)' -r
 complete -c distd -n "__fish_distd_using_subcommand run" -l threads-per-worker -d 'Threads per worker (default: 1; with -n auto, chosen with the number of workers)' -r
+complete -c distd -n "__fish_distd_using_subcommand run" -l access-file -d 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster\'s id in the access folder' -r -F
+complete -c distd -n "__fish_distd_using_subcommand run" -l tls-ca-file -d 'Your organisation\'s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential' -r -F
+complete -c distd -n "__fish_distd_using_subcommand run" -l tls-cert -d 'This process\'s certificate (PEM, signed by --tls-ca-file; servers\' name their host)' -r -F
+complete -c distd -n "__fish_distd_using_subcommand run" -l tls-key -d 'The key of --tls-cert (PEM, mode 0600)' -r -F
 complete -c distd -n "__fish_distd_using_subcommand run" -l no-progress -d 'Never draw a progress bar'
 complete -c distd -n "__fish_distd_using_subcommand run" -l wait-for-workers -d 'Wait for a worker that can run a task that no connected worker can (a resource, a worker name), instead of failing at once naming the task and what it needs'
+complete -c distd -n "__fish_distd_using_subcommand run" -l no-security -d 'Turn off TLS and authentication: anyone who can reach the ports can run commands as this user. Every process of the cluster must be given it'
 complete -c distd -n "__fish_distd_using_subcommand run" -s h -l help -d 'Print help'
 complete -c distd -n "__fish_distd_using_subcommand run" -s V -l version -d 'Print version'
+complete -c distd -n "__fish_distd_using_subcommand info" -l access-file -d 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster\'s id in the access folder' -r -F
+complete -c distd -n "__fish_distd_using_subcommand info" -l tls-ca-file -d 'Your organisation\'s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential' -r -F
+complete -c distd -n "__fish_distd_using_subcommand info" -l tls-cert -d 'This process\'s certificate (PEM, signed by --tls-ca-file; servers\' name their host)' -r -F
+complete -c distd -n "__fish_distd_using_subcommand info" -l tls-key -d 'The key of --tls-cert (PEM, mode 0600)' -r -F
 complete -c distd -n "__fish_distd_using_subcommand info" -l json -d 'Print JSON instead of a table'
+complete -c distd -n "__fish_distd_using_subcommand info" -l no-security -d 'Turn off TLS and authentication: anyone who can reach the ports can run commands as this user. Every process of the cluster must be given it'
 complete -c distd -n "__fish_distd_using_subcommand info" -s h -l help -d 'Print help'
 complete -c distd -n "__fish_distd_using_subcommand info" -s V -l version -d 'Print version'
+complete -c distd -n "__fish_distd_using_subcommand restart" -l access-file -d 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster\'s id in the access folder' -r -F
+complete -c distd -n "__fish_distd_using_subcommand restart" -l tls-ca-file -d 'Your organisation\'s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential' -r -F
+complete -c distd -n "__fish_distd_using_subcommand restart" -l tls-cert -d 'This process\'s certificate (PEM, signed by --tls-ca-file; servers\' name their host)' -r -F
+complete -c distd -n "__fish_distd_using_subcommand restart" -l tls-key -d 'The key of --tls-cert (PEM, mode 0600)' -r -F
+complete -c distd -n "__fish_distd_using_subcommand restart" -l no-security -d 'Turn off TLS and authentication: anyone who can reach the ports can run commands as this user. Every process of the cluster must be given it'
 complete -c distd -n "__fish_distd_using_subcommand restart" -s h -l help -d 'Print help'
 complete -c distd -n "__fish_distd_using_subcommand restart" -s V -l version -d 'Print version'
+complete -c distd -n "__fish_distd_using_subcommand access; and not __fish_seen_subcommand_from generate client-file" -s h -l help -d 'Print help'
+complete -c distd -n "__fish_distd_using_subcommand access; and not __fish_seen_subcommand_from generate client-file" -s V -l version -d 'Print version'
+complete -c distd -n "__fish_distd_using_subcommand access; and not __fish_seen_subcommand_from generate client-file" -f -a "generate" -d 'Make a new cluster credential in FILE (mode 0600), for `distd scheduler --access-file FILE` and its workers and clients on hosts without a shared home'
+complete -c distd -n "__fish_distd_using_subcommand access; and not __fish_seen_subcommand_from generate client-file" -f -a "client-file" -d 'Copy an access file without its member part: for users who may submit but not add workers'
+complete -c distd -n "__fish_distd_using_subcommand access; and __fish_seen_subcommand_from generate" -l client-only -d 'Leave out the member part: the file can submit, but not join as a worker'
+complete -c distd -n "__fish_distd_using_subcommand access; and __fish_seen_subcommand_from generate" -s h -l help -d 'Print help'
+complete -c distd -n "__fish_distd_using_subcommand access; and __fish_seen_subcommand_from generate" -s V -l version -d 'Print version'
+complete -c distd -n "__fish_distd_using_subcommand access; and __fish_seen_subcommand_from client-file" -s h -l help -d 'Print help'
+complete -c distd -n "__fish_distd_using_subcommand access; and __fish_seen_subcommand_from client-file" -s V -l version -d 'Print version'
 complete -c distd -n "__fish_distd_using_subcommand help" -s h -l help -d 'Print help'
 complete -c distd -n "__fish_distd_using_subcommand help" -s V -l version -d 'Print version'

@@ -8,11 +8,13 @@
 
 use crate::client::{AsyncClient, ClientError};
 use crate::nanny::{supervise, NannyConfig, NannyError};
+use crate::protocol::security::{ClusterSecurity, Credential};
 use crate::scheduler::{CoreConfig, Scheduler, SchedulerConfig};
 use crate::worker::{Registry, Worker, WorkerConfig, WorkerError};
 use smol::Task;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where a local cluster's scheduler listens unless told otherwise: loopback, a free port.
@@ -35,6 +37,9 @@ pub struct LocalClusterConfig {
     /// Base folder for the workers' scratch space.
     pub local_dir: PathBuf,
     pub registry: Registry,
+    /// How its connections are secured: a new credential unless the process was given one
+    /// or runs with `--no-security`.
+    pub security: ClusterSecurity,
 }
 
 impl Default for LocalClusterConfig {
@@ -45,6 +50,7 @@ impl Default for LocalClusterConfig {
             listen: DEFAULT_LISTEN,
             local_dir: default_local_dir(),
             registry: Registry::builtin(),
+            security: ClusterSecurity::default(),
         }
     }
 }
@@ -66,7 +72,7 @@ pub enum LocalError {
     #[error("cannot start the scheduler on {addr}: {source}")]
     Scheduler { addr: SocketAddr, source: std::io::Error },
     #[error("cannot start worker {index}: {source}")]
-    Worker { index: usize, source: WorkerError },
+    Worker { index: usize, source: Box<WorkerError> },
     /// The scheduler of a [`ProcessCluster`] could not listen.
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
@@ -75,6 +81,8 @@ pub enum LocalError {
     /// The nanny of a [`ProcessCluster`] gave up (its workers cannot start, say).
     #[error(transparent)]
     Nanny(#[from] NannyError),
+    #[error(transparent)]
+    Security(#[from] crate::protocol::security::SecurityError),
     #[error("only {have} of {} registered in time", crate::units::plural(*want as u64, "worker"))]
     WorkersMissing { have: usize, want: usize },
 }
@@ -83,13 +91,17 @@ pub enum LocalError {
 pub struct LocalCluster {
     pub scheduler: Scheduler,
     pub workers: Vec<Worker>,
+    /// The credential its connections prove (`None` with `--no-security`).
+    pub credential: Option<Arc<Credential>>,
 }
 
 impl LocalCluster {
     pub async fn start(config: LocalClusterConfig) -> Result<LocalCluster, LocalError> {
+        let credential = config.security.resolve()?;
         let scheduler = Scheduler::start(SchedulerConfig {
             listen: config.listen,
             core: CoreConfig::default(),
+            credential: credential.clone(),
         })
         .await
         .map_err(|source| LocalError::Scheduler {
@@ -119,10 +131,17 @@ impl LocalCluster {
             };
             let w = Worker::start(wc, config.registry.clone())
                 .await
-                .map_err(|source| LocalError::Worker { index, source })?;
+                .map_err(|source| LocalError::Worker {
+                    index,
+                    source: Box::new(source),
+                })?;
             workers.push(w);
         }
-        Ok(LocalCluster { scheduler, workers })
+        Ok(LocalCluster {
+            scheduler,
+            workers,
+            credential,
+        })
     }
 
     /// Starts a cluster from sync code; it runs on smol's global executor.
@@ -161,6 +180,8 @@ pub struct ProcessCluster {
     nanny: Task<Result<(), NannyError>>,
     /// A message here is the nanny's stop signal.
     stop_nanny: async_channel::Sender<()>,
+    /// The credential its connections prove (`None` with `--no-security`).
+    pub credential: Option<Arc<Credential>>,
 }
 
 impl ProcessCluster {
@@ -169,15 +190,20 @@ impl ProcessCluster {
     /// meanwhile is the error, not the wait.
     pub async fn start(
         listen: SocketAddr,
+        security: ClusterSecurity,
         nanny_for: impl FnOnce(String) -> NannyConfig,
     ) -> Result<ProcessCluster, LocalError> {
+        let credential = security.resolve()?;
         let scheduler = Scheduler::start(SchedulerConfig {
             listen,
             core: CoreConfig::default(),
+            credential: credential.clone(),
         })
         .await
         .map_err(|source| LocalError::Listen { addr: listen, source })?;
-        let nanny_config = nanny_for(scheduler.address.to_string());
+        let mut nanny_config = nanny_for(scheduler.address.to_string());
+        // Its workers are other processes: the nanny hands them the credential.
+        nanny_config.credential = credential.clone();
         let want = nanny_config.nworkers;
         let (stop_nanny, stop_rx) = async_channel::unbounded();
         let mut nanny = crate::rt::spawn(supervise(nanny_config, stop_rx));
@@ -214,6 +240,7 @@ impl ProcessCluster {
             scheduler,
             nanny,
             stop_nanny,
+            credential,
         })
     }
 
@@ -239,6 +266,14 @@ pub enum AnyLocalCluster {
 }
 
 impl AnyLocalCluster {
+    /// The credential its connections prove (`None` with `--no-security`).
+    pub fn credential(&self) -> Option<Arc<Credential>> {
+        match self {
+            AnyLocalCluster::Threads(c) => c.credential.clone(),
+            AnyLocalCluster::Processes(c) => c.credential.clone(),
+        }
+    }
+
     /// `tcp://HOST:PORT` of the scheduler, for clients.
     pub fn address(&self) -> String {
         match self {

@@ -10,33 +10,16 @@
 
 mod harness;
 
-use distd::protocol::{DISTD_VERSION, MAX_FRAME_LEN, PROTOCOL_VERSION};
+use distd::protocol::{Role, MAX_FRAME_LEN};
 use distd::{Client, ClientError, TaskDesc};
-use harness::{host_port, Cluster};
-use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
+use harness::{Cluster, Secured};
+use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
-const ROLE_CLIENT: u8 = 3;
-
-/// A connection that passed the handshake as a client, its welcome frame read or not.
-fn raw_client(address: &str) -> TcpStream {
-    let mut s = TcpStream::connect(host_port(address)).expect("connect to the scheduler");
-    s.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("set a read timeout");
-    let mut hello = b"DISTD\x7fHS".to_vec();
-    hello.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
-    hello.push(ROLE_CLIENT);
-    hello.push(DISTD_VERSION.len() as u8);
-    hello.extend_from_slice(DISTD_VERSION.as_bytes());
-    s.write_all(&hello).expect("send a hello");
-    // Their hello (14 bytes and the version), then the verdict (3 bytes and a reason).
-    let mut head = [0u8; 14];
-    s.read_exact(&mut head).expect("the scheduler's hello");
-    let mut rest = vec![0u8; head[13] as usize + 3];
-    s.read_exact(&mut rest).expect("the scheduler's verdict");
-    assert_eq!(rest[rest.len() - 3], 0, "the handshake is accepted");
-    s
+/// A connection that passed the handshake (TLS included) as a client, its welcome frame
+/// unread: the frames the test writes go inside real TLS.
+fn raw_client(address: &str) -> Secured {
+    Secured::connect(address, Role::Client, Role::Scheduler)
 }
 
 /// The resident size of `pid` in bytes, from `/proc/PID/status`.
@@ -49,7 +32,7 @@ fn frames_declared_but_not_sent_cost_the_scheduler_nothing() {
     let mut cluster = Cluster::start(1);
     let pid = cluster.pid(cluster.scheduler);
     let before = rss(pid);
-    let peers: Vec<TcpStream> = (0..16)
+    let peers: Vec<Secured> = (0..16)
         .map(|_| {
             let mut s = raw_client(&cluster.address);
             // A frame of the largest size accepted, and its first byte.
@@ -142,8 +125,8 @@ fn a_client_sending_a_frame_over_the_limit_is_told_why() {
         .expect("send a length");
     // Everything up to the close: the welcome frame, then the reason.
     let mut told = Vec::new();
-    match s.read_to_end(&mut told) {
-        Ok(_) => {}
+    match s.read_to_end() {
+        Ok(all) => told = all,
         Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
         Err(e) => panic!("the connection was not closed: {e}"),
     }

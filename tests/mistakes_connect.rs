@@ -206,7 +206,11 @@ fn a_client_of_a_scheduler_that_never_welcomes_it_is_told_so() {
         s.read_exact(&mut head).expect("its hello");
         let mut version = vec![0u8; head[13] as usize];
         s.read_exact(&mut version).expect("its version");
-        let mut answer = distd::protocol::Hello::ours(distd::protocol::Role::Scheduler).encode();
+        let mut guard = [0u8; 2];
+        s.read_exact(&mut guard).expect("its guard");
+        let mut answer =
+            distd::protocol::Hello::ours(distd::protocol::Role::Scheduler, distd::protocol::Guard::Insecure, None)
+                .encode();
         answer.extend_from_slice(&[0, 0, 0]);
         s.write_all(&answer).expect("answer the handshake");
         // Then silence, until the client gives up.
@@ -214,7 +218,8 @@ fn a_client_of_a_scheduler_that_never_welcomes_it_is_told_so() {
         let _ = s.read_to_end(&mut rest);
     });
     let start = Instant::now();
-    let out = sb.run("info", &["info", &address]);
+    // The mimic speaks in the clear: so does the client, to reach the wait after the handshake.
+    let out = sb.run("info", &["info", &address, "--no-security"]);
     out.assert_code(1);
     assert_eq!(
         out.the_error(),

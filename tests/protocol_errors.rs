@@ -5,14 +5,17 @@
 //! The test speaks the wire format by hand, from the layout documented in
 //! `src/protocol/handshake.rs` (fixed across versions, so that it is the one thing a peer of
 //! another version can always read): 8 bytes magic, `u32` LE protocol version, `u8` role,
-//! `u8` length and the version string; the accepting side answers with its own hello and a
-//! verdict, `u8` 0 (accepted) or 1 (refused), `u16` LE length and a reason. Frames after the
-//! handshake are a `u32` LE length and that many bytes, at most 64 MiB.
+//! `u8` length and the version string, `u8` guard (1: TLS follows), `u8` length and the
+//! cluster id; the accepting side answers with its own hello and a verdict, `u8` 0
+//! (accepted) or 1 (refused), `u16` LE length and a reason. Then TLS: frames after the
+//! handshake (a `u32` LE length and that many bytes, at most 64 MiB) are written inside a
+//! real TLS link ([`Secured`], distd's own dial with the cluster's credential).
 
 mod harness;
 
+use distd::protocol::Role;
 use distd::protocol::{DISTD_VERSION, PROTOCOL_VERSION};
-use harness::{host_port, Cluster, Outcome, Sandbox, DEADLINE};
+use harness::{host_port, Cluster, Outcome, Sandbox, Secured, DEADLINE};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,6 +38,8 @@ fn hello(protocol: u32, role: u8, version: &str) -> Vec<u8> {
     out.push(role);
     out.push(version.len() as u8);
     out.extend_from_slice(version.as_bytes());
+    // Secured, no cluster id (a dialer's; an answer without one is never trusted anyway).
+    out.extend_from_slice(&[1, 0]);
     out
 }
 
@@ -63,6 +68,10 @@ fn read_hello(s: &mut TcpStream) -> Hello {
     assert_eq!(&head[..8], MAGIC, "the hello starts with the magic bytes");
     let mut version = vec![0u8; head[13] as usize];
     s.read_exact(&mut version).expect("the hello's version string");
+    let mut guard = [0u8; 2];
+    s.read_exact(&mut guard).expect("the hello's guard");
+    let mut cluster = vec![0u8; guard[1] as usize];
+    s.read_exact(&mut cluster).expect("the hello's cluster id");
     Hello {
         protocol: u32::from_le_bytes([head[8], head[9], head[10], head[11]]),
         role: head[12],
@@ -92,20 +101,44 @@ fn connect(address: &str) -> TcpStream {
     s
 }
 
-/// A connection that completed the handshake as `role`.
-fn connect_as(address: &str, role: u8) -> TcpStream {
-    let mut s = connect(address);
-    s.write_all(&our_hello(role)).expect("send a hello");
-    let (theirs, accepted, reason) = read_answer(&mut s);
-    assert!(accepted, "refused: {reason}");
-    assert_eq!(theirs.role, ROLE_SCHEDULER);
-    s
+/// A connection that completed the handshake, TLS included, as `role`.
+fn connect_as(address: &str, role: u8) -> Secured {
+    let role = match role {
+        ROLE_WORKER => Role::Worker,
+        ROLE_CLIENT => Role::Client,
+        other => panic!("no test connects as role {other}"),
+    };
+    Secured::connect(address, role, Role::Scheduler)
+}
+
+/// A connection of the test, plain or secured.
+trait Conn {
+    /// Reads until the peer closes.
+    fn drain(&mut self) -> std::io::Result<()>;
+    fn port(&self) -> u16;
+}
+
+impl Conn for TcpStream {
+    fn drain(&mut self) -> std::io::Result<()> {
+        self.read_to_end(&mut Vec::new()).map(|_| ())
+    }
+    fn port(&self) -> u16 {
+        self.local_addr().expect("a local address").port()
+    }
+}
+
+impl Conn for Secured {
+    fn drain(&mut self) -> std::io::Result<()> {
+        self.read_to_end().map(|_| ())
+    }
+    fn port(&self) -> u16 {
+        self.local.port()
+    }
 }
 
 /// Fails the test unless the peer closes `s` (after whatever it still had to say).
-fn assert_closed_by_peer(s: &mut TcpStream, what: &str) {
-    let mut sink = Vec::new();
-    match s.read_to_end(&mut sink) {
+fn assert_closed_by_peer(s: &mut impl Conn, what: &str) {
+    match s.drain() {
         Ok(_) => {}
         Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
         Err(e) => panic!("{what}: the connection was not closed: {e}"),
@@ -113,8 +146,8 @@ fn assert_closed_by_peer(s: &mut TcpStream, what: &str) {
 }
 
 /// The scheduler's log line about the connection from `s`, once it is written.
-fn wait_for_close_log(cluster: &mut Cluster, s: &TcpStream) -> String {
-    let port = s.local_addr().expect("a local address").port();
+fn wait_for_close_log(cluster: &mut Cluster, s: &impl Conn) -> String {
+    let port = s.port();
     let needle = format!("connection from 127.0.0.1:{port} closed:");
     let scheduler = cluster.scheduler;
     cluster.wait_for_stderr(scheduler, &needle, DEADLINE)
@@ -415,7 +448,7 @@ fn bad_frames_are_logged_and_dropped_without_harm() {
         let mut frame = 100u32.to_le_bytes().to_vec();
         frame.extend_from_slice(&[1; 10]);
         s.write_all(&frame).expect("send");
-        s.shutdown(Shutdown::Write).expect("half-close");
+        s.shutdown_write();
         assert_closed_by_peer(&mut s, "truncated frame");
         let line = wait_for_close_log(&mut cluster, &s);
         assert!(line.contains("in the middle of a frame"), "role {role}: {line}");
@@ -457,12 +490,9 @@ fn a_silent_connection_is_dropped_after_the_handshake_timeout() {
     assert!(line.contains("handshake"), "{line}");
 
     // A client that said hello and then nothing is a legitimate idle client: still open.
-    silent_client
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("set a read timeout");
     let mut buf = [0u8; 1024];
     loop {
-        match silent_client.read(&mut buf) {
+        match silent_client.read_within(&mut buf, Duration::from_millis(200)) {
             // The welcome frame, and nothing after it.
             Ok(n) if n > 0 => continue,
             Ok(_) => panic!("an idle client was disconnected"),
@@ -500,10 +530,7 @@ fn a_workers_peer_port_survives_bad_peers() {
     assert!(!accepted);
     assert!(both_versions(&reason), "{reason}");
 
-    let mut s = connect(&peer);
-    s.write_all(&our_hello(5)).expect("send");
-    let (_, accepted, reason) = read_answer(&mut s);
-    assert!(accepted, "{reason}");
+    let mut s = Secured::connect(&peer, Role::Peer, Role::Worker);
     s.write_all(&(FRAME_CAP + 1).to_le_bytes()).expect("send");
     assert_closed_by_peer(&mut s, "oversized frame to a peer port");
 

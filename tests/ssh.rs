@@ -193,7 +193,30 @@ fn four_hosts_run_a_graph_and_ctrl_c_leaves_nothing_behind() {
     let summary = s.sb.wait_for_stdout(ssh, "4 workers on 4 hosts", DEADLINE);
     // Every worker runs under a nanny: a nanny and a worker process per host, plus the scheduler.
     assert!(s.remote_pids().len() >= 9, "{:?}", s.remote_pids());
+    // The graph runs secured: the credential came to every remote process over ssh, and
+    // to the client here through the access file distd ssh published while it runs.
     assert_eq!(run_graph(&mut s.sb, &address_of(&summary)), "28");
+    let access = s.path("data/distd/access");
+    let file = std::fs::read_dir(&access)
+        .unwrap_or_else(|e| panic!("{}: {e}", access.display()))
+        .next()
+        .expect("distd ssh published its access file")
+        .expect("an entry")
+        .path();
+    let text = std::fs::read_to_string(&file).expect("the access file");
+    // A line of each key's base64 body: none may be in any remote process's argv.
+    let secrets: Vec<&str> = text
+        .lines()
+        .filter(|l| l.len() > 40 && !l.starts_with('-') && !l.contains('='))
+        .collect();
+    assert!(!secrets.is_empty(), "{text}");
+    for pid in s.remote_pids() {
+        let argv = procfs::cmdline(pid);
+        assert!(!argv.contains("PRIVATE KEY"), "{pid}: {argv}");
+        for secret in &secrets {
+            assert!(!argv.contains(secret), "{pid}'s argv carries the credential: {argv}");
+        }
+    }
     let out = s.sb.stdout(ssh);
     for h in HOSTS {
         assert!(out.contains(&format!("[{h}] registered with")), "{out}");

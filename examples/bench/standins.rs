@@ -11,11 +11,10 @@ use crate::procs::CpuMeter;
 use crate::report::{fail, num, Context, Outcome, Report, Stats};
 use crate::Bench;
 use distd::protocol::{
-    connect_handshake, encode_frame, write_loop, FrameReader, FromWorker, Role, ToWorker, WorkerInfo,
+    dial, encode_frame, write_loop, FrameReader, FromWorker, LinkReader, Role, ToWorker, WorkerInfo,
 };
 use distd::TaskDesc;
 use futures_lite::{AsyncWriteExt, FutureExt};
-use smol::net::TcpStream;
 use smol::Executor;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -213,13 +212,12 @@ impl Drop for StandIns {
 /// One simulated worker, from connect until its connection ends or it is cancelled.
 async fn stand_in(address: &str, name: &str, shared: &Shared, gate: &smol::lock::Semaphore) -> Result<(), String> {
     let permit = gate.acquire().await;
-    let mut stream = TcpStream::connect(address)
+    // The one dial of distd, TLS and all, as a real worker's.
+    let link = dial(address, Role::Worker, Role::Scheduler, Duration::ZERO)
         .await
-        .map_err(|e| format!("cannot connect to {address}: {e}"))?;
-    stream.set_nodelay(true).ok();
-    connect_handshake(&mut stream, Role::Worker, Role::Scheduler)
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
+        .map_err(|e| format!("cannot connect to {address}: {e}"))?
+        .link;
+    let mut stream = link.writer;
     let info = WorkerInfo {
         name: name.to_string(),
         // Nothing ever fetches from a stand-in; this is the discard port, never served here.
@@ -236,7 +234,8 @@ async fn stand_in(address: &str, name: &str, shared: &Shared, gate: &smol::lock:
         .write_all(&frame)
         .await
         .map_err(|e| format!("sending Register: {e}"))?;
-    let mut reader = FrameReader::new(stream.clone());
+    stream.flush().await.map_err(|e| format!("sending Register: {e}"))?;
+    let mut reader = FrameReader::new(link.reader);
     let every = match reader.next::<ToWorker>().await {
         Ok(Some(ToWorker::Registered { heartbeat_ms, .. })) => Duration::from_millis(heartbeat_ms.max(10)),
         Ok(Some(other)) => return Err(format!("expected Registered, got {other:?}")),
@@ -247,7 +246,7 @@ async fn stand_in(address: &str, name: &str, shared: &Shared, gate: &smol::lock:
     shared.registered.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = async_channel::unbounded();
     let writer = async {
-        match write_loop(rx, stream.clone()).await {
+        match write_loop(rx, &mut stream).await {
             Ok(()) => Err("the writer stopped".to_string()),
             Err(e) => Err(format!("writing to the scheduler: {e}")),
         }
@@ -268,7 +267,7 @@ async fn stand_in(address: &str, name: &str, shared: &Shared, gate: &smol::lock:
 
 /// Answers the scheduler's messages until the connection ends.
 async fn serve(
-    reader: &mut FrameReader<TcpStream>,
+    reader: &mut FrameReader<LinkReader>,
     tx: &async_channel::Sender<FromWorker>,
     shared: &Shared,
 ) -> Result<(), String> {

@@ -67,6 +67,7 @@ pub const SUBCOMMANDS: &[&str] = &[
     "run",
     "info",
     "restart",
+    "access",
     "help",
 ];
 
@@ -124,11 +125,69 @@ pub enum Command {
     Info(InfoArgs),
     /// Restart every nanny-supervised worker of a cluster; all tasks and results are dropped
     Restart(RestartArgs),
+    /// Make access files: a cluster's credential ahead of time, or a client-only copy
+    Access(AccessArgs),
     /// Print this message or the help of the given subcommand
     Help(HelpArgs),
     /// Write shell completions or man pages (used by `make completions` and `make man`)
     #[command(hide = true)]
     Generate(GenerateArgs),
+}
+
+/// How a command proves it belongs to its cluster; on every command that connects.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Security")]
+pub struct SecurityArgs {
+    /// Turn off TLS and authentication: anyone who can reach the ports can run commands as
+    /// this user. Every process of the cluster must be given it
+    #[arg(long)]
+    pub no_security: bool,
+    /// The cluster credential to use (an access file from a scheduler or `distd access
+    /// generate`), instead of the one found by the cluster's id in the access folder
+    #[arg(long, value_name = "FILE", env = "DISTD_ACCESS_FILE", conflicts_with = "no_security")]
+    pub access_file: Option<PathBuf>,
+    /// Your organisation's CA certificate (PEM), with --tls-cert and --tls-key: used instead
+    /// of a generated credential
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires_all = ["tls_cert", "tls_key"],
+        conflicts_with_all = ["no_security", "access_file"]
+    )]
+    pub tls_ca_file: Option<PathBuf>,
+    /// This process's certificate (PEM, signed by --tls-ca-file; servers' name their host)
+    #[arg(long, value_name = "FILE", requires = "tls_ca_file")]
+    pub tls_cert: Option<PathBuf>,
+    /// The key of --tls-cert (PEM, mode 0600)
+    #[arg(long, value_name = "FILE", requires = "tls_ca_file")]
+    pub tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AccessArgs {
+    #[command(subcommand)]
+    pub command: AccessCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccessCommand {
+    /// Make a new cluster credential in FILE (mode 0600), for `distd scheduler --access-file
+    /// FILE` and its workers and clients on hosts without a shared home
+    Generate {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Leave out the member part: the file can submit, but not join as a worker
+        #[arg(long)]
+        client_only: bool,
+    },
+    /// Copy an access file without its member part: for users who may submit but not add
+    /// workers
+    ClientFile {
+        #[arg(value_name = "FROM")]
+        from: PathBuf,
+        #[arg(value_name = "TO")]
+        to: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -157,6 +216,8 @@ pub struct SchedulerArgs {
     /// Tasks queued on a worker per thread, beyond the running ones
     #[arg(long, default_value_t = CoreConfig::default().queue_per_thread, value_name = "N")]
     pub worker_queue: u32,
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 #[derive(Debug, Args)]
@@ -225,6 +286,8 @@ pub struct WorkerArgs {
     /// Run the worker in this process, without a nanny (one worker only)
     #[arg(long, conflicts_with = "nworkers")]
     pub no_nanny: bool,
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 #[derive(Debug, Args)]
@@ -256,6 +319,8 @@ pub struct LocalArgs {
     /// worker name), instead of failing at once
     #[arg(long, requires = "run")]
     pub wait_for_workers: bool,
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 #[derive(Debug, Args)]
@@ -282,6 +347,8 @@ pub struct SubmitArgs {
     /// The command and its arguments, after `--`
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 /// What `distd submit --help` says about the command's streams and the exit status.
@@ -322,6 +389,8 @@ pub struct RunArgs {
     /// worker name), instead of failing at once naming the task and what it needs
     #[arg(long)]
     pub wait_for_workers: bool,
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 #[derive(Debug, Args)]
@@ -332,6 +401,8 @@ pub struct InfoArgs {
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 #[derive(Debug, Args)]
@@ -387,6 +458,8 @@ pub struct SshArgs {
     /// Give up on a host that does not answer within this long
     #[arg(long, default_value = duration_flag(crate::ssh::DEFAULT_CONNECT_TIMEOUT), value_name = "DURATION")]
     pub connect_timeout: String,
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 #[derive(Debug, Args)]
@@ -394,6 +467,8 @@ pub struct RestartArgs {
     /// Scheduler address
     #[arg(value_name = "ADDR")]
     pub address: String,
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 #[derive(Debug, Args)]

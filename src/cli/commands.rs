@@ -50,6 +50,12 @@ pub enum CliError {
     Ssh(#[from] crate::ssh::SshError),
     #[error(transparent)]
     Submit(#[from] super::submit::SubmitError),
+    #[error(transparent)]
+    Access(#[from] super::access::AccessSetupError),
+    #[error(transparent)]
+    Security(#[from] crate::protocol::security::SecurityError),
+    #[error(transparent)]
+    AccessFile(#[from] crate::protocol::access::AccessError),
 }
 
 impl CliError {
@@ -62,6 +68,9 @@ impl CliError {
             CliError::Config(ConfigError::Usage { .. }) => exit::USAGE,
             CliError::Config(_)
             | CliError::Bind { .. }
+            | CliError::Access(_)
+            | CliError::AccessFile(_)
+            | CliError::Security(_)
             | CliError::Local(LocalError::Listen { .. } | LocalError::Scheduler { .. })
             | CliError::Worker(
                 WorkerError::Dial(_)
@@ -94,6 +103,7 @@ pub fn dispatch(command: Command, registry: Registry) -> Result<u8, CliError> {
         Command::Info(a) => info(a),
         Command::Help(a) => help(a),
         Command::Generate(a) => super::generate::generate(a),
+        Command::Access(a) => Ok(super::access::access_command(a)?),
     }
 }
 
@@ -133,8 +143,16 @@ fn announced(addr: std::net::SocketAddr) -> String {
 }
 
 fn scheduler(args: SchedulerArgs) -> Result<u8, CliError> {
-    let setup = config::scheduler(&args)?;
+    let mut setup = config::scheduler(&args)?;
     let stop_signal = termination_signal()?;
+    setup.config.credential = crate::protocol::security::ClusterSecurity::from_keyring().resolve()?;
+    let _published = setup
+        .config
+        .credential
+        .as_deref()
+        .map(super::access::publish)
+        .transpose()?;
+    let credential = setup.config.credential.clone();
     crate::rt::block_on(async {
         let listen = setup.config.listen;
         let sched = Scheduler::start(setup.config).await.map_err(|source| CliError::Bind {
@@ -146,12 +164,19 @@ fn scheduler(args: SchedulerArgs) -> Result<u8, CliError> {
             write_atomic(f, &format!("{}\n", std::process::id()))?;
         }
         if let Some(f) = &setup.scheduler_file {
-            let json = serde_json::json!({
+            let mut json = serde_json::json!({
                 "address": address,
                 "pid": std::process::id(),
                 "version": crate::protocol::DISTD_VERSION,
             });
-            write_atomic(f, &format!("{json}\n"))?;
+            match &credential {
+                // It carries the credential: its owner's alone, as an access file.
+                Some(c) => {
+                    json["access"] = super::access::scheduler_file_part(c);
+                    crate::protocol::access::write_private(f, &format!("{json:#}\n"))?;
+                }
+                None => write_atomic(f, &format!("{json}\n"))?,
+            }
         }
         // Announced once the files are written: whoever reads the line may rely on them.
         println!("scheduler at {address}");
@@ -231,9 +256,21 @@ fn local(args: LocalArgs, registry: Registry) -> Result<u8, CliError> {
         let n = setup.cluster.workers;
         let cluster = match (setup.processes, exe) {
             (Some(workers), Some(exe)) => AnyLocalCluster::Processes(
-                ProcessCluster::start(setup.cluster.listen, |scheduler| workers.nanny(scheduler, exe)).await?,
+                ProcessCluster::start(setup.cluster.listen, setup.cluster.security.clone(), |scheduler| {
+                    workers.nanny(scheduler, exe)
+                })
+                .await?,
             ),
             _ => AnyLocalCluster::Threads(LocalCluster::start(setup.cluster).await?),
+        };
+        // Other commands of this user (`distd submit`, `distd info`) find it there.
+        let _published = match graph.is_none() {
+            true => cluster
+                .credential()
+                .as_deref()
+                .map(super::access::publish)
+                .transpose()?,
+            false => None,
         };
         let address = cluster.address();
         let code = match graph {

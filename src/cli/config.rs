@@ -208,6 +208,8 @@ pub fn scheduler(args: &SchedulerArgs) -> Result<SchedulerSetup, ConfigError> {
                 idle_timeout,
                 ..CoreConfig::default()
             },
+            // Made by the command once the flags are checked (`ClusterSecurity`).
+            credential: None,
         },
         scheduler_file: args.scheduler_file.clone(),
         pid_file: args.pid_file.clone(),
@@ -307,6 +309,7 @@ pub fn ssh(args: &super::args::SshArgs) -> Result<crate::ssh::SshConfig, ConfigE
         },
         log_directory: args.log_directory.clone(),
         connect_timeout: duration("--connect-timeout", &args.connect_timeout)?,
+        handoff: None,
     })
 }
 
@@ -398,6 +401,7 @@ impl WorkerSetup {
                 .unwrap_or_else(|| format!("{}-{}", crate::sys::hostname(), std::process::id())),
             nworkers: self.nworkers,
             exe,
+            credential: crate::protocol::security::keyring::given(),
             worker_args: args,
             policy: crate::nanny::Policy {
                 shutdown_timeout: self.shutdown_timeout,
@@ -612,6 +616,7 @@ fn local_cluster(
         listen,
         local_dir: local_dir.unwrap_or_else(default_local_dir),
         registry,
+        security: crate::protocol::security::ClusterSecurity::from_keyring(),
     })
 }
 

@@ -25,6 +25,16 @@ pub const EXIT_STATUS_INTRO: &str =
 /// The environment distd reads (`grep -rn env::var src`), and what it sets for task commands.
 pub const ENVIRONMENT: &[(&str, &str)] = &[
     (
+        "DISTD_ACCESS_FILE",
+        "The access file to use, as --access-file (the flag wins).",
+    ),
+    (
+        "XDG_DATA_HOME",
+        "Where the access folder is: $XDG_DATA_HOME/distd/access (default ~/.local/share/distd/access). \
+         A scheduler leaves its credential there (mode 0600, folder 0700) and this user's clients and \
+         workers find it there by the cluster's id.",
+    ),
+    (
         "RUST_LOG",
         "What is logged to stderr, as env_logger reads it (error, warn, info, debug, or per module: \
          distd::nanny=debug). Default: info for the services (scheduler, worker, nanny, local without \
@@ -85,6 +95,10 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
         "distd-scheduler",
         &[
             ("distd scheduler", "Listen on port 8786 of every interface."),
+            (
+                "distd scheduler --access-file cluster.toml",
+                "Use a credential made by distd access generate; give its workers the same file.",
+            ),
             (
                 "distd scheduler --port 0 --scheduler-file sched.json",
                 "Listen on a free port and write the address to sched.json for the workers.",
@@ -190,6 +204,23 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
             "distd restart 192.168.0.1:8786",
             "Restart every nanny-supervised worker.",
         )],
+    ),
+    (
+        "distd-access",
+        &[
+            (
+                "distd access generate cluster.toml",
+                "Make a credential ahead of time, for hosts without a shared home.",
+            ),
+            (
+                "distd access generate --client-only submit.toml",
+                "A credential that may submit but never join as a worker.",
+            ),
+            (
+                "distd access client-file cluster.toml submit-only.toml",
+                "A copy that may submit but not join as a worker.",
+            ),
+        ],
     ),
 ];
 

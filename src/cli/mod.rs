@@ -4,6 +4,7 @@
 //! [`main_with_registry`] is the whole program; a Rust user's own binary calls it with its
 //! own function registry. Exit statuses come from the one table, `crate::exit`.
 
+mod access;
 mod args;
 mod commands;
 mod config;
@@ -12,6 +13,7 @@ mod manual;
 mod sizing;
 mod submit;
 
+pub(crate) use access::publish as publish_access;
 pub(crate) use config::defaults::SCHEDULER_HOST;
 
 use crate::worker::Registry;
@@ -47,6 +49,24 @@ where
         // Only this process watches its stdin, not the workers it may start.
         std::env::remove_var(crate::sys::WATCH_STDIN_ENV);
         crate::sys::stop_when_stdin_closes(crate::exit::FAILURE);
+    }
+    // The credential is read before anything dials or listens.
+    let security = match &cli.command {
+        args::Command::Scheduler(a) => Some((&a.security, None)),
+        args::Command::Worker(a) | args::Command::Nanny(a) => Some((&a.security, a.scheduler_file.as_deref())),
+        args::Command::Local(a) => Some((&a.security, None)),
+        args::Command::Ssh(a) => Some((&a.security, None)),
+        args::Command::Submit(a) => Some((&a.security, None)),
+        args::Command::Run(a) => Some((&a.security, None)),
+        args::Command::Info(a) => Some((&a.security, None)),
+        args::Command::Restart(a) => Some((&a.security, None)),
+        args::Command::Access(_) | args::Command::Help(_) | args::Command::Generate(_) => None,
+    };
+    if let Some((flags, scheduler_file)) = security {
+        if let Err(e) = access::prepare(flags, scheduler_file) {
+            eprintln!("distd: error: {e}");
+            return crate::exit::CONFIG;
+        }
     }
     match commands::dispatch(cli.command, registry) {
         Ok(code) => code,

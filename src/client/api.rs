@@ -9,8 +9,8 @@ use crate::protocol::codec;
 use crate::protocol::LocationProblem;
 use crate::protocol::ANSWER_TIMEOUT;
 use crate::protocol::{
-    dial, write_loop, AttemptError, ClusterInfo, FrameReader, FromClient, HandshakeError, KeyLocation, PeerClient,
-    PeerError, RequestId, Role, SubmitTooLarge, TaskDesc, TaskError, ToClient,
+    dial, write_loop, AttemptError, ClusterInfo, DialError, FrameReader, FromClient, HandshakeError, KeyLocation,
+    PeerClient, PeerError, RequestId, Role, SubmitTooLarge, TaskDesc, TaskError, ToClient,
 };
 use serde::{de::DeserializeOwned, Serialize};
 use smol::Task;
@@ -26,6 +26,10 @@ pub enum ClientError {
     Connect { addr: String, source: AttemptError },
     #[error("the scheduler at {addr} refused this client: {source}")]
     Refused { addr: String, source: HandshakeError },
+    /// No credential for the scheduler's cluster, another cluster's, or a failed TLS
+    /// handshake: the dial's own words.
+    #[error("{0}")]
+    Untrusted(String),
     #[error("lost the scheduler: {0}")]
     Disconnected(String),
     #[error("task {key:?} failed: {error}")]
@@ -192,15 +196,20 @@ impl AsyncClient {
     /// Connects to the scheduler at `addr` (`tcp://host:port` or `host:port`).
     pub async fn connect(addr: &str) -> Result<AsyncClient, ClientError> {
         let addr = strip_scheme(addr).to_string();
-        let stream = match dial(&addr, Role::Client, Role::Scheduler, Duration::ZERO).await {
-            Ok(d) => d.stream,
+        let link = match dial(&addr, Role::Client, Role::Scheduler, Duration::ZERO).await {
+            Ok(d) => d.link,
+            Err(e @ (DialError::NoCredential { .. } | DialError::Untrusted { .. })) => {
+                return Err(ClientError::Untrusted(e.to_string()))
+            }
             // A connection broken during the handshake is the scheduler's doing: a refusal.
             Err(e) => match e.into_refusal() {
                 Ok(source) => return Err(ClientError::Refused { addr, source }),
                 Err(source) => return Err(ClientError::Connect { addr, source }),
             },
         };
-        let mut reader = FrameReader::new(stream.clone());
+        let closer = link.closer();
+        let mut writer_half = link.writer;
+        let mut reader = FrameReader::new(link.reader);
         // A scheduler past its handshake welcomes at once; one that does not is stuck.
         match crate::rt::within(ANSWER_TIMEOUT, reader.next::<ToClient>()).await {
             Some(Ok(Some(ToClient::Welcome { .. }))) => {}
@@ -219,14 +228,13 @@ impl AsyncClient {
             submitting: Mutex::new(()),
         });
         let writer_inner = inner.clone();
-        let writer_stream = stream.clone();
         // The connection's one writer; a message it cannot send (one over the frame limit)
         // ends the connection, and the client says why instead of "connection closed".
         let writer = crate::rt::spawn(async move {
-            if let Err(e) = write_loop(rx, writer_stream.clone()).await {
+            if let Err(e) = write_loop(rx, &mut writer_half).await {
                 writer_inner.lock().close(format!("cannot send to the scheduler: {e}"));
             }
-            let _ = writer_stream.shutdown(std::net::Shutdown::Both);
+            closer.close();
         });
         let reader_inner = inner.clone();
         let reader = crate::rt::spawn(async move {

@@ -56,6 +56,9 @@ pub struct NannyConfig {
     /// The workers' `--local-directory`, where the nanny removes a dead worker's scratch
     /// folder as soon as it reaps it.
     pub local_dir: PathBuf,
+    /// The credential to hand each worker over its stdin, when it may not find it by itself
+    /// (it came to the nanny over a pipe, or lives only in this process).
+    pub credential: Option<std::sync::Arc<crate::protocol::Credential>>,
 }
 
 /// Why a nanny stopped other than by request.
@@ -203,8 +206,8 @@ pub async fn supervise(config: NannyConfig, stop: async_channel::Receiver<()>) -
 async fn connect(config: &NannyConfig, names: &[String], events: async_channel::Sender<Event>) -> Option<Link> {
     let mut retry = Retry::new(Role::Scheduler, &config.scheduler, config.death_timeout, Instant::now()).quiet();
     let stream = match dial_with(&config.scheduler, Role::Nanny, Role::Scheduler, &mut retry, None).await {
-        Ok(d) => d.stream,
-        Err(e @ DialError::Refused { .. }) => {
+        Ok(d) => d.link,
+        Err(e @ (DialError::Refused { .. } | DialError::NoCredential { .. } | DialError::Untrusted { .. })) => {
             log::warn!("nanny: {e}");
             return None;
         }
@@ -214,7 +217,8 @@ async fn connect(config: &NannyConfig, names: &[String], events: async_channel::
         }
     };
     let (tx, rx) = async_channel::unbounded();
-    let writer = spawn_writer(rx, stream.clone());
+    let closer = stream.closer();
+    let writer = spawn_writer(rx, stream.writer, closer);
     let _ = tx.try_send(FromNanny::Register {
         name: config.name.clone(),
         host: crate::sys::hostname(),
@@ -222,7 +226,7 @@ async fn connect(config: &NannyConfig, names: &[String], events: async_channel::
         workers: names.to_vec(),
     });
     let reader = crate::rt::spawn(async move {
-        let mut r = FrameReader::new(stream);
+        let mut r = FrameReader::new(stream.reader);
         let reason = loop {
             match r.next::<ToNanny>().await {
                 Ok(Some(m)) => {
@@ -443,13 +447,21 @@ fn spawn_worker(
         .args(&config.worker_args);
     // The nanny watches its own stdin for `distd ssh`; its workers do not.
     cmd.env_remove(crate::sys::WATCH_STDIN_ENV);
+    let handoff = config.credential.as_deref().map(crate::protocol::access::handoff);
+    match &handoff {
+        Some(_) => cmd.env(crate::protocol::access::STDIN_ENV, "1"),
+        None => cmd.env_remove(crate::protocol::access::STDIN_ENV),
+    };
+    if crate::protocol::security::keyring::is_insecure() {
+        cmd.arg("--no-security");
+    }
     match &cgroup {
         Some(dir) => cmd.env(crate::sys::cgroup::CGROUP_ENV, dir),
         None => cmd.env_remove(crate::sys::cgroup::CGROUP_ENV),
     };
     // The worker leads its own process group, so a terminal's Ctrl-C reaches only the nanny,
     // which then stops the worker in order; and it dies with the nanny.
-    let mut child = crate::sys::spawn_tethered(cmd)?;
+    let mut child = crate::sys::spawn_tethered(cmd, handoff)?;
     let pid = child.id();
     let stdout = child.stdout.take().expect("stdout was piped");
     let stderr = child.stderr.take().expect("stderr was piped");

@@ -2,6 +2,7 @@
 //! with one call, so bursts are batched without any fixed delay.
 
 use super::frame::{encode_frame, FrameError};
+use super::secure::{Closer, LinkWriter};
 use futures_lite::{AsyncWrite, AsyncWriteExt};
 use serde::Serialize;
 use std::sync::Arc;
@@ -9,19 +10,28 @@ use std::sync::Arc;
 /// Shared, immutable result bytes: stored once, served to any number of peers without copies.
 pub type Data = Arc<Vec<u8>>;
 
-/// Spawns the connection's one writer ([`write_loop`]); when `rx` closes it flushes and shuts
-/// the socket, which also ends the connection's reader.
+/// Spawns the connection's one writer ([`write_loop`]) on a link's `writer`; when `rx`
+/// closes it flushes, closes the writer (TLS says close_notify) and shuts the socket, which
+/// also ends the connection's reader.
 pub fn spawn_writer<M: Serialize + Send + 'static>(
     rx: async_channel::Receiver<M>,
-    stream: smol::net::TcpStream,
+    mut writer: LinkWriter,
+    closer: Closer,
 ) -> smol::Task<()> {
     crate::rt::spawn(async move {
-        if let Err(e) = write_loop(rx, stream.clone()).await {
-            log::debug!("write failed: {e}");
+        match write_loop(rx, &mut writer).await {
+            Ok(()) => {
+                // Bounded: a peer that reads nothing must not keep this writer.
+                let _ = crate::rt::within(CLOSE_PATIENCE, writer.close()).await;
+            }
+            Err(e) => log::debug!("write failed: {e}"),
         }
-        let _ = stream.shutdown(std::net::Shutdown::Both);
+        closer.close();
     })
 }
+
+/// How long a writer that is done waits for its last bytes and the close to go out.
+const CLOSE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Writes everything that arrives on `rx` to `w` until the channel closes (Ok) or the socket
 /// fails (Err). Messages already queued when the writer wakes go out in one write.

@@ -2,8 +2,15 @@
 //! read, so that a peer of another version is told so in words instead of failing to decode.
 //!
 //! Layout of a hello: 8 bytes magic, `u32` LE protocol version, `u8` role, `u8` length and
-//! the distd version string. The accepting side answers with its own hello, then a verdict:
-//! `u8` 0 (accepted) or 1 (refused), `u16` LE length and a reason in UTF-8.
+//! the distd version string; then `u8` guard (0: `--no-security`, 1: TLS), `u8` length and
+//! the cluster id (empty from a dialer). The accepting side answers with its own hello, then
+//! a verdict: `u8` 0 (accepted) or 1 (refused), `u16` LE length and a reason in UTF-8.
+//!
+//! This exchange is in the clear and proves nothing: it tells versions apart, roles apart,
+//! a secured peer from a `--no-security` one (each refuses the other, naming the flag), and
+//! which cluster's credential the dialer needs. Then, when both are secured, TLS starts
+//! ([`super::secure`]) and the proof is made there. Every length here is a byte's, so a
+//! peer that has proved nothing yet can make us hold at most 2 x 255 bytes.
 //!
 //! Both sides check what the other says it is: the accepting side admits the roles it
 //! serves, and the connecting side stops as soon as the answering hello names another role
@@ -12,6 +19,7 @@
 //! accepting one ([`HANDSHAKE_TIMEOUT`]): the connecting side's bound is its dial's
 //! (`protocol::net`), which knows the caller's patience.
 
+use super::security::{keyring::LookupError, ClusterId};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use std::fmt;
 use std::io;
@@ -28,7 +36,16 @@ pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 pub const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Bumped on every incompatible change of any message.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
+
+/// Whether a side speaks TLS after its hello.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Guard {
+    /// `--no-security`: plain TCP.
+    Insecure,
+    /// TLS 1.3 with the cluster's credential.
+    Secured,
+}
 
 /// Who is speaking on a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,27 +99,39 @@ pub struct Hello {
     pub protocol: u32,
     pub version: String,
     pub role: Role,
+    pub guard: Guard,
+    /// The cluster of an accepting side that is secured; `None` from a dialer.
+    pub cluster: Option<ClusterId>,
 }
 
 impl Hello {
     /// This process's hello in `role`.
-    pub fn ours(role: Role) -> Hello {
+    pub fn ours(role: Role, guard: Guard, cluster: Option<ClusterId>) -> Hello {
         Hello {
             protocol: PROTOCOL_VERSION,
             version: super::DISTD_VERSION.to_string(),
             role,
+            guard,
+            cluster,
         }
     }
 
     /// The bytes of this hello on the wire.
     pub fn encode(&self) -> Vec<u8> {
         let version = &self.version.as_bytes()[..self.version.len().min(255)];
-        let mut out = Vec::with_capacity(14 + version.len());
+        let cluster = self.cluster.as_ref().map(|c| c.as_str().as_bytes()).unwrap_or(&[]);
+        let mut out = Vec::with_capacity(16 + version.len() + cluster.len());
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&self.protocol.to_le_bytes());
         out.push(self.role.to_byte());
         out.push(version.len() as u8);
         out.extend_from_slice(version);
+        out.push(match self.guard {
+            Guard::Insecure => 0,
+            Guard::Secured => 1,
+        });
+        out.push(cluster.len() as u8);
+        out.extend_from_slice(cluster);
         out
     }
 
@@ -132,6 +161,33 @@ pub enum HandshakeError {
     WrongPeer { found: Role, expected: Role },
     #[error("refused by the {by}: {reason}")]
     Refused { by: Role, reason: String },
+    #[error("the peer sent a bad guard byte or cluster id")]
+    BadGuard,
+    /// A secured side met one that runs with `--no-security` (or the other way round).
+    #[error("{0}")]
+    Guard(String),
+    /// A secured peer said no cluster id, so no credential can be looked up.
+    #[error("the peer is secured but named no cluster")]
+    NoCluster,
+    /// The dialer has no credential for the peer's cluster.
+    #[error("{source}; pass --access-file or --scheduler-file")]
+    NoCredential {
+        cluster: ClusterId,
+        source: Box<LookupError>,
+    },
+    /// The dialer's given credential is of another cluster than the peer's.
+    #[error(
+        "our credential belongs to another cluster (ours is cluster {}, the peer's is cluster {})",
+        .0.0,
+        .0.1
+    )]
+    OtherCluster(Box<(ClusterId, ClusterId)>),
+    /// The dialer's credential is a client's and it came as a member.
+    #[error("our credential is a client's: it cannot connect as a {0}")]
+    NotMember(Role),
+    /// TLS failed: a certificate our root did not sign, or a peer that refused ours.
+    #[error("TLS handshake failed: {0}")]
+    Tls(io::Error),
 }
 
 async fn read_hello<R: AsyncRead + Unpin>(r: &mut R) -> Result<Hello, HandshakeError> {
@@ -145,11 +201,47 @@ async fn read_hello<R: AsyncRead + Unpin>(r: &mut R) -> Result<Hello, HandshakeE
     let mut version = vec![0u8; head[13] as usize];
     r.read_exact(&mut version).await?;
     let version = String::from_utf8(version).map_err(|_| HandshakeError::BadVersion)?;
+    let mut tail = [0u8; 2];
+    r.read_exact(&mut tail).await?;
+    let guard = match tail[0] {
+        0 => Guard::Insecure,
+        1 => Guard::Secured,
+        _ => return Err(HandshakeError::BadGuard),
+    };
+    let mut cluster = vec![0u8; tail[1] as usize];
+    r.read_exact(&mut cluster).await?;
+    let cluster = match cluster.is_empty() {
+        true => None,
+        false => Some(
+            std::str::from_utf8(&cluster)
+                .ok()
+                .and_then(ClusterId::parse)
+                .ok_or(HandshakeError::BadGuard)?,
+        ),
+    };
     Ok(Hello {
         protocol,
         version,
         role,
+        guard,
+        cluster,
     })
+}
+
+/// What a side guarded by `ours` says of a peer guarded by `theirs`, when they differ.
+fn guard_mismatch(ours: &Hello, theirs: &Hello) -> Option<String> {
+    match (ours.guard, theirs.guard) {
+        (Guard::Secured, Guard::Insecure) => Some(format!(
+            "the {} runs with --no-security and this {} is secured: a secured distd never talks in the clear \
+             (give both --no-security, or neither)",
+            theirs.role, ours.role
+        )),
+        (Guard::Insecure, Guard::Secured) => Some(format!(
+            "this {} runs with --no-security and the {} is secured (give both --no-security, or neither)",
+            ours.role, theirs.role
+        )),
+        _ => None,
+    }
 }
 
 fn mismatch(ours: &Hello, theirs: &Hello) -> Option<String> {
@@ -172,8 +264,9 @@ pub async fn connect_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     role: Role,
     expect: Role,
+    guard: Guard,
 ) -> Result<Hello, HandshakeError> {
-    let ours = Hello::ours(role);
+    let ours = Hello::ours(role, guard, None);
     stream.write_all(&ours.encode()).await?;
     stream.flush().await?;
     let theirs = read_hello(stream).await?;
@@ -189,6 +282,10 @@ pub async fn connect_handshake<S: AsyncRead + AsyncWrite + Unpin>(
         });
     }
     answered?;
+    // Ours first: a secured dialer names the flag whatever the peer said.
+    if let (Guard::Secured, Some(m)) = (guard, guard_mismatch(&ours, &theirs)) {
+        return Err(HandshakeError::Guard(m));
+    }
     if verdict[0] != 0 {
         let reason = String::from_utf8_lossy(&reason).into_owned();
         // Whatever the peer said, a version difference is named here, with both versions.
@@ -227,11 +324,11 @@ async fn read_verdict<S: AsyncRead + Unpin>(
 /// peer's hello, checks it, answers. Returns the peer's hello when it was accepted.
 pub async fn accept_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
-    role: Role,
+    ours: Hello,
     allowed: &[Role],
 ) -> Result<Hello, HandshakeError> {
     // A connection that says nothing must not hold a task forever.
-    crate::rt::within(HANDSHAKE_TIMEOUT, accept_handshake_now(stream, role, allowed))
+    crate::rt::within(HANDSHAKE_TIMEOUT, accept_handshake_now(stream, ours, allowed))
         .await
         .unwrap_or_else(|| {
             Err(HandshakeError::Io(io::Error::new(
@@ -243,13 +340,15 @@ pub async fn accept_handshake<S: AsyncRead + AsyncWrite + Unpin>(
 
 async fn accept_handshake_now<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
-    role: Role,
+    ours: Hello,
     allowed: &[Role],
 ) -> Result<Hello, HandshakeError> {
-    let ours = Hello::ours(role);
+    let role = ours.role;
     let theirs = read_hello(stream).await?;
     let problem = if let Some(m) = mismatch(&ours, &theirs) {
         Some(HandshakeError::VersionMismatch(m))
+    } else if let Some(m) = guard_mismatch(&ours, &theirs) {
+        Some(HandshakeError::Guard(m))
     } else if !allowed.contains(&theirs.role) {
         Some(HandshakeError::WrongRole {
             peer: theirs.role,
@@ -283,7 +382,7 @@ mod tests {
 
     #[test]
     fn hello_round_trips() {
-        let h = Hello::ours(Role::Worker);
+        let h = Hello::ours(Role::Worker, Guard::Secured, ClusterId::parse("0123456789abcdef"));
         let bytes = h.encode();
         let back = smol::block_on(read_hello(&mut futures_lite::io::Cursor::new(bytes))).unwrap();
         assert_eq!(h, back);
@@ -297,11 +396,16 @@ mod tests {
         let addr = listener.local_addr().expect("local address");
         let peer_port = crate::rt::spawn(async move {
             let (mut s, _) = listener.accept().await.expect("accept");
-            accept_handshake(&mut s, Role::Worker, &[Role::Peer, Role::Client]).await
+            accept_handshake(
+                &mut s,
+                Hello::ours(Role::Worker, Guard::Insecure, None),
+                &[Role::Peer, Role::Client],
+            )
+            .await
         });
         let err = smol::block_on(async {
             let mut s = smol::net::TcpStream::connect(addr).await.expect("connect");
-            connect_handshake(&mut s, Role::Client, Role::Scheduler).await
+            connect_handshake(&mut s, Role::Client, Role::Scheduler, Guard::Insecure).await
         })
         .expect_err("a peer port is no scheduler");
         assert!(
@@ -321,11 +425,13 @@ mod tests {
 
     #[test]
     fn mismatch_names_both_versions() {
-        let ours = Hello::ours(Role::Scheduler);
+        let ours = Hello::ours(Role::Scheduler, Guard::Secured, None);
         let theirs = Hello {
             protocol: 99,
             version: "9.9.9".into(),
             role: Role::Worker,
+            guard: Guard::Secured,
+            cluster: None,
         };
         let m = mismatch(&ours, &theirs).unwrap();
         assert!(m.contains("9.9.9 (protocol 99)"), "{m}");

@@ -15,17 +15,34 @@
 //! worker's registration) shares with its dials, so the two never both speak.
 //!
 //! [`serve`] accepts, backs off on errors and runs one task per connection. Encryption and
-//! authentication belong here, so nothing else in distd may call `TcpStream::connect` or
-//! `TcpListener::accept` (`tests/architecture.rs` checks it). It never decides anything
-//! about tasks or workers, and never reads a message after the handshake.
+//! authentication belong here: every connection is TLS 1.3 with mutual authentication
+//! ([`super::secure`]) unless the process runs with `--no-security`, so nothing else in
+//! distd may call `TcpStream::connect` or `TcpListener::accept` (`tests/architecture.rs`
+//! checks it). It never decides anything about tasks or workers, and never reads a message
+//! after the handshake.
+//!
+//! Before a peer has proved itself it costs little and briefly: the whole handshake, TLS
+//! included, has [`HANDSHAKE_TIMEOUT`]; at most [`MAX_HANDSHAKES_PER_HOST`] connections from
+//! one address are in their handshake at once (more are closed at once), and at most
+//! [`MAX_HANDSHAKES`] in all (past it the oldest is closed): connections that say nothing
+//! hold little, never for long, and never lock out a peer that handshakes at once; nothing
+//! is buffered by a length the peer declares. An accept that fails (out of file descriptors) backs off and is
+//! logged once per episode, while the connections already open go on.
 
-use super::handshake::{accept_handshake, connect_handshake, HandshakeError, Hello, Role, ANSWER_TIMEOUT};
+use super::handshake::{
+    accept_handshake, connect_handshake, Guard, HandshakeError, Hello, Role, ANSWER_TIMEOUT, HANDSHAKE_TIMEOUT,
+};
+use super::secure::{accept_tls, dial_tls, dialing_guard, Link};
+use super::security::Credential;
 use smol::net::{TcpListener, TcpStream};
 use smol::Task;
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The scheduler's port unless told otherwise, as dask's.
@@ -48,6 +65,13 @@ const FIRST_REMINDER: Duration = Duration::from_secs(5);
 /// How long the accept loop waits after a failed accept (out of file descriptors, say), so
 /// that the failure does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The most connections one port holds in their handshake at once; past it, the oldest is
+/// closed to make room.
+pub const MAX_HANDSHAKES: usize = 512;
+
+/// The most of them from one address.
+pub const MAX_HANDSHAKES_PER_HOST: usize = 64;
 
 /// Why one attempt of a dial reached no distd that would talk.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +151,16 @@ pub enum DialError {
     /// A distd of another role answered ([`AttemptError::WrongPeer`]): final at once.
     #[error("{0}")]
     WrongPeer(AttemptError),
+    /// A secured peer, and no credential for its cluster here: final.
+    #[error("the {theirs} at {addr} needs a credential; {source}")]
+    NoCredential {
+        addr: String,
+        theirs: Role,
+        source: HandshakeError,
+    },
+    /// Our credential is another cluster's, or TLS failed: final.
+    #[error("refused by tcp://{to}: {source}")]
+    Untrusted { to: SocketAddr, source: HandshakeError },
 }
 
 impl DialError {
@@ -136,6 +170,8 @@ impl DialError {
     pub fn into_refusal(self) -> Result<HandshakeError, AttemptError> {
         match self {
             DialError::Refused { source, .. }
+            | DialError::NoCredential { source, .. }
+            | DialError::Untrusted { source, .. }
             | DialError::Unreachable {
                 last: AttemptError::Handshake { source, .. },
                 ..
@@ -147,7 +183,7 @@ impl DialError {
 
 /// A connection past its handshake.
 pub struct Dialed {
-    pub stream: TcpStream,
+    pub link: Link,
     /// The address it reached (one of those `addr` resolved to).
     pub addr: SocketAddr,
     /// What the peer said about itself.
@@ -163,6 +199,10 @@ enum Failure {
     Refused(HandshakeError),
     /// A distd of another role: will not pass either.
     WrongPeer(AttemptError),
+    /// No credential for the peer's cluster.
+    NoCredential(HandshakeError),
+    /// Another cluster, or TLS failed.
+    Untrusted(SocketAddr, HandshakeError),
 }
 
 /// The patience of a dial, or of a caller's retry loop around dials: when to give up, how
@@ -317,6 +357,14 @@ pub async fn dial_with(
                 })
             }
             Err(Failure::WrongPeer(e)) => return Err(DialError::WrongPeer(e)),
+            Err(Failure::NoCredential(source)) => {
+                return Err(DialError::NoCredential {
+                    addr: addr.to_string(),
+                    theirs,
+                    source,
+                })
+            }
+            Err(Failure::Untrusted(to, source)) => return Err(DialError::Untrusted { to, source }),
             Err(Failure::Transient(last)) => last,
         };
         let now = Instant::now();
@@ -379,15 +427,25 @@ async fn attempt(addr: &str, ours: Role, theirs: Role, bound: Duration) -> Resul
         };
         // Small frames go out at once: the writers batch by themselves.
         stream.set_nodelay(true).ok();
-        let Some(answered) = crate::rt::until(deadline, connect_handshake(&mut stream, ours, theirs)).await else {
+        let guard = dialing_guard();
+        let host = host_of(addr);
+        let handshake = async {
+            let hello = connect_handshake(&mut stream, ours, theirs, guard).await?;
+            let link = match guard {
+                Guard::Secured => dial_tls(stream.clone(), host, ours, &hello).await?,
+                Guard::Insecure => Link::plain(stream.clone()),
+            };
+            Ok::<_, HandshakeError>((link, hello))
+        };
+        let Some(answered) = crate::rt::until(deadline, handshake).await else {
             return Err(Failure::Transient(AttemptError::Silent { to, after: bound }));
         };
         return match answered {
-            Ok(hello) => Ok(Dialed {
-                stream,
-                addr: to,
-                hello,
-            }),
+            Ok((link, hello)) => Ok(Dialed { link, addr: to, hello }),
+            Err(e @ HandshakeError::NoCredential { .. }) => Err(Failure::NoCredential(e)),
+            Err(e @ (HandshakeError::OtherCluster(_) | HandshakeError::Tls(_) | HandshakeError::NotMember(_))) => {
+                Err(Failure::Untrusted(to, e))
+            }
             Err(HandshakeError::WrongPeer { found, expected }) => {
                 Err(Failure::WrongPeer(AttemptError::WrongPeer { to, found, expected }))
             }
@@ -398,38 +456,202 @@ async fn attempt(addr: &str, ours: Role, theirs: Role, bound: Duration) -> Resul
     Err(Failure::Transient(last))
 }
 
+/// The host part of `host:port` (an IPv6 address without its brackets).
+fn host_of(addr: &str) -> &str {
+    let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// Connections in their handshake: by address, and in the order they came, each with the
+/// sender whose drop tells it to give up its place.
+#[derive(Default)]
+struct Pending {
+    next: u64,
+    by_host: HashMap<IpAddr, usize>,
+    queue: std::collections::VecDeque<(u64, async_channel::Sender<()>)>,
+}
+
+/// A place among the connections in their handshake, given back when dropped.
+struct PendingSlot {
+    pending: Arc<Mutex<Pending>>,
+    host: IpAddr,
+    id: u64,
+    /// Closes when a newer connection needed the place.
+    evicted: async_channel::Receiver<()>,
+}
+
+impl PendingSlot {
+    /// A place for a connection from `host`; `None` when that host holds its share. When
+    /// the port is full, the oldest connection still in its handshake gives up its place:
+    /// an honest peer finishes in milliseconds, so it is never the oldest for long.
+    fn take(pending: &Arc<Mutex<Pending>>, host: IpAddr) -> Option<PendingSlot> {
+        let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
+        if p.by_host.get(&host).copied().unwrap_or(0) >= MAX_HANDSHAKES_PER_HOST {
+            return None;
+        }
+        while p.queue.len() >= MAX_HANDSHAKES {
+            // Dropping its sender wakes it; its own drop then gives back its count.
+            p.queue.pop_front();
+        }
+        let (tx, evicted) = async_channel::bounded(1);
+        let id = p.next;
+        p.next += 1;
+        p.queue.push_back((id, tx));
+        *p.by_host.entry(host).or_default() += 1;
+        Some(PendingSlot {
+            pending: pending.clone(),
+            host,
+            id,
+            evicted,
+        })
+    }
+
+    /// Resolves when this connection must give up its place.
+    async fn evicted(&self) {
+        let _ = self.evicted.recv().await;
+    }
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = p.queue.iter().position(|(id, _)| *id == self.id) {
+            p.queue.remove(at);
+        }
+        if let Some(n) = p.by_host.get_mut(&self.host) {
+            *n -= 1;
+            if *n == 0 {
+                p.by_host.remove(&self.host);
+            }
+        }
+    }
+}
+
 /// Accepts connections on `listener` for as long as the returned future runs, runs the
-/// handshake of each as `ours` (admitting the roles in `admits`), and runs
-/// `handle(stream, hello, from)` for each peer that passed, in a task of its own; dropping the
-/// future cancels them all. A failed accept is logged (prefixed with `what`) and retried after
-/// a pause; a refused handshake is logged and its connection closed.
-pub async fn serve<F, Fut>(listener: TcpListener, what: &'static str, ours: Role, admits: &'static [Role], handle: F)
-where
-    F: Fn(TcpStream, Hello, SocketAddr) -> Fut + Send + Sync + 'static,
+/// handshake of each as `ours` (admitting the roles in `admits`) over TLS with `credential`
+/// (`None`: `--no-security`), and runs `handle(link, hello, from)` for each peer that passed,
+/// in a task of its own; dropping the future cancels them all. A failed accept is logged
+/// (prefixed with `what`) once per episode and retried after a pause; a refused handshake is
+/// logged and its connection closed.
+pub async fn serve<F, Fut>(
+    listener: TcpListener,
+    what: &'static str,
+    ours: Role,
+    admits: &'static [Role],
+    credential: Option<Arc<Credential>>,
+    handle: F,
+) where
+    F: Fn(Link, Hello, SocketAddr) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let handle = std::sync::Arc::new(handle);
+    let handle = Arc::new(handle);
+    let pending = Arc::new(Mutex::new(Pending::default()));
+    let hello = Hello::ours(
+        ours,
+        match credential {
+            Some(_) => Guard::Secured,
+            None => Guard::Insecure,
+        },
+        credential.as_ref().map(|c| c.id().clone()),
+    );
     // Kept, since dropping a task cancels it; finished ones are pruned on each accept.
     let mut conns: Vec<Task<()>> = Vec::new();
+    // Failed accepts since the last one that worked: an episode is logged once.
+    let mut failing = 0u64;
+    let mut turned_away = 0u64;
     loop {
-        let (mut stream, from) = match listener.accept().await {
+        let (stream, from) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
-                log::warn!("{what}: accept failed: {e}");
+                if failing == 0 {
+                    log::warn!(
+                        "{what}: accept failed: {e}; retrying every {} ms",
+                        ACCEPT_BACKOFF.as_millis()
+                    );
+                }
+                failing += 1;
                 async_io::Timer::after(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
+        if failing > 0 {
+            log::info!(
+                "{what}: accepting again after {}",
+                crate::units::plural(failing, "failed accept")
+            );
+            failing = 0;
+        }
+        let Some(slot) = PendingSlot::take(&pending, from.ip()) else {
+            // Closed at once: a host that opens connections and never speaks holds at most
+            // its share of the handshakes, never everyone's.
+            turned_away += 1;
+            if turned_away.is_power_of_two() {
+                log::warn!(
+                    "{what}: too many connections in their handshake (from {}); closed {} at once",
+                    from.ip(),
+                    crate::units::plural(turned_away, "connection")
+                );
+            }
+            continue;
+        };
         stream.set_nodelay(true).ok();
         conns.retain(|t| !t.is_finished());
         let handle = handle.clone();
+        let credential = credential.clone();
+        let hello = hello.clone();
         conns.push(crate::rt::spawn(async move {
-            match accept_handshake(&mut stream, ours, admits).await {
-                Ok(hello) => handle(stream, hello, from).await,
-                Err(e) => log::warn!("{what}: connection from {from} closed: handshake refused: {e}"),
+            // The hello has its own bound; this one covers TLS too.
+            let handshake = async {
+                Some(crate::rt::within(HANDSHAKE_TIMEOUT, accept_link(stream, hello, admits, credential)).await)
+            };
+            let done = futures_lite::future::or(handshake, async {
+                slot.evicted().await;
+                None
+            })
+            .await;
+            drop(slot);
+            match done {
+                Some(Some(Ok((link, theirs)))) => handle(link, theirs, from).await,
+                // A dialer that stopped after the hello (it found another role than it came
+                // for, or no credential) says why on its side.
+                Some(Some(Err(HandshakeError::Tls(e)))) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    log::debug!("{what}: connection from {from} closed before TLS")
+                }
+                Some(Some(Err(e))) => log::warn!("{what}: connection from {from} closed: handshake refused: {e}"),
+                Some(None) => log::warn!(
+                    "{what}: connection from {from} closed: no handshake within {} s",
+                    HANDSHAKE_TIMEOUT.as_secs()
+                ),
+                None => log::debug!("{what}: connection from {from} closed: newer ones needed its place"),
             }
         }));
     }
+}
+
+/// The accepting side's whole handshake on `stream`: the hello exchange as `ours`
+/// (admitting `admits`), then TLS with `credential` (`None`: plain TCP).
+pub(crate) async fn accept_link(
+    mut stream: TcpStream,
+    ours: Hello,
+    admits: &[Role],
+    credential: Option<Arc<Credential>>,
+) -> Result<(Link, Hello), HandshakeError> {
+    let theirs = accept_handshake(&mut stream, ours, admits).await?;
+    let link = match &credential {
+        Some(c) => accept_tls(stream.clone(), c, &theirs).await?,
+        None => Link::plain(stream.clone()),
+    };
+    Ok((link, theirs))
+}
+
+/// For tests: [`accept_link`] as a `ours` of the test credential's cluster.
+#[cfg(test)]
+pub(crate) async fn test_accept(stream: TcpStream, ours: Role, admits: &[Role]) -> Result<Link, HandshakeError> {
+    let credential = super::security::test_credential();
+    let hello = Hello::ours(ours, Guard::Secured, Some(credential.id().clone()));
+    accept_link(stream, hello, admits, Some(credential))
+        .await
+        .map(|(link, _)| link)
 }
 
 /// For tests: a peer port on a free loopback port whose connections, once the handshake is
@@ -437,7 +659,7 @@ where
 #[cfg(test)]
 pub(crate) fn fake_peer_port<F, Fut>(conn: F) -> (String, Task<()>)
 where
-    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    F: Fn(Link) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let listener = smol::block_on(TcpListener::bind("127.0.0.1:0")).expect("bind loopback");
@@ -447,7 +669,8 @@ where
         "fake peer",
         Role::Worker,
         &[Role::Peer],
-        move |stream, _, _| conn(stream),
+        Some(super::security::test_credential()),
+        move |link, _, _| conn(link),
     ));
     (addr, task)
 }
@@ -460,7 +683,14 @@ mod tests {
     fn fake_peer(role: Role, allowed: &'static [Role]) -> (SocketAddr, Task<()>) {
         let listener = smol::block_on(TcpListener::bind("127.0.0.1:0")).expect("bind loopback");
         let addr = listener.local_addr().expect("local address");
-        let task = crate::rt::spawn(serve(listener, "test", role, allowed, |_, _, _| async {}));
+        let task = crate::rt::spawn(serve(
+            listener,
+            "test",
+            role,
+            allowed,
+            Some(crate::protocol::security::test_credential()),
+            |_, _, _| async {},
+        ));
         (addr, task)
     }
 

@@ -17,10 +17,10 @@ use super::handshake::{HandshakeError, Role};
 use super::ids::TaskId;
 use super::messages::{FromPeer, ToPeer};
 use super::net::{dial_bounded, AttemptError};
+use super::secure::{LinkReader, LinkWriter};
 use super::watched::{is_silence, Silence, Watched};
 use async_io::Timer;
 use futures_lite::{AsyncWriteExt, FutureExt};
-use smol::net::TcpStream;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,8 +103,8 @@ impl PeerError {
 
 /// A connection to one worker's peer port.
 pub struct PeerClient {
-    reader: FrameReader<Watched<TcpStream>>,
-    writer: TcpStream,
+    reader: FrameReader<Watched<LinkReader>>,
+    writer: LinkWriter,
     timeouts: PeerTimeouts,
     /// Reused for every request's encoding.
     buf: Vec<u8>,
@@ -140,8 +140,8 @@ impl PeerClient {
                 },
             })?;
         Ok(PeerClient {
-            reader: FrameReader::new(Watched::new(dialed.stream.clone(), timeouts.progress)),
-            writer: dialed.stream,
+            reader: FrameReader::new(Watched::new(dialed.link.reader, timeouts.progress)),
+            writer: dialed.link.writer,
             timeouts,
             buf: Vec::new(),
         })

@@ -8,11 +8,11 @@
 
 use super::core::{Core, CoreConfig, Outgoing, StopReason, CONNECTION_CLOSED};
 use crate::protocol::{
-    serve, spawn_writer, ClientId, FrameError, FrameReader, FromClient, FromNanny, FromWorker, Hello, NannyId, Role,
-    ToClient, ToNanny, ToWorker, WorkerId, WorkerInfo,
+    serve, spawn_writer, ClientId, Credential, FrameError, FrameReader, FromClient, FromNanny, FromWorker, Hello, Link,
+    LinkReader, NannyId, Role, ToClient, ToNanny, ToWorker, WorkerId, WorkerInfo,
 };
 use crate::rt::{DeadlineWait, Inbox, Woke};
-use smol::net::{TcpListener, TcpStream};
+use smol::net::TcpListener;
 use smol::Task;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,6 +25,9 @@ use std::time::{Duration, Instant};
 pub struct SchedulerConfig {
     pub listen: SocketAddr,
     pub core: CoreConfig,
+    /// The cluster's credential, which every connection must prove; `None` only with
+    /// `--no-security`.
+    pub credential: Option<Arc<Credential>>,
 }
 
 /// What the loop reacts to.
@@ -59,9 +62,16 @@ impl Scheduler {
         let listener = TcpListener::bind(config.listen).await?;
         let address = listener.local_addr()?;
         let (tx, rx) = crate::rt::inbox();
-        let accept = crate::rt::spawn(accept_loop(listener, tx.events.clone()));
-        let main = crate::rt::spawn(core_loop(config, rx, accept));
+        let credential = config.credential.clone();
+        let accept = crate::rt::spawn(accept_loop(listener, tx.events.clone(), credential));
         log::info!("scheduler listening at tcp://{address}");
+        match &config.credential {
+            Some(c) => log::info!("scheduler secured: TLS with the credential of cluster {}", c.id()),
+            None => log::warn!(
+                "running with --no-security: anyone who can reach tcp://{address} can run commands as this user"
+            ),
+        }
+        let main = crate::rt::spawn(core_loop(config, rx, accept));
         Ok(Scheduler {
             address,
             _events: tx.events,
@@ -163,7 +173,7 @@ async fn core_loop(config: SchedulerConfig, events: Inbox<Event>, accept: Task<(
     reason
 }
 
-async fn accept_loop(listener: TcpListener, events: async_channel::Sender<Event>) {
+async fn accept_loop(listener: TcpListener, events: async_channel::Sender<Event>, credential: Option<Arc<Credential>>) {
     let ids = Arc::new(AtomicU64::new(0));
     let admits = &[Role::Worker, Role::Client, Role::Nanny];
     serve(
@@ -171,10 +181,11 @@ async fn accept_loop(listener: TcpListener, events: async_channel::Sender<Event>
         "scheduler",
         Role::Scheduler,
         admits,
-        move |stream, hello, from| {
+        credential,
+        move |link, hello, from| {
             let (events, ids) = (events.clone(), ids.clone());
             async move {
-                if let Err(reason) = serve_connection(stream, hello, events, ids).await {
+                if let Err(reason) = serve_connection(link, hello, events, ids).await {
                     log::warn!("connection from {from} closed: {reason}");
                 }
             }
@@ -289,13 +300,15 @@ enum ConnectionError {
 
 /// Runs one connection from its hello (the handshake passed) to its close.
 async fn serve_connection(
-    stream: TcpStream,
+    link: Link,
     hello: Hello,
     events: async_channel::Sender<Event>,
     ids: Arc<AtomicU64>,
 ) -> Result<(), ConnectionError> {
     let id = ids.fetch_add(1, Ordering::Relaxed);
-    let mut reader = FrameReader::new(stream.clone());
+    let closer = link.closer();
+    let Link { reader, writer, .. } = link;
+    let mut reader = FrameReader::new(reader);
     match hello.role {
         Role::Worker => {
             let info = match reader.next::<FromWorker>().await {
@@ -311,7 +324,7 @@ async fn serve_connection(
             };
             let id = WorkerId(id);
             let (tx, rx) = async_channel::unbounded();
-            let writer = spawn_writer(rx, stream);
+            let writer = spawn_writer(rx, writer, closer);
             let _ = events.send(Event::WorkerJoined(id, info, tx)).await;
             let ended = pump(&mut reader, |m| Event::Worker(id, m), &events, None).await;
             let _ = events
@@ -329,7 +342,7 @@ async fn serve_connection(
         Role::Client => {
             let id = ClientId(id);
             let (tx, rx) = async_channel::unbounded();
-            let writer = spawn_writer(rx, stream);
+            let writer = spawn_writer(rx, writer, closer);
             let _ = events.send(Event::ClientJoined(id, tx.clone())).await;
             let (handled_tx, handled) = async_channel::bounded(1);
             let ended = pump(
@@ -366,7 +379,7 @@ async fn serve_connection(
             };
             let id = NannyId(id);
             let (tx, rx) = async_channel::unbounded();
-            let writer = spawn_writer(rx, stream);
+            let writer = spawn_writer(rx, writer, closer);
             let _ = events.send(Event::NannyJoined(id, name, workers, tx)).await;
             let ended = pump(&mut reader, |m| Event::Nanny(id, m), &events, None).await;
             let _ = events.send(Event::NannyLost(id)).await;
@@ -380,7 +393,7 @@ async fn serve_connection(
 /// Forwards every frame as an event until the connection ends; with `handled`, waits for
 /// the core to handle each before reading the next.
 async fn pump<M: serde::de::DeserializeOwned>(
-    reader: &mut FrameReader<TcpStream>,
+    reader: &mut FrameReader<LinkReader>,
     wrap: impl Fn(M) -> Event,
     events: &async_channel::Sender<Event>,
     handled: Option<&async_channel::Receiver<()>>,

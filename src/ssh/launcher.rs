@@ -6,6 +6,11 @@
 //! rest of distd stays on smol. Remote processes run with `DISTD_WATCH_STDIN=1`: each keeps
 //! its stdin open to us and stops when it closes, so no remote process outlives `distd ssh`,
 //! however it ends.
+//!
+//! The cluster's credential is made here, on the launching machine, and handed to every
+//! remote process first thing on that same stdin (`DISTD_ACCESS_STDIN=1`): never in argv,
+//! never in a file on the remote host. While the cluster runs it is in this user's access
+//! folder here too, so `distd submit` from this machine finds it.
 
 use super::pattern::HostSpec;
 use crate::client::AsyncClient;
@@ -48,6 +53,8 @@ pub struct SshConfig {
     /// Where each remote process's output is also written, one file per host and role.
     pub log_directory: Option<PathBuf>,
     pub connect_timeout: Duration,
+    /// The credential handed to every remote process over its stdin (set by `run_ssh`).
+    pub handoff: Option<Arc<Vec<u8>>>,
 }
 
 /// Why `distd ssh` could not run.
@@ -67,6 +74,10 @@ pub enum SshError {
     OwnExecutable(std::io::Error),
     #[error("cannot write logs to {path}: {source}")]
     Log { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Credential(crate::protocol::security::SecurityError),
+    #[error(transparent)]
+    Access(crate::protocol::access::AccessError),
 }
 
 /// What went wrong with one thing done on a remote host.
@@ -344,18 +355,28 @@ async fn spawn_remote(
     args: Vec<String>,
     out: Output,
     first_line: Option<async_channel::Sender<String>>,
+    handoff: Option<Arc<Vec<u8>>>,
 ) -> Result<RemoteProc, RemoteError> {
     let mut child = Compat::new(async {
         let mut cmd = Session::to_command(session, "env");
-        cmd.arg(format!("{}=1", crate::sys::WATCH_STDIN_ENV))
-            .arg(&program)
-            .args(&args);
+        cmd.arg(format!("{}=1", crate::sys::WATCH_STDIN_ENV));
+        if handoff.is_some() {
+            // The name of the variable only: the credential itself follows on stdin.
+            cmd.arg(format!("{}=1", crate::protocol::access::STDIN_ENV));
+        }
+        cmd.arg(&program).args(&args);
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd.spawn().await
     })
     .await
     .map_err(RemoteError::Ssh)?;
-    let stdin = child.stdin().take();
+    let mut stdin = child.stdin().take();
+    if let (Some(bytes), Some(s)) = (&handoff, stdin.take()) {
+        let mut s = Compat::new(s);
+        s.write_all(bytes).await.map_err(RemoteError::Send)?;
+        s.flush().await.map_err(RemoteError::Send)?;
+        stdin = Some(s.into_inner());
+    }
     let stdout = child.stdout().take().expect("stdout was piped");
     let stderr = child.stderr().take().expect("stderr was piped");
     let o = out.clone();
@@ -400,6 +421,19 @@ pub fn run_ssh(config: SshConfig) -> Result<(), SshError> {
             source,
         })?;
     }
+    let credential = crate::protocol::security::ClusterSecurity::from_keyring()
+        .resolve()
+        .map_err(SshError::Credential)?;
+    let handoff = credential
+        .as_deref()
+        .map(|c| Arc::new(crate::protocol::access::handoff(c)));
+    let _published = match &credential {
+        Some(c) => Some(crate::cli::publish_access(c).map_err(SshError::Access)?),
+        None => None,
+    };
+    let insecure = credential.is_none();
+    let mut config = config;
+    config.handoff = handoff.clone();
     // Shared by every host's tasks: the host list alone may hold tens of thousands of names.
     let config = Arc::new(config);
     crate::rt::block_on(async {
@@ -408,7 +442,8 @@ pub fn run_ssh(config: SshConfig) -> Result<(), SshError> {
         if worker_hosts.is_empty() {
             return Err(SshError::NoHosts);
         }
-        let (mut scheduler, address) = start_scheduler(&config, &ready[&config.scheduler]).await?;
+        let (mut scheduler, address) =
+            start_scheduler(&config, &ready[&config.scheduler], handoff.clone(), insecure).await?;
 
         // Workers, each host supervised: a dropped connection is retried with backoff.
         let (stop_tx, stop_rx) = async_channel::unbounded::<()>();
@@ -417,6 +452,9 @@ pub fn run_ssh(config: SshConfig) -> Result<(), SshError> {
             let (session, program) = ready[h].clone();
             let out = Output::new(&config, h, "worker")?;
             let mut args = vec!["worker".to_string(), address.clone()];
+            if insecure {
+                args.push("--no-security".into());
+            }
             args.extend(config.worker_args.iter().cloned());
             supervisors.push(crate::rt::spawn(supervise_host(
                 config.clone(),
@@ -522,28 +560,31 @@ async fn connect_all(config: &Arc<SshConfig>, local_sha: Option<String>) -> Resu
 }
 
 /// Starts the scheduler on its host and learns its address from its first stdout line.
-async fn start_scheduler(config: &SshConfig, (session, program): &Ready) -> Result<(RemoteProc, String), SshError> {
+async fn start_scheduler(
+    config: &SshConfig,
+    (session, program): &Ready,
+    handoff: Option<Arc<Vec<u8>>>,
+    insecure: bool,
+) -> Result<(RemoteProc, String), SshError> {
     let failed = |reason| SshError::SchedulerStart {
         host: config.scheduler.to_string(),
         reason,
     };
     let (tx, rx) = async_channel::bounded(1);
     let sched_out = Output::new(config, &config.scheduler, "scheduler")?;
-    let scheduler = spawn_remote(
-        session.clone(),
-        program.clone(),
-        vec![
-            "scheduler".into(),
-            "--host".into(),
-            crate::cli::SCHEDULER_HOST.into(),
-            "--port".into(),
-            config.scheduler_port.to_string(),
-        ],
-        sched_out,
-        Some(tx),
-    )
-    .await
-    .map_err(|e| failed(SchedulerStartError::Spawn(e)))?;
+    let mut args: Vec<String> = vec![
+        "scheduler".into(),
+        "--host".into(),
+        crate::cli::SCHEDULER_HOST.into(),
+        "--port".into(),
+        config.scheduler_port.to_string(),
+    ];
+    if insecure {
+        args.push("--no-security".into());
+    }
+    let scheduler = spawn_remote(session.clone(), program.clone(), args, sched_out, Some(tx), handoff)
+        .await
+        .map_err(|e| failed(SchedulerStartError::Spawn(e)))?;
     let first = crate::rt::within(ANNOUNCE_PATIENCE, rx.recv())
         .await
         .and_then(Result::ok);
@@ -605,9 +646,19 @@ async fn supervise_host(
     out: Output,
     stop: async_channel::Receiver<()>,
 ) {
+    let handoff = config.handoff.clone();
     let mut backoff = Duration::from_millis(500);
     loop {
-        let proc = match spawn_remote(session.clone(), program.clone(), args.clone(), out.clone(), None).await {
+        let proc = match spawn_remote(
+            session.clone(),
+            program.clone(),
+            args.clone(),
+            out.clone(),
+            None,
+            handoff.clone(),
+        )
+        .await
+        {
             Ok(p) => p,
             Err(e) => {
                 eprintln!("distd ssh: [{}] cannot start the worker: {e}", host.host);

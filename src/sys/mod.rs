@@ -99,11 +99,12 @@ pub const PARENT_DEATH_SIGNAL: i32 = libc::SIGHUP;
 /// Starts `cmd` as a child tied to this process: it leads its own process group (so a
 /// terminal's Ctrl-C reaches only us, and we can signal the group), and it gets
 /// [`PARENT_DEATH_SIGNAL`] when the thread that spawned it exits, however this process dies.
-/// Its stdin is empty; its stdout and stderr are pipes.
+/// Its stdin is `input` and then its end (empty without it); its stdout and stderr are
+/// pipes. The input must fit a pipe's buffer (64 KiB): it is written before this returns.
 ///
 /// The death signal fires when the spawning *thread* exits: spawn from a thread that lives as
 /// long as the children should.
-pub fn spawn_tethered(mut cmd: std::process::Command) -> io::Result<async_process::Child> {
+pub fn spawn_tethered(mut cmd: std::process::Command, input: Option<Vec<u8>>) -> io::Result<async_process::Child> {
     cmd.process_group(0);
     let parent = std::process::id();
     // SAFETY: the hook only makes system calls, which are async-signal-safe.
@@ -123,10 +124,18 @@ pub fn spawn_tethered(mut cmd: std::process::Command) -> io::Result<async_proces
         });
     }
     let mut cmd = async_process::Command::from(cmd);
-    cmd.stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    cmd.spawn()
+    cmd.stdin(match input {
+        Some(_) => std::process::Stdio::piped(),
+        None => std::process::Stdio::null(),
+    })
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn()?;
+    if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
+        // Small, into an empty pipe: written at once (this never waits), then closed.
+        futures_lite::future::block_on(futures_lite::AsyncWriteExt::write_all(&mut stdin, &bytes))?;
+    }
+    Ok(child)
 }
 
 /// In a child started by [`spawn_tethered`] (its death signal is [`PARENT_DEATH_SIGNAL`]):

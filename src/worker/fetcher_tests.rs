@@ -4,9 +4,7 @@
 
 use super::fetcher::{Fetchers, Report};
 use super::state::FetchError;
-use crate::protocol::{
-    accept_handshake, encode_frame, Data, FrameReader, FromPeer, PeerTimeouts, Role, TaskId, ToPeer,
-};
+use crate::protocol::{encode_frame, Data, FrameReader, FromPeer, PeerTimeouts, Role, TaskId, ToPeer};
 use async_io::Timer;
 use futures_lite::{AsyncWriteExt, FutureExt};
 use smol::Task;
@@ -53,9 +51,9 @@ fn one_fetch_per_connection_peer() -> (String, Task<()>) {
 
 /// A peer port that answers each task with its id's bytes, `fetches` fetches a connection.
 fn id_peer(fetches: usize) -> (String, Task<()>) {
-    crate::protocol::net::fake_peer_port(move |stream| async move {
-        let mut writer = stream.clone();
-        let mut reader = FrameReader::new(stream);
+    crate::protocol::net::fake_peer_port(move |link| async move {
+        let mut writer = link.writer;
+        let mut reader = FrameReader::new(link.reader);
         for _ in 0..fetches {
             let Ok(Some(ToPeer::Fetch { tasks })) = reader.next::<ToPeer>().await else {
                 return;
@@ -90,19 +88,21 @@ fn restarting_peer(breaks: usize) -> (SocketAddr, std::thread::JoinHandle<()>) {
                 drop(stream);
                 continue;
             }
-            let mut s = smol::Async::new(stream).expect("async stream");
+            let s = smol::net::TcpStream::try_from(stream).expect("async stream");
             smol::block_on(async {
-                if accept_handshake(&mut s, Role::Worker, &[Role::Peer]).await.is_err() {
+                let Ok(link) = crate::protocol::net::test_accept(s, Role::Worker, &[Role::Peer]).await else {
                     return;
-                }
-                let mut reader = FrameReader::new(&s);
+                };
+                let mut writer = link.writer;
+                let mut reader = FrameReader::new(link.reader);
                 if let Ok(Some(ToPeer::Fetch { tasks })) = reader.next::<ToPeer>().await {
                     let mut buf = Vec::new();
                     for t in tasks {
                         encode_frame(&mut buf, &FromPeer::Data { task: t, len: 8 }).expect("encode");
                         buf.extend_from_slice(&t.0.to_le_bytes());
                     }
-                    (&s).write_all(&buf).await.expect("answer");
+                    writer.write_all(&buf).await.expect("answer");
+                    writer.flush().await.expect("answer");
                 }
             });
         }

@@ -10,10 +10,11 @@
 
 use super::store::{Source, Store, StoreError};
 use crate::protocol::{
-    encode_frame, serve, FrameError, FrameReader, FromPeer, PeerTimeouts, Role, TaskId, ToPeer, Watched,
+    encode_frame, serve, Credential, FrameError, FrameReader, FromPeer, Link, LinkWriter, PeerTimeouts, Role, TaskId,
+    ToPeer, Watched,
 };
 use futures_lite::AsyncWriteExt;
-use smol::net::{TcpListener, TcpStream};
+use smol::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,21 +38,27 @@ enum ServeError {
 }
 
 /// Serves `Fetch` requests from peers and clients until dropped.
-pub async fn serve_peers(listener: TcpListener, store: Arc<Store>) {
-    serve_peers_with(listener, store, PeerTimeouts::default().progress).await
+pub async fn serve_peers(listener: TcpListener, store: Arc<Store>, credential: Option<Arc<Credential>>) {
+    serve_peers_with(listener, store, PeerTimeouts::default().progress, credential).await
 }
 
 /// [`serve_peers`], dropping a peer that reads nothing of an answer for `patience`.
-async fn serve_peers_with(listener: TcpListener, store: Arc<Store>, patience: Duration) {
+async fn serve_peers_with(
+    listener: TcpListener,
+    store: Arc<Store>,
+    patience: Duration,
+    credential: Option<Arc<Credential>>,
+) {
     serve(
         listener,
         "peer port",
         Role::Worker,
         &[Role::Peer, Role::Client],
-        move |stream, _, from| {
+        credential,
+        move |link, _, from| {
             let store = store.clone();
             async move {
-                if let Err(e) = serve_one(stream, store, patience).await {
+                if let Err(e) = serve_one(link, store, patience).await {
                     log::warn!("peer connection from {from} closed: {e}");
                 }
             }
@@ -73,7 +80,7 @@ async fn open(store: &Arc<Store>, t: TaskId) -> Result<Option<Source>, StoreErro
 /// blocking thread), so serving it never holds it whole in memory. A file shorter than
 /// its length (which the store never writes) ends the connection: the peer would read a
 /// wrong result.
-async fn send_file(writer: &mut Watched<TcpStream>, file: std::fs::File, len: u64) -> Result<(), ServeError> {
+async fn send_file(writer: &mut Watched<LinkWriter>, file: std::fs::File, len: u64) -> Result<(), ServeError> {
     let mut file = Some(file);
     let mut left = len;
     while left > 0 {
@@ -94,9 +101,9 @@ async fn send_file(writer: &mut Watched<TcpStream>, file: std::fs::File, len: u6
 }
 
 /// Answers one peer's fetches (its handshake passed) until it closes.
-async fn serve_one(stream: TcpStream, store: Arc<Store>, patience: Duration) -> Result<(), ServeError> {
-    let mut writer = Watched::new(stream.clone(), patience);
-    let mut reader = FrameReader::new(stream);
+async fn serve_one(link: Link, store: Arc<Store>, patience: Duration) -> Result<(), ServeError> {
+    let mut writer = Watched::new(link.writer, patience);
+    let mut reader = FrameReader::new(link.reader);
     let mut buf = Vec::with_capacity(INLINE_RESULT);
     while let Some(req) = reader.next::<ToPeer>().await? {
         let ToPeer::Fetch { tasks } = req;
@@ -160,14 +167,19 @@ mod tests {
         store.put(TaskId(1), Arc::new(vec![7u8; len])).expect("put");
         let listener = smol::block_on(TcpListener::bind("127.0.0.1:0")).expect("bind loopback");
         let addr = listener.local_addr().expect("address").to_string();
-        let _server = crate::rt::spawn(serve_peers_with(listener, store, Duration::from_millis(300)));
+        let _server = crate::rt::spawn(serve_peers_with(
+            listener,
+            store,
+            Duration::from_millis(300),
+            Some(crate::protocol::security::test_credential()),
+        ));
         let read = smol::block_on(async {
             let mut conn = dial(&addr, Role::Peer, Role::Worker, Duration::ZERO)
                 .await
                 .expect("dial");
             let mut buf = Vec::new();
             encode_frame(&mut buf, &ToPeer::Fetch { tasks: vec![TaskId(1)] }).expect("encode");
-            conn.stream.write_all(&buf).await.expect("ask");
+            conn.link.writer.write_all(&buf).await.expect("ask");
             // Stopped: far longer than the patience.
             async_io::Timer::after(Duration::from_secs(3)).await;
             // Then all of the answer, or up to where the server closed the connection.
@@ -184,7 +196,7 @@ mod tests {
             let mut got = 0;
             let mut chunk = vec![0u8; 1 << 20];
             while got < whole {
-                match conn.stream.read(&mut chunk).await {
+                match conn.link.reader.read(&mut chunk).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => got += n,
                 }

@@ -7,9 +7,8 @@
 //! says into the worker's loop ([`Event`]).
 
 use super::server::{Event, WorkerConfig, WorkerError};
-use crate::protocol::{dial_with, spawn_writer, FrameReader, FromWorker, Retry, Role, ToWorker, WorkerInfo};
+use crate::protocol::{dial_with, spawn_writer, FrameReader, FromWorker, Link, Retry, Role, ToWorker, WorkerInfo};
 use async_io::Timer;
-use smol::net::TcpStream;
 use smol::Task;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -38,9 +37,9 @@ pub(super) struct Session {
 
 /// Connects to the scheduler and runs the handshake within what is left of `retry` (see
 /// [`crate::protocol::dial_with`]). Returns the connection and the address it reached.
-pub(super) async fn connect_scheduler(addr: &str, retry: &mut Retry) -> Result<(TcpStream, SocketAddr), WorkerError> {
+pub(super) async fn connect_scheduler(addr: &str, retry: &mut Retry) -> Result<(Link, SocketAddr), WorkerError> {
     let d = dial_with(addr, Role::Worker, Role::Scheduler, retry, None).await?;
-    Ok((d.stream, d.addr))
+    Ok((d.link, d.addr))
 }
 
 /// Connects (unless `stream` is already connected) and registers, trying again within
@@ -49,7 +48,7 @@ pub(super) async fn connect_scheduler(addr: &str, retry: &mut Retry) -> Result<(
 /// and the registrations together. A refusal, or a peer that is no scheduler, is final at
 /// once; so is a scheduler that does not answer `Register` before the patience ends.
 pub(super) async fn register_patiently(
-    mut stream: Option<TcpStream>,
+    mut stream: Option<Link>,
     retry: &mut Retry,
     config: &WorkerConfig,
     info: &WorkerInfo,
@@ -89,16 +88,17 @@ const LEAST_REGISTRATION: Duration = Duration::from_millis(500);
 /// `Register` on a connection past its handshake, and the answer; then starts forwarding
 /// scheduler messages.
 async fn register(
-    stream: TcpStream,
+    link: Link,
     info: &WorkerInfo,
     events: async_channel::Sender<Event>,
 ) -> Result<Session, RegisterError> {
     let (tx, rx) = async_channel::unbounded();
-    let writer = spawn_writer(rx, stream.clone());
+    let closer = link.closer();
+    let writer = spawn_writer(rx, link.writer, closer);
     tx.send(FromWorker::Register(info.clone()))
         .await
         .map_err(|_| RegisterError::Closed)?;
-    let mut reader = FrameReader::new(stream);
+    let mut reader = FrameReader::new(link.reader);
     let heartbeat = match reader.next::<ToWorker>().await {
         Ok(Some(ToWorker::Registered { heartbeat_ms, .. })) => Duration::from_millis(heartbeat_ms.max(10)),
         Ok(Some(other)) => return Err(RegisterError::Unexpected(format!("{other:?}"))),

@@ -159,6 +159,8 @@ impl Worker {
         // One patience for the whole registration: every dial, handshake and `Register`.
         let mut retry = Retry::new(Role::Scheduler, &config.scheduler, config.death_timeout, Instant::now());
         let (stream, scheduler_addr) = connect_scheduler(&config.scheduler, &mut retry).await?;
+        // The peer port proves itself with the credential the scheduler accepted.
+        let credential = stream.credential.clone();
         let bind = config
             .listen
             .unwrap_or_else(|| SocketAddr::new(stream.local_addr().map(|a| a.ip()).unwrap_or([0, 0, 0, 0].into()), 0));
@@ -200,7 +202,7 @@ impl Worker {
             Store::new(work_dir.join("spill"), memory.spill_above())
                 .with_largest_in_memory(memory.largest_held_result()),
         );
-        let peers = crate::rt::spawn(serve_peers(listener, store.clone()));
+        let peers = crate::rt::spawn(serve_peers(listener, store.clone(), credential));
         let ctx = ExecContext {
             registry: Arc::new(registry),
             local_dir: work_dir.clone(),

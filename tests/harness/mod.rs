@@ -201,14 +201,18 @@ impl Default for Sandbox {
 
 impl Sandbox {
     pub fn new() -> Sandbox {
-        Sandbox {
+        let sb = Sandbox {
             dir: tempfile::Builder::new()
                 .prefix("distd-test-")
                 .tempdir()
                 .expect("cannot create a temporary folder"),
             procs: Vec::new(),
             transient: 0,
-        }
+        };
+        // The test's own clients (the Rust `Client`) find the credentials of the clusters
+        // it starts, as their owner's clients would in the owner's access folder.
+        distd::protocol::security::keyring::look_also_in(sb.path("data/distd/access"));
+        sb
     }
 
     /// The temporary folder; processes run in it.
@@ -238,6 +242,10 @@ impl Sandbox {
             .env("RUST_LOG", "info")
             // Default scratch folders (~/.cache/distd) land in the sandbox, not in $HOME.
             .env("XDG_CACHE_HOME", self.path("cache"))
+            // So do access files (~/.local/share/distd/access): every process of one test
+            // finds its cluster's credential there, and no other test's.
+            .env("XDG_DATA_HOME", self.path("data"))
+            .env_remove("DISTD_ACCESS_FILE")
             .stdin(Stdio::null())
             .process_group(0);
         cmd
@@ -331,6 +339,21 @@ impl Sandbox {
             let count = info["workers"].as_array().map_or(0, Vec::len);
             (count == n).then_some(info)
         })
+    }
+
+    /// Runs `distd ARGS` as another user would (or this user on a host without a shared
+    /// home): with an access folder of its own, where no cluster left its credential.
+    pub fn run_as_stranger(&mut self, name: &str, args: &[&str]) -> Outcome {
+        let id = self.spawn_as_stranger(name, args);
+        self.wait_exit(id, DEADLINE)
+    }
+
+    /// [`Sandbox::run_as_stranger`], in the background.
+    pub fn spawn_as_stranger(&mut self, name: &str, args: &[&str]) -> ProcId {
+        let home = format!("XDG_DATA_HOME={}", self.path("stranger").display());
+        let mut full = vec![home.as_str(), distd_exe()];
+        full.extend_from_slice(args);
+        self.launch_with(name, "env", &full, Kind::OneShot, None)
     }
 
     /// Runs `distd ARGS` to completion (within [`DEADLINE`]).
@@ -1013,4 +1036,66 @@ impl std::ops::DerefMut for Cluster {
 /// The `host:port` part of a `tcp://host:port` address.
 pub fn host_port(address: &str) -> &str {
     address.strip_prefix("tcp://").unwrap_or(address)
+}
+
+/// A real distd connection from the test process: the one dial of distd, hello and TLS
+/// with the credential of the sandbox's cluster, then raw bytes, as a peer that passed the
+/// handshake and then misbehaves would send them.
+pub struct Secured {
+    reader: distd::protocol::LinkReader,
+    writer: distd::protocol::LinkWriter,
+    pub local: std::net::SocketAddr,
+}
+
+impl Secured {
+    /// Connects to `address` as `ours`, expecting a `theirs`.
+    pub fn connect(address: &str, ours: distd::protocol::Role, theirs: distd::protocol::Role) -> Secured {
+        let address = address.strip_prefix("tcp://").unwrap_or(address).to_string();
+        let dialed = smol::block_on(distd::protocol::dial(&address, ours, theirs, Duration::ZERO))
+            .unwrap_or_else(|e| panic!("a secured connection to {address}: {e}"));
+        let local = dialed.link.local_addr().expect("a local address");
+        Secured {
+            reader: dialed.link.reader,
+            writer: dialed.link.writer,
+            local,
+        }
+    }
+
+    pub fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use futures_lite::AsyncWriteExt;
+        smol::block_on(async {
+            self.writer.write_all(bytes).await?;
+            self.writer.flush().await
+        })
+    }
+
+    /// Says it will send no more (TLS close_notify, then the socket's write side).
+    pub fn shutdown_write(&mut self) {
+        use futures_lite::AsyncWriteExt;
+        let _ = smol::block_on(self.writer.close());
+    }
+
+    /// One read of at most `buf.len()` bytes within `within`: `Ok(0)` at the end,
+    /// `Err(TimedOut)` when nothing came.
+    pub fn read_within(&mut self, buf: &mut [u8], within: Duration) -> std::io::Result<usize> {
+        use futures_lite::AsyncReadExt;
+        smol::block_on(futures_lite::future::or(self.reader.read(buf), async {
+            async_io::Timer::after(within).await;
+            Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "nothing came"))
+        }))
+    }
+
+    /// Reads until the peer closes (within [`DEADLINE`]); what came.
+    pub fn read_to_end(&mut self) -> std::io::Result<Vec<u8>> {
+        let mut all = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let deadline = std::time::Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.read_within(&mut buf, left)? {
+                0 => return Ok(all),
+                n => all.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
 }

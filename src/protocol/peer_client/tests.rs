@@ -3,7 +3,8 @@
 //! connection breaks. Timeouts are short here; the bounds asserted are far from them.
 
 use super::*;
-use crate::protocol::{accept_handshake, encode_frame, FrameReader, FromPeer, ToPeer};
+use crate::protocol::net::test_accept;
+use crate::protocol::{encode_frame, FrameReader, FromPeer, LinkWriter, ToPeer};
 use smol::Task;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,14 +28,17 @@ fn short(progress_ms: u64) -> PeerTimeouts {
     }
 }
 
+/// A fake peer's writer, shared by its answers.
+type Writer = Arc<smol::lock::Mutex<LinkWriter>>;
+
 /// How a fake peer answers one fetch of one task on `writer`.
-type Answer = fn(TaskId, TcpStream) -> futures_lite::future::Boxed<()>;
+type Answer = fn(TaskId, Writer) -> futures_lite::future::Boxed<()>;
 
 /// A fake peer port that answers every fetch with `answer`, one task at a time.
 fn fake_peer(answer: Answer) -> (String, Task<()>) {
-    crate::protocol::net::fake_peer_port(move |stream| async move {
-        let writer = stream.clone();
-        let mut reader = FrameReader::new(stream);
+    crate::protocol::net::fake_peer_port(move |link| async move {
+        let writer = Arc::new(smol::lock::Mutex::new(link.writer));
+        let mut reader = FrameReader::new(link.reader);
         while let Ok(Some(ToPeer::Fetch { tasks })) = reader.next::<ToPeer>().await {
             for t in tasks {
                 answer(t, writer.clone()).await;
@@ -43,12 +47,13 @@ fn fake_peer(answer: Answer) -> (String, Task<()>) {
     })
 }
 
-async fn send(w: &TcpStream, msg: &FromPeer, bytes: &[u8]) {
-    let mut w = w.clone();
+async fn send(w: &Writer, msg: &FromPeer, bytes: &[u8]) {
+    let mut w = w.lock().await;
     let mut buf = Vec::new();
     encode_frame(&mut buf, msg).expect("encode");
     buf.extend_from_slice(bytes);
     w.write_all(&buf).await.expect("write to the client");
+    w.flush().await.expect("flush to the client");
 }
 
 fn fetch_one(addr: &str, timeouts: PeerTimeouts) -> Result<Vec<Option<Data>>, PeerError> {
@@ -115,7 +120,7 @@ fn a_peer_that_goes_silent_in_the_middle_of_a_result_fails_the_fetch() {
 /// timeout to arrive, in steady pieces, arrives whole.
 #[test]
 fn a_slow_but_steady_result_is_not_cut_off() {
-    let (addr, _peer) = fake_peer(|t, mut w| {
+    let (addr, _peer) = fake_peer(|t, w| {
         Box::pin(async move {
             send(
                 &w,
@@ -128,7 +133,9 @@ fn a_slow_but_steady_result_is_not_cut_off() {
             .await;
             for i in 0..20u8 {
                 async_io::Timer::after(Duration::from_millis(100)).await;
+                let mut w = w.lock().await;
                 w.write_all(&[i; 1000]).await.expect("write a piece");
+                w.flush().await.expect("flush a piece");
             }
         })
     });
@@ -181,8 +188,8 @@ fn flaky_listener(breaks: usize) -> (SocketAddr, Arc<AtomicUsize>, std::thread::
                 drop(stream);
                 continue;
             }
-            let mut s = smol::Async::new(stream).expect("async stream");
-            let _ = smol::block_on(accept_handshake(&mut s, Role::Worker, &[Role::Peer]));
+            let s = smol::net::TcpStream::try_from(stream).expect("async stream");
+            let _ = smol::block_on(test_accept(s, Role::Worker, &[Role::Peer]));
         }
     });
     (addr, seen, thread)
