@@ -388,13 +388,24 @@ fn a_thousand_silent_connections_lock_nobody_out_and_cost_nothing_after() {
     let mut c = Cluster::start(2);
     let pid = c.sb.pid(c.scheduler);
     let rss = |pid: i32| harness::procfs::status_bytes(pid, "VmRSS").expect("VmRSS");
-    let before = rss(pid);
     let to: std::net::SocketAddrV4 = bare(&c.address).parse().expect("an IPv4 address");
+    let address = c.address.clone();
     let mut graph = String::new();
     for i in 0..200 {
-        graph.push_str(&format!("[[task]]\nkey = \"t{i}\"\ncommand = [\"true\"]\n\n"));
+        graph.push_str(&format!(
+            "[[task]]\nkey = \"t{i}\"\ncommand = [\"sleep\", \"0.02\"]\n\n"
+        ));
     }
+    // Once before, so that what the graph itself leaves in the allocator is in `before`.
+    c.run_graph("warm.toml", &graph).assert_success();
+    let before = rss(pid);
     let run = c.spawn_graph("g.toml", &graph);
+    // The flood comes once the run is under way (its client connected, its tasks in).
+    c.sb.wait_until("the graph's tasks at the scheduler", DEADLINE, |sb| {
+        let tasks = &info(sb, &address)["tasks"];
+        let any = tasks.as_array().is_some_and(|a| !a.is_empty()) || tasks.as_object().is_some_and(|o| !o.is_empty());
+        any.then_some(())
+    });
     let mut held = Vec::new();
     for i in 0..1000u32 {
         let host = [127, 0, 1, 2 + (i % 16) as u8];
@@ -404,7 +415,6 @@ fn a_thousand_silent_connections_lock_nobody_out_and_cost_nothing_after() {
     }
     assert!(held.len() >= 900, "only {} connections opened", held.len());
     // Meanwhile a client of this host is served.
-    let address = c.address.clone();
     c.sb.run("info meanwhile", &["info", &address, "--json"])
         .assert_success();
     c.sb.wait_exit(run, DEADLINE).assert_success();

@@ -467,6 +467,8 @@ fn host_of(addr: &str) -> &str {
 #[derive(Default)]
 struct Pending {
     next: u64,
+    /// The most held at once since the queue was last empty.
+    peak: usize,
     by_host: HashMap<IpAddr, usize>,
     queue: std::collections::VecDeque<(u64, async_channel::Sender<()>)>,
 }
@@ -497,6 +499,7 @@ impl PendingSlot {
         let id = p.next;
         p.next += 1;
         p.queue.push_back((id, tx));
+        p.peak = p.peak.max(p.queue.len());
         *p.by_host.entry(host).or_default() += 1;
         Some(PendingSlot {
             pending: pending.clone(),
@@ -524,8 +527,17 @@ impl Drop for PendingSlot {
                 p.by_host.remove(&self.host);
             }
         }
+        // A burst of connections that never proved themselves is over: what they held goes
+        // back to the system, not just to the allocator.
+        if p.by_host.is_empty() && p.peak >= TRIM_AFTER_BURST {
+            p.peak = 0;
+            crate::sys::release_free_memory();
+        }
     }
 }
+
+/// A burst this large of connections in their handshake gives its memory back when it ends.
+const TRIM_AFTER_BURST: usize = 64;
 
 /// Accepts connections on `listener` for as long as the returned future runs, runs the
 /// handshake of each as `ours` (admitting the roles in `admits`) over TLS with `credential`
