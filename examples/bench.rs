@@ -319,6 +319,24 @@ fn main() -> ExitCode {
         let start = Instant::now();
         match run_one(&bench, *workload) {
             Ok(report) => {
+                // The same workload again without security, in the same run, for the
+                // column beside it: what security costs.
+                procs::set_insecure(true);
+                let plain = run_one(&bench, *workload);
+                procs::set_insecure(false);
+                let report = match plain {
+                    Ok(p) => {
+                        let ratio = match p.median() {
+                            m if m > 0.0 => report.median() / m,
+                            _ => f64::NAN,
+                        };
+                        report.field("insecure_median", crate::report::num(p.median())).field(
+                            "secured_over_insecure",
+                            crate::report::num((ratio * 1000.0).round() / 1000.0),
+                        )
+                    }
+                    Err(e) => report.field("insecure_error", e.to_string()),
+                };
                 let report = report.field("loaded", opts.loaded);
                 println!("{}", report.to_line());
                 eprintln!(

@@ -430,3 +430,69 @@ fn a_thousand_silent_connections_lock_nobody_out_and_cost_nothing_after() {
     );
     c.sb.run("info after", &["info", &address, "--json"]).assert_success();
 }
+
+/// An organisation's CA and one certificate it signed for this host (127.0.0.1 and
+/// localhost), written as PEM files into the sandbox under `stem`; their paths as flags.
+fn enterprise(sb: &Sandbox, stem: &str) -> Vec<String> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate().expect("a CA key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    ca.distinguished_name.push(DnType::CommonName, format!("{stem} CA"));
+    let ca = ca.self_signed(&ca_key).expect("the CA");
+    let key = KeyPair::generate().expect("a key");
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .expect("leaf params")
+        .signed_by(&key, &ca, &ca_key)
+        .expect("the certificate");
+    let ca_path = sb.write(&format!("{stem}-ca.pem"), &ca.pem());
+    let cert_path = sb.write(&format!("{stem}-cert.pem"), &leaf.pem());
+    let key_path = sb.write(&format!("{stem}-key.pem"), &key.serialize_pem());
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let s = |p: std::path::PathBuf| p.to_str().expect("UTF-8").to_string();
+    vec![
+        "--tls-ca-file".into(),
+        s(ca_path),
+        "--tls-cert".into(),
+        s(cert_path),
+        "--tls-key".into(),
+        s(key_path),
+    ]
+}
+
+#[test]
+fn an_organisations_certificates_work_end_to_end_and_a_wrong_ca_is_refused() {
+    let mut sb = Sandbox::new();
+    let ours = enterprise(&sb, "org");
+    let flags: Vec<&str> = ours.iter().map(String::as_str).collect();
+    let (_s, address) = start_scheduler(&mut sb, &flags);
+    let w = sb.worker(&address).name("w0").no_nanny().args(&flags).spawn();
+    sb.wait_for_stdout(w, "registered with ", DEADLINE);
+    // Two tasks on one worker, the second gathering the first's result from its peer port.
+    let graph = sb.write(
+        "g.toml",
+        "[[task]]\nkey = \"a\"\ncommand = [\"echo\", \"org\"]\n\n[[task]]\nkey = \"b\"\ncommand = [\"cat\"]\ndeps = [\"a\"]\nstdin = \"a\"\noutput = true\n",
+    );
+    let graph = graph.to_str().expect("UTF-8").to_string();
+    let mut args = vec!["run", graph.as_str(), "--scheduler", address.as_str(), "--no-progress"];
+    args.extend_from_slice(&flags);
+    let out = sb.run_as_stranger("run", &args);
+    out.assert_success();
+    assert_eq!(out.stdout, "org\n", "{}", out.describe());
+    // Another CA's certificate is refused.
+    let theirs = enterprise(&sb, "other");
+    let mut args = vec!["info", address.as_str()];
+    args.extend(theirs.iter().map(String::as_str));
+    let out = sb.run_as_stranger("wrong CA", &args);
+    out.assert_failure();
+    assert!(
+        out.the_error().contains("our credential belongs to another cluster"),
+        "{}",
+        out.describe()
+    );
+    // No credential at all: refused as for a generated one.
+    let out = sb.run_as_stranger("no credential", &["info", &address]);
+    out.assert_failure();
+    assert!(out.the_error().contains("needs a credential"), "{}", out.describe());
+}

@@ -38,8 +38,12 @@ impl Proc {
     pub fn spawn(label: &str, program: &Path, args: &[String], log: &Path, output: Output) -> Outcome<Proc> {
         let stderr = File::create(log).context(format!("cannot create the log file {}", log.display()))?;
         let mut cmd = Command::new(program);
-        cmd.args(args)
-            .stdin(Stdio::null())
+        cmd.args(args);
+        // The insecure pass of the suite: every distd it starts runs with --no-security.
+        if insecure() && program.file_name().is_some_and(|n| n == "distd") {
+            cmd.arg("--no-security");
+        }
+        cmd.stdin(Stdio::null())
             .stderr(stderr)
             .stdout(match output {
                 Output::Discard => Stdio::null(),
@@ -308,4 +312,18 @@ pub fn raise_open_files_limit() -> Outcome<(u64, u64)> {
     }
     #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every target
     Ok((lim.rlim_cur as u64, lim.rlim_max as u64))
+}
+
+/// Whether the suite is in its insecure pass (each workload runs secured, then insecure).
+static INSECURE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Starts or ends the insecure pass: distd processes get `--no-security`, and so does this
+/// process's own dialing (its clients and simulated workers).
+pub fn set_insecure(on: bool) {
+    INSECURE.store(on, std::sync::atomic::Ordering::Relaxed);
+    distd::protocol::security::keyring::set_insecure(on);
+}
+
+pub fn insecure() -> bool {
+    INSECURE.load(std::sync::atomic::Ordering::Relaxed)
 }

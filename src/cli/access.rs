@@ -34,7 +34,7 @@ pub enum AccessSetupError {
 /// `--scheduler-file`, if it reads one.
 pub fn prepare(args: &SecurityArgs, scheduler_file: Option<&Path>) -> Result<(), AccessSetupError> {
     if args.no_security {
-        keyring::set_insecure();
+        keyring::set_insecure(true);
         log::warn!("--no-security: connections are neither authenticated nor encrypted");
         return Ok(());
     }

@@ -146,12 +146,17 @@ fn scheduler(args: SchedulerArgs) -> Result<u8, CliError> {
     let mut setup = config::scheduler(&args)?;
     let stop_signal = termination_signal()?;
     setup.config.credential = crate::protocol::security::ClusterSecurity::from_keyring().resolve()?;
-    let _published = setup
-        .config
-        .credential
-        .as_deref()
-        .map(super::access::publish)
-        .transpose()?;
+    // Only a credential made here is published: a given one is already where its owner keeps it.
+    let made_here = crate::protocol::security::keyring::given().is_none();
+    let _published = match made_here {
+        true => setup
+            .config
+            .credential
+            .as_deref()
+            .map(super::access::publish)
+            .transpose()?,
+        false => None,
+    };
     let credential = setup.config.credential.clone();
     crate::rt::block_on(async {
         let listen = setup.config.listen;

@@ -45,11 +45,6 @@ where
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(if daemon { "info" } else { "warn" }))
         .format_timestamp_millis()
         .init();
-    if std::env::var_os(crate::sys::WATCH_STDIN_ENV).is_some() {
-        // Only this process watches its stdin, not the workers it may start.
-        std::env::remove_var(crate::sys::WATCH_STDIN_ENV);
-        crate::sys::stop_when_stdin_closes(crate::exit::FAILURE);
-    }
     // The credential is read before anything dials or listens.
     let security = match &cli.command {
         args::Command::Scheduler(a) => Some((&a.security, None)),
@@ -67,6 +62,12 @@ where
             eprintln!("distd: error: {e}");
             return crate::exit::CONFIG;
         }
+    }
+    // After the credential: a launcher hands it over on the same stdin this then watches.
+    if std::env::var_os(crate::sys::WATCH_STDIN_ENV).is_some() {
+        // Only this process watches its stdin, not the workers it may start.
+        std::env::remove_var(crate::sys::WATCH_STDIN_ENV);
+        crate::sys::stop_when_stdin_closes(crate::exit::FAILURE);
     }
     match commands::dispatch(cli.command, registry) {
         Ok(code) => code,

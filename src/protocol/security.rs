@@ -373,9 +373,10 @@ pub mod keyring {
         RING.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// This process runs with `--no-security`: it neither dials nor serves TLS.
-    pub fn set_insecure() {
-        ring().insecure = true;
+    /// Whether this process runs with `--no-security`: then it neither dials nor serves TLS.
+    /// (Set once by the CLI; a benchmark switches it to measure both.)
+    pub fn set_insecure(on: bool) {
+        ring().insecure = on;
     }
 
     pub fn is_insecure() -> bool {
