@@ -8,6 +8,7 @@
 pub mod codec;
 mod conn;
 mod frame;
+pub mod fuzzing;
 mod handshake;
 mod ids;
 mod messages;
