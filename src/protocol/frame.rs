@@ -26,6 +26,11 @@ use std::time::{Duration, Instant};
 /// The largest frame accepted or sent. Result bytes travel as raw payloads, not in frames.
 pub const MAX_FRAME_LEN: usize = 64 * 1024 * 1024;
 
+/// The most a raw payload's buffer takes before its bytes arrive: a frame's worth, so that
+/// every payload up to that size is read into one allocation, and the length a peer declares
+/// beyond it is only believed as far as its bytes come.
+const PAYLOAD_RESERVE: usize = MAX_FRAME_LEN;
+
 /// How much is read from the socket at once, and each reader's buffer at rest: the part of
 /// it that is never charged to the budget.
 const READ_CHUNK: usize = 64 * 1024;
@@ -271,10 +276,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         decoded
     }
 
-    /// Reads a raw payload of exactly `len` bytes that followed a frame.
+    /// Reads a raw payload of exactly `len` bytes that followed a frame. Its buffer is
+    /// reserved whole up to [`PAYLOAD_RESERVE`]; beyond that it doubles as the bytes arrive,
+    /// so a peer that declares a terabyte and sends nothing costs no more than that.
     pub async fn read_payload(&mut self, len: usize) -> Result<Vec<u8>, FrameError> {
         let mut out = Vec::new();
-        out.try_reserve_exact(len)
+        out.try_reserve_exact(len.min(PAYLOAD_RESERVE))
             .map_err(|_| FrameError::PayloadTooLarge(len))?;
         let take = self.unread().min(len);
         out.extend_from_slice(&self.buf[self.pos..self.pos + take]);
@@ -289,7 +296,14 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         const STEP: usize = 1 << 20;
         while out.len() < len {
             let filled = out.len();
-            out.resize((filled + STEP).min(len), 0);
+            let next = (filled + STEP).min(len);
+            if next > out.capacity() {
+                // A large block is moved by remapping, not copied, when it grows.
+                let room = (out.capacity() * 2).clamp(next, len);
+                out.try_reserve_exact(room - filled)
+                    .map_err(|_| FrameError::PayloadTooLarge(len))?;
+            }
+            out.resize(next, 0);
             let mut at = filled;
             while at < out.len() {
                 let n = self.inner.read(&mut out[at..]).await?;
@@ -385,6 +399,32 @@ mod tests {
             assert_eq!(r.next::<Msg>().await.unwrap(), Some(Msg::A(3)));
             assert_eq!(r.read_payload(3).await.unwrap(), b"abc");
             assert_eq!(r.next::<Msg>().await.unwrap(), Some(Msg::A(4)));
+        });
+    }
+
+    /// A payload's declared length was reserved whole before any of its bytes came, so a
+    /// peer could make a reader ask the allocator for any size (seen while writing the fuzz
+    /// targets).
+    #[test]
+    fn a_declared_payload_length_is_believed_only_as_far_as_its_bytes_come() {
+        let mut buf = Vec::new();
+        encode_frame(&mut buf, &Msg::A(1)).unwrap();
+        buf.extend_from_slice(&[7; 10]);
+        smol::block_on(async {
+            let mut r = FrameReader::new(futures_lite::io::Cursor::new(buf));
+            r.next::<Msg>().await.unwrap();
+            let err = r.read_payload(1 << 50).await.unwrap_err();
+            assert!(matches!(err, FrameError::Truncated { got: 10, .. }), "{err}");
+        });
+        // A payload bigger than the reservation arrives whole.
+        let payload: Vec<u8> = (0..PAYLOAD_RESERVE + 3 * (1 << 20) + 5).map(|i| i as u8).collect();
+        let mut buf = Vec::new();
+        encode_frame(&mut buf, &Msg::A(2)).unwrap();
+        buf.extend_from_slice(&payload);
+        smol::block_on(async {
+            let mut r = FrameReader::new(futures_lite::io::Cursor::new(buf));
+            r.next::<Msg>().await.unwrap();
+            assert!(r.read_payload(payload.len()).await.unwrap() == payload);
         });
     }
 

@@ -190,7 +190,7 @@ pub enum HandshakeError {
     Tls(io::Error),
 }
 
-async fn read_hello<R: AsyncRead + Unpin>(r: &mut R) -> Result<Hello, HandshakeError> {
+pub(super) async fn read_hello<R: AsyncRead + Unpin>(r: &mut R) -> Result<Hello, HandshakeError> {
     let mut head = [0u8; 14];
     r.read_exact(&mut head).await?;
     if head[..8] != MAGIC {
@@ -309,7 +309,7 @@ pub async fn connect_handshake<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// The verdict after the accepting side's hello: its byte, and the reason.
-async fn read_verdict<S: AsyncRead + Unpin>(
+pub(super) async fn read_verdict<S: AsyncRead + Unpin>(
     stream: &mut S,
     verdict: &mut [u8; 3],
     reason: &mut Vec<u8>,

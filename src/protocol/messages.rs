@@ -6,7 +6,8 @@
 use super::frame::MAX_FRAME_LEN;
 use super::ids::{AttemptId, ClientId, RequestId, TaskId, WorkerId};
 use super::task::{TaskDesc, TaskSpec};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::cell::Cell;
 use std::fmt;
 
 /// Where an input of a task can be fetched from.
@@ -382,7 +383,11 @@ pub enum TaskError {
     #[error("no function {name:?} in this worker's registry")]
     UnknownFunction { name: String },
     #[error("input {key:?} failed: {error}")]
-    Dependency { key: String, error: Box<TaskError> },
+    Dependency {
+        key: String,
+        #[serde(deserialize_with = "nested_error")]
+        error: Box<TaskError>,
+    },
     #[error("killed worker: the task was running on {} that died ({})", crate::units::plural(workers.len() as u64, "worker"), workers.join(", "))]
     KilledWorker { workers: Vec<String> },
     #[error("cancelled")]
@@ -395,6 +400,36 @@ pub enum TaskError {
     Rejected { reason: String },
     #[error("{0}")]
     Other(String),
+}
+
+/// The deepest [`TaskError::Dependency`] errors may nest in a decoded message. The scheduler
+/// nests one level (an input's own error, never another `Dependency`); a frame of thousands
+/// would overflow the decoding thread's stack, which aborts the whole process.
+const MAX_ERROR_NESTING: u32 = 16;
+
+thread_local! {
+    /// How many `Dependency` errors the decoder on this thread is inside of now.
+    static ERROR_NESTING: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Decodes the error inside a `Dependency`, refusing nesting past [`MAX_ERROR_NESTING`].
+fn nested_error<'de, D: Deserializer<'de>>(d: D) -> Result<Box<TaskError>, D::Error> {
+    /// Puts the depth back however the decoding below ends.
+    struct Restore(u32);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ERROR_NESTING.set(self.0);
+        }
+    }
+    let depth = ERROR_NESTING.get();
+    if depth >= MAX_ERROR_NESTING {
+        return Err(serde::de::Error::custom(format_args!(
+            "task errors nested more than {MAX_ERROR_NESTING} deep"
+        )));
+    }
+    ERROR_NESTING.set(depth + 1);
+    let _restore = Restore(depth);
+    Box::<TaskError>::deserialize(d)
 }
 
 /// The most bytes one part of a split submission takes: well under [`MAX_FRAME_LEN`], so
@@ -554,6 +589,36 @@ mod tests {
             }
         }
         (tasks, wanted)
+    }
+
+    /// Task errors nested thousands deep in one frame overflowed the decoding thread's stack
+    /// and aborted the process (found through the fuzz entry points): past the limit they are
+    /// refused, and the depth count is whole again for the next message.
+    #[test]
+    fn task_errors_nested_too_deep_are_refused_not_a_stack_overflow() {
+        let nest = |n: u32| {
+            (0..n).fold(TaskError::Cancelled, |error, i| TaskError::Dependency {
+                key: format!("k{i}"),
+                error: Box::new(error),
+            })
+        };
+        let deepest = postcard::to_stdvec(&nest(MAX_ERROR_NESTING)).unwrap();
+        assert_eq!(
+            postcard::from_bytes::<TaskError>(&deepest).unwrap(),
+            nest(MAX_ERROR_NESTING)
+        );
+        let over = postcard::to_stdvec(&nest(MAX_ERROR_NESTING + 1)).unwrap();
+        assert!(postcard::from_bytes::<TaskError>(&over).is_err());
+        // 100,000 levels, written by hand: a value that deep could not even be dropped.
+        let level = postcard::to_stdvec(&nest(1)).unwrap();
+        let (tag, innermost) = (level[0], postcard::to_stdvec(&TaskError::Cancelled).unwrap());
+        let mut attack = [tag, 0].repeat(100_000);
+        attack.extend_from_slice(&innermost);
+        assert!(postcard::from_bytes::<TaskError>(&attack).is_err());
+        assert_eq!(
+            postcard::from_bytes::<TaskError>(&deepest).unwrap(),
+            nest(MAX_ERROR_NESTING)
+        );
     }
 
     #[test]

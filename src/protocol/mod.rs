@@ -11,6 +11,7 @@ pub mod access;
 pub mod codec;
 mod conn;
 mod frame;
+pub mod fuzzing;
 mod handshake;
 mod ids;
 mod messages;
