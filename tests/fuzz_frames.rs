@@ -280,7 +280,8 @@ fn real_hellos() -> Vec<(String, Vec<u8>)> {
     let roles = [Role::Scheduler, Role::Worker, Role::Client, Role::Nanny, Role::Peer];
     let mut out = Vec::new();
     for role in roles {
-        let mut accepted = Hello::ours(role).encode();
+        let cluster = distd::protocol::ClusterId::parse("0123456789abcdef");
+        let mut accepted = Hello::ours(role, distd::protocol::Guard::Secured, cluster).encode();
         accepted.extend_from_slice(&[0, 0, 0]);
         out.push((format!("accepted-{role:?}").to_lowercase(), accepted));
     }
@@ -289,6 +290,8 @@ fn real_hellos() -> Vec<(String, Vec<u8>)> {
         protocol: PROTOCOL_VERSION + 1,
         version: "9.9.9".into(),
         role: Role::Scheduler,
+        guard: distd::protocol::Guard::Insecure,
+        cluster: None,
     }
     .encode();
     refused.push(1);
