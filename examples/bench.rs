@@ -237,6 +237,7 @@ fn setup(quick: bool) -> Outcome<Bench> {
     let distd = find_distd()?;
     let dir = std::env::temp_dir().join(format!("distd-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).context(format!("cannot create {}", dir.display()))?;
+    procs::set_data_home(dir.join("data"));
     Ok(Bench {
         env: Env { distd, dir },
         sizes: if quick { Sizes::quick() } else { Sizes::full() },

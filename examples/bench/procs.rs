@@ -43,6 +43,11 @@ impl Proc {
         if insecure() && program.file_name().is_some_and(|n| n == "distd") {
             cmd.arg("--no-security");
         }
+        // Access files go to the suite's folder, not the user's: a cluster the suite kills
+        // leaves its file there, removed with the folder.
+        if let Some(home) = DATA_HOME.get() {
+            cmd.env("XDG_DATA_HOME", home);
+        }
         cmd.stdin(Stdio::null())
             .stderr(stderr)
             .stdout(match output {
@@ -326,4 +331,14 @@ pub fn set_insecure(on: bool) {
 
 pub fn insecure() -> bool {
     INSECURE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Where the suite's processes keep their access files (`XDG_DATA_HOME`).
+static DATA_HOME: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Gives every distd the suite starts `dir` as its data folder, and this process's own
+/// clients its access folder to find their clusters' credentials in.
+pub fn set_data_home(dir: std::path::PathBuf) {
+    distd::protocol::security::keyring::look_also_in(dir.join("distd").join("access"));
+    let _ = DATA_HOME.set(dir);
 }
