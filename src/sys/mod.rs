@@ -69,6 +69,11 @@ pub fn random_u64() -> u64 {
     h.finish()
 }
 
+/// This process's parent's pid (it changes when the parent dies: the child is reparented).
+pub fn parent_pid() -> u32 {
+    std::os::unix::process::parent_id()
+}
+
 /// Gives memory the allocator holds but does not use back to the system, so a process's RSS
 /// shows what it freed (after a spill, say). A no-op where the allocator cannot.
 pub fn release_free_memory() {

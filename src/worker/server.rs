@@ -132,7 +132,10 @@ impl Worker {
             path: config.local_dir.display().to_string(),
             source,
         })?;
-        let starting = async { Some(Worker::start_in(config, registry, scratch).await) };
+        // The nanny, by its pid: once this process has another parent, the nanny is gone,
+        // whether or not its death signal has been handled yet.
+        let nanny = parent_death.as_ref().map(|_| crate::sys::parent_pid());
+        let starting = async { Some(Worker::start_in(config, registry, scratch, nanny).await) };
         let Some(started) = starting.or(parent_died(parent_death.as_mut())).await else {
             // The start (and the scratch folder with it) was dropped when the race ended.
             crate::sys::die_of_parent_death()
@@ -154,6 +157,7 @@ impl Worker {
         config: WorkerConfig,
         registry: Registry,
         scratch: super::scratch::Scratch,
+        nanny: Option<u32>,
     ) -> Result<Worker, WorkerError> {
         let work_dir = scratch.path().to_path_buf();
         // One patience for the whole registration: every dial, handshake and `Register`.
@@ -217,6 +221,7 @@ impl Worker {
             memory,
         };
         let shell = Shell {
+            nanny,
             core: WorkerCore::new(settings, Instant::now()),
             config,
             info,
@@ -288,6 +293,8 @@ impl WorkerStopper {
 
 /// The loop's owned state.
 struct Shell {
+    /// The pid of the nanny that started this worker, if one did.
+    nanny: Option<u32>,
     config: WorkerConfig,
     info: WorkerInfo,
     core: WorkerCore,
@@ -458,6 +465,12 @@ impl Shell {
             Event::FunctionStarted(task, attempt) => {
                 self.forget_claim(task, attempt);
                 self.core.on_function_started(task, attempt)
+            }
+            // A command that ended after the nanny died was killed with the nanny's tree
+            // (its cgroup, the nanny's group): not the task's failure, and never reported as
+            // one. The worker ends as abandoned, before its death signal is even handled.
+            Event::Executed(..) if self.nanny.is_some_and(|p| crate::sys::parent_pid() != p) => {
+                return Some(Ended::Abandoned)
             }
             Event::Executed(task, attempt, outcome) => {
                 self.take_execution(task, attempt);
