@@ -275,26 +275,44 @@ fn bodies(stream: &[u8]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Real openings of a connection: a hello, then the verdict the connecting side reads.
-fn real_hellos() -> Vec<(String, Vec<u8>)> {
+/// A real opening of a connection: a hello, then the verdict the connecting side reads.
+struct Opening {
+    name: String,
+    bytes: Vec<u8>,
+    /// Where the verdict starts: its reason's `u16` length is 1 byte further.
+    verdict_at: usize,
+}
+
+fn real_openings() -> Vec<Opening> {
     let roles = [Role::Scheduler, Role::Worker, Role::Client, Role::Nanny, Role::Peer];
-    let mut out = Vec::new();
-    for role in roles {
-        let mut accepted = Hello::ours(role).encode();
-        accepted.extend_from_slice(&[0, 0, 0]);
-        out.push((format!("accepted-{role:?}").to_lowercase(), accepted));
-    }
+    let opening = |name: String, hello: Hello, verdict: &[u8]| {
+        let mut bytes = hello.encode();
+        let verdict_at = bytes.len();
+        bytes.extend_from_slice(verdict);
+        Opening {
+            name,
+            bytes,
+            verdict_at,
+        }
+    };
+    let mut out: Vec<Opening> = roles
+        .into_iter()
+        .map(|role| {
+            opening(
+                format!("accepted-{role:?}").to_lowercase(),
+                Hello::ours(role),
+                &[0, 0, 0],
+            )
+        })
+        .collect();
     let reason = b"version mismatch: this scheduler runs distd 0.1.0 (protocol 5)";
-    let mut refused = Hello {
-        protocol: PROTOCOL_VERSION + 1,
-        version: "9.9.9".into(),
-        role: Role::Scheduler,
-    }
-    .encode();
-    refused.push(1);
-    refused.extend_from_slice(&(reason.len() as u16).to_le_bytes());
-    refused.extend_from_slice(reason);
-    out.push(("refused".into(), refused));
+    let mut verdict = vec![1];
+    verdict.extend_from_slice(&(reason.len() as u16).to_le_bytes());
+    verdict.extend_from_slice(reason);
+    let mut other = Hello::ours(Role::Scheduler);
+    other.protocol += 1;
+    other.version = "9.9.9".into();
+    out.push(opening("refused".into(), other, &verdict));
     out
 }
 
@@ -387,7 +405,8 @@ fn real_inputs_mutated_and_random_bytes_never_panic_the_decoders() {
     let mut rng = Rng(SEED);
     let streams: Vec<Vec<u8>> = real_frames().into_iter().map(|(_, f)| f).collect();
     let messages: Vec<Vec<u8>> = streams.iter().flat_map(|s| bodies(s)).collect();
-    let hellos: Vec<Vec<u8>> = real_hellos().into_iter().map(|(_, h)| h).collect();
+    let openings = real_openings();
+    let hellos: Vec<Vec<u8>> = openings.iter().map(|o| o.bytes.clone()).collect();
     for s in &streams {
         feed("real frames", fuzzing::frames, s);
     }
@@ -418,12 +437,13 @@ fn real_inputs_mutated_and_random_bytes_never_panic_the_decoders() {
         };
         feed(&format!("message case {case}"), fuzzing::message, &input);
 
-        let hello = rng.pick(&hellos).clone();
-        let fields = [(13, 1), (14 + hello[13] as usize + 1, 2)];
+        let opening = rng.pick(&openings);
+        // The version's length is the 14th byte of a hello.
+        let (hello, fields) = (&opening.bytes, [(13, 1), (opening.verdict_at + 1, 2)]);
         let input = if random {
             rng.bytes(len)
         } else {
-            mutate(&mut rng, &hello, &hellos, &fields)
+            mutate(&mut rng, hello, &hellos, &fields)
         };
         feed(&format!("hello case {case}"), fuzzing::hello, &input);
     }
@@ -478,7 +498,7 @@ fn write_seed_corpus() {
             write("message", &format!("{name}-{i}"), body);
         }
     }
-    for (name, hello) in real_hellos() {
-        write("hello", &name, &hello);
+    for opening in real_openings() {
+        write("hello", &opening.name, &opening.bytes);
     }
 }
