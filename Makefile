@@ -6,7 +6,7 @@ PREFIX ?= /usr/local
 RELEASE_BIN := target/release/distd
 MUSL_TARGET := x86_64-unknown-linux-musl
 
-.PHONY: all build run test lint bench bench-loaded chaos static completions man install clean
+.PHONY: all build run test lint bench bench-loaded chaos fuzz static completions man install clean
 
 all: build
 
@@ -44,6 +44,17 @@ bench-loaded: build
 chaos:
 	DISTD_SIM_RUNS=20000 $(CARGO) test --release --lib cluster_sim
 	$(CARGO) test --release --test chaos -- --ignored --nocapture --test-threads 1
+
+# The decoders under cargo-fuzz (nightly and cargo-fuzz; fuzz/README.md): each target in
+# turn for FUZZ_RUNS executions in one process (one core), from and into fuzz/corpus/.
+FUZZ_RUNS ?= 10000000
+FUZZ_TARGETS := frames hello message
+
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz target $$t: $(FUZZ_RUNS) runs"; \
+	  $(CARGO) +nightly fuzz run $$t -- -runs=$(FUZZ_RUNS) -max_len=4096 -print_final_stats=1 || exit 1; \
+	done
 
 static:
 	rustup target add $(MUSL_TARGET)
