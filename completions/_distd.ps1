@@ -47,7 +47,7 @@ Register-ArgumentCompleter -Native -CommandName 'distd' -ScriptBlock {
             [CompletionResult]::new('--allowed-failures', '--allowed-failures', [CompletionResultType]::ParameterName, 'A task errs as "killed worker" after this many workers died running it')
             [CompletionResult]::new('--heartbeat-timeout', '--heartbeat-timeout', [CompletionResultType]::ParameterName, 'A worker silent for this long is considered lost')
             [CompletionResult]::new('--worker-queue', '--worker-queue', [CompletionResultType]::ParameterName, 'Tasks queued on a worker per thread, beyond the running ones')
-            [CompletionResult]::new('--access-file', '--access-file', [CompletionResultType]::ParameterName, 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder')
+            [CompletionResult]::new('--access-file', '--access-file', [CompletionResultType]::ParameterName, 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder; without it, DISTD_ACCESS_FILE, unless another flag here says otherwise')
             [CompletionResult]::new('--tls-ca-file', '--tls-ca-file', [CompletionResultType]::ParameterName, 'Your organisation''s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential')
             [CompletionResult]::new('--tls-cert', '--tls-cert', [CompletionResultType]::ParameterName, 'This process''s certificate (PEM, signed by --tls-ca-file; servers'' name their host)')
             [CompletionResult]::new('--tls-key', '--tls-key', [CompletionResultType]::ParameterName, 'The key of --tls-cert (PEM, mode 0600)')
@@ -59,7 +59,7 @@ Register-ArgumentCompleter -Native -CommandName 'distd' -ScriptBlock {
             break
         }
         'distd;worker' {
-            [CompletionResult]::new('--scheduler-file', '--scheduler-file', [CompletionResultType]::ParameterName, 'Read the scheduler''s address from this file (written by `distd scheduler --scheduler-file`)')
+            [CompletionResult]::new('--scheduler-file', '--scheduler-file', [CompletionResultType]::ParameterName, 'Read the scheduler''s address and credential from this file (written by `distd scheduler --scheduler-file`)')
             [CompletionResult]::new('--nthreads', '--nthreads', [CompletionResultType]::ParameterName, 'Tasks run at once per worker (default and 0: the number of cores / nworkers)')
             [CompletionResult]::new('--nworkers', '--nworkers', [CompletionResultType]::ParameterName, 'Worker processes to start (each supervised by the nanny): a number, -1 for one per core, or auto to split the cores into workers and threads as dask does')
             [CompletionResult]::new('--memory-limit', '--memory-limit', [CompletionResultType]::ParameterName, 'Memory per worker: auto, 0 (none), a fraction (0.5, 1), a percentage (80%) or a size (4GiB); see --help')
@@ -73,7 +73,7 @@ Register-ArgumentCompleter -Native -CommandName 'distd' -ScriptBlock {
             [CompletionResult]::new('--listen-address', '--listen-address', [CompletionResultType]::ParameterName, 'Address to listen on for peers, host:port (default: the interface that reaches the scheduler)')
             [CompletionResult]::new('--contact-address', '--contact-address', [CompletionResultType]::ParameterName, 'Address peers should use to reach this worker, host:port')
             [CompletionResult]::new('--death-timeout', '--death-timeout', [CompletionResultType]::ParameterName, 'Give up after the scheduler is unreachable this long, at start or later; it covers the whole connect (resolving, connecting, the handshake, registering)')
-            [CompletionResult]::new('--access-file', '--access-file', [CompletionResultType]::ParameterName, 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder')
+            [CompletionResult]::new('--access-file', '--access-file', [CompletionResultType]::ParameterName, 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder; without it, DISTD_ACCESS_FILE, unless another flag here says otherwise')
             [CompletionResult]::new('--tls-ca-file', '--tls-ca-file', [CompletionResultType]::ParameterName, 'Your organisation''s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential')
             [CompletionResult]::new('--tls-cert', '--tls-cert', [CompletionResultType]::ParameterName, 'This process''s certificate (PEM, signed by --tls-ca-file; servers'' name their host)')
             [CompletionResult]::new('--tls-key', '--tls-key', [CompletionResultType]::ParameterName, 'The key of --tls-cert (PEM, mode 0600)')
@@ -88,7 +88,7 @@ Register-ArgumentCompleter -Native -CommandName 'distd' -ScriptBlock {
             break
         }
         'distd;nanny' {
-            [CompletionResult]::new('--scheduler-file', '--scheduler-file', [CompletionResultType]::ParameterName, 'Read the scheduler''s address from this file (written by `distd scheduler --scheduler-file`)')
+            [CompletionResult]::new('--scheduler-file', '--scheduler-file', [CompletionResultType]::ParameterName, 'Read the scheduler''s address and credential from this file (written by `distd scheduler --scheduler-file`)')
             [CompletionResult]::new('--nthreads', '--nthreads', [CompletionResultType]::ParameterName, 'Tasks run at once per worker (default and 0: the number of cores / nworkers)')
             [CompletionResult]::new('--nworkers', '--nworkers', [CompletionResultType]::ParameterName, 'Worker processes to start (each supervised by the nanny): a number, -1 for one per core, or auto to split the cores into workers and threads as dask does')
             [CompletionResult]::new('--memory-limit', '--memory-limit', [CompletionResultType]::ParameterName, 'Memory per worker: auto, 0 (none), a fraction (0.5, 1), a percentage (80%) or a size (4GiB); see --help')
@@ -102,7 +102,7 @@ Register-ArgumentCompleter -Native -CommandName 'distd' -ScriptBlock {
             [CompletionResult]::new('--listen-address', '--listen-address', [CompletionResultType]::ParameterName, 'Address to listen on for peers, host:port (default: the interface that reaches the scheduler)')
             [CompletionResult]::new('--contact-address', '--contact-address', [CompletionResultType]::ParameterName, 'Address peers should use to reach this worker, host:port')
             [CompletionResult]::new('--death-timeout', '--death-timeout', [CompletionResultType]::ParameterName, 'Give up after the scheduler is unreachable this long, at start or later; it covers the whole connect (resolving, connecting, the handshake, registering)')
-            [CompletionResult]::new('--access-file', '--access-file', [CompletionResultType]::ParameterName, 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder')
+            [CompletionResult]::new('--access-file', '--access-file', [CompletionResultType]::ParameterName, 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder; without it, DISTD_ACCESS_FILE, unless another flag here says otherwise')
             [CompletionResult]::new('--tls-ca-file', '--tls-ca-file', [CompletionResultType]::ParameterName, 'Your organisation''s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential')
             [CompletionResult]::new('--tls-cert', '--tls-cert', [CompletionResultType]::ParameterName, 'This process''s certificate (PEM, signed by --tls-ca-file; servers'' name their host)')
             [CompletionResult]::new('--tls-key', '--tls-key', [CompletionResultType]::ParameterName, 'The key of --tls-cert (PEM, mode 0600)')
@@ -124,7 +124,7 @@ Register-ArgumentCompleter -Native -CommandName 'distd' -ScriptBlock {
             [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Scheduler port (0 picks a free one)')
             [CompletionResult]::new('--local-directory', '--local-directory', [CompletionResultType]::ParameterName, 'Folder for the workers'' scratch files')
             [CompletionResult]::new('--run', '--run', [CompletionResultType]::ParameterName, 'Run this graph file on the cluster, then exit')
-            [CompletionResult]::new('--access-file', '--access-file', [CompletionResultType]::ParameterName, 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder')
+            [CompletionResult]::new('--access-file', '--access-file', [CompletionResultType]::ParameterName, 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder; without it, DISTD_ACCESS_FILE, unless another flag here says otherwise')
             [CompletionResult]::new('--tls-ca-file', '--tls-ca-file', [CompletionResultType]::ParameterName, 'Your organisation''s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential')
             [CompletionResult]::new('--tls-cert', '--tls-cert', [CompletionResultType]::ParameterName, 'This process''s certificate (PEM, signed by --tls-ca-file; servers'' name their host)')
             [CompletionResult]::new('--tls-key', '--tls-key', [CompletionResultType]::ParameterName, 'The key of --tls-cert (PEM, mode 0600)')
@@ -154,7 +154,7 @@ Register-ArgumentCompleter -Native -CommandName 'distd' -ScriptBlock {
             [CompletionResult]::new('--local-directory', '--local-directory', [CompletionResultType]::ParameterName, 'Scratch folder of the workers on each host')
             [CompletionResult]::new('--log-directory', '--log-directory', [CompletionResultType]::ParameterName, 'Also write every remote process''s output to files in this local folder')
             [CompletionResult]::new('--connect-timeout', '--connect-timeout', [CompletionResultType]::ParameterName, 'Give up on a host that does not answer within this long')
-            [CompletionResult]::new('--access-file', '--access-file', [CompletionResultType]::ParameterName, 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder')
+            [CompletionResult]::new('--access-file', '--access-file', [CompletionResultType]::ParameterName, 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder; without it, DISTD_ACCESS_FILE, unless another flag here says otherwise')
             [CompletionResult]::new('--tls-ca-file', '--tls-ca-file', [CompletionResultType]::ParameterName, 'Your organisation''s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential')
             [CompletionResult]::new('--tls-cert', '--tls-cert', [CompletionResultType]::ParameterName, 'This process''s certificate (PEM, signed by --tls-ca-file; servers'' name their host)')
             [CompletionResult]::new('--tls-key', '--tls-key', [CompletionResultType]::ParameterName, 'The key of --tls-cert (PEM, mode 0600)')
@@ -167,11 +167,12 @@ Register-ArgumentCompleter -Native -CommandName 'distd' -ScriptBlock {
             break
         }
         'distd;submit' {
+            [CompletionResult]::new('--scheduler-file', '--scheduler-file', [CompletionResultType]::ParameterName, 'Read the scheduler''s address and credential from this file (written by `distd scheduler --scheduler-file`)')
             [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'The task''s key (default: a unique one)')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Kill the command after this long')
             [CompletionResult]::new('--cwd', '--cwd', [CompletionResultType]::ParameterName, 'Working directory of the command on the worker')
             [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'Extra environment variable for the command, NAME=VALUE (repeatable)')
-            [CompletionResult]::new('--access-file', '--access-file', [CompletionResultType]::ParameterName, 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder')
+            [CompletionResult]::new('--access-file', '--access-file', [CompletionResultType]::ParameterName, 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder; without it, DISTD_ACCESS_FILE, unless another flag here says otherwise')
             [CompletionResult]::new('--tls-ca-file', '--tls-ca-file', [CompletionResultType]::ParameterName, 'Your organisation''s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential')
             [CompletionResult]::new('--tls-cert', '--tls-cert', [CompletionResultType]::ParameterName, 'This process''s certificate (PEM, signed by --tls-ca-file; servers'' name their host)')
             [CompletionResult]::new('--tls-key', '--tls-key', [CompletionResultType]::ParameterName, 'The key of --tls-cert (PEM, mode 0600)')
@@ -186,10 +187,11 @@ Register-ArgumentCompleter -Native -CommandName 'distd' -ScriptBlock {
         }
         'distd;run' {
             [CompletionResult]::new('--scheduler', '--scheduler', [CompletionResultType]::ParameterName, 'Run on this cluster instead of starting a local one')
+            [CompletionResult]::new('--scheduler-file', '--scheduler-file', [CompletionResultType]::ParameterName, 'Run on the cluster whose scheduler wrote this file (`distd scheduler --scheduler-file`); it also carries the credential')
             [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Workers of the local cluster (default and -1: the number of cores; auto: as `distd worker`)')
             [CompletionResult]::new('--nworkers', '--nworkers', [CompletionResultType]::ParameterName, 'Workers of the local cluster (default and -1: the number of cores; auto: as `distd worker`)')
             [CompletionResult]::new('--threads-per-worker', '--threads-per-worker', [CompletionResultType]::ParameterName, 'Threads per worker (default: 1; with -n auto, chosen with the number of workers)')
-            [CompletionResult]::new('--access-file', '--access-file', [CompletionResultType]::ParameterName, 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder')
+            [CompletionResult]::new('--access-file', '--access-file', [CompletionResultType]::ParameterName, 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder; without it, DISTD_ACCESS_FILE, unless another flag here says otherwise')
             [CompletionResult]::new('--tls-ca-file', '--tls-ca-file', [CompletionResultType]::ParameterName, 'Your organisation''s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential')
             [CompletionResult]::new('--tls-cert', '--tls-cert', [CompletionResultType]::ParameterName, 'This process''s certificate (PEM, signed by --tls-ca-file; servers'' name their host)')
             [CompletionResult]::new('--tls-key', '--tls-key', [CompletionResultType]::ParameterName, 'The key of --tls-cert (PEM, mode 0600)')
@@ -203,7 +205,8 @@ Register-ArgumentCompleter -Native -CommandName 'distd' -ScriptBlock {
             break
         }
         'distd;info' {
-            [CompletionResult]::new('--access-file', '--access-file', [CompletionResultType]::ParameterName, 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder')
+            [CompletionResult]::new('--scheduler-file', '--scheduler-file', [CompletionResultType]::ParameterName, 'Read the scheduler''s address and credential from this file (written by `distd scheduler --scheduler-file`)')
+            [CompletionResult]::new('--access-file', '--access-file', [CompletionResultType]::ParameterName, 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder; without it, DISTD_ACCESS_FILE, unless another flag here says otherwise')
             [CompletionResult]::new('--tls-ca-file', '--tls-ca-file', [CompletionResultType]::ParameterName, 'Your organisation''s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential')
             [CompletionResult]::new('--tls-cert', '--tls-cert', [CompletionResultType]::ParameterName, 'This process''s certificate (PEM, signed by --tls-ca-file; servers'' name their host)')
             [CompletionResult]::new('--tls-key', '--tls-key', [CompletionResultType]::ParameterName, 'The key of --tls-cert (PEM, mode 0600)')
@@ -216,7 +219,8 @@ Register-ArgumentCompleter -Native -CommandName 'distd' -ScriptBlock {
             break
         }
         'distd;restart' {
-            [CompletionResult]::new('--access-file', '--access-file', [CompletionResultType]::ParameterName, 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder')
+            [CompletionResult]::new('--scheduler-file', '--scheduler-file', [CompletionResultType]::ParameterName, 'Read the scheduler''s address and credential from this file (written by `distd scheduler --scheduler-file`)')
+            [CompletionResult]::new('--access-file', '--access-file', [CompletionResultType]::ParameterName, 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder; without it, DISTD_ACCESS_FILE, unless another flag here says otherwise')
             [CompletionResult]::new('--tls-ca-file', '--tls-ca-file', [CompletionResultType]::ParameterName, 'Your organisation''s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential')
             [CompletionResult]::new('--tls-cert', '--tls-cert', [CompletionResultType]::ParameterName, 'This process''s certificate (PEM, signed by --tls-ca-file; servers'' name their host)')
             [CompletionResult]::new('--tls-key', '--tls-key', [CompletionResultType]::ParameterName, 'The key of --tls-cert (PEM, mode 0600)')

@@ -132,12 +132,16 @@ _distd() {
             return 0
             ;;
         distd__subcmd__info)
-            opts="-h -V --json --no-security --access-file --tls-ca-file --tls-cert --tls-key --help --version"
+            opts="-h -V --scheduler-file --json --no-security --access-file --tls-ca-file --tls-cert --tls-key --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --scheduler-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --access-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -306,12 +310,16 @@ _distd() {
             return 0
             ;;
         distd__subcmd__restart)
-            opts="-h -V --no-security --access-file --tls-ca-file --tls-cert --tls-key --help --version"
+            opts="-h -V --scheduler-file --no-security --access-file --tls-ca-file --tls-cert --tls-key --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --scheduler-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --access-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -336,13 +344,17 @@ _distd() {
             return 0
             ;;
         distd__subcmd__run)
-            opts="-n -h -V --scheduler --nworkers --threads-per-worker --no-progress --wait-for-workers --no-security --access-file --tls-ca-file --tls-cert --tls-key --help --version"
+            opts="-n -h -V --scheduler --scheduler-file --nworkers --threads-per-worker --no-progress --wait-for-workers --no-security --access-file --tls-ca-file --tls-cert --tls-key --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --scheduler)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheduler-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -534,12 +546,16 @@ _distd() {
             return 0
             ;;
         distd__subcmd__submit)
-            opts="-n -h -V --key --timeout --cwd --env --no-stdin --no-security --access-file --tls-ca-file --tls-cert --tls-key --help --version"
+            opts="-n -h -V --scheduler-file --key --timeout --cwd --env --no-stdin --no-security --access-file --tls-ca-file --tls-cert --tls-key --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --scheduler-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -43,7 +43,7 @@ set edit:completion:arg-completer[distd] = {|@words|
             cand --allowed-failures 'A task errs as "killed worker" after this many workers died running it'
             cand --heartbeat-timeout 'A worker silent for this long is considered lost'
             cand --worker-queue 'Tasks queued on a worker per thread, beyond the running ones'
-            cand --access-file 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder'
+            cand --access-file 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder; without it, DISTD_ACCESS_FILE, unless another flag here says otherwise'
             cand --tls-ca-file 'Your organisation''s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential'
             cand --tls-cert 'This process''s certificate (PEM, signed by --tls-ca-file; servers'' name their host)'
             cand --tls-key 'The key of --tls-cert (PEM, mode 0600)'
@@ -54,7 +54,7 @@ set edit:completion:arg-completer[distd] = {|@words|
             cand --version 'Print version'
         }
         &'distd;worker'= {
-            cand --scheduler-file 'Read the scheduler''s address from this file (written by `distd scheduler --scheduler-file`)'
+            cand --scheduler-file 'Read the scheduler''s address and credential from this file (written by `distd scheduler --scheduler-file`)'
             cand --nthreads 'Tasks run at once per worker (default and 0: the number of cores / nworkers)'
             cand --nworkers 'Worker processes to start (each supervised by the nanny): a number, -1 for one per core, or auto to split the cores into workers and threads as dask does'
             cand --memory-limit 'Memory per worker: auto, 0 (none), a fraction (0.5, 1), a percentage (80%) or a size (4GiB); see --help'
@@ -68,7 +68,7 @@ set edit:completion:arg-completer[distd] = {|@words|
             cand --listen-address 'Address to listen on for peers, host:port (default: the interface that reaches the scheduler)'
             cand --contact-address 'Address peers should use to reach this worker, host:port'
             cand --death-timeout 'Give up after the scheduler is unreachable this long, at start or later; it covers the whole connect (resolving, connecting, the handshake, registering)'
-            cand --access-file 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder'
+            cand --access-file 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder; without it, DISTD_ACCESS_FILE, unless another flag here says otherwise'
             cand --tls-ca-file 'Your organisation''s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential'
             cand --tls-cert 'This process''s certificate (PEM, signed by --tls-ca-file; servers'' name their host)'
             cand --tls-key 'The key of --tls-cert (PEM, mode 0600)'
@@ -82,7 +82,7 @@ set edit:completion:arg-completer[distd] = {|@words|
             cand --version 'Print version'
         }
         &'distd;nanny'= {
-            cand --scheduler-file 'Read the scheduler''s address from this file (written by `distd scheduler --scheduler-file`)'
+            cand --scheduler-file 'Read the scheduler''s address and credential from this file (written by `distd scheduler --scheduler-file`)'
             cand --nthreads 'Tasks run at once per worker (default and 0: the number of cores / nworkers)'
             cand --nworkers 'Worker processes to start (each supervised by the nanny): a number, -1 for one per core, or auto to split the cores into workers and threads as dask does'
             cand --memory-limit 'Memory per worker: auto, 0 (none), a fraction (0.5, 1), a percentage (80%) or a size (4GiB); see --help'
@@ -96,7 +96,7 @@ set edit:completion:arg-completer[distd] = {|@words|
             cand --listen-address 'Address to listen on for peers, host:port (default: the interface that reaches the scheduler)'
             cand --contact-address 'Address peers should use to reach this worker, host:port'
             cand --death-timeout 'Give up after the scheduler is unreachable this long, at start or later; it covers the whole connect (resolving, connecting, the handshake, registering)'
-            cand --access-file 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder'
+            cand --access-file 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder; without it, DISTD_ACCESS_FILE, unless another flag here says otherwise'
             cand --tls-ca-file 'Your organisation''s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential'
             cand --tls-cert 'This process''s certificate (PEM, signed by --tls-ca-file; servers'' name their host)'
             cand --tls-key 'The key of --tls-cert (PEM, mode 0600)'
@@ -117,7 +117,7 @@ set edit:completion:arg-completer[distd] = {|@words|
             cand --port 'Scheduler port (0 picks a free one)'
             cand --local-directory 'Folder for the workers'' scratch files'
             cand --run 'Run this graph file on the cluster, then exit'
-            cand --access-file 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder'
+            cand --access-file 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder; without it, DISTD_ACCESS_FILE, unless another flag here says otherwise'
             cand --tls-ca-file 'Your organisation''s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential'
             cand --tls-cert 'This process''s certificate (PEM, signed by --tls-ca-file; servers'' name their host)'
             cand --tls-key 'The key of --tls-cert (PEM, mode 0600)'
@@ -146,7 +146,7 @@ set edit:completion:arg-completer[distd] = {|@words|
             cand --local-directory 'Scratch folder of the workers on each host'
             cand --log-directory 'Also write every remote process''s output to files in this local folder'
             cand --connect-timeout 'Give up on a host that does not answer within this long'
-            cand --access-file 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder'
+            cand --access-file 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder; without it, DISTD_ACCESS_FILE, unless another flag here says otherwise'
             cand --tls-ca-file 'Your organisation''s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential'
             cand --tls-cert 'This process''s certificate (PEM, signed by --tls-ca-file; servers'' name their host)'
             cand --tls-key 'The key of --tls-cert (PEM, mode 0600)'
@@ -158,11 +158,12 @@ set edit:completion:arg-completer[distd] = {|@words|
             cand --version 'Print version'
         }
         &'distd;submit'= {
+            cand --scheduler-file 'Read the scheduler''s address and credential from this file (written by `distd scheduler --scheduler-file`)'
             cand --key 'The task''s key (default: a unique one)'
             cand --timeout 'Kill the command after this long'
             cand --cwd 'Working directory of the command on the worker'
             cand --env 'Extra environment variable for the command, NAME=VALUE (repeatable)'
-            cand --access-file 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder'
+            cand --access-file 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder; without it, DISTD_ACCESS_FILE, unless another flag here says otherwise'
             cand --tls-ca-file 'Your organisation''s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential'
             cand --tls-cert 'This process''s certificate (PEM, signed by --tls-ca-file; servers'' name their host)'
             cand --tls-key 'The key of --tls-cert (PEM, mode 0600)'
@@ -176,10 +177,11 @@ set edit:completion:arg-completer[distd] = {|@words|
         }
         &'distd;run'= {
             cand --scheduler 'Run on this cluster instead of starting a local one'
+            cand --scheduler-file 'Run on the cluster whose scheduler wrote this file (`distd scheduler --scheduler-file`); it also carries the credential'
             cand -n 'Workers of the local cluster (default and -1: the number of cores; auto: as `distd worker`)'
             cand --nworkers 'Workers of the local cluster (default and -1: the number of cores; auto: as `distd worker`)'
             cand --threads-per-worker 'Threads per worker (default: 1; with -n auto, chosen with the number of workers)'
-            cand --access-file 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder'
+            cand --access-file 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder; without it, DISTD_ACCESS_FILE, unless another flag here says otherwise'
             cand --tls-ca-file 'Your organisation''s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential'
             cand --tls-cert 'This process''s certificate (PEM, signed by --tls-ca-file; servers'' name their host)'
             cand --tls-key 'The key of --tls-cert (PEM, mode 0600)'
@@ -192,7 +194,8 @@ set edit:completion:arg-completer[distd] = {|@words|
             cand --version 'Print version'
         }
         &'distd;info'= {
-            cand --access-file 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder'
+            cand --scheduler-file 'Read the scheduler''s address and credential from this file (written by `distd scheduler --scheduler-file`)'
+            cand --access-file 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder; without it, DISTD_ACCESS_FILE, unless another flag here says otherwise'
             cand --tls-ca-file 'Your organisation''s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential'
             cand --tls-cert 'This process''s certificate (PEM, signed by --tls-ca-file; servers'' name their host)'
             cand --tls-key 'The key of --tls-cert (PEM, mode 0600)'
@@ -204,7 +207,8 @@ set edit:completion:arg-completer[distd] = {|@words|
             cand --version 'Print version'
         }
         &'distd;restart'= {
-            cand --access-file 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder'
+            cand --scheduler-file 'Read the scheduler''s address and credential from this file (written by `distd scheduler --scheduler-file`)'
+            cand --access-file 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster''s id in the access folder; without it, DISTD_ACCESS_FILE, unless another flag here says otherwise'
             cand --tls-ca-file 'Your organisation''s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential'
             cand --tls-cert 'This process''s certificate (PEM, signed by --tls-ca-file; servers'' name their host)'
             cand --tls-key 'The key of --tls-cert (PEM, mode 0600)'

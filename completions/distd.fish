@@ -45,14 +45,14 @@ complete -c distd -n "__fish_distd_using_subcommand scheduler" -l idle-timeout -
 complete -c distd -n "__fish_distd_using_subcommand scheduler" -l allowed-failures -d 'A task errs as "killed worker" after this many workers died running it' -r
 complete -c distd -n "__fish_distd_using_subcommand scheduler" -l heartbeat-timeout -d 'A worker silent for this long is considered lost' -r
 complete -c distd -n "__fish_distd_using_subcommand scheduler" -l worker-queue -d 'Tasks queued on a worker per thread, beyond the running ones' -r
-complete -c distd -n "__fish_distd_using_subcommand scheduler" -l access-file -d 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster\'s id in the access folder' -r -F
+complete -c distd -n "__fish_distd_using_subcommand scheduler" -l access-file -d 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster\'s id in the access folder; without it, DISTD_ACCESS_FILE, unless another flag here says otherwise' -r -F
 complete -c distd -n "__fish_distd_using_subcommand scheduler" -l tls-ca-file -d 'Your organisation\'s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential' -r -F
 complete -c distd -n "__fish_distd_using_subcommand scheduler" -l tls-cert -d 'This process\'s certificate (PEM, signed by --tls-ca-file; servers\' name their host)' -r -F
 complete -c distd -n "__fish_distd_using_subcommand scheduler" -l tls-key -d 'The key of --tls-cert (PEM, mode 0600)' -r -F
 complete -c distd -n "__fish_distd_using_subcommand scheduler" -l no-security -d 'Turn off TLS and authentication: anyone who can reach the ports can run commands as this user. Every process of the cluster must be given it'
 complete -c distd -n "__fish_distd_using_subcommand scheduler" -s h -l help -d 'Print help'
 complete -c distd -n "__fish_distd_using_subcommand scheduler" -s V -l version -d 'Print version'
-complete -c distd -n "__fish_distd_using_subcommand worker" -l scheduler-file -d 'Read the scheduler\'s address from this file (written by `distd scheduler --scheduler-file`)' -r -F
+complete -c distd -n "__fish_distd_using_subcommand worker" -l scheduler-file -d 'Read the scheduler\'s address and credential from this file (written by `distd scheduler --scheduler-file`)' -r -F
 complete -c distd -n "__fish_distd_using_subcommand worker" -l nthreads -d 'Tasks run at once per worker (default and 0: the number of cores / nworkers)' -r
 complete -c distd -n "__fish_distd_using_subcommand worker" -l nworkers -d 'Worker processes to start (each supervised by the nanny): a number, -1 for one per core, or auto to split the cores into workers and threads as dask does' -r
 complete -c distd -n "__fish_distd_using_subcommand worker" -l memory-limit -d 'Memory per worker: auto, 0 (none), a fraction (0.5, 1), a percentage (80%) or a size (4GiB); see --help' -r
@@ -66,7 +66,7 @@ complete -c distd -n "__fish_distd_using_subcommand worker" -l local-directory -
 complete -c distd -n "__fish_distd_using_subcommand worker" -l listen-address -d 'Address to listen on for peers, host:port (default: the interface that reaches the scheduler)' -r
 complete -c distd -n "__fish_distd_using_subcommand worker" -l contact-address -d 'Address peers should use to reach this worker, host:port' -r
 complete -c distd -n "__fish_distd_using_subcommand worker" -l death-timeout -d 'Give up after the scheduler is unreachable this long, at start or later; it covers the whole connect (resolving, connecting, the handshake, registering)' -r
-complete -c distd -n "__fish_distd_using_subcommand worker" -l access-file -d 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster\'s id in the access folder' -r -F
+complete -c distd -n "__fish_distd_using_subcommand worker" -l access-file -d 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster\'s id in the access folder; without it, DISTD_ACCESS_FILE, unless another flag here says otherwise' -r -F
 complete -c distd -n "__fish_distd_using_subcommand worker" -l tls-ca-file -d 'Your organisation\'s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential' -r -F
 complete -c distd -n "__fish_distd_using_subcommand worker" -l tls-cert -d 'This process\'s certificate (PEM, signed by --tls-ca-file; servers\' name their host)' -r -F
 complete -c distd -n "__fish_distd_using_subcommand worker" -l tls-key -d 'The key of --tls-cert (PEM, mode 0600)' -r -F
@@ -76,7 +76,7 @@ complete -c distd -n "__fish_distd_using_subcommand worker" -l no-nanny -d 'Run 
 complete -c distd -n "__fish_distd_using_subcommand worker" -l no-security -d 'Turn off TLS and authentication: anyone who can reach the ports can run commands as this user. Every process of the cluster must be given it'
 complete -c distd -n "__fish_distd_using_subcommand worker" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c distd -n "__fish_distd_using_subcommand worker" -s V -l version -d 'Print version'
-complete -c distd -n "__fish_distd_using_subcommand nanny" -l scheduler-file -d 'Read the scheduler\'s address from this file (written by `distd scheduler --scheduler-file`)' -r -F
+complete -c distd -n "__fish_distd_using_subcommand nanny" -l scheduler-file -d 'Read the scheduler\'s address and credential from this file (written by `distd scheduler --scheduler-file`)' -r -F
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l nthreads -d 'Tasks run at once per worker (default and 0: the number of cores / nworkers)' -r
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l nworkers -d 'Worker processes to start (each supervised by the nanny): a number, -1 for one per core, or auto to split the cores into workers and threads as dask does' -r
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l memory-limit -d 'Memory per worker: auto, 0 (none), a fraction (0.5, 1), a percentage (80%) or a size (4GiB); see --help' -r
@@ -90,7 +90,7 @@ complete -c distd -n "__fish_distd_using_subcommand nanny" -l local-directory -d
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l listen-address -d 'Address to listen on for peers, host:port (default: the interface that reaches the scheduler)' -r
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l contact-address -d 'Address peers should use to reach this worker, host:port' -r
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l death-timeout -d 'Give up after the scheduler is unreachable this long, at start or later; it covers the whole connect (resolving, connecting, the handshake, registering)' -r
-complete -c distd -n "__fish_distd_using_subcommand nanny" -l access-file -d 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster\'s id in the access folder' -r -F
+complete -c distd -n "__fish_distd_using_subcommand nanny" -l access-file -d 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster\'s id in the access folder; without it, DISTD_ACCESS_FILE, unless another flag here says otherwise' -r -F
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l tls-ca-file -d 'Your organisation\'s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential' -r -F
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l tls-cert -d 'This process\'s certificate (PEM, signed by --tls-ca-file; servers\' name their host)' -r -F
 complete -c distd -n "__fish_distd_using_subcommand nanny" -l tls-key -d 'The key of --tls-cert (PEM, mode 0600)' -r -F
@@ -106,7 +106,7 @@ complete -c distd -n "__fish_distd_using_subcommand local" -l host -d 'Interface
 complete -c distd -n "__fish_distd_using_subcommand local" -l port -d 'Scheduler port (0 picks a free one)' -r
 complete -c distd -n "__fish_distd_using_subcommand local" -l local-directory -d 'Folder for the workers\' scratch files' -r -F
 complete -c distd -n "__fish_distd_using_subcommand local" -l run -d 'Run this graph file on the cluster, then exit' -r -F
-complete -c distd -n "__fish_distd_using_subcommand local" -l access-file -d 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster\'s id in the access folder' -r -F
+complete -c distd -n "__fish_distd_using_subcommand local" -l access-file -d 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster\'s id in the access folder; without it, DISTD_ACCESS_FILE, unless another flag here says otherwise' -r -F
 complete -c distd -n "__fish_distd_using_subcommand local" -l tls-ca-file -d 'Your organisation\'s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential' -r -F
 complete -c distd -n "__fish_distd_using_subcommand local" -l tls-cert -d 'This process\'s certificate (PEM, signed by --tls-ca-file; servers\' name their host)' -r -F
 complete -c distd -n "__fish_distd_using_subcommand local" -l tls-key -d 'The key of --tls-cert (PEM, mode 0600)' -r -F
@@ -131,7 +131,7 @@ complete -c distd -n "__fish_distd_using_subcommand ssh" -l remote-dir -d 'With 
 complete -c distd -n "__fish_distd_using_subcommand ssh" -l local-directory -d 'Scratch folder of the workers on each host' -r
 complete -c distd -n "__fish_distd_using_subcommand ssh" -l log-directory -d 'Also write every remote process\'s output to files in this local folder' -r -F
 complete -c distd -n "__fish_distd_using_subcommand ssh" -l connect-timeout -d 'Give up on a host that does not answer within this long' -r
-complete -c distd -n "__fish_distd_using_subcommand ssh" -l access-file -d 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster\'s id in the access folder' -r -F
+complete -c distd -n "__fish_distd_using_subcommand ssh" -l access-file -d 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster\'s id in the access folder; without it, DISTD_ACCESS_FILE, unless another flag here says otherwise' -r -F
 complete -c distd -n "__fish_distd_using_subcommand ssh" -l tls-ca-file -d 'Your organisation\'s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential' -r -F
 complete -c distd -n "__fish_distd_using_subcommand ssh" -l tls-cert -d 'This process\'s certificate (PEM, signed by --tls-ca-file; servers\' name their host)' -r -F
 complete -c distd -n "__fish_distd_using_subcommand ssh" -l tls-key -d 'The key of --tls-cert (PEM, mode 0600)' -r -F
@@ -139,11 +139,12 @@ complete -c distd -n "__fish_distd_using_subcommand ssh" -l upload -d 'Copy this
 complete -c distd -n "__fish_distd_using_subcommand ssh" -l no-security -d 'Turn off TLS and authentication: anyone who can reach the ports can run commands as this user. Every process of the cluster must be given it'
 complete -c distd -n "__fish_distd_using_subcommand ssh" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c distd -n "__fish_distd_using_subcommand ssh" -s V -l version -d 'Print version'
+complete -c distd -n "__fish_distd_using_subcommand submit" -l scheduler-file -d 'Read the scheduler\'s address and credential from this file (written by `distd scheduler --scheduler-file`)' -r -F
 complete -c distd -n "__fish_distd_using_subcommand submit" -l key -d 'The task\'s key (default: a unique one)' -r
 complete -c distd -n "__fish_distd_using_subcommand submit" -l timeout -d 'Kill the command after this long' -r
 complete -c distd -n "__fish_distd_using_subcommand submit" -l cwd -d 'Working directory of the command on the worker' -r
 complete -c distd -n "__fish_distd_using_subcommand submit" -l env -d 'Extra environment variable for the command, NAME=VALUE (repeatable)' -r
-complete -c distd -n "__fish_distd_using_subcommand submit" -l access-file -d 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster\'s id in the access folder' -r -F
+complete -c distd -n "__fish_distd_using_subcommand submit" -l access-file -d 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster\'s id in the access folder; without it, DISTD_ACCESS_FILE, unless another flag here says otherwise' -r -F
 complete -c distd -n "__fish_distd_using_subcommand submit" -l tls-ca-file -d 'Your organisation\'s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential' -r -F
 complete -c distd -n "__fish_distd_using_subcommand submit" -l tls-cert -d 'This process\'s certificate (PEM, signed by --tls-ca-file; servers\' name their host)' -r -F
 complete -c distd -n "__fish_distd_using_subcommand submit" -l tls-key -d 'The key of --tls-cert (PEM, mode 0600)' -r -F
@@ -152,9 +153,10 @@ complete -c distd -n "__fish_distd_using_subcommand submit" -l no-security -d 'T
 complete -c distd -n "__fish_distd_using_subcommand submit" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c distd -n "__fish_distd_using_subcommand submit" -s V -l version -d 'Print version'
 complete -c distd -n "__fish_distd_using_subcommand run" -l scheduler -d 'Run on this cluster instead of starting a local one' -r
+complete -c distd -n "__fish_distd_using_subcommand run" -l scheduler-file -d 'Run on the cluster whose scheduler wrote this file (`distd scheduler --scheduler-file`); it also carries the credential' -r -F
 complete -c distd -n "__fish_distd_using_subcommand run" -s n -l nworkers -d 'Workers of the local cluster (default and -1: the number of cores; auto: as `distd worker`)' -r
 complete -c distd -n "__fish_distd_using_subcommand run" -l threads-per-worker -d 'Threads per worker (default: 1; with -n auto, chosen with the number of workers)' -r
-complete -c distd -n "__fish_distd_using_subcommand run" -l access-file -d 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster\'s id in the access folder' -r -F
+complete -c distd -n "__fish_distd_using_subcommand run" -l access-file -d 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster\'s id in the access folder; without it, DISTD_ACCESS_FILE, unless another flag here says otherwise' -r -F
 complete -c distd -n "__fish_distd_using_subcommand run" -l tls-ca-file -d 'Your organisation\'s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential' -r -F
 complete -c distd -n "__fish_distd_using_subcommand run" -l tls-cert -d 'This process\'s certificate (PEM, signed by --tls-ca-file; servers\' name their host)' -r -F
 complete -c distd -n "__fish_distd_using_subcommand run" -l tls-key -d 'The key of --tls-cert (PEM, mode 0600)' -r -F
@@ -163,7 +165,8 @@ complete -c distd -n "__fish_distd_using_subcommand run" -l wait-for-workers -d 
 complete -c distd -n "__fish_distd_using_subcommand run" -l no-security -d 'Turn off TLS and authentication: anyone who can reach the ports can run commands as this user. Every process of the cluster must be given it'
 complete -c distd -n "__fish_distd_using_subcommand run" -s h -l help -d 'Print help'
 complete -c distd -n "__fish_distd_using_subcommand run" -s V -l version -d 'Print version'
-complete -c distd -n "__fish_distd_using_subcommand info" -l access-file -d 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster\'s id in the access folder' -r -F
+complete -c distd -n "__fish_distd_using_subcommand info" -l scheduler-file -d 'Read the scheduler\'s address and credential from this file (written by `distd scheduler --scheduler-file`)' -r -F
+complete -c distd -n "__fish_distd_using_subcommand info" -l access-file -d 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster\'s id in the access folder; without it, DISTD_ACCESS_FILE, unless another flag here says otherwise' -r -F
 complete -c distd -n "__fish_distd_using_subcommand info" -l tls-ca-file -d 'Your organisation\'s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential' -r -F
 complete -c distd -n "__fish_distd_using_subcommand info" -l tls-cert -d 'This process\'s certificate (PEM, signed by --tls-ca-file; servers\' name their host)' -r -F
 complete -c distd -n "__fish_distd_using_subcommand info" -l tls-key -d 'The key of --tls-cert (PEM, mode 0600)' -r -F
@@ -171,7 +174,8 @@ complete -c distd -n "__fish_distd_using_subcommand info" -l json -d 'Print JSON
 complete -c distd -n "__fish_distd_using_subcommand info" -l no-security -d 'Turn off TLS and authentication: anyone who can reach the ports can run commands as this user. Every process of the cluster must be given it'
 complete -c distd -n "__fish_distd_using_subcommand info" -s h -l help -d 'Print help'
 complete -c distd -n "__fish_distd_using_subcommand info" -s V -l version -d 'Print version'
-complete -c distd -n "__fish_distd_using_subcommand restart" -l access-file -d 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster\'s id in the access folder' -r -F
+complete -c distd -n "__fish_distd_using_subcommand restart" -l scheduler-file -d 'Read the scheduler\'s address and credential from this file (written by `distd scheduler --scheduler-file`)' -r -F
+complete -c distd -n "__fish_distd_using_subcommand restart" -l access-file -d 'The cluster credential to use (an access file from a scheduler or `distd access generate`), instead of the one found by the cluster\'s id in the access folder; without it, DISTD_ACCESS_FILE, unless another flag here says otherwise' -r -F
 complete -c distd -n "__fish_distd_using_subcommand restart" -l tls-ca-file -d 'Your organisation\'s CA certificate (PEM), with --tls-cert and --tls-key: used instead of a generated credential' -r -F
 complete -c distd -n "__fish_distd_using_subcommand restart" -l tls-cert -d 'This process\'s certificate (PEM, signed by --tls-ca-file; servers\' name their host)' -r -F
 complete -c distd -n "__fish_distd_using_subcommand restart" -l tls-key -d 'The key of --tls-cert (PEM, mode 0600)' -r -F

@@ -66,12 +66,15 @@ fn a_client_without_the_credential_runs_nothing_and_is_told_where_it_looked() {
     assert!(out.the_error().contains("needs a credential"), "{}", out.describe());
     let out = c.sb.run_as_stranger("stranger restart", &["restart", &address]);
     out.assert_failure();
-    std::thread::sleep(Duration::from_millis(300));
+    // Each was refused in its handshake, before it could send anything, and has exited.
     assert!(!marker.exists(), "a stranger's command ran");
-    // The owner, who has the credential, is served as before.
-    let out = c.submit(&[], &["touch", &marker_arg]);
+    // The owner, who has the credential, is served as before; by the time the owner's task
+    // has run, a stranger's task queued on the same worker would have run too.
+    let owners = c.sb.path("owners-marker");
+    let out = c.submit(&[], &["touch", owners.to_str().expect("UTF-8")]);
     out.assert_success();
-    assert!(marker.exists());
+    assert!(owners.exists());
+    assert!(!marker.exists(), "a stranger's command ran");
 }
 
 #[test]
@@ -214,9 +217,56 @@ fn access_files_are_their_owners_alone_and_a_loose_one_is_refused() {
     c.wait_for_workers(2);
     c.sb.signal(joiner, libc::SIGTERM);
     c.wait_for_workers(1);
+    // So does a stranger's every client command, given the file instead of an address.
+    let marker = c.sb.path("marker");
+    let marker_arg = marker.to_str().expect("UTF-8").to_string();
+    let out = c.sb.run_as_stranger(
+        "submit of file",
+        &["submit", "--scheduler-file", &sched_arg, "--", "touch", &marker_arg],
+    );
+    out.assert_success();
+    assert!(marker.exists(), "{}", out.describe());
+    let out =
+        c.sb.run_as_stranger("info of file", &["info", "--scheduler-file", &sched_arg, "--json"]);
+    out.assert_success();
+    assert!(out.stdout.contains("\"workers\""), "{}", out.describe());
+    let graph = c.sb.write(
+        "g.toml",
+        "[[task]]\nkey = \"t\"\ncommand = [\"echo\", \"ran\"]\noutput = true\n",
+    );
+    let graph = graph.to_str().expect("UTF-8").to_string();
+    let out = c.sb.run_as_stranger(
+        "run of file",
+        &["run", &graph, "--scheduler-file", &sched_arg, "--no-progress"],
+    );
+    out.assert_success();
+    assert!(out.stdout.contains("ran"), "{}", out.describe());
+    let out =
+        c.sb.run_as_stranger("restart of file", &["restart", "--scheduler-file", &sched_arg]);
+    out.assert_success();
+    c.wait_for_workers(1);
+    // DISTD_ACCESS_FILE serves a stranger as --access-file does, and any flag beats it:
+    // with --no-security the scheduler refuses the plain client, naming the flag.
+    let file_arg = file.to_str().expect("UTF-8").to_string();
+    let by_env = format!("DISTD_ACCESS_FILE={file_arg}");
+    let home = format!("XDG_DATA_HOME={}", c.sb.path("stranger").display());
+    let address = c.address.clone();
+    let out =
+        c.sb.run_program("info by env", "env", &[&home, &by_env, distd_exe(), "info", &address]);
+    out.assert_success();
+    let out = c.sb.run_program(
+        "plain info by env",
+        "env",
+        &[&home, &by_env, distd_exe(), "info", &address, "--no-security"],
+    );
+    out.assert_failure();
+    assert!(
+        out.the_error().contains("--no-security") && !out.the_error().contains("cannot be used with"),
+        "{}",
+        out.describe()
+    );
     // Loosened, the access file is refused by name and mode, found or given.
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let address = c.address.clone();
     let out = c.sb.run("loose", &["info", &address]);
     out.assert_failure();
     assert!(
@@ -228,10 +278,29 @@ fn access_files_are_their_owners_alone_and_a_loose_one_is_refused() {
         "{}",
         out.describe()
     );
-    let file_arg = file.to_str().expect("UTF-8").to_string();
     let out = c.sb.run("loose given", &["info", &address, "--access-file", &file_arg]);
     out.assert_code(78);
     assert!(out.the_error().contains("has mode 0644"), "{}", out.describe());
+}
+
+#[test]
+fn the_access_file_of_a_killed_scheduler_is_swept_by_the_next_one() {
+    let mut sb = Sandbox::new();
+    let first = sb.spawn_daemon("first scheduler", &["scheduler", "--host", "127.0.0.1", "--port", "0"]);
+    sb.wait_for_stdout(first, "scheduler at", DEADLINE);
+    let left = access_file(&sb);
+    sb.allow_signal(first, libc::SIGKILL);
+    sb.signal(first, libc::SIGKILL);
+    sb.wait_exit(first, DEADLINE);
+    assert!(left.exists(), "a killed scheduler cannot remove its own access file");
+    let second = sb.spawn_daemon("second scheduler", &["scheduler", "--host", "127.0.0.1", "--port", "0"]);
+    sb.wait_for_stdout(second, "scheduler at", DEADLINE);
+    assert!(!left.exists(), "the killed scheduler's access file is still there");
+    assert_ne!(
+        access_file(&sb),
+        left,
+        "the second scheduler's own file is there, alone"
+    );
 }
 
 #[test]

@@ -2,9 +2,9 @@
 //! process's keyring (`protocol::security::keyring`); and `distd access generate`.
 //!
 //! In order: `--no-security`; a credential handed over stdin (by `distd ssh` or a nanny:
-//! `DISTD_ACCESS_STDIN=1`); `--access-file F` (or `DISTD_ACCESS_FILE`); the TLS flags (an
-//! organisation's CA and this process's certificate); a `--scheduler-file` that carries one.
-//! With none of them, a dialer looks the credential up by the cluster id its peer names, in
+//! `DISTD_ACCESS_STDIN=1`); `--access-file F`; the TLS flags (an organisation's CA and this
+//! process's certificate); a `--scheduler-file` that carries one; then `DISTD_ACCESS_FILE`
+//! (the environment is below every flag). With none of them, a dialer looks the credential up by the cluster id its peer names, in
 //! the access folder, and a scheduler makes a new one.
 
 use super::args::{AccessArgs, AccessCommand, SecurityArgs};
@@ -26,6 +26,8 @@ pub enum AccessSetupError {
     },
     #[error("{flag}: {source}")]
     Credential { flag: &'static str, source: SecurityError },
+    #[error("{ACCESS_FILE_ENV}: {source}")]
+    FromEnvironment { source: AccessError },
     #[error("--scheduler-file {}: its access part: {reason}", path.display())]
     SchedulerFile { path: PathBuf, reason: String },
 }
@@ -75,10 +77,20 @@ pub fn prepare(args: &SecurityArgs, scheduler_file: Option<&Path>) -> Result<(),
     if let Some(path) = scheduler_file {
         if let Some(credential) = from_scheduler_file(path)? {
             keyring::set_given(Arc::new(credential));
+            return Ok(());
         }
+    }
+    // The environment's access file, below every flag (flag > environment).
+    if let Some(path) = std::env::var_os(ACCESS_FILE_ENV).filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        let credential = access::read(&path).map_err(|source| AccessSetupError::FromEnvironment { source })?;
+        keyring::set_given(Arc::new(credential));
     }
     Ok(())
 }
+
+/// The environment variable that names an access file, as `--access-file` does.
+pub const ACCESS_FILE_ENV: &str = "DISTD_ACCESS_FILE";
 
 /// The credential a scheduler file carries (under `access`), if it carries one.
 fn from_scheduler_file(path: &Path) -> Result<Option<Credential>, AccessSetupError> {
@@ -112,6 +124,15 @@ pub fn publish(c: &Credential) -> Result<Published, AccessError> {
     let path = access::save(c, &keyring::access_dir())?;
     log::info!("access file: {}", path.display());
     Ok(Published(path))
+}
+
+/// [`publish`]es `c` if this process made it: a given credential is already where its owner
+/// keeps it.
+pub fn publish_made_here(c: Option<&Credential>) -> Result<Option<Published>, AccessError> {
+    match keyring::given() {
+        Some(_) => Ok(None),
+        None => c.map(publish).transpose(),
+    }
 }
 
 /// An access file that a running cluster published; removed with the cluster.

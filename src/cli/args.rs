@@ -143,8 +143,9 @@ pub struct SecurityArgs {
     #[arg(long)]
     pub no_security: bool,
     /// The cluster credential to use (an access file from a scheduler or `distd access
-    /// generate`), instead of the one found by the cluster's id in the access folder
-    #[arg(long, value_name = "FILE", env = "DISTD_ACCESS_FILE", conflicts_with = "no_security")]
+    /// generate`), instead of the one found by the cluster's id in the access folder; without
+    /// it, DISTD_ACCESS_FILE, unless another flag here says otherwise
+    #[arg(long, value_name = "FILE", conflicts_with = "no_security")]
     pub access_file: Option<PathBuf>,
     /// Your organisation's CA certificate (PEM), with --tls-cert and --tls-key: used instead
     /// of a generated credential
@@ -220,14 +221,23 @@ pub struct SchedulerArgs {
     pub security: SecurityArgs,
 }
 
+/// The scheduler a command talks to: its address, or the file `distd scheduler
+/// --scheduler-file` wrote (which also carries the credential).
 #[derive(Debug, Args)]
-pub struct WorkerArgs {
+pub struct TargetArgs {
     /// Scheduler address: tcp://host:port, host:port or host
     #[arg(value_name = "ADDR", required_unless_present = "scheduler_file")]
     pub address: Option<String>,
-    /// Read the scheduler's address from this file (written by `distd scheduler --scheduler-file`)
+    /// Read the scheduler's address and credential from this file (written by `distd
+    /// scheduler --scheduler-file`)
     #[arg(long, value_name = "FILE", conflicts_with = "address")]
     pub scheduler_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Tasks run at once per worker (default and 0: the number of cores / nworkers)
     #[arg(long, value_name = "N")]
     pub nthreads: Option<usize>,
@@ -326,9 +336,8 @@ pub struct LocalArgs {
 #[derive(Debug, Args)]
 #[command(after_long_help = SUBMIT_HELP)]
 pub struct SubmitArgs {
-    /// Scheduler address
-    #[arg(value_name = "ADDR")]
-    pub address: String,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// The task's key (default: a unique one)
     #[arg(long)]
     pub key: Option<String>,
@@ -370,6 +379,10 @@ pub struct RunArgs {
     /// Run on this cluster instead of starting a local one
     #[arg(long, value_name = "ADDR")]
     pub scheduler: Option<String>,
+    /// Run on the cluster whose scheduler wrote this file (`distd scheduler --scheduler-file`);
+    /// it also carries the credential
+    #[arg(long, value_name = "FILE", conflicts_with = "scheduler")]
+    pub scheduler_file: Option<PathBuf>,
     /// Workers of the local cluster (default and -1: the number of cores; auto: as `distd
     /// worker`)
     #[arg(
@@ -377,10 +390,10 @@ pub struct RunArgs {
         long = "nworkers",
         value_name = "N",
         allow_negative_numbers = true,
-        conflicts_with = "scheduler"
+        conflicts_with_all = ["scheduler", "scheduler_file"]
     )]
     pub nworkers: Option<NWorkers>,
-    #[arg(long, value_name = "T", help = threads_per_worker_help(), conflicts_with = "scheduler")]
+    #[arg(long, value_name = "T", help = threads_per_worker_help(), conflicts_with_all = ["scheduler", "scheduler_file"])]
     pub threads_per_worker: Option<usize>,
     /// Never draw a progress bar
     #[arg(long)]
@@ -395,9 +408,8 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// Scheduler address
-    #[arg(value_name = "ADDR")]
-    pub address: String,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
@@ -464,9 +476,8 @@ pub struct SshArgs {
 
 #[derive(Debug, Args)]
 pub struct RestartArgs {
-    /// Scheduler address
-    #[arg(value_name = "ADDR")]
-    pub address: String,
+    #[command(flatten)]
+    pub target: TargetArgs,
     #[command(flatten)]
     pub security: SecurityArgs,
 }

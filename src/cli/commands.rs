@@ -2,7 +2,7 @@
 //! the user asked for goes to stdout; logs and progress go to stderr.
 
 use super::args::{Command, HelpArgs, InfoArgs, LocalArgs, RestartArgs, RunArgs, SchedulerArgs, WorkerArgs};
-use super::config::{self, ConfigError, RunTarget, DEFAULT_PORT};
+use super::config::{self, ConfigError, RunTarget};
 use crate::client::graph::{load_graph, GraphError};
 use crate::client::run::{run_graph, RunError, RunReport};
 use crate::client::{AsyncClient, ClientError};
@@ -16,7 +16,7 @@ use crate::worker::WorkerExit;
 use crate::worker::{Registry, Worker, WorkerError};
 use futures_lite::StreamExt;
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Everything a subcommand can fail with; each prints as one line.
 #[derive(Debug, thiserror::Error)]
@@ -54,8 +54,13 @@ pub enum CliError {
     Access(#[from] super::access::AccessSetupError),
     #[error(transparent)]
     Security(#[from] crate::protocol::security::SecurityError),
-    #[error(transparent)]
-    AccessFile(#[from] crate::protocol::access::AccessError),
+}
+
+/// An access file that cannot be written is a fault of the command's credential setup.
+impl From<crate::protocol::access::AccessError> for CliError {
+    fn from(e: crate::protocol::access::AccessError) -> CliError {
+        CliError::Access(e.into())
+    }
 }
 
 impl CliError {
@@ -69,7 +74,6 @@ impl CliError {
             CliError::Config(_)
             | CliError::Bind { .. }
             | CliError::Access(_)
-            | CliError::AccessFile(_)
             | CliError::Security(_)
             | CliError::Local(LocalError::Listen { .. } | LocalError::Scheduler { .. })
             | CliError::Worker(
@@ -122,11 +126,7 @@ fn write_atomic(path: &Path, contents: &str) -> Result<(), CliError> {
         path: path.display().to_string(),
         source,
     };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, contents).map_err(fail)?;
-    std::fs::rename(&tmp, path).map_err(fail)
+    crate::sys::write_replacing(path, contents.as_bytes(), 0o644).map_err(fail)
 }
 
 /// The address to tell others: the bound one, or for 0.0.0.0 this host's own address.
@@ -146,17 +146,7 @@ fn scheduler(args: SchedulerArgs) -> Result<u8, CliError> {
     let mut setup = config::scheduler(&args)?;
     let stop_signal = termination_signal()?;
     setup.config.credential = crate::protocol::security::ClusterSecurity::from_keyring().resolve()?;
-    // Only a credential made here is published: a given one is already where its owner keeps it.
-    let made_here = crate::protocol::security::keyring::given().is_none();
-    let _published = match made_here {
-        true => setup
-            .config
-            .credential
-            .as_deref()
-            .map(super::access::publish)
-            .transpose()?,
-        false => None,
-    };
+    let _published = super::access::publish_made_here(setup.config.credential.as_deref())?;
     let credential = setup.config.credential.clone();
     crate::rt::block_on(async {
         let listen = setup.config.listen;
@@ -270,11 +260,7 @@ fn local(args: LocalArgs, registry: Registry) -> Result<u8, CliError> {
         };
         // Other commands of this user (`distd submit`, `distd info`) find it there.
         let _published = match graph.is_none() {
-            true => cluster
-                .credential()
-                .as_deref()
-                .map(super::access::publish)
-                .transpose()?,
+            true => super::access::publish_made_here(cluster.credential().as_deref())?,
             false => None,
         };
         let address = cluster.address();
@@ -297,7 +283,7 @@ fn local(args: LocalArgs, registry: Registry) -> Result<u8, CliError> {
 }
 
 fn restart(args: RestartArgs) -> Result<u8, CliError> {
-    let addr = config::parse_address("ADDR", &args.address, DEFAULT_PORT)?;
+    let addr = config::target(&args.target)?;
     crate::rt::block_on(async {
         let client = AsyncClient::connect(&addr).await?;
         let n = client.restart().await?;
@@ -358,7 +344,7 @@ fn run(args: RunArgs, registry: Registry) -> Result<u8, CliError> {
 }
 
 fn info(args: InfoArgs) -> Result<u8, CliError> {
-    let addr = config::parse_address("ADDR", &args.address, DEFAULT_PORT)?;
+    let addr = config::target(&args.target)?;
     let info = crate::rt::block_on(async { AsyncClient::connect(&addr).await?.info().await })?;
     // Printing stops quietly when stdout is closed (`distd info | head`).
     let stdout = std::io::stdout();

@@ -2,7 +2,7 @@
 //! checked and resolved, files read. Every subcommand's flags are checked here, before any
 //! socket opens; nothing here opens one. Every error names the flag or file that was wrong.
 
-use super::args::{LocalArgs, RunArgs, SchedulerArgs, SubmitArgs, WorkerArgs};
+use super::args::{LocalArgs, RunArgs, SchedulerArgs, SubmitArgs, TargetArgs, WorkerArgs};
 use crate::client::strip_scheme;
 use crate::local::{default_local_dir, LocalClusterConfig};
 use crate::protocol::CommandSpec;
@@ -313,6 +313,18 @@ pub fn ssh(args: &super::args::SshArgs) -> Result<crate::ssh::SshConfig, ConfigE
     })
 }
 
+/// The scheduler address a command names: ADDR, or the one in its `--scheduler-file`.
+pub fn target(t: &TargetArgs) -> Result<String, ConfigError> {
+    match (&t.address, &t.scheduler_file) {
+        (Some(a), _) => parse_address("ADDR", a, DEFAULT_PORT),
+        (None, Some(f)) => read_scheduler_file(f),
+        (None, None) => Err(ConfigError::Value {
+            flag: "ADDR",
+            reason: "give a scheduler address or --scheduler-file".into(),
+        }),
+    }
+}
+
 /// Reads the address from a scheduler file.
 pub fn read_scheduler_file(path: &Path) -> Result<String, ConfigError> {
     let fail = |problem| ConfigError::SchedulerFile {
@@ -476,16 +488,7 @@ pub fn worker(args: &WorkerArgs) -> Result<WorkerSetup, ConfigError> {
             reason: "must be at least 1".into(),
         });
     }
-    let scheduler = match (&args.address, &args.scheduler_file) {
-        (Some(a), _) => parse_address("ADDR", a, DEFAULT_PORT)?,
-        (None, Some(f)) => read_scheduler_file(f)?,
-        (None, None) => {
-            return Err(ConfigError::Value {
-                flag: "ADDR",
-                reason: "give a scheduler address or --scheduler-file".into(),
-            })
-        }
-    };
+    let scheduler = target(&args.target)?;
     let listen = args
         .listen_address
         .as_deref()
@@ -699,9 +702,10 @@ pub struct RunSetup {
 }
 
 pub fn run(args: &RunArgs, registry: Registry) -> Result<RunSetup, ConfigError> {
-    let target = match &args.scheduler {
-        Some(addr) => RunTarget::Scheduler(parse_address("--scheduler", addr, DEFAULT_PORT)?),
-        None => {
+    let target = match (&args.scheduler, &args.scheduler_file) {
+        (Some(addr), _) => RunTarget::Scheduler(parse_address("--scheduler", addr, DEFAULT_PORT)?),
+        (None, Some(f)) => RunTarget::Scheduler(read_scheduler_file(f)?),
+        (None, None) => {
             let cluster = local_cluster(
                 args.nworkers,
                 args.threads_per_worker,
@@ -730,7 +734,7 @@ pub struct SubmitSetup {
 }
 
 pub fn submit(args: &SubmitArgs) -> Result<SubmitSetup, ConfigError> {
-    let address = parse_address("ADDR", &args.address, DEFAULT_PORT)?;
+    let address = target(&args.target)?;
     let timeout_ms = args
         .timeout
         .as_deref()

@@ -26,7 +26,8 @@ pub const EXIT_STATUS_INTRO: &str =
 pub const ENVIRONMENT: &[(&str, &str)] = &[
     (
         "DISTD_ACCESS_FILE",
-        "The access file to use, as --access-file (the flag wins).",
+        "The access file to use, as --access-file, when no flag says which credential to use \
+         (--access-file, --no-security, --tls-ca-file, or a --scheduler-file that carries one).",
     ),
     (
         "XDG_DATA_HOME",

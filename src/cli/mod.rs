@@ -48,13 +48,13 @@ where
     // The credential is read before anything dials or listens.
     let security = match &cli.command {
         args::Command::Scheduler(a) => Some((&a.security, None)),
-        args::Command::Worker(a) | args::Command::Nanny(a) => Some((&a.security, a.scheduler_file.as_deref())),
+        args::Command::Worker(a) | args::Command::Nanny(a) => Some((&a.security, a.target.scheduler_file.as_deref())),
         args::Command::Local(a) => Some((&a.security, None)),
         args::Command::Ssh(a) => Some((&a.security, None)),
-        args::Command::Submit(a) => Some((&a.security, None)),
-        args::Command::Run(a) => Some((&a.security, None)),
-        args::Command::Info(a) => Some((&a.security, None)),
-        args::Command::Restart(a) => Some((&a.security, None)),
+        args::Command::Submit(a) => Some((&a.security, a.target.scheduler_file.as_deref())),
+        args::Command::Run(a) => Some((&a.security, a.scheduler_file.as_deref())),
+        args::Command::Info(a) => Some((&a.security, a.target.scheduler_file.as_deref())),
+        args::Command::Restart(a) => Some((&a.security, a.target.scheduler_file.as_deref())),
         args::Command::Access(_) | args::Command::Help(_) | args::Command::Generate(_) => None,
     };
     if let Some((flags, scheduler_file)) = security {

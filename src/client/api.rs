@@ -9,8 +9,8 @@ use crate::protocol::codec;
 use crate::protocol::LocationProblem;
 use crate::protocol::ANSWER_TIMEOUT;
 use crate::protocol::{
-    dial, write_loop, AttemptError, ClusterInfo, DialError, FrameReader, FromClient, HandshakeError, KeyLocation,
-    PeerClient, PeerError, RequestId, Role, SubmitTooLarge, TaskDesc, TaskError, ToClient,
+    dial, spawn_writer_then, AttemptError, ClusterInfo, DialError, FrameReader, FromClient, HandshakeError,
+    KeyLocation, PeerClient, PeerError, RequestId, Role, SubmitTooLarge, TaskDesc, TaskError, ToClient,
 };
 use serde::{de::DeserializeOwned, Serialize};
 use smol::Task;
@@ -208,7 +208,7 @@ impl AsyncClient {
             },
         };
         let closer = link.closer();
-        let mut writer_half = link.writer;
+        let writer_half = link.writer;
         let mut reader = FrameReader::new(link.reader);
         // A scheduler past its handshake welcomes at once; one that does not is stuck.
         match crate::rt::within(ANSWER_TIMEOUT, reader.next::<ToClient>()).await {
@@ -230,11 +230,8 @@ impl AsyncClient {
         let writer_inner = inner.clone();
         // The connection's one writer; a message it cannot send (one over the frame limit)
         // ends the connection, and the client says why instead of "connection closed".
-        let writer = crate::rt::spawn(async move {
-            if let Err(e) = write_loop(rx, &mut writer_half).await {
-                writer_inner.lock().close(format!("cannot send to the scheduler: {e}"));
-            }
-            closer.close();
+        let writer = spawn_writer_then(rx, writer_half, closer, move |e| {
+            writer_inner.lock().close(format!("cannot send to the scheduler: {e}"))
         });
         let reader_inner = inner.clone();
         let reader = crate::rt::spawn(async move {

@@ -15,8 +15,19 @@ pub type Data = Arc<Vec<u8>>;
 /// also ends the connection's reader.
 pub fn spawn_writer<M: Serialize + Send + 'static>(
     rx: async_channel::Receiver<M>,
+    writer: LinkWriter,
+    closer: Closer,
+) -> smol::Task<()> {
+    spawn_writer_then(rx, writer, closer, |e| log::debug!("write failed: {e}"))
+}
+
+/// [`spawn_writer`], calling `failed` with the reason when a write fails (a message over the
+/// frame limit, a broken socket) before the link is closed.
+pub fn spawn_writer_then<M: Serialize + Send + 'static>(
+    rx: async_channel::Receiver<M>,
     mut writer: LinkWriter,
     closer: Closer,
+    failed: impl FnOnce(FrameError) + Send + 'static,
 ) -> smol::Task<()> {
     crate::rt::spawn(async move {
         match write_loop(rx, &mut writer).await {
@@ -24,7 +35,7 @@ pub fn spawn_writer<M: Serialize + Send + 'static>(
                 // Bounded: a peer that reads nothing must not keep this writer.
                 let _ = crate::rt::within(CLOSE_PATIENCE, writer.close()).await;
             }
-            Err(e) => log::debug!("write failed: {e}"),
+            Err(e) => failed(e),
         }
         closer.close();
     })

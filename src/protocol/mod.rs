@@ -23,7 +23,7 @@ mod task;
 mod transcript;
 mod watched;
 
-pub use conn::{spawn_writer, write_loop, Data};
+pub use conn::{spawn_writer, spawn_writer_then, write_loop, Data};
 pub use frame::{encode_frame, FrameError, FrameReader, MAX_FRAME_LEN};
 pub use handshake::{
     accept_handshake, connect_handshake, Guard, HandshakeError, Hello, Role, ANSWER_TIMEOUT, MAGIC, PROTOCOL_VERSION,
