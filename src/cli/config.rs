@@ -315,13 +315,22 @@ pub fn ssh(args: &super::args::SshArgs) -> Result<crate::ssh::SshConfig, ConfigE
 
 /// The scheduler address a command names: ADDR, or the one in its `--scheduler-file`.
 pub fn target(t: &TargetArgs) -> Result<String, ConfigError> {
-    match (&t.address, &t.scheduler_file) {
-        (Some(a), _) => parse_address("ADDR", a, DEFAULT_PORT),
-        (None, Some(f)) => read_scheduler_file(f),
-        (None, None) => Err(ConfigError::Value {
-            flag: "ADDR",
-            reason: "give a scheduler address or --scheduler-file".into(),
-        }),
+    named_scheduler("ADDR", t.address.as_deref(), t.scheduler_file.as_deref())?.ok_or_else(|| ConfigError::Value {
+        flag: "ADDR",
+        reason: "give a scheduler address or --scheduler-file".into(),
+    })
+}
+
+/// The scheduler named by an address flag (`flag`) or a scheduler file, if either is given.
+fn named_scheduler(
+    flag: &'static str,
+    address: Option<&str>,
+    file: Option<&Path>,
+) -> Result<Option<String>, ConfigError> {
+    match (address, file) {
+        (Some(a), _) => parse_address(flag, a, DEFAULT_PORT).map(Some),
+        (None, Some(f)) => read_scheduler_file(f).map(Some),
+        (None, None) => Ok(None),
     }
 }
 
@@ -702,10 +711,9 @@ pub struct RunSetup {
 }
 
 pub fn run(args: &RunArgs, registry: Registry) -> Result<RunSetup, ConfigError> {
-    let target = match (&args.scheduler, &args.scheduler_file) {
-        (Some(addr), _) => RunTarget::Scheduler(parse_address("--scheduler", addr, DEFAULT_PORT)?),
-        (None, Some(f)) => RunTarget::Scheduler(read_scheduler_file(f)?),
-        (None, None) => {
+    let target = match named_scheduler("--scheduler", args.scheduler.as_deref(), args.scheduler_file.as_deref())? {
+        Some(address) => RunTarget::Scheduler(address),
+        None => {
             let cluster = local_cluster(
                 args.nworkers,
                 args.threads_per_worker,
