@@ -284,6 +284,26 @@ fn access_files_are_their_owners_alone_and_a_loose_one_is_refused() {
 }
 
 #[test]
+fn the_access_file_of_a_killed_scheduler_is_swept_by_the_next_one() {
+    let mut sb = Sandbox::new();
+    let first = sb.spawn_daemon("first scheduler", &["scheduler", "--host", "127.0.0.1", "--port", "0"]);
+    sb.wait_for_stdout(first, "scheduler at", DEADLINE);
+    let left = access_file(&sb);
+    sb.allow_signal(first, libc::SIGKILL);
+    sb.signal(first, libc::SIGKILL);
+    sb.wait_exit(first, DEADLINE);
+    assert!(left.exists(), "a killed scheduler cannot remove its own access file");
+    let second = sb.spawn_daemon("second scheduler", &["scheduler", "--host", "127.0.0.1", "--port", "0"]);
+    sb.wait_for_stdout(second, "scheduler at", DEADLINE);
+    assert!(!left.exists(), "the killed scheduler's access file is still there");
+    assert_ne!(
+        access_file(&sb),
+        left,
+        "the second scheduler's own file is there, alone"
+    );
+}
+
+#[test]
 fn garbage_and_plain_tcp_on_a_tls_port_are_closed_and_everyone_else_is_served() {
     use std::io::{Read, Write};
     let mut c = Cluster::start(1);

@@ -53,6 +53,11 @@ pub struct AccessFields {
     pub member_key: Option<String>,
     pub client_cert: String,
     pub client_key: String,
+    /// In a published file, the process that published it: `HOST PID`. A later publisher on
+    /// that host removes the file if that process is gone (it was killed, so never removed
+    /// its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_by: Option<String>,
 }
 
 fn cluster_naming() -> String {
@@ -72,6 +77,7 @@ impl AccessFields {
             member_key: c.member().map(|m| m.key_pem.clone()),
             client_cert: c.client().cert_pem.clone(),
             client_key: c.client().key_pem.clone(),
+            published_by: None,
         }
     }
 
@@ -105,7 +111,11 @@ impl AccessFields {
 
 /// The text of an access file for `c`.
 pub fn encode(c: &Credential) -> String {
-    let body = toml::to_string(&AccessFields::of(c)).expect("access fields are plain strings");
+    encode_fields(c, AccessFields::of(c))
+}
+
+fn encode_fields(c: &Credential, fields: AccessFields) -> String {
+    let body = toml::to_string(&fields).expect("access fields are plain strings");
     format!(
         "# distd access file of cluster {}: whoever holds it may use the cluster. Keep it secret.\n{body}",
         c.id()
@@ -183,9 +193,49 @@ pub fn save(c: &Credential, dir: &Path) -> Result<PathBuf, AccessError> {
         .create(dir)
         .map_err(fail)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(fail)?;
+    sweep_abandoned(dir);
     let path = dir.join(format!("{}.toml", c.id()));
-    write_private(&path, &encode(c))?;
+    let mut fields = AccessFields::of(c);
+    fields.published_by = Some(publisher(&crate::sys::hostname(), std::process::id()));
+    write_private(&path, &encode_fields(c, fields))?;
     Ok(path)
+}
+
+fn publisher(host: &str, pid: u32) -> String {
+    format!("{host} {pid}")
+}
+
+/// Removes the access files in `dir` that a process of this host published and that
+/// process is gone: a scheduler that was killed could not remove its own. Files of other
+/// hosts (a shared home), of live processes and made by hand are kept.
+fn sweep_abandoned(dir: &Path) {
+    #[derive(Deserialize)]
+    struct Published {
+        published_by: Option<String>,
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let host = crate::sys::hostname();
+    for path in entries.flatten().map(|e| e.path()) {
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let Some(by) = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| toml::from_str::<Published>(&text).ok())
+            .and_then(|p| p.published_by)
+        else {
+            continue;
+        };
+        let Some((h, pid)) = by.rsplit_once(' ').and_then(|(h, p)| Some((h, p.parse::<u32>().ok()?))) else {
+            continue;
+        };
+        if h == host && !crate::sys::process_exists(pid) {
+            log::info!("removing {}: its scheduler (pid {pid}) is gone", path.display());
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 /// The bytes that hand `c` over a pipe: the access file, then [`END_LINE`].
@@ -248,6 +298,36 @@ mod tests {
                 path.display()
             )
         );
+    }
+
+    #[test]
+    fn publishing_removes_what_a_gone_process_of_this_host_published_and_nothing_else() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("access");
+        let host = crate::sys::hostname();
+        let mut child = std::process::Command::new("true").spawn().expect("spawn true");
+        let gone = child.id();
+        child.wait().expect("wait");
+        let publish_as = |by: Option<String>| {
+            let c = Credential::generate().expect("generate");
+            let mut fields = AccessFields::of(&c);
+            fields.published_by = by;
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join(format!("{}.toml", c.id()));
+            write_private(&path, &encode_fields(&c, fields)).expect("write");
+            path
+        };
+        let abandoned = publish_as(Some(publisher(&host, gone)));
+        let live = publish_as(Some(publisher(&host, std::process::id())));
+        let other_host = publish_as(Some(publisher("some-other-host", gone)));
+        let by_hand = publish_as(None);
+        let ours = save(&Credential::generate().expect("generate"), &dir).expect("save");
+        assert!(!abandoned.exists(), "the gone process's file is kept");
+        for kept in [&live, &other_host, &by_hand, &ours] {
+            assert!(kept.exists(), "{} was removed", kept.display());
+        }
+        // A published file still reads as an access file.
+        read(&ours).expect("read back");
     }
 
     #[test]

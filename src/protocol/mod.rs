@@ -33,7 +33,7 @@ pub use messages::*;
 pub use net::{dial, dial_bounded, dial_with, serve, AttemptError, DialError, Dialed, Retry};
 pub use peer_client::{PeerClient, PeerError, PeerTimeouts};
 pub use secure::{Closer, Link, LinkReader, LinkWriter};
-pub use security::{ClusterId, Credential};
+pub use security::{ClusterId, Credential, Served};
 pub use task::{ArgsForm, CommandOutput, CommandSpec, TaskDesc, TaskOptions, TaskSpec};
 pub use transcript::{transcript_tail, Ending, Transcript, TranscriptError, TRANSCRIPT_STDERR};
 pub(crate) use watched::Watched;

@@ -33,7 +33,7 @@ use super::handshake::{
     accept_handshake, connect_handshake, Guard, HandshakeError, Hello, Role, ANSWER_TIMEOUT, HANDSHAKE_TIMEOUT,
 };
 use super::secure::{accept_tls, dial_tls, dialing_guard, Link};
-use super::security::Credential;
+use super::security::{Credential, Served};
 use smol::net::{TcpListener, TcpStream};
 use smol::Task;
 use std::collections::HashMap;
@@ -541,7 +541,7 @@ const TRIM_AFTER_BURST: usize = 64;
 
 /// Accepts connections on `listener` for as long as the returned future runs, runs the
 /// handshake of each as `ours` (admitting the roles in `admits`) over TLS with `credential`
-/// (`None`: `--no-security`), and runs `handle(link, hello, from)` for each peer that passed,
+/// as it is when the connection comes (`None`: `--no-security`), and runs `handle(link, hello, from)` for each peer that passed,
 /// in a task of its own; dropping the future cancels them all. A failed accept is logged
 /// (prefixed with `what`) once per episode and retried after a pause; a refused handshake is
 /// logged and its connection closed.
@@ -550,7 +550,7 @@ pub async fn serve<F, Fut>(
     what: &'static str,
     ours: Role,
     admits: &'static [Role],
-    credential: Option<Arc<Credential>>,
+    credential: impl Into<Served>,
     handle: F,
 ) where
     F: Fn(Link, Hello, SocketAddr) -> Fut + Send + Sync + 'static,
@@ -558,14 +558,7 @@ pub async fn serve<F, Fut>(
 {
     let handle = Arc::new(handle);
     let pending = Arc::new(Mutex::new(Pending::default()));
-    let hello = Hello::ours(
-        ours,
-        match credential {
-            Some(_) => Guard::Secured,
-            None => Guard::Insecure,
-        },
-        credential.as_ref().map(|c| c.id().clone()),
-    );
+    let served = credential.into();
     // Kept, since dropping a task cancels it; finished ones are pruned on each accept.
     let mut conns: Vec<Task<()>> = Vec::new();
     // Failed accepts since the last one that worked: an episode is logged once.
@@ -609,8 +602,16 @@ pub async fn serve<F, Fut>(
         stream.set_nodelay(true).ok();
         conns.retain(|t| !t.is_finished());
         let handle = handle.clone();
-        let credential = credential.clone();
-        let hello = hello.clone();
+        // Read per connection: the owner may have changed it since the last one.
+        let credential = served.get();
+        let hello = Hello::ours(
+            ours,
+            match credential {
+                Some(_) => Guard::Secured,
+                None => Guard::Insecure,
+            },
+            credential.as_ref().map(|c| c.id().clone()),
+        );
         conns.push(crate::rt::spawn(async move {
             // The hello has its own bound; this one covers TLS too.
             let handshake = async {

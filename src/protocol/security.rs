@@ -135,6 +135,35 @@ impl fmt::Debug for Credential {
     }
 }
 
+/// The credential a port serves with, which its owner may change while it serves: a
+/// worker's peer port proves itself with the cluster the worker is registered with now, so
+/// a worker that rejoins a restarted scheduler of a new cluster serves that cluster's
+/// peers and clients, not the old one's. Read once per accepted connection.
+#[derive(Clone, Debug, Default)]
+pub struct Served(Arc<std::sync::Mutex<Option<Arc<Credential>>>>);
+
+impl Served {
+    pub fn new(credential: Option<Arc<Credential>>) -> Served {
+        Served(Arc::new(std::sync::Mutex::new(credential)))
+    }
+
+    /// The credential now (`None`: plain TCP).
+    pub fn get(&self) -> Option<Arc<Credential>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// From the next accepted connection on.
+    pub fn set(&self, credential: Option<Arc<Credential>>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = credential;
+    }
+}
+
+impl From<Option<Arc<Credential>>> for Served {
+    fn from(credential: Option<Arc<Credential>>) -> Served {
+        Served::new(credential)
+    }
+}
+
 /// ring, with AES-128-GCM first (both sides prefer it: the fastest of the three here).
 fn provider() -> Arc<CryptoProvider> {
     use rustls::crypto::ring::cipher_suite::{

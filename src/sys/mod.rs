@@ -95,6 +95,16 @@ pub fn write_replacing(path: &std::path::Path, bytes: &[u8], mode: u32) -> io::R
     written
 }
 
+/// Whether a process `pid` exists (of any user).
+pub fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists and may be signalled.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 /// This process's parent's pid (it changes when the parent dies: the child is reparented).
 pub fn parent_pid() -> u32 {
     std::os::unix::process::parent_id()

@@ -10,7 +10,7 @@
 
 use super::store::{Source, Store, StoreError};
 use crate::protocol::{
-    encode_frame, serve, Credential, FrameError, FrameReader, FromPeer, Link, LinkWriter, PeerTimeouts, Role, TaskId,
+    encode_frame, serve, FrameError, FrameReader, FromPeer, Link, LinkWriter, PeerTimeouts, Role, Served, TaskId,
     ToPeer, Watched,
 };
 use futures_lite::AsyncWriteExt;
@@ -38,17 +38,12 @@ enum ServeError {
 }
 
 /// Serves `Fetch` requests from peers and clients until dropped.
-pub async fn serve_peers(listener: TcpListener, store: Arc<Store>, credential: Option<Arc<Credential>>) {
+pub async fn serve_peers(listener: TcpListener, store: Arc<Store>, credential: Served) {
     serve_peers_with(listener, store, PeerTimeouts::default().progress, credential).await
 }
 
 /// [`serve_peers`], dropping a peer that reads nothing of an answer for `patience`.
-async fn serve_peers_with(
-    listener: TcpListener,
-    store: Arc<Store>,
-    patience: Duration,
-    credential: Option<Arc<Credential>>,
-) {
+async fn serve_peers_with(listener: TcpListener, store: Arc<Store>, patience: Duration, credential: Served) {
     serve(
         listener,
         "peer port",
@@ -171,7 +166,7 @@ mod tests {
             listener,
             store,
             Duration::from_millis(300),
-            Some(crate::protocol::security::test_credential()),
+            Some(crate::protocol::security::test_credential()).into(),
         ));
         let read = smol::block_on(async {
             let mut conn = dial(&addr, Role::Peer, Role::Worker, Duration::ZERO)

@@ -7,10 +7,13 @@
 //! says into the worker's loop ([`Event`]).
 
 use super::server::{Event, WorkerConfig, WorkerError};
-use crate::protocol::{dial_with, spawn_writer, FrameReader, FromWorker, Link, Retry, Role, ToWorker, WorkerInfo};
+use crate::protocol::{
+    dial_with, spawn_writer, Credential, FrameReader, FromWorker, Link, Retry, Role, ToWorker, WorkerInfo,
+};
 use async_io::Timer;
 use smol::Task;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Why one registration attempt failed: worth another until the death timeout.
@@ -33,6 +36,8 @@ pub(super) struct Session {
     _reader: Task<()>,
     pub(super) _writer: Task<()>,
     pub(super) heartbeat: Duration,
+    /// The credential the scheduler accepted: the worker's peer port serves with it.
+    pub(super) credential: Option<Arc<Credential>>,
 }
 
 /// Connects to the scheduler and runs the handshake within what is left of `retry` (see
@@ -94,6 +99,7 @@ async fn register(
 ) -> Result<Session, RegisterError> {
     let (tx, rx) = async_channel::unbounded();
     let closer = link.closer();
+    let credential = link.credential.clone();
     let writer = spawn_writer(rx, link.writer, closer);
     tx.send(FromWorker::Register(info.clone()))
         .await
@@ -129,5 +135,6 @@ async fn register(
         _reader: reader,
         _writer: writer,
         heartbeat,
+        credential,
     })
 }

@@ -21,7 +21,7 @@ use super::tether::{parent_died, stop_when_parent_dies};
 use crate::idmap::IdMap;
 use crate::memory::MemoryPolicy;
 use crate::protocol::{
-    AttemptId, Data, DialError, PeerTimeouts, Retry, Role, TaskError, TaskId, TaskSpec, ToWorker, WorkerInfo,
+    AttemptId, Data, DialError, PeerTimeouts, Retry, Role, Served, TaskError, TaskId, TaskSpec, ToWorker, WorkerInfo,
 };
 use crate::rt::{DeadlineWait, Inbox, Woke};
 use async_io::Timer;
@@ -163,8 +163,6 @@ impl Worker {
         // One patience for the whole registration: every dial, handshake and `Register`.
         let mut retry = Retry::new(Role::Scheduler, &config.scheduler, config.death_timeout, Instant::now());
         let (stream, scheduler_addr) = connect_scheduler(&config.scheduler, &mut retry).await?;
-        // The peer port proves itself with the credential the scheduler accepted.
-        let credential = stream.credential.clone();
         let bind = config
             .listen
             .unwrap_or_else(|| SocketAddr::new(stream.local_addr().map(|a| a.ip()).unwrap_or([0, 0, 0, 0].into()), 0));
@@ -206,7 +204,11 @@ impl Worker {
             Store::new(work_dir.join("spill"), memory.spill_above())
                 .with_largest_in_memory(memory.largest_held_result()),
         );
-        let peers = crate::rt::spawn(serve_peers(listener, store.clone(), credential));
+        // The peer port proves itself with the credential the scheduler accepted, and
+        // follows it when the worker registers again (a restarted scheduler may be another
+        // cluster's).
+        let served = Served::new(session.credential.clone());
+        let peers = crate::rt::spawn(serve_peers(listener, store.clone(), served.clone()));
         let ctx = ExecContext {
             registry: Arc::new(registry),
             local_dir: work_dir.clone(),
@@ -240,6 +242,7 @@ impl Worker {
                 PeerTimeouts::default(),
             ),
             _peers: peers,
+            served,
         };
         let parent_died = Arc::new(AtomicBool::new(false));
         let died = parent_died.clone();
@@ -313,6 +316,8 @@ struct Shell {
     /// One fetcher per peer address.
     fetchers: Fetchers<Event>,
     _peers: Task<()>,
+    /// What the peer port serves with: the credential of the current registration.
+    served: Served,
 }
 
 impl Shell {
@@ -379,6 +384,7 @@ impl Shell {
                 Err(exit) => return Ok(exit),
                 Ok(s) => session = s?,
             }
+            self.served.set(session.credential.clone());
             log::info!("registered again with {}", self.config.scheduler);
         }
     }
