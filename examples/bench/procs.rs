@@ -319,7 +319,7 @@ pub fn raise_open_files_limit() -> Outcome<(u64, u64)> {
     Ok((lim.rlim_cur as u64, lim.rlim_max as u64))
 }
 
-/// Whether the suite is in its insecure pass (each workload runs secured, then insecure).
+/// Whether the suite is in an insecure pass (each workload runs secured, insecure, insecure, secured).
 static INSECURE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Starts or ends the insecure pass: distd processes get `--no-security`, and so does this

@@ -87,6 +87,8 @@ pub struct Report {
     params: Vec<(String, Value)>,
     unit: String,
     stats: Stats,
+    /// Each run's figure, so passes of the same workload can be joined.
+    samples: Vec<f64>,
     fields: Vec<(String, Value)>,
 }
 
@@ -97,8 +99,17 @@ impl Report {
             params: Vec::new(),
             unit: unit.to_string(),
             stats: Stats::of(samples),
+            samples: samples.to_vec(),
             fields: Vec::new(),
         }
+    }
+
+    /// This pass and a `later` one of the same workload as one report: the statistics of
+    /// both passes' runs; params and extra fields stay this pass's.
+    pub fn joined(mut self, later: Report) -> Report {
+        self.samples.extend(later.samples);
+        self.stats = Stats::of(&self.samples);
+        self
     }
 
     pub fn param(mut self, key: &str, value: impl Into<Value>) -> Report {
